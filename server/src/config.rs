@@ -1,0 +1,292 @@
+//! The one place that reads flags and the environment.
+//!
+//! Every setting is a flag and a `STREAMHUB_*` environment variable (clap's `env`
+//! feature). Values are parsed into their final types here (durations, sizes, CIDR
+//! lists), so the rest of the server receives a typed [`Config`] and never reads the
+//! environment itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+/// The command line of the `streamhub` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "streamhub",
+    version,
+    about = "StreamHub: the API edge for live-streaming platforms (GraphQL over HTTP, real-time over WebSocket)",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a subcommand, `streamhub` runs `serve`. Every flag can also be set by the environment variable shown beside it."
+)]
+pub struct Cli {
+    /// What to run; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of `serve` when it runs as the default command.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(Config),
+    /// Print a signed JWT for a user, with the key the server is configured with.
+    Token(TokenArgs),
+}
+
+impl Cli {
+    /// The command to run, with `serve` standing in for a missing subcommand.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}
+
+/// Which IO backend the shards run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoBackend {
+    /// Probe io_uring and fall back to epoll, logging which runs and why.
+    Auto,
+    /// io_uring (multishot accept and receive, batched sends).
+    Uring,
+    /// epoll through a tokio current-thread runtime per shard.
+    Epoll,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable lines (for a terminal).
+    Pretty,
+}
+
+/// Everything `serve` is configured with.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
+pub struct Config {
+    /// Address to listen on (every shard binds it with SO_REUSEPORT; port 0 picks a free port).
+    #[arg(long, env = "STREAMHUB_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Number of shards (pinned threads, each with its own listener and runtime); default one per core.
+    #[arg(long, env = "STREAMHUB_SHARDS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub shards: Option<u16>,
+
+    /// IO backend.
+    #[arg(long, env = "STREAMHUB_IO", value_enum, default_value_t = IoBackend::Auto)]
+    pub io: IoBackend,
+
+    /// Log filter (tracing's EnvFilter syntax, e.g. `info` or `info,streamhub::access=warn`).
+    #[arg(
+        long = "log",
+        env = "STREAMHUB_LOG",
+        default_value = "info",
+        help_heading = "Logging"
+    )]
+    pub log_filter: String,
+
+    /// Log format.
+    #[arg(long, env = "STREAMHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, help_heading = "Logging")]
+    pub log_format: LogFormat,
+
+    /// Comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-For is believed, e.g. the ALB's subnets.
+    #[arg(long, env = "STREAMHUB_TRUSTED_PROXIES", value_parser = parse_trusted_proxies, default_value = "", help_heading = "HTTP")]
+    pub trusted_proxies: TrustedProxies,
+
+    /// How long an idle keep-alive connection is kept open; keep it above the ALB's idle timeout (60 s).
+    #[arg(long, env = "STREAMHUB_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "75s", help_heading = "HTTP")]
+    pub keepalive_timeout: Duration,
+
+    /// How long a client may take to send a whole request head once it has started one (slowloris guard).
+    #[arg(long, env = "STREAMHUB_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "10s", help_heading = "HTTP")]
+    pub header_timeout: Duration,
+
+    /// How long a request may take from its head to its response; past it the answer is 503.
+    #[arg(long, env = "STREAMHUB_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "30s", help_heading = "HTTP")]
+    pub request_timeout: Duration,
+
+    /// Largest request head (request line and headers); past it the answer is 431.
+    #[arg(long, env = "STREAMHUB_MAX_HEADER_BYTES", value_parser = parse_header_limit, default_value = "16KiB", help_heading = "Limits")]
+    pub max_header_bytes: usize,
+
+    /// Largest request body; past it the answer is 413.
+    #[arg(long, env = "STREAMHUB_MAX_BODY_BYTES", value_parser = parse_size, default_value = "1MiB", help_heading = "Limits")]
+    pub max_body_bytes: usize,
+
+    /// After SIGTERM or SIGINT: how long to keep serving (with /readyz answering 503) before the listeners close.
+    #[arg(long, env = "STREAMHUB_DRAIN_DELAY", value_parser = parse_duration, default_value = "10s", help_heading = "Shutdown")]
+    pub drain_delay: Duration,
+
+    /// After the listeners close: how long in-flight work may take before the process exits anyway.
+    #[arg(long, env = "STREAMHUB_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "30s", help_heading = "Shutdown")]
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// The number of shards to run: the setting, or one per available core.
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// Arguments of `streamhub token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// The user's login (`login` claim).
+    #[arg(long)]
+    pub login: String,
+    /// A global role to grant (`roles` claim); repeat for several.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// How long the token is valid.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub ttl: Duration,
+    /// HS256 secret, the same one `serve` verifies with.
+    #[arg(long, env = "STREAMHUB_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM private key (RSA for RS256, EC P-256 for ES256) whose public half `serve` is given.
+    #[arg(
+        long,
+        env = "STREAMHUB_JWT_PRIVATE_KEY_FILE",
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_private_key_file: Option<std::path::PathBuf>,
+}
+
+/// The proxies whose `X-Forwarded-For` header is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Whether `ip` is one of the trusted proxies (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Whether no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn parse_trusted_proxies(s: &str) -> Result<TrustedProxies, String> {
+    let mut nets = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let net = match part.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => part
+                .parse::<IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| format!("`{part}` is neither a CIDR nor an IP address"))?,
+        };
+        nets.push(net);
+    }
+    Ok(TrustedProxies(nets))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 75s or 2m: {e}"))
+}
+
+/// Parses a size: plain bytes (`65536`) or a number with a unit (`64KiB`, `1MiB`, `2KB`).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 65536 or 64KiB"))?;
+    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit (use B, KB, KiB, MB, MiB, GB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(multiplier)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A request line alone can take a kilobyte, so the header limit cannot go lower.
+fn parse_header_limit(s: &str) -> Result<usize, String> {
+    let n = parse_size(s)?;
+    if n < 1024 {
+        return Err(format!("`{s}` is below the smallest header limit, 1KiB"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64 KiB"), Ok(65536));
+        assert_eq!(parse_size("2KB"), Ok(2000));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("KiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn header_limit_has_a_floor() {
+        assert!(parse_header_limit("512").is_err());
+        assert_eq!(parse_header_limit("8KiB"), Ok(8192));
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidrs_and_addresses() {
+        let t = parse_trusted_proxies("10.0.0.0/8, 192.168.1.7,::1").unwrap();
+        assert!(t.contains("10.1.2.3".parse().unwrap()));
+        assert!(t.contains("192.168.1.7".parse().unwrap()));
+        assert!(!t.contains("192.168.1.8".parse().unwrap()));
+        assert!(t.contains("::1".parse().unwrap()));
+        // An IPv4 peer seen through a dual-stack socket.
+        assert!(t.contains("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(parse_trusted_proxies("").unwrap().is_empty());
+        assert!(parse_trusted_proxies("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_defaults() {
+        let cli = Cli::try_parse_from(["streamhub", "--listen", "127.0.0.1:0"]).unwrap();
+        match cli.into_command() {
+            Command::Serve(c) => {
+                assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
+                assert_eq!(c.keepalive_timeout, Duration::from_secs(75));
+                assert_eq!(c.max_body_bytes, 1 << 20);
+            }
+            Command::Token(_) => panic!("expected serve"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

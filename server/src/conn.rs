@@ -1,0 +1,359 @@
+//! One HTTP/1.1 connection: hyper's `http1` state machine over the socket, with the
+//! timeouts an ALB in front needs.
+//!
+//! hyper's own `header_read_timeout` also runs while a keep-alive connection waits for
+//! its next request, so it would close idle connections after 30 s, before the ALB's
+//! 60 s idle timeout, and the ALB would then send requests onto closing sockets. So
+//! hyper gets no timer here; one watchdog per connection keeps three deadlines itself:
+//!
+//! - keep-alive idle: no request in progress and no bytes for `keepalive_timeout`;
+//! - request head: once the first byte of a request arrives, its whole head must arrive
+//!   within `header_timeout` (slowloris);
+//! - closing: after the listeners close, a connection with a request in progress answers
+//!   it with `Connection: close`; an idle one is closed once it has been idle for
+//!   [`CLOSING_IDLE_LINGER`], which lets a request that was already on its way be
+//!   answered instead of reset.
+//!
+//! The watchdog sleeps until the nearest deadline and re-arms when activity moved it, so
+//! a busy connection costs one timer and no per-request timer work.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+
+use crate::node::Phase;
+use crate::shard::Shard;
+
+/// How long an idle connection may stay open once the node is closing: long enough for a
+/// request already sent by the client to arrive and be answered with `Connection: close`.
+pub const CLOSING_IDLE_LINGER: Duration = Duration::from_millis(500);
+
+/// What the watchdog and the request path know about one connection.
+#[derive(Debug)]
+pub struct ConnState {
+    /// The TCP peer (the load balancer, when there is one).
+    pub peer: SocketAddr,
+    last_io: Cell<Instant>,
+    head_started: Cell<Option<Instant>>,
+    in_flight: Cell<u32>,
+    closing: Cell<bool>,
+}
+
+/// What the watchdog does when it wakes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing yet; sleep until this instant.
+    Wait(Instant),
+    /// Idle past its limit: close it cleanly (hyper closes an idle connection at once).
+    CloseIdle,
+    /// A request head took too long: drop the connection.
+    Abort,
+}
+
+/// The timeouts a connection runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Keep-alive idle limit.
+    pub keepalive: Duration,
+    /// Limit for a whole request head once started.
+    pub header: Duration,
+}
+
+impl ConnState {
+    /// A fresh connection from `peer`.
+    pub fn new(peer: SocketAddr, now: Instant) -> ConnState {
+        ConnState {
+            peer,
+            last_io: Cell::new(now),
+            head_started: Cell::new(None),
+            in_flight: Cell::new(0),
+            closing: Cell::new(false),
+        }
+    }
+
+    /// Whether responses must carry `Connection: close` (the node is closing).
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Bytes arrived from the client.
+    fn on_read(&self, now: Instant) {
+        self.last_io.set(now);
+        if self.in_flight.get() == 0 && self.head_started.get().is_none() {
+            self.head_started.set(Some(now));
+        }
+    }
+
+    /// Bytes went out to the client.
+    fn on_write(&self, now: Instant) {
+        self.last_io.set(now);
+    }
+
+    /// A request head was parsed and handed to the router. The returned guard marks the
+    /// request finished when dropped, whether it completed or was cancelled.
+    pub fn begin_request(&self) -> RequestGuard<'_> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.head_started.set(None);
+        RequestGuard(self)
+    }
+
+    /// Decides what the watchdog does at `now`.
+    pub fn check(&self, now: Instant, t: Timeouts) -> Verdict {
+        if let Some(started) = self.head_started.get() {
+            let deadline = started + t.header;
+            return if now >= deadline {
+                Verdict::Abort
+            } else {
+                Verdict::Wait(deadline)
+            };
+        }
+        let idle_limit = if self.closing.get() {
+            CLOSING_IDLE_LINGER.min(t.keepalive)
+        } else {
+            t.keepalive
+        };
+        if self.in_flight.get() > 0 {
+            // The request timeout bounds the request itself; look again later.
+            return Verdict::Wait(now + idle_limit);
+        }
+        let deadline = self.last_io.get() + idle_limit;
+        if now >= deadline {
+            Verdict::CloseIdle
+        } else {
+            Verdict::Wait(deadline)
+        }
+    }
+}
+
+/// Marks a request in progress on its connection until dropped.
+#[derive(Debug)]
+pub struct RequestGuard<'a>(&'a ConnState);
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        s.in_flight.set(s.in_flight.get().saturating_sub(1));
+        s.last_io.set(Instant::now());
+    }
+}
+
+/// The socket, reporting reads and writes to the connection's state.
+#[derive(Debug)]
+pub struct TrackedIo {
+    inner: TcpStream,
+    state: Rc<ConnState>,
+}
+
+impl AsyncRead for TrackedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.on_read(Instant::now());
+        }
+        res
+    }
+}
+
+impl AsyncWrite for TrackedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.on_write(Instant::now());
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.on_write(Instant::now());
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one accepted connection until it closes, times out, or the node stops it.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let state = Rc::new(ConnState::new(peer, Instant::now()));
+    let io = TokioIo::new(TrackedIo {
+        inner: stream,
+        state: Rc::clone(&state),
+    });
+    let svc = {
+        let shard = Rc::clone(&shard);
+        let state = Rc::clone(&state);
+        service_fn(move |req| {
+            let shard = Rc::clone(&shard);
+            let state = Rc::clone(&state);
+            async move {
+                Ok::<_, std::convert::Infallible>(crate::http::handle(&shard, &state, req).await)
+            }
+        })
+    };
+    let conn = shard.http.serve_connection(io, svc);
+    tokio::pin!(conn);
+
+    let cfg = &shard.node.config;
+    let timeouts = Timeouts {
+        keepalive: cfg.keepalive_timeout,
+        header: cfg.header_timeout,
+    };
+    let mut phase = shard.node.watch_phase();
+    let mut watching_phase = true;
+    let timer = sleep_until(Instant::now() + timeouts.keepalive);
+    tokio::pin!(timer);
+    let mut idle_close_sent = false;
+    if shard.node.phase() == Phase::Closing {
+        state.closing.set(true);
+        timer.as_mut().reset(Instant::now());
+    }
+
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            () = &mut timer => match state.check(Instant::now(), timeouts) {
+                Verdict::Wait(at) => timer.as_mut().reset(at),
+                Verdict::CloseIdle => {
+                    if !idle_close_sent {
+                        conn.as_mut().graceful_shutdown();
+                        idle_close_sent = true;
+                    }
+                    // hyper finishes an idle connection at once; look again shortly in case
+                    // bytes were in flight.
+                    timer.as_mut().reset(Instant::now() + CLOSING_IDLE_LINGER);
+                }
+                Verdict::Abort => {
+                    tracing::debug!(peer = %peer, "request head not received in time; closing");
+                    break;
+                }
+            },
+            changed = phase.changed(), if watching_phase => {
+                if changed.is_err() || *phase.borrow() == Phase::Closing {
+                    watching_phase = false;
+                    state.closing.set(true);
+                    timer.as_mut().reset(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        keepalive: Duration::from_secs(75),
+        header: Duration::from_secs(10),
+    };
+
+    fn state(now: Instant) -> ConnState {
+        ConnState::new("127.0.0.1:1".parse().unwrap(), now)
+    }
+
+    #[test]
+    fn idle_connection_closes_after_keepalive_timeout() {
+        let t0 = Instant::now();
+        let s = state(t0);
+        assert_eq!(s.check(t0, T), Verdict::Wait(t0 + T.keepalive));
+        assert_eq!(
+            s.check(t0 + Duration::from_secs(61), T),
+            Verdict::Wait(t0 + T.keepalive)
+        );
+        assert_eq!(s.check(t0 + T.keepalive, T), Verdict::CloseIdle);
+    }
+
+    #[test]
+    fn writes_and_reads_push_the_idle_deadline() {
+        let t0 = Instant::now();
+        let s = state(t0);
+        let t1 = t0 + Duration::from_secs(50);
+        s.on_write(t1);
+        assert_eq!(
+            s.check(t0 + T.keepalive, T),
+            Verdict::Wait(t1 + T.keepalive)
+        );
+    }
+
+    #[test]
+    fn a_started_head_must_finish_within_the_header_timeout_even_if_bytes_trickle() {
+        let t0 = Instant::now();
+        let s = state(t0);
+        s.on_read(t0);
+        // More bytes keep arriving, but the head started at t0.
+        s.on_read(t0 + Duration::from_secs(5));
+        s.on_read(t0 + Duration::from_secs(9));
+        assert_eq!(
+            s.check(t0 + Duration::from_secs(9), T),
+            Verdict::Wait(t0 + T.header)
+        );
+        assert_eq!(s.check(t0 + T.header, T), Verdict::Abort);
+    }
+
+    #[test]
+    fn a_request_in_progress_is_not_idle_and_reads_of_its_body_start_no_head() {
+        let t0 = Instant::now();
+        let s = state(t0);
+        s.on_read(t0);
+        let guard = s.begin_request();
+        s.on_read(t0 + Duration::from_secs(1)); // body bytes
+        let later = t0 + Duration::from_secs(200);
+        assert!(matches!(s.check(later, T), Verdict::Wait(_)));
+        drop(guard);
+        // Idle time restarts when the response is done.
+        let done = s.last_io.get();
+        assert!(done >= t0);
+        assert_eq!(s.check(done, T), Verdict::Wait(done + T.keepalive));
+        assert!(s.head_started.get().is_none());
+    }
+
+    #[test]
+    fn closing_shortens_the_idle_limit_to_the_linger() {
+        let t0 = Instant::now();
+        let s = state(t0);
+        s.closing.set(true);
+        assert_eq!(s.check(t0, T), Verdict::Wait(t0 + CLOSING_IDLE_LINGER));
+        assert_eq!(s.check(t0 + CLOSING_IDLE_LINGER, T), Verdict::CloseIdle);
+    }
+}

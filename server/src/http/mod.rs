@@ -1,0 +1,163 @@
+//! The HTTP request path: every request goes through [`handle`], which routes it, bounds
+//! it, answers it, and records one metrics sample and one access log line.
+
+pub mod meta;
+pub mod ops;
+pub mod response;
+pub mod route;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
+use hyper::{Request, Response, StatusCode};
+
+use crate::conn::ConnState;
+use crate::shard::Shard;
+use response::{error_response, ErrorCode};
+use route::Route;
+
+/// Every response body is a complete buffer.
+pub type Body = Full<Bytes>;
+
+/// Answers one request on `shard`.
+pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> Response<Body> {
+    let _in_flight = conn.begin_request();
+    let started = quanta::Instant::now();
+    shard.metrics.request_started();
+    let request_id = meta::request_id(req.headers());
+    let route = Route::of(req.uri().path());
+    let method = req.method().clone();
+    let path_for_log = truncate(req.uri().path(), 256).to_owned();
+    let trace_id = meta::trace_id(req.headers()).map(str::to_owned);
+    let client_ip = meta::client_ip(conn.peer, req.headers(), &shard.node.config.trusted_proxies);
+
+    let mut resp =
+        if declared_body_len(&req).is_some_and(|n| n > shard.node.config.max_body_bytes as u64) {
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadRequest,
+                "request body is larger than the limit",
+            )
+        } else if !route.allows(&method) {
+            let mut r = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            );
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                HeaderValue::from_static(route.allow()),
+            );
+            r
+        } else {
+            within(
+                shard.node.config.request_timeout,
+                dispatch(shard, route, req),
+            )
+            .await
+        };
+
+    let headers = resp.headers_mut();
+    headers.insert(meta::REQUEST_ID, request_id.clone());
+    if conn.is_closing() {
+        // hyper closes the connection after a response that says so.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    shard.metrics.request_finished(route, status, elapsed);
+    tracing::info!(
+        target: "streamhub::access",
+        method = %method,
+        route = route.name(),
+        path = %path_for_log,
+        status,
+        duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        request_id = request_id.to_str().unwrap_or_default(),
+        trace_id = trace_id.as_deref(),
+        client_ip = %client_ip,
+        shard = shard.id,
+        "request"
+    );
+    resp
+}
+
+async fn dispatch(shard: &Shard, route: Route, _req: Request<Incoming>) -> Response<Body> {
+    match route {
+        Route::Healthz => ops::healthz(),
+        Route::Readyz => ops::readyz(shard),
+        Route::Metrics => ops::metrics(shard),
+        Route::NotFound => {
+            error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        }
+    }
+}
+
+/// Runs a request's handler under the request timeout; past it the answer is 503.
+pub async fn within(
+    limit: Duration,
+    handler: impl Future<Output = Response<Body>>,
+) -> Response<Body> {
+    match tokio::time::timeout(limit, handler).await {
+        Ok(resp) => resp,
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            "request timed out",
+        ),
+    }
+}
+
+/// The body length a request declares, if it declares one.
+fn declared_body_len(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_past_the_request_timeout_gets_503() {
+        let never = std::future::pending::<Response<Body>>();
+        let resp = within(Duration::from_secs(30), never).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_within_the_timeout_is_answered() {
+        let resp = within(Duration::from_secs(30), async { ops::healthz() }).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

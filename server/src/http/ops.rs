@@ -1,0 +1,42 @@
+//! The operations endpoints: liveness, readiness and metrics.
+
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use super::response::json;
+use super::Body;
+use crate::node::Phase;
+use crate::shard::Shard;
+
+/// `GET /healthz`: 200 while the process serves.
+pub fn healthz() -> Response<Body> {
+    no_store(json(StatusCode::OK, &b"{\"status\":\"ok\"}"[..]))
+}
+
+/// `GET /readyz`: 200 while the node wants traffic, 503 from the moment it drains.
+pub fn readyz(shard: &Shard) -> Response<Body> {
+    let resp = match shard.node.phase() {
+        Phase::Serving => json(StatusCode::OK, &b"{\"status\":\"ready\"}"[..]),
+        Phase::Draining | Phase::Closing => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &b"{\"status\":\"draining\"}"[..],
+        ),
+    };
+    no_store(resp)
+}
+
+/// `GET /metrics`: every shard's metrics, summed, in the Prometheus text format.
+pub fn metrics(shard: &Shard) -> Response<Body> {
+    let mut r = Response::new(Body::new(shard.node.render_metrics().into()));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    no_store(r)
+}
+
+fn no_store(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

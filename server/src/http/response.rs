@@ -1,0 +1,53 @@
+//! JSON error responses, shaped like GraphQL errors so every client parses one format:
+//! `{"errors":[{"message":"...","extensions":{"code":"..."}}]}`.
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use super::Body;
+
+/// The `extensions.code` of an error response (SPEC.md's codes, plus the HTTP-only ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The request is malformed or over a limit.
+    BadRequest,
+    /// No such route.
+    NotFound,
+    /// The route does not answer this method.
+    MethodNotAllowed,
+    /// The server cannot answer now (timeout, draining, store down).
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears in `extensions.code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+        }
+    }
+}
+
+/// A JSON response with a static or rendered body.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Body::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// An error response: `status` with a JSON body carrying `message` and `code`.
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code.as_str() } }]
+    });
+    let mut r = json(status, body.to_string());
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

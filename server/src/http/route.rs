@@ -1,0 +1,92 @@
+//! Routing: a match on the path, then on the method. No framework.
+
+use hyper::Method;
+
+/// Every route the server answers, as a small index for per-route metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`: liveness.
+    Healthz,
+    /// `GET /readyz`: readiness for the load balancer.
+    Readyz,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// Any path the server does not serve.
+    NotFound,
+}
+
+impl Route {
+    /// All routes, in index order.
+    pub const ALL: [Route; 4] = [
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::NotFound,
+    ];
+    /// The number of routes.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The route of a path.
+    pub fn of(path: &str) -> Route {
+        match path {
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The `Allow` header value of the route: the methods it answers.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Route::Healthz | Route::Readyz | Route::Metrics => "GET, HEAD",
+            Route::NotFound => "",
+        }
+    }
+
+    /// Whether the route answers `method`.
+    pub fn allows(self, method: &Method) -> bool {
+        match self {
+            Route::Healthz | Route::Readyz | Route::Metrics => {
+                method == Method::GET || method == Method::HEAD
+            }
+            Route::NotFound => true,
+        }
+    }
+
+    /// The route's index in [`Route::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The route's label in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::NotFound => "unmatched",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn paths_and_methods_route() {
+        assert_eq!(Route::of("/healthz"), Route::Healthz);
+        assert_eq!(Route::of("/healthz/"), Route::NotFound);
+        assert_eq!(Route::of("/nope"), Route::NotFound);
+        assert!(Route::Healthz.allows(&Method::HEAD));
+        assert!(!Route::Readyz.allows(&Method::POST));
+    }
+}

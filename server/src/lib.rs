@@ -1,0 +1,26 @@
+//! streamhub-server: the `streamhub` binary's library.
+//!
+//! Owns: the configuration ([`config`]), the thread-per-core shards and their listeners
+//! ([`shard`], [`listener`]), the HTTP connection driver with its ALB-friendly timeouts
+//! ([`conn`]), routing and the operations endpoints ([`http`]), per-shard metrics summed at
+//! scrape ([`metrics`]), JSON logs ([`logging`]), node-wide state and graceful shutdown
+//! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]) and the `token`
+//! subcommand ([`token`]). Later: auth, limits and the streaming domain.
+//!
+//! Must not know: how GraphQL executes (graphql-exec), how WebSocket frames are built
+//! (ws) or how room events cross cores and nodes (pubsub); it wires them to the shard.
+//!
+//! The shard is the unit every capability plugs into: [`shard::Shard`] is the one place
+//! where per-shard state lives, and every request handler receives it.
+
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod io_backend;
+pub mod listener;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod serve;
+pub mod shard;
+pub mod token;

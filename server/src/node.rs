@@ -1,0 +1,80 @@
+//! Node-wide state shared by every shard: the configuration, the shutdown phase and
+//! the shards' metrics (read only when `/metrics` is scraped).
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::io_backend::Backend;
+use crate::metrics::{NodeInfo, ShardMetrics};
+
+/// Where the node is in its life. Only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving and ready for traffic.
+    Serving,
+    /// SIGTERM received: still serving, but `/readyz` answers 503 so the load balancer
+    /// stops sending new work.
+    Draining,
+    /// Listeners closed; connections close after their current response.
+    Closing,
+}
+
+/// State every shard shares. Nothing here is touched on the request hot path except
+/// the immutable configuration.
+#[derive(Debug)]
+pub struct Node {
+    /// The settings the process runs with.
+    pub config: Config,
+    /// The IO backend that runs.
+    pub backend: Backend,
+    /// Each shard's metrics, by shard id.
+    pub shard_metrics: Vec<Arc<ShardMetrics>>,
+    phase: watch::Sender<Phase>,
+}
+
+impl Node {
+    /// A node in the `Serving` phase, with one metrics block per shard.
+    pub fn new(config: Config, backend: Backend, shards: usize) -> Node {
+        Node {
+            config,
+            backend,
+            shard_metrics: (0..shards).map(|_| Arc::default()).collect(),
+            phase: watch::Sender::new(Phase::Serving),
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Moves to `phase` (never backwards) and wakes every shard and connection watching.
+    pub fn advance(&self, phase: Phase) {
+        self.phase.send_if_modified(|current| {
+            let moved = phase > *current;
+            if moved {
+                *current = phase;
+            }
+            moved
+        });
+    }
+
+    /// A receiver that wakes on every phase change.
+    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    /// The Prometheus text of the whole node.
+    pub fn render_metrics(&self) -> String {
+        crate::metrics::render(
+            &self.shard_metrics,
+            NodeInfo {
+                io_backend: self.backend.name(),
+                shards: self.shard_metrics.len(),
+                draining: self.phase() != Phase::Serving,
+            },
+        )
+    }
+}

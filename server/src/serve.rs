@@ -1,0 +1,129 @@
+//! `streamhub serve`: starts the shards, then runs the shutdown sequence on SIGTERM or
+//! SIGINT: readiness 503 at once, keep serving for the drain delay, close the
+//! listeners, let connections finish their current response (up to the grace), exit 0.
+//! A second signal during shutdown exits at once.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::node::{Node, Phase};
+
+/// Runs the server until it has shut down.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    crate::logging::init(&config.log_filter, config.log_format)?;
+    let (backend, why) = crate::io_backend::select(config.io)?;
+    tracing::info!(
+        backend = backend.name(),
+        reason = why,
+        "io backend selected"
+    );
+
+    let shards = config.shard_count();
+    let listeners = crate::listener::bind_all(config.listen, shards)
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listeners[0]
+        .local_addr()
+        .context("reading the bound address")?;
+    let node = Arc::new(Node::new(config, backend, shards));
+
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (done_tx, mut done_rx) = mpsc::channel::<usize>(shards);
+    let mut threads = Vec::with_capacity(shards);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let node = Arc::clone(&node);
+        let done = done_tx.clone();
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let handle = std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || crate::shard::run(id, node, listener, core, done))
+            .context("spawning a shard thread")?;
+        threads.push(handle);
+    }
+    drop(done_tx);
+    tracing::info!(
+        addr = %addr,
+        shards,
+        pinned = !cores.is_empty(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the control runtime")?;
+    match rt.block_on(shutdown_sequence(&node, &mut done_rx, shards))? {
+        Outcome::Clean => {}
+        Outcome::ShardExited => anyhow::bail!("a shard stopped before any shutdown signal"),
+        Outcome::Forced(sig) => {
+            tracing::warn!(signal = sig, "second signal: exiting without waiting");
+            std::process::exit(1);
+        }
+    }
+    for t in threads {
+        match t.join() {
+            Ok(res) => res.context("a shard failed")?,
+            Err(_) => anyhow::bail!("a shard thread panicked"),
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How the shutdown sequence ended.
+enum Outcome {
+    /// Every shard finished after the listeners closed.
+    Clean,
+    /// A second signal arrived: leave now.
+    Forced(&'static str),
+    /// A shard ended on its own before any signal.
+    ShardExited,
+}
+
+async fn shutdown_sequence(
+    node: &Node,
+    done: &mut mpsc::Receiver<usize>,
+    shards: usize,
+) -> std::io::Result<Outcome> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let first = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = done.recv() => return Ok(Outcome::ShardExited),
+    };
+    let cfg = &node.config;
+    tracing::info!(
+        signal = first,
+        drain_delay_ms = u64::try_from(cfg.drain_delay.as_millis()).unwrap_or(u64::MAX),
+        "draining: readiness now answers 503"
+    );
+    node.advance(Phase::Draining);
+    tokio::select! {
+        () = tokio::time::sleep(cfg.drain_delay) => {}
+        _ = term.recv() => return Ok(Outcome::Forced("SIGTERM")),
+        _ = int.recv() => return Ok(Outcome::Forced("SIGINT")),
+        _ = done.recv() => return Ok(Outcome::ShardExited),
+    }
+    tracing::info!(
+        grace_ms = u64::try_from(cfg.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
+        "closing: listeners closed, connections close after their current response"
+    );
+    node.advance(Phase::Closing);
+    let mut finished = 0;
+    while finished < shards {
+        tokio::select! {
+            exited = done.recv() => match exited {
+                Some(_) => finished += 1,
+                None => break,
+            },
+            _ = term.recv() => return Ok(Outcome::Forced("SIGTERM")),
+            _ = int.recv() => return Ok(Outcome::Forced("SIGINT")),
+        }
+    }
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,164 @@
+//! A shard: one pinned thread with its own current-thread runtime, its own listener and
+//! its own connections. [`Shard`] is the one place per-shard state lives; every request
+//! handler receives it. Capabilities that come later (GraphQL plan caches, room hubs,
+//! token caches, rate-limit buckets) become fields here.
+
+use std::cell::Cell;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use crate::metrics::ShardMetrics;
+use crate::node::{Node, Phase};
+
+/// Per-shard state, owned by the shard's thread and shared by its tasks through `Rc`.
+#[derive(Debug)]
+pub struct Shard {
+    /// The shard's index, 0-based.
+    pub id: usize,
+    /// Node-wide state.
+    pub node: Arc<Node>,
+    /// This shard's metrics (written only here).
+    pub metrics: Arc<ShardMetrics>,
+    /// hyper's HTTP/1.1 settings, built once.
+    pub http: http1::Builder,
+    open: Cell<usize>,
+    all_closed: Notify,
+}
+
+impl Shard {
+    fn new(id: usize, node: Arc<Node>) -> Shard {
+        let mut http = http1::Builder::new();
+        http.keep_alive(true)
+            .max_header_size(node.config.max_header_bytes)
+            // hyper's header timer would also close idle keep-alive connections after
+            // 30 s; conn.rs keeps the header and idle deadlines instead.
+            .header_read_timeout(None)
+            .half_close(false);
+        Shard {
+            id,
+            metrics: Arc::clone(&node.shard_metrics[id]),
+            node,
+            http,
+            open: Cell::new(0),
+            all_closed: Notify::new(),
+        }
+    }
+
+    fn connection_opened(&self) {
+        self.open.set(self.open.get() + 1);
+        self.metrics.connection_opened();
+    }
+
+    fn connection_closed(&self) {
+        self.open.set(self.open.get() - 1);
+        self.metrics.connection_closed();
+        if self.open.get() == 0 {
+            self.all_closed.notify_one();
+        }
+    }
+}
+
+/// Runs shard `id` on the current thread until the node closes and its connections are
+/// done (or the shutdown grace ends), then reports its id on `done`.
+pub fn run(
+    id: usize,
+    node: Arc<Node>,
+    listener: StdListener,
+    core: Option<core_affinity::CoreId>,
+    done: mpsc::Sender<usize>,
+) -> std::io::Result<()> {
+    let res = run_until_closed(id, node, listener, core);
+    // The channel holds one slot per shard, so this never fails for want of room.
+    let _ = done.try_send(id);
+    res
+}
+
+fn run_until_closed(
+    id: usize,
+    node: Arc<Node>,
+    listener: StdListener,
+    core: Option<core_affinity::CoreId>,
+) -> std::io::Result<()> {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(
+                shard = id,
+                core = core.id,
+                "could not pin the shard to its core"
+            );
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let shard = Rc::new(Shard::new(id, node));
+    local.block_on(&rt, accept_loop(shard, listener))
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let mut phase = shard.node.watch_phase();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(&shard, stream, peer),
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() == Phase::Closing {
+                    break;
+                }
+            }
+        }
+    }
+
+    // Stop accepting without resetting what the kernel already accepted.
+    let listener = listener.into_std()?;
+    match crate::listener::stop_and_drain(&listener) {
+        Ok(queued) => {
+            for (stream, peer) in queued {
+                stream.set_nonblocking(true)?;
+                spawn_connection(&shard, tokio::net::TcpStream::from_std(stream)?, peer);
+            }
+        }
+        Err(e) => tracing::warn!(shard = shard.id, error = %e, "draining the accept queue failed"),
+    }
+    drop(listener);
+
+    let deadline = Instant::now() + shard.node.config.shutdown_grace;
+    while shard.open.get() > 0 {
+        tokio::select! {
+            () = shard.all_closed.notified() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(
+                    shard = shard.id,
+                    open = shard.open.get(),
+                    "shutdown grace ended with connections still open; closing them"
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn spawn_connection(shard: &Rc<Shard>, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    shard.connection_opened();
+    let shard = Rc::clone(shard);
+    tokio::task::spawn_local(async move {
+        crate::conn::serve(Rc::clone(&shard), stream, peer).await;
+        shard.connection_closed();
+    });
+}
