@@ -15,7 +15,10 @@
 //!   answered instead of reset.
 //!
 //! The watchdog sleeps until the nearest deadline and re-arms when activity moved it, so
-//! a busy connection costs one timer and no per-request timer work.
+//! a busy connection costs one timer and no per-request timer work. The socket cannot
+//! wake the watchdog when a head starts, so the watchdog never sleeps longer than the
+//! header timeout: a head that never completes is closed between one and two header
+//! timeouts after it started.
 
 use std::cell::Cell;
 use std::io;
@@ -122,15 +125,17 @@ impl ConnState {
         } else {
             t.keepalive
         };
+        // Look again within one header timeout, in case a head starts meanwhile.
+        let next_look = now + t.header;
         if self.in_flight.get() > 0 {
-            // The request timeout bounds the request itself; look again later.
-            return Verdict::Wait(now + idle_limit);
+            // The request timeout bounds the request itself.
+            return Verdict::Wait(next_look.min(now + idle_limit));
         }
         let deadline = self.last_io.get() + idle_limit;
         if now >= deadline {
             Verdict::CloseIdle
         } else {
-            Verdict::Wait(deadline)
+            Verdict::Wait(deadline.min(next_look))
         }
     }
 }
@@ -236,7 +241,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     };
     let mut phase = shard.node.watch_phase();
     let mut watching_phase = true;
-    let timer = sleep_until(Instant::now() + timeouts.keepalive);
+    let timer = sleep_until(Instant::now() + timeouts.keepalive.min(timeouts.header));
     tokio::pin!(timer);
     let mut idle_close_sent = false;
     if shard.node.phase() == Phase::Closing {
@@ -296,11 +301,11 @@ mod tests {
     fn idle_connection_closes_after_keepalive_timeout() {
         let t0 = Instant::now();
         let s = state(t0);
-        assert_eq!(s.check(t0, T), Verdict::Wait(t0 + T.keepalive));
-        assert_eq!(
-            s.check(t0 + Duration::from_secs(61), T),
-            Verdict::Wait(t0 + T.keepalive)
-        );
+        // The watchdog looks in every header timeout, and closes at the idle deadline.
+        assert_eq!(s.check(t0, T), Verdict::Wait(t0 + T.header));
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(s.check(at(61), T), Verdict::Wait(at(71)));
+        assert_eq!(s.check(at(70), T), Verdict::Wait(t0 + T.keepalive));
         assert_eq!(s.check(t0 + T.keepalive, T), Verdict::CloseIdle);
     }
 
@@ -310,10 +315,9 @@ mod tests {
         let s = state(t0);
         let t1 = t0 + Duration::from_secs(50);
         s.on_write(t1);
-        assert_eq!(
-            s.check(t0 + T.keepalive, T),
-            Verdict::Wait(t1 + T.keepalive)
-        );
+        let look = t1 + Duration::from_secs(70);
+        assert_eq!(s.check(look, T), Verdict::Wait(t1 + T.keepalive));
+        assert_eq!(s.check(t1 + T.keepalive, T), Verdict::CloseIdle);
     }
 
     #[test]
@@ -344,7 +348,10 @@ mod tests {
         // Idle time restarts when the response is done.
         let done = s.last_io.get();
         assert!(done >= t0);
-        assert_eq!(s.check(done, T), Verdict::Wait(done + T.keepalive));
+        assert_eq!(
+            s.check(done + Duration::from_secs(70), T),
+            Verdict::Wait(done + T.keepalive)
+        );
         assert!(s.head_started.get().is_none());
     }
 

@@ -15,6 +15,19 @@ use crate::node::{Node, Phase};
 /// Runs the server until it has shut down.
 pub fn run(config: Config) -> anyhow::Result<()> {
     crate::logging::init(&config.log_filter, config.log_format)?;
+    // Signals are caught from before the first connection can be accepted, so a
+    // SIGTERM right after start drains like any other instead of killing the process.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the control runtime")?;
+    let signals = {
+        let _guard = rt.enter();
+        Signals {
+            term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+        }
+    };
     let (backend, why) = crate::io_backend::select(config.io)?;
     tracing::info!(
         backend = backend.name(),
@@ -52,11 +65,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         "listening"
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building the control runtime")?;
-    match rt.block_on(shutdown_sequence(&node, &mut done_rx, shards))? {
+    match rt.block_on(shutdown_sequence(&node, signals, &mut done_rx, shards)) {
         Outcome::Clean => {}
         Outcome::ShardExited => anyhow::bail!("a shard stopped before any shutdown signal"),
         Outcome::Forced(sig) => {
@@ -74,6 +83,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signals that start and force shutdown.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
 /// How the shutdown sequence ended.
 enum Outcome {
     /// Every shard finished after the listeners closed.
@@ -86,15 +101,15 @@ enum Outcome {
 
 async fn shutdown_sequence(
     node: &Node,
+    signals: Signals,
     done: &mut mpsc::Receiver<usize>,
     shards: usize,
-) -> std::io::Result<Outcome> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+) -> Outcome {
+    let Signals { mut term, mut int } = signals;
     let first = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-        _ = done.recv() => return Ok(Outcome::ShardExited),
+        _ = done.recv() => return Outcome::ShardExited,
     };
     let cfg = &node.config;
     tracing::info!(
@@ -105,9 +120,9 @@ async fn shutdown_sequence(
     node.advance(Phase::Draining);
     tokio::select! {
         () = tokio::time::sleep(cfg.drain_delay) => {}
-        _ = term.recv() => return Ok(Outcome::Forced("SIGTERM")),
-        _ = int.recv() => return Ok(Outcome::Forced("SIGINT")),
-        _ = done.recv() => return Ok(Outcome::ShardExited),
+        _ = term.recv() => return Outcome::Forced("SIGTERM"),
+        _ = int.recv() => return Outcome::Forced("SIGINT"),
+        _ = done.recv() => return Outcome::ShardExited,
     }
     tracing::info!(
         grace_ms = u64::try_from(cfg.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
@@ -121,9 +136,9 @@ async fn shutdown_sequence(
                 Some(_) => finished += 1,
                 None => break,
             },
-            _ = term.recv() => return Ok(Outcome::Forced("SIGTERM")),
-            _ = int.recv() => return Ok(Outcome::Forced("SIGINT")),
+            _ = term.recv() => return Outcome::Forced("SIGTERM"),
+            _ = int.recv() => return Outcome::Forced("SIGINT"),
         }
     }
-    Ok(Outcome::Clean)
+    Outcome::Clean
 }

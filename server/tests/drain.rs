@@ -1,0 +1,174 @@
+//! Graceful shutdown against the real binary: SIGTERM during a steady stream of
+//! requests. Readiness turns 503 at once, requests keep being served through the drain
+//! delay, the listeners close, every request the server accepted is answered, and the
+//! process exits 0.
+
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::{request, Server};
+
+#[derive(Default)]
+struct Tally {
+    answered: AtomicU64,
+    answered_after_term: AtomicU64,
+    closes_after_term: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+/// Connects, or returns None once the server no longer takes connections.
+fn connect(addr: SocketAddr) -> Option<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(support::PATIENCE)).unwrap();
+    s.set_nodelay(true).unwrap();
+    Some(s)
+}
+
+/// Sends requests back to back on keep-alive connections until connecting fails.
+/// A request that was written but got no whole response is a failure.
+fn keepalive_client(addr: SocketAddr, term: &AtomicBool, tally: &Tally, path: &str) {
+    'connections: while let Some(mut s) = connect(addr) {
+        loop {
+            match request(&mut s, "GET", path, &[]) {
+                Ok(r) => {
+                    tally.answered.fetch_add(1, SeqCst);
+                    if term.load(SeqCst) {
+                        tally.answered_after_term.fetch_add(1, SeqCst);
+                    }
+                    if r.status != 200 {
+                        tally
+                            .failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{path}: status {}", r.status));
+                    }
+                    if r.closes() {
+                        if term.load(SeqCst) {
+                            tally.closes_after_term.fetch_add(1, SeqCst);
+                        }
+                        continue 'connections;
+                    }
+                }
+                Err(e) => {
+                    tally.failures.lock().unwrap().push(format!("{path}: {e}"));
+                    continue 'connections;
+                }
+            }
+        }
+    }
+}
+
+/// Opens a new connection for every request.
+fn one_shot_client(addr: SocketAddr, term: &AtomicBool, tally: &Tally) {
+    while let Some(mut s) = connect(addr) {
+        match request(&mut s, "GET", "/healthz", &[("Connection", "close")]) {
+            Ok(_) => {
+                tally.answered.fetch_add(1, SeqCst);
+                if term.load(SeqCst) {
+                    tally.answered_after_term.fetch_add(1, SeqCst);
+                }
+            }
+            Err(e) => tally
+                .failures
+                .lock()
+                .unwrap()
+                .push(format!("one-shot: {e}")),
+        }
+    }
+}
+
+#[test]
+fn sigterm_drains_without_failing_an_accepted_request_and_exits_0() {
+    let mut server = Server::start(&[
+        ("STREAMHUB_DRAIN_DELAY", "2s"),
+        ("STREAMHUB_SHUTDOWN_GRACE", "10s"),
+    ]);
+    let addr = server.addr;
+    let term = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let (term, tally) = (Arc::clone(&term), Arc::clone(&tally));
+        clients.push(std::thread::spawn(move || {
+            if i < 4 {
+                keepalive_client(addr, &term, &tally, "/healthz");
+            } else {
+                one_shot_client(addr, &term, &tally);
+            }
+        }));
+    }
+
+    // Readiness as the load balancer sees it: a new connection per probe.
+    let readiness = {
+        let term = Arc::clone(&term);
+        std::thread::spawn(move || {
+            let mut after_term = Vec::new();
+            while let Some(mut s) = connect(addr) {
+                let Ok(r) = request(&mut s, "GET", "/readyz", &[]) else {
+                    break;
+                };
+                if term.load(SeqCst) {
+                    after_term.push(r.status);
+                } else {
+                    assert_eq!(r.status, 200, "not ready before SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            after_term
+        })
+    };
+
+    // Let the stream run, then signal.
+    while tally.answered.load(SeqCst) < 500 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    term.store(true, SeqCst);
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(30));
+
+    for c in clients {
+        c.join().unwrap();
+    }
+    let ready_after = readiness.join().unwrap();
+
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    let failures = tally.failures.lock().unwrap();
+    assert!(failures.is_empty(), "requests failed: {failures:?}");
+    assert!(
+        tally.answered_after_term.load(SeqCst) > 100,
+        "requests were not served during the drain delay"
+    );
+    assert!(
+        tally.closes_after_term.load(SeqCst) >= 1,
+        "no keep-alive connection was told `Connection: close`"
+    );
+    assert!(
+        !ready_after.is_empty(),
+        "readiness was not probed during the drain"
+    );
+    assert!(
+        ready_after.iter().all(|&s| s == 503),
+        "readiness after SIGTERM: {ready_after:?}"
+    );
+    server.wait_for_log(|l| l["message"] == "stopped");
+}
+
+#[test]
+fn an_idle_keepalive_connection_is_closed_once_the_listeners_close() {
+    let mut server = Server::start(&[
+        ("STREAMHUB_DRAIN_DELAY", "0s"),
+        ("STREAMHUB_SHUTDOWN_GRACE", "10s"),
+    ]);
+    let mut s = server.connect();
+    assert_eq!(request(&mut s, "GET", "/healthz", &[]).unwrap().status, 200);
+    server.sigterm();
+    server.wait_for_log(|l| l["message"].as_str().unwrap_or("").starts_with("closing"));
+    // The idle connection is closed by the server once it has been idle past the linger.
+    assert!(support::closed_by_peer(&mut s));
+    assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
