@@ -34,7 +34,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
-use crate::node::Phase;
 use crate::shard::Shard;
 
 /// How long an idle connection may stay open once the node is closing: long enough for a
@@ -239,15 +238,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         keepalive: cfg.keepalive_timeout,
         header: cfg.header_timeout,
     };
-    let mut phase = shard.node.watch_phase();
-    let mut watching_phase = true;
     let timer = sleep_until(Instant::now() + timeouts.keepalive.min(timeouts.header));
     tokio::pin!(timer);
+    let shard_closing = shard.closing();
+    tokio::pin!(shard_closing);
+    let mut watching_closing = true;
     let mut idle_close_sent = false;
-    if shard.node.phase() == Phase::Closing {
-        state.closing.set(true);
-        timer.as_mut().reset(Instant::now());
-    }
 
     loop {
         tokio::select! {
@@ -273,12 +269,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                     break;
                 }
             },
-            changed = phase.changed(), if watching_phase => {
-                if changed.is_err() || *phase.borrow() == Phase::Closing {
-                    watching_phase = false;
-                    state.closing.set(true);
-                    timer.as_mut().reset(Instant::now());
-                }
+            () = &mut shard_closing, if watching_closing => {
+                watching_closing = false;
+                state.closing.set(true);
+                timer.as_mut().reset(Instant::now());
             }
         }
     }

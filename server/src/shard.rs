@@ -30,6 +30,8 @@ pub struct Shard {
     pub http: http1::Builder,
     open: Cell<usize>,
     all_closed: Notify,
+    closing: Cell<bool>,
+    closing_notify: Notify,
 }
 
 impl Shard {
@@ -48,7 +50,27 @@ impl Shard {
             http,
             open: Cell::new(0),
             all_closed: Notify::new(),
+            closing: Cell::new(false),
+            closing_notify: Notify::new(),
         }
+    }
+
+    /// Resolves once the shard has closed its listener: connections then answer their
+    /// current request with `Connection: close` and stop. Only this shard's tasks wait
+    /// here, so no other thread is involved.
+    pub async fn closing(&self) {
+        let notified = self.closing_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.closing.get() {
+            return;
+        }
+        notified.await;
+    }
+
+    fn begin_closing(&self) {
+        self.closing.set(true);
+        self.closing_notify.notify_waiters();
     }
 
     fn connection_opened(&self) {
@@ -100,12 +122,21 @@ fn run_until_closed(
         .build()?;
     let local = tokio::task::LocalSet::new();
     let shard = Rc::new(Shard::new(id, node));
-    local.block_on(&rt, accept_loop(shard, listener))
+    crate::logging::sink::batch_this_thread();
+    let res = local.block_on(&rt, async {
+        tokio::task::spawn_local(flush_logs());
+        accept_loop(shard, listener).await
+    });
+    crate::logging::sink::flush_this_thread();
+    res
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     let mut phase = shard.node.watch_phase();
+    // Checks the current phase first, so a shard that starts late still sees it.
+    let node_closing = phase.wait_for(|p| *p == Phase::Closing);
+    tokio::pin!(node_closing);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -116,13 +147,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            changed = phase.changed() => {
-                if changed.is_err() || *phase.borrow() == Phase::Closing {
-                    break;
-                }
-            }
+            _ = &mut node_closing => break,
         }
     }
+    shard.begin_closing();
 
     // Stop accepting without resetting what the kernel already accepted.
     let listener = listener.into_std()?;
@@ -136,6 +164,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result
         Err(e) => tracing::warn!(shard = shard.id, error = %e, "draining the accept queue failed"),
     }
     drop(listener);
+    tracing::debug!(shard = shard.id, open = shard.open.get(), "listener closed");
 
     let deadline = Instant::now() + shard.node.config.shutdown_grace;
     while shard.open.get() > 0 {
@@ -151,7 +180,20 @@ async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result
             }
         }
     }
+    tracing::debug!(shard = shard.id, "shard finished");
     Ok(())
+}
+
+/// How often a shard writes out the log lines it has batched.
+const LOG_FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+async fn flush_logs() {
+    let mut tick = tokio::time::interval(LOG_FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::logging::sink::flush_this_thread();
+    }
 }
 
 fn spawn_connection(shard: &Rc<Shard>, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {

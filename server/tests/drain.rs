@@ -103,18 +103,21 @@ fn sigterm_drains_without_failing_an_accepted_request_and_exits_0() {
         }));
     }
 
-    // Readiness as the load balancer sees it: a new connection per probe.
+    // Readiness as the load balancer sees it: a new connection per probe. Probes sent
+    // after the server logged that it drains must all see 503.
+    let draining = Arc::new(AtomicBool::new(false));
     let readiness = {
-        let term = Arc::clone(&term);
+        let (term, draining) = (Arc::clone(&term), Arc::clone(&draining));
         std::thread::spawn(move || {
             let mut after_term = Vec::new();
             while let Some(mut s) = connect(addr) {
+                let sent_while_draining = draining.load(SeqCst);
                 let Ok(r) = request(&mut s, "GET", "/readyz", &[]) else {
                     break;
                 };
-                if term.load(SeqCst) {
+                if sent_while_draining {
                     after_term.push(r.status);
-                } else {
+                } else if !term.load(SeqCst) {
                     assert_eq!(r.status, 200, "not ready before SIGTERM");
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -129,6 +132,8 @@ fn sigterm_drains_without_failing_an_accepted_request_and_exits_0() {
     }
     term.store(true, SeqCst);
     server.sigterm();
+    server.wait_for_log(|l| l["message"].as_str().unwrap_or("").starts_with("draining"));
+    draining.store(true, SeqCst);
     let status = server.wait_exit(Duration::from_secs(30));
 
     for c in clients {
@@ -162,6 +167,7 @@ fn sigterm_drains_without_failing_an_accepted_request_and_exits_0() {
 fn an_idle_keepalive_connection_is_closed_once_the_listeners_close() {
     let mut server = Server::start(&[
         ("STREAMHUB_DRAIN_DELAY", "0s"),
+        ("STREAMHUB_LOG", "debug"),
         ("STREAMHUB_SHUTDOWN_GRACE", "10s"),
     ]);
     let mut s = server.connect();

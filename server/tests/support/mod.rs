@@ -96,7 +96,11 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit; its logs: {:#?}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -1,7 +1,13 @@
-//! Logs through `tracing`: one JSON object per line on stdout by default, or
+//! Logs through `tracing`: one JSON object per line on stdout by default ([`json`]), or
 //! human-readable lines. Access logs use the target `streamhub::access`, so
-//! `STREAMHUB_LOG=info,streamhub::access=warn` silences them alone.
+//! `STREAMHUB_LOG=info,streamhub::access=off` silences them alone.
 
+pub mod clock;
+pub mod json;
+pub mod sink;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -28,17 +34,21 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), LoggingError> {
         filter: filter.to_owned(),
         source,
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stdout);
     let res = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(env_filter)
+            .with(json::JsonLayer)
+            .try_init()
+            .is_ok(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(env_filter)
+            .with_writer(std::io::stdout)
+            .try_init()
+            .is_ok(),
     };
-    res.map_err(|_| LoggingError::AlreadySet)
+    if res {
+        Ok(())
+    } else {
+        Err(LoggingError::AlreadySet)
+    }
 }
