@@ -51,7 +51,7 @@ impl Cli {
 pub enum IoBackend {
     /// Probe io_uring and fall back to epoll, logging which runs and why.
     Auto,
-    /// io_uring (multishot accept and receive, batched sends).
+    /// io_uring; refused with a clear error until that backend is built.
     Uring,
     /// epoll through a tokio current-thread runtime per shard.
     Epoll,
@@ -82,7 +82,7 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_IO", value_enum, default_value_t = IoBackend::Auto)]
     pub io: IoBackend,
 
-    /// Log filter (tracing's EnvFilter syntax, e.g. `info` or `info,streamhub::access=warn`).
+    /// Log filter (tracing's EnvFilter syntax, e.g. `info`, or `info,streamhub::access=off` to drop the access log).
     #[arg(
         long = "log",
         env = "STREAMHUB_LOG",
