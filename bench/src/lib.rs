@@ -1,10 +1,22 @@
 //! streamhub-bench: load generators and the peer servers StreamHub is compared with.
 //!
-//! Owns: the closed- and open-loop HTTP and WebSocket load generators, HDR histogram
-//! output in the JSON of `shared/BENCH.md`, the `compare` driver that runs StreamHub and
-//! a peer side by side on pinned cores, and the peers in `bench/peers/`.
+//! Owns: the HTTP/1.1 load generator, closed-loop for throughput and open-loop with
+//! coordinated-omission correction for latency ([`http`], [`schedule`]); HDR latency
+//! histograms ([`hist`]); the WebSocket client machinery that spreads connections over
+//! processes and source addresses and times deliveries ([`ws`]); CPU and memory probes
+//! ([`procfs`]); starting servers pinned to a core ([`server`]); the scenarios and
+//! peers ([`scenario`], `bench/peers/`); `compare` ([`compare`]); the JSON of BENCH.md
+//! and the stdout table ([`report`]); latency charts ([`plot`]).
 //!
 //! Must not know: the server's internals; it talks to servers only over sockets.
-//!
-//! Status: the crate exists so the workspace has its final shape; the generator lands
-//! with issue 3. Until then `perf/RESULTS.md` figures come from `wrk`.
+
+pub mod compare;
+pub mod hist;
+pub mod http;
+pub mod plot;
+pub mod procfs;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod server;
+pub mod ws;
