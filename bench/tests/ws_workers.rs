@@ -38,14 +38,11 @@ fn echo_server() -> (SocketAddr, Arc<Mutex<HashSet<IpAddr>>>) {
                         tokio::spawn(async move {
                             let Ok(mut ws) = fut.await else { return };
                             while let Ok(frame) = ws.read_frame().await {
-                                match frame.opcode {
-                                    OpCode::Text | OpCode::Binary => {
-                                        if ws.write_frame(frame).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                    OpCode::Close => return,
-                                    _ => {}
+                                let echo = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+                                if frame.opcode == OpCode::Close
+                                    || (echo && ws.write_frame(frame).await.is_err())
+                                {
+                                    return;
                                 }
                             }
                         });
