@@ -73,13 +73,22 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
             run.seconds += res.seconds;
         }
     }
-    let median_rps = |run: &Run| median(&run.rounds.iter().map(|r| r.rps).collect::<Vec<_>>());
+    let median_rps = |run: &Run| {
+        let throughput: Vec<f64> = run
+            .rounds
+            .iter()
+            .filter(|r| r.phase == Phase::Throughput)
+            .map(|r| r.rps)
+            .collect();
+        median(&throughput)
+    };
     let rate = spec
         .rate
         .unwrap_or_else(|| runs.iter().map(median_rps).fold(f64::INFINITY, f64::min) / 2.0);
 
     let mut merged: Vec<Latency> = procs.iter().map(|_| Latency::default()).collect();
     let mut p_rounds: Vec<Vec<[f64; 5]>> = procs.iter().map(|_| Vec::new()).collect();
+    let mut lag: Vec<Latency> = procs.iter().map(|_| Latency::default()).collect();
     for round in 0..spec.rounds {
         for (i, p) in procs.iter().enumerate() {
             let label = format!(
@@ -91,6 +100,7 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
             let (res, lg, sv) =
                 one(spec, p, Pace::Open { rate }, spec.duration, Some(label)).await?;
             let s = res.latency.summary();
+            lag[i].merge(&res.send_lag);
             p_rounds[i].push([s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us]);
             merged[i].merge(&res.latency);
             let run = &mut runs[i];
@@ -128,6 +138,7 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
             spec.rounds
         );
         run.distribution = merged[i].distribution(10);
+        run.loadgen_lag_p99_us = lag[i].summary().p99_us;
     }
     let ratio = (runs.len() == 2).then(|| Ratio {
         rps: runs[0].rps / runs[1].rps,

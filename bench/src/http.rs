@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::hist::Latency;
+use crate::pacer::Pacer;
 use crate::schedule::Schedule;
 
 /// How requests are paced.
@@ -60,6 +61,9 @@ pub struct LoadResult {
     pub errors: u64,
     /// Wall time of the run.
     pub seconds: f64,
+    /// Open-loop only: how late the generator sent requests whose connection was free at
+    /// their intended time. Large values mean the generator, not the server, was slow.
+    pub send_lag: Latency,
 }
 
 impl LoadResult {
@@ -107,7 +111,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
     };
 
     let local = tokio::task::LocalSet::new();
-    let result = local
+    let (latency, send_lag) = local
         .run_until(async {
             let progress = spec.progress.clone().map(|label| {
                 tokio::task::spawn_local(progress_line(
@@ -117,6 +121,8 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
                     spec.duration,
                 ))
             });
+            let pacer = schedule.map(|_| Pacer::new(spec.connections));
+            let pacer_task = pacer.clone().map(|p| tokio::task::spawn_local(p.run()));
             let tasks: Vec<_> = streams
                 .into_iter()
                 .enumerate()
@@ -127,22 +133,29 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
                         Rc::clone(&spec),
                         Rc::clone(&counters),
                         deadline,
-                        schedule,
+                        schedule.zip(pacer.clone()),
                     ))
                 })
                 .collect();
             let mut latency = Latency::default();
+            let mut send_lag = Latency::default();
             for t in tasks {
-                latency.merge(&t.await.context("a load connection panicked")?);
+                let (l, lag) = t.await.context("a load connection panicked")?;
+                latency.merge(&l);
+                send_lag.merge(&lag);
             }
             if let Some(p) = progress {
                 p.abort();
             }
-            anyhow::Ok(latency)
+            if let Some(p) = pacer_task {
+                p.abort();
+            }
+            anyhow::Ok((latency, send_lag))
         })
         .await?;
     Ok(LoadResult {
-        latency: result,
+        latency,
+        send_lag,
         requests: counters.answered.get(),
         errors: counters.errors.get(),
         seconds: start.elapsed().as_secs_f64(),
@@ -163,19 +176,25 @@ async fn connection(
     spec: Rc<LoadSpec>,
     counters: Rc<Counters>,
     deadline: Instant,
-    schedule: Option<Schedule>,
-) -> Latency {
+    schedule: Option<(Schedule, Rc<Pacer>)>,
+) -> (Latency, Latency) {
     let mut latency = Latency::default();
+    let mut send_lag = Latency::default();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut k = 0u64;
     loop {
-        let intended = match schedule {
-            Some(s) => {
+        let intended = match &schedule {
+            Some((s, pacer)) => {
                 let t = s.intended(id, k);
                 if t >= deadline {
                     break;
                 }
-                wait_until(t).await;
+                // A connection still busy past its due time sends at once; its latency
+                // counts from the due time all the same (coordinated omission).
+                if Instant::now() < t {
+                    pacer.wait(id, t).await;
+                    send_lag.record(Instant::now().saturating_duration_since(t));
+                }
                 t
             }
             None => {
@@ -218,24 +237,7 @@ async fn connection(
             }
         }
     }
-    latency
-}
-
-/// Waits until `t` with better than the runtime timer's 1 ms resolution: sleeps while
-/// more than 2 ms remain, then yields to the other connections until it is time.
-async fn wait_until(t: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= t {
-            return;
-        }
-        let left = t - now;
-        if left > Duration::from_millis(2) {
-            tokio::time::sleep(left - Duration::from_millis(1)).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-    }
+    (latency, send_lag)
 }
 
 async fn progress_line(label: String, counters: Rc<Counters>, start: Instant, total: Duration) {

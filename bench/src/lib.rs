@@ -13,6 +13,7 @@
 pub mod compare;
 pub mod hist;
 pub mod http;
+pub mod pacer;
 pub mod plot;
 pub mod procfs;
 pub mod report;

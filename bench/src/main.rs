@@ -195,6 +195,7 @@ fn single(scenario: Scenario, args: LoadArgs, command: String) -> anyhow::Result
             Pace::Open { rate } => format!("open-loop at {rate:.0} req/s"),
         },
         distribution: res.latency.distribution(10),
+        loadgen_lag_p99_us: res.send_lag.summary().p99_us,
         ..Run::default()
     };
     run.set_latency(&res.latency.summary());

@@ -35,6 +35,10 @@ pub struct Run {
     pub connections: u32,
     /// How the latency figures were taken, e.g. `open-loop at 50000 req/s`.
     pub latency: String,
+    /// Open-loop: p99 of how late the generator sent requests it could have sent on time
+    /// (its own error; compare with the latency figures).
+    #[serde(default)]
+    pub loadgen_lag_p99_us: f64,
     /// Each round's figures, in the order they ran.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<Round>,
@@ -121,7 +125,10 @@ pub fn machine() -> String {
                 .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Counted from /proc, not from this thread's affinity (the load is pinned).
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{model}, {cores} cores, Linux {}", kernel.trim())
 }
@@ -174,6 +181,12 @@ pub fn table(r: &Report) -> String {
     }
     if let Some(first) = r.runs.first() {
         out.push_str(&format!("latency: {}\n", first.latency));
+    }
+    for run in r.runs.iter().filter(|run| run.loadgen_lag_p99_us > 0.0) {
+        out.push_str(&format!(
+            "generator send lag p99 ({}): {:.0} µs\n",
+            run.server, run.loadgen_lag_p99_us
+        ));
     }
     if let Some(ratio) = r.ratio {
         out.push_str(&format!(
