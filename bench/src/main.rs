@@ -69,6 +69,9 @@ struct LoadArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Do not run `cargo build --release` for the server first.
+    #[arg(long)]
+    no_build: bool,
 }
 
 #[derive(Debug, Args)]
@@ -284,13 +287,11 @@ fn write_plot(reports: &[Report], out: &std::path::Path) -> anyhow::Result<()> {
         })
         .collect();
     let title = reports.first().map_or_else(String::new, |r| {
-        format!(
-            "{}: {}",
-            r.scenario,
-            r.runs.first().map_or("", |run| run.latency.as_str())
-        )
+        // "open-loop at N req/s (...), ..." -> "open-loop at N req/s"
+        let how = r.runs.first().map_or("", |run| run.latency.as_str());
+        let how = how.split(" (").next().unwrap_or(how);
+        format!("{}: latency, {how}", r.scenario)
     });
-    let title: String = title.chars().take(90).collect();
     std::fs::write(out, plot::percentile_svg(&title, &series))
         .with_context(|| format!("writing {}", out.display()))
 }

@@ -1,11 +1,12 @@
 //! Latency percentile-distribution charts as SVG: one line per server, percentile on a
-//! "nines" axis (50 %, 90 %, 99 %, 99.9 % ... equally spaced), latency in µs.
+//! "nines" axis (90 %, 99 %, 99.9 % ... equally spaced), latency in µs on a log scale
+//! (tails are often a hundred times the median).
 
 use std::fmt::Write as _;
 
 const W: f64 = 800.0;
 const H: f64 = 480.0;
-const LEFT: f64 = 70.0;
+const LEFT: f64 = 80.0;
 const RIGHT: f64 = 160.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
@@ -31,16 +32,20 @@ fn nines(p: f64) -> f64 {
 pub fn percentile_svg(title: &str, series: &[Series]) -> String {
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
-    let y_max = series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|(p, _)| nines(*p) <= MAX_NINES)
-        .map(|&(_, us)| us)
-        .fold(0.0f64, f64::max)
-        .max(1.0)
-        * 1.1;
+    let values = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .map(|&(_, us)| us.max(1.0))
+    };
+    let lo = values()
+        .fold(f64::INFINITY, f64::min)
+        .log10()
+        .floor()
+        .min(6.0);
+    let hi = values().fold(1.0f64, f64::max).log10().ceil().max(lo + 1.0);
     let x = |p: f64| LEFT + nines(p) / MAX_NINES * plot_w;
-    let y = |us: f64| TOP + plot_h - (us.min(y_max) / y_max) * plot_h;
+    let y = |us: f64| TOP + plot_h - (us.max(1.0).log10() - lo) / (hi - lo) * plot_h;
 
     let mut svg = String::new();
     let _ = write!(
@@ -67,20 +72,27 @@ pub fn percentile_svg(title: &str, series: &[Series]) -> String {
             TOP + plot_h + 18.0
         );
     }
-    for i in 0..=5 {
-        let v = y_max * f64::from(i) / 5.0;
+    let mut decade = lo;
+    while decade <= hi {
+        let v = 10f64.powf(decade);
         let gy = y(v);
+        let label = if v >= 1_000.0 {
+            format!("{} ms", v / 1_000.0)
+        } else {
+            format!("{v} µs")
+        };
         let _ = write!(
             svg,
-            r##"<line x1="{LEFT}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{v:.0}</text>"##,
+            r##"<line x1="{LEFT}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{label}</text>"##,
             LEFT + plot_w,
             LEFT - 6.0,
             gy + 4.0
         );
+        decade += 1.0;
     }
     let _ = write!(
         svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">percentile</text><text x="16" y="{}" transform="rotate(-90 16 {})" text-anchor="middle">latency (µs)</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">percentile</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">latency (log scale)</text>"#,
         LEFT + plot_w / 2.0,
         H - 10.0,
         TOP + plot_h / 2.0,
@@ -92,7 +104,7 @@ pub fn percentile_svg(title: &str, series: &[Series]) -> String {
         let pts: Vec<String> = s
             .points
             .iter()
-            .filter(|(p, _)| nines(*p) < MAX_NINES || *p < 100.0)
+            .filter(|(p, _)| nines(*p) < MAX_NINES)
             .map(|&(p, us)| format!("{:.1},{:.1}", x(p), y(us)))
             .collect();
         let _ = write!(

@@ -28,66 +28,65 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
     let _in_flight = conn.begin_request();
     let started = quanta::Instant::now();
     shard.metrics.request_started();
-    let request_id = meta::request_id(req.headers());
-    let route = Route::of(req.uri().path());
-    let method = req.method().clone();
-    let path_for_log = truncate(req.uri().path(), 256).to_owned();
-    let trace_id = meta::trace_id(req.headers()).map(str::to_owned);
-    let client_ip = meta::client_ip(conn.peer, req.headers(), &shard.node.config.trusted_proxies);
+    // The head stays here for the access log; handlers that read a body get the body.
+    let (head, body) = req.into_parts();
+    let config = &shard.node.config;
+    let request_id = meta::request_id(&head.headers);
+    let route = Route::of(head.uri.path());
 
-    let mut resp =
-        if declared_body_len(&req).is_some_and(|n| n > shard.node.config.max_body_bytes as u64) {
-            error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BadRequest,
-                "request body is larger than the limit",
-            )
-        } else if !route.allows(&method) {
-            let mut r = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::MethodNotAllowed,
-                "method not allowed on this route",
-            );
-            r.headers_mut().insert(
-                hyper::header::ALLOW,
-                HeaderValue::from_static(route.allow()),
-            );
-            r
-        } else {
-            within(
-                shard.node.config.request_timeout,
-                dispatch(shard, route, req),
-            )
-            .await
-        };
-
-    let headers = resp.headers_mut();
-    headers.insert(meta::REQUEST_ID, request_id.clone());
-    if conn.is_closing() {
-        // hyper closes the connection after a response that says so.
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
+    let mut resp = if declared_body_len(&head).is_some_and(|n| n > config.max_body_bytes as u64) {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadRequest,
+            "request body is larger than the limit",
+        )
+    } else if !route.allows(&head.method) {
+        let mut r = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        );
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            HeaderValue::from_static(route.allow()),
+        );
+        r
+    } else {
+        within(config.request_timeout, dispatch(shard, route, &head, body)).await
+    };
 
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     shard.metrics.request_finished(route, status, elapsed);
     tracing::info!(
         target: "streamhub::access",
-        method = %method,
+        method = head.method.as_str(),
         route = route.name(),
-        path = %path_for_log,
+        path = truncate(head.uri.path(), 256),
         status,
         duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         request_id = request_id.to_str().unwrap_or_default(),
-        trace_id = trace_id.as_deref(),
-        client_ip = %client_ip,
+        trace_id = meta::trace_id(&head.headers),
+        client_ip = %meta::client_ip(conn.peer, &head.headers, &config.trusted_proxies),
         shard = shard.id,
         "request"
     );
+
+    let headers = resp.headers_mut();
+    headers.insert(meta::REQUEST_ID, request_id);
+    if conn.is_closing() {
+        // hyper closes the connection after a response that says so.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
 }
 
-async fn dispatch(shard: &Shard, route: Route, _req: Request<Incoming>) -> Response<Body> {
+async fn dispatch(
+    shard: &Shard,
+    route: Route,
+    _head: &hyper::http::request::Parts,
+    _body: Incoming,
+) -> Response<Body> {
     match route {
         Route::Healthz => ops::healthz(),
         Route::Readyz => ops::readyz(shard),
@@ -114,8 +113,8 @@ pub async fn within(
 }
 
 /// The body length a request declares, if it declares one.
-fn declared_body_len(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
+fn declared_body_len(head: &hyper::http::request::Parts) -> Option<u64> {
+    head.headers
         .get(CONTENT_LENGTH)?
         .to_str()
         .ok()?

@@ -1,0 +1,32 @@
+# Shared by the perf scripts: build, pick a port, start a server pinned to a core, wait
+# until it serves. Sourced, not run.
+
+# Builds the release binaries once.
+build() {
+  cargo build --release -q -p streamhub-server -p streamhub-bench
+}
+
+# A free loopback port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Command line of a server under test: `server_cmd <name> <addr>`.
+server_cmd() {
+  case "$1" in
+    streamhub) echo "env STREAMHUB_LISTEN=$2 STREAMHUB_SHARDS=1 STREAMHUB_LOG=warn target/release/streamhub" ;;
+    axum) echo "target/release/peer-axum --listen $2" ;;
+    *) echo "unknown server $1 (streamhub, axum)" >&2; return 1 ;;
+  esac
+}
+
+# Waits until `GET /healthz` on $1 answers 200, up to $2 seconds.
+wait_ready() {
+  local addr=$1 patience=${2:-30}
+  for _ in $(seq 1 $((patience * 10))); do
+    if curl -fs "http://$addr/healthz" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "server at $addr did not become ready" >&2
+  return 1
+}
