@@ -4,7 +4,8 @@
 # server: streamhub (default) or a peer. The server runs pinned to core 0 with one
 # shard, the load on core 1; `perf record -e cpu-clock` (no hardware counters here) with
 # DWARF call graphs samples the server only; inferno folds and draws it.
-# Writes perf/flamegraphs/<scenario>-<server>.svg (and the .folded stacks).
+# Writes perf/flamegraphs/<scenario>-<server>.svg; frames under half a pixel wide are
+# left out to keep the file small.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -29,8 +30,9 @@ perf record -e cpu-clock -F 997 --call-graph dwarf,16384 -p "$srv" -o "$tmp/perf
 wait "$load"
 
 out=perf/flamegraphs/$scenario-$server
-perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf > "$out.folded"
+perf script -i "$tmp/perf.data" 2>/dev/null | inferno-collapse-perf > "$tmp/stacks.folded"
 rps=$(python3 -c "import json; print(round(json.load(open('$tmp/load.json'))['runs'][0]['rps']))")
-inferno-flamegraph --title "$scenario on $server: one core, $rps req/s closed-loop, cpu-clock $(date -u +%F)" \
-  < "$out.folded" > "$out.svg"
+inferno-flamegraph --minwidth 0.5 \
+  --title "$scenario on $server: one core, $rps req/s closed-loop, cpu-clock $(date -u +%F)" \
+  < "$tmp/stacks.folded" > "$out.svg"
 echo "wrote $out.svg ($rps req/s during the profile)"

@@ -134,7 +134,8 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
         run.loadgen_cpu = median(&tp.iter().map(|r| r.loadgen_cpu).collect::<Vec<_>>());
         run.server_cpu = median(&tp.iter().map(|r| r.server_cpu).collect::<Vec<_>>());
         run.latency = format!(
-            "open-loop at {rate:.0} req/s (half the slower median throughput), medians of {} rounds; distribution merged over rounds",
+            "open-loop at {rate:.0} req/s ({}), medians of {} rounds; distribution merged over rounds",
+            if spec.rate.is_some() { "--rate" } else { "half the slower median throughput" },
             spec.rounds
         );
         run.distribution = merged[i].distribution(10);
