@@ -123,6 +123,42 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_DRAIN_DELAY", value_parser = parse_duration, default_value = "10s", help_heading = "Shutdown")]
     pub drain_delay: Duration,
 
+    /// HS256 secret tokens are verified with (at least 32 bytes). With neither this nor a public key, a random secret is made and demo tokens are logged.
+    #[arg(
+        long,
+        env = "STREAMHUB_JWT_SECRET",
+        hide_env_values = true,
+        help_heading = "Auth",
+        conflicts_with = "jwt_public_key_file"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA for RS256, EC P-256 for ES256) tokens are verified with.
+    #[arg(long, env = "STREAMHUB_JWT_PUBLIC_KEY_FILE", help_heading = "Auth")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+
+    /// Clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(long, env = "STREAMHUB_JWT_LEEWAY", value_parser = parse_duration, default_value = "30s", help_heading = "Auth")]
+    pub jwt_leeway: Duration,
+
+    /// PEM certificate chain: with STREAMHUB_TLS_KEY, terminate TLS 1.3 here (for deployments without an ALB).
+    #[arg(
+        long,
+        env = "STREAMHUB_TLS_CERT",
+        requires = "tls_key",
+        help_heading = "TLS"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of the TLS certificate.
+    #[arg(
+        long,
+        env = "STREAMHUB_TLS_KEY",
+        requires = "tls_cert",
+        help_heading = "TLS"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// After the listeners close: how long in-flight work may take before the process exits anyway.
     #[arg(long, env = "STREAMHUB_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "30s", help_heading = "Shutdown")]
     pub shutdown_grace: Duration,

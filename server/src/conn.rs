@@ -151,14 +151,14 @@ impl Drop for RequestGuard<'_> {
     }
 }
 
-/// The socket, reporting reads and writes to the connection's state.
+/// The socket (or TLS stream), reporting reads and writes to the connection's state.
 #[derive(Debug)]
-pub struct TrackedIo {
-    inner: TcpStream,
+pub struct TrackedIo<S> {
+    inner: S,
     state: Rc<ConnState>,
 }
 
-impl AsyncRead for TrackedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -173,7 +173,7 @@ impl AsyncRead for TrackedIo {
     }
 }
 
-impl AsyncWrite for TrackedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -211,9 +211,25 @@ impl AsyncWrite for TrackedIo {
     }
 }
 
-/// Serves one accepted connection until it closes, times out, or the node stops it.
+/// Serves one accepted connection until it closes, times out, or the node stops it;
+/// with TLS configured, after a handshake that must finish within the header timeout.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = shard.node.tls.clone() else {
+        return drive(shard, stream, peer).await;
+    };
+    let limit = shard.node.config.header_timeout;
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => drive(shard, tls, peer).await,
+        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(peer = %peer, "TLS handshake not finished in time"),
+    }
+}
+
+async fn drive<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let state = Rc::new(ConnState::new(peer, Instant::now()));
     let io = TokioIo::new(TrackedIo {
         inner: stream,

@@ -13,6 +13,7 @@
 //! The shard is the unit every capability plugs into: [`shard::Shard`] is the one place
 //! where per-shard state lives, and every request handler receives it.
 
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod http;
@@ -23,4 +24,5 @@ pub mod metrics;
 pub mod node;
 pub mod serve;
 pub mod shard;
+pub mod tls;
 pub mod token;

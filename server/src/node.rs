@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::auth::key::VerifyKey;
 use crate::config::Config;
 use crate::io_backend::Backend;
 use crate::metrics::{NodeInfo, ShardMetrics};
@@ -23,7 +24,6 @@ pub enum Phase {
 
 /// State every shard shares. Nothing here is touched on the request hot path except
 /// the immutable configuration.
-#[derive(Debug)]
 pub struct Node {
     /// The settings the process runs with.
     pub config: Config,
@@ -31,16 +31,28 @@ pub struct Node {
     pub backend: Backend,
     /// Each shard's metrics, by shard id.
     pub shard_metrics: Vec<Arc<ShardMetrics>>,
+    /// The key tokens are verified with; each shard verifies and caches on its own.
+    pub verify_key: VerifyKey,
+    /// TLS termination, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     phase: watch::Sender<Phase>,
 }
 
 impl Node {
     /// A node in the `Serving` phase, with one metrics block per shard.
-    pub fn new(config: Config, backend: Backend, shards: usize) -> Node {
+    pub fn new(
+        config: Config,
+        backend: Backend,
+        shards: usize,
+        verify_key: VerifyKey,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Node {
         Node {
             config,
             backend,
             shard_metrics: (0..shards).map(|_| Arc::default()).collect(),
+            verify_key,
+            tls,
             phase: watch::Sender::new(Phase::Serving),
         }
     }
@@ -76,5 +88,16 @@ impl Node {
                 draining: self.phase() != Phase::Serving,
             },
         )
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("backend", &self.backend)
+            .field("shards", &self.shard_metrics.len())
+            .field("tls", &self.tls.is_some())
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::auth::key::VerifyKey;
+use crate::auth::DEMO_USERS;
 use crate::config::Config;
 use crate::node::{Node, Phase};
 
@@ -41,7 +43,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let addr = listeners[0]
         .local_addr()
         .context("reading the bound address")?;
-    let node = Arc::new(Node::new(config, backend, shards));
+    let verify_key = VerifyKey::from_settings(
+        config.jwt_secret.as_deref(),
+        config.jwt_public_key_file.as_deref(),
+    )?;
+    log_demo_tokens(&verify_key)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let node = Arc::new(Node::new(config, backend, shards, verify_key, tls));
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (done_tx, mut done_rx) = mpsc::channel::<usize>(shards);
@@ -61,6 +72,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         addr = %addr,
         shards,
         pinned = !cores.is_empty(),
+        tls = node.tls.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
@@ -80,6 +92,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// With a secret made for this process, logs a ready token for each demo user, so the
+/// demo works at once while nothing is open by default.
+fn log_demo_tokens(key: &VerifyKey) -> anyhow::Result<()> {
+    let Some(signer) = &key.demo_signer else {
+        return Ok(());
+    };
+    tracing::warn!(
+        "no STREAMHUB_JWT_SECRET or STREAMHUB_JWT_PUBLIC_KEY_FILE: tokens are verified with a random secret made for this process"
+    );
+    for (id, login, roles) in DEMO_USERS {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let token = crate::token::sign_with(
+            key.algorithm,
+            signer,
+            id,
+            login,
+            &roles,
+            std::time::Duration::from_secs(24 * 3600),
+        )?;
+        tracing::info!(user_id = *id, login = *login, roles = ?roles, token = %token, "demo token, valid 24 h");
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use crate::auth::Authenticator;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 
@@ -28,6 +29,8 @@ pub struct Shard {
     pub metrics: Arc<ShardMetrics>,
     /// hyper's HTTP/1.1 settings, built once.
     pub http: http1::Builder,
+    /// Verifies bearer tokens and remembers them for this shard.
+    pub auth: Authenticator,
     open: Cell<usize>,
     all_closed: Notify,
     closing: Cell<bool>,
@@ -45,6 +48,7 @@ impl Shard {
             .half_close(false);
         Shard {
             id,
+            auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             metrics: Arc::clone(&node.shard_metrics[id]),
             node,
             http,

@@ -24,7 +24,12 @@ struct Claims<'a> {
 /// Signs a token for `args` and returns it.
 pub fn sign(args: &TokenArgs) -> anyhow::Result<String> {
     let (alg, key) = match (&args.jwt_secret, &args.jwt_private_key_file) {
-        (Some(secret), None) => (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes())),
+        (Some(secret), None) => {
+            if secret.len() < 32 {
+                bail!("STREAMHUB_JWT_SECRET must be at least 32 bytes (the server refuses shorter ones)");
+            }
+            (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes()))
+        }
         (None, Some(path)) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("reading the private key {}", path.display()))?;
@@ -45,19 +50,31 @@ pub fn sign(args: &TokenArgs) -> anyhow::Result<String> {
             bail!("unknown role `{role}`: the only role is `admin`");
         }
     }
+    sign_with(alg, &key, &args.sub, &args.login, &args.roles, args.ttl)
+}
+
+/// Signs a token for a user with `key`, valid from now for `ttl`.
+pub fn sign_with(
+    alg: Algorithm,
+    key: &EncodingKey,
+    sub: &str,
+    login: &str,
+    roles: &[String],
+    ttl: std::time::Duration,
+) -> anyhow::Result<String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the system clock is before 1970")?
         .as_secs();
     let claims = Claims {
-        sub: &args.sub,
-        login: &args.login,
-        roles: &args.roles,
+        sub,
+        login,
+        roles,
         iat: now,
         nbf: now,
-        exp: now + args.ttl.as_secs(),
+        exp: now + ttl.as_secs(),
     };
-    encode(&Header::new(alg), &claims, &key).context("signing the token")
+    encode(&Header::new(alg), &claims, key).context("signing the token")
 }
 
 /// Prints the token on stdout.
@@ -72,13 +89,15 @@ mod tests {
     use jsonwebtoken::{decode, DecodingKey, Validation};
     use std::time::Duration;
 
+    const SECRET: &str = "a test secret of at least 32 bytes";
+
     fn args() -> TokenArgs {
         TokenArgs {
             sub: "u1".into(),
             login: "alice".into(),
             roles: vec!["admin".into()],
             ttl: Duration::from_secs(3600),
-            jwt_secret: Some("s3cret".into()),
+            jwt_secret: Some(SECRET.into()),
             jwt_private_key_file: None,
         }
     }
@@ -89,7 +108,8 @@ mod tests {
         let mut v = Validation::new(Algorithm::HS256);
         v.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
         let data =
-            decode::<serde_json::Value>(&token, &DecodingKey::from_secret(b"s3cret"), &v).unwrap();
+            decode::<serde_json::Value>(&token, &DecodingKey::from_secret(SECRET.as_bytes()), &v)
+                .unwrap();
         assert_eq!(data.claims["sub"], "u1");
         assert_eq!(data.claims["login"], "alice");
         assert_eq!(data.claims["roles"][0], "admin");
@@ -103,6 +123,12 @@ mod tests {
         let mut a = args();
         a.jwt_secret = None;
         assert!(sign(&a).unwrap_err().to_string().contains("no signing key"));
+        let mut a = args();
+        a.jwt_secret = Some("short".into());
+        assert!(sign(&a)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 32 bytes"));
         let mut a = args();
         a.roles = vec!["root".into()];
         assert!(sign(&a).unwrap_err().to_string().contains("unknown role"));

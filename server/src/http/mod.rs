@@ -12,9 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
+use std::rc::Rc;
+
+use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
+use crate::auth::{AuthError, Viewer};
 use crate::conn::ConnState;
 use crate::shard::Shard;
 use response::{error_response, ErrorCode};
@@ -33,8 +36,19 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
     let config = &shard.node.config;
     let request_id = meta::request_id(&head.headers);
     let route = Route::of(head.uri.path());
+    // Credentials are checked on every route: a bad token is refused, never anonymous.
+    let viewer = head
+        .headers
+        .get(AUTHORIZATION)
+        .map(|h| shard.auth.authenticate(h.as_bytes()));
+    let user: Option<Rc<str>> = match &viewer {
+        Some(Ok(v)) => Some(Rc::clone(&v.id)),
+        _ => None,
+    };
 
-    let mut resp = if declared_body_len(&head).is_some_and(|n| n > config.max_body_bytes as u64) {
+    let mut resp = if let Some(Err(e)) = &viewer {
+        unauthenticated(e)
+    } else if declared_body_len(&head).is_some_and(|n| n > config.max_body_bytes as u64) {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BadRequest,
@@ -52,7 +66,12 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         );
         r
     } else {
-        within(config.request_timeout, dispatch(shard, route, &head, body)).await
+        let viewer = viewer.and_then(Result::ok);
+        within(
+            config.request_timeout,
+            dispatch(shard, route, &head, body, viewer),
+        )
+        .await
     };
 
     let elapsed = started.elapsed();
@@ -68,6 +87,7 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         request_id = request_id.to_str().unwrap_or_default(),
         trace_id = meta::trace_id(&head.headers),
         client_ip = %meta::client_ip(conn.peer, &head.headers, &config.trusted_proxies),
+        user = user.as_deref(),
         shard = shard.id,
         "request"
     );
@@ -86,6 +106,7 @@ async fn dispatch(
     route: Route,
     _head: &hyper::http::request::Parts,
     _body: Incoming,
+    _viewer: Option<Rc<Viewer>>,
 ) -> Response<Body> {
     match route {
         Route::Healthz => ops::healthz(),
@@ -95,6 +116,20 @@ async fn dispatch(
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         }
     }
+}
+
+/// 401 for a refused token, with the reason in the body and in `WWW-Authenticate`.
+fn unauthenticated(e: &AuthError) -> Response<Body> {
+    let mut r = error_response(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+        &e.to_string(),
+    );
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{e}\"");
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    r
 }
 
 /// Runs a request's handler under the request timeout; past it the answer is 503.

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The server cannot answer now (timeout, draining, store down).
     ServiceUnavailable,
+    /// The credentials were refused.
+    Unauthenticated,
 }
 
 impl ErrorCode {
@@ -28,6 +30,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
         }
     }
 }
