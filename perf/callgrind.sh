@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per operation, from valgrind's callgrind: stable on a noisy machine.
-#   perf/callgrind.sh <scenario> [server] [operations]
+#   perf/callgrind.sh <scenario> [server] [operations] [load options...]
+# Load options go to streamhub-bench (e.g. --header "Authorization: Bearer ...");
+# the server inherits this environment (e.g. STREAMHUB_JWT_SECRET).
 # The server runs under callgrind; after a warm-up the counters are zeroed, the load
 # sends exactly <operations> requests (closed-loop, 4 connections), the counters are
 # dumped, and total instructions / operations is printed with the top functions.
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 scenario=${1:?usage: perf/callgrind.sh <scenario> [server] [operations]}
 server=${2:-streamhub}
 ops=${3:-20000}
+shift $(( $# < 3 ? $# : 3 ))
 
 build
 addr=127.0.0.1:$(free_port)
@@ -20,9 +23,10 @@ valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.%p"
 srv=$!
 wait_ready "$addr" 120
 
+extra=("$@")
 load() {
   target/release/streamhub-bench "$scenario" --addr "$addr" --connections 4 \
-    --requests "$1" --duration 600s --quiet --load-core 1 >/dev/null
+    --requests "$1" --duration 600s --quiet --load-core 1 "${extra[@]}" >/dev/null
 }
 load 2000                      # warm-up: connections, caches, lazy initialisation
 callgrind_control -z "$srv" >/dev/null
@@ -35,4 +39,4 @@ echo "$scenario on $server: $total instructions for $ops operations = $((total /
 echo "top functions by own instructions (per operation):"
 callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null \
   | sed -n '/file:function/,$p' | grep -E '^ *[0-9,]+ \(' | grep -vE '\((99\.[0-9]+|100\.0)%\)' | head -n 20 \
-  | awk -v ops="$ops" '{ n=$1; gsub(",", "", n); $1=""; printf "%8d %s\n", n/ops, $0 }' | cut -c1-160
+  | awk -v ops="$ops" '{ n=$1; gsub(",", "", n); $1=""; printf "%8d %s\n", n/ops, $0 }' | cut -c1-160  || true

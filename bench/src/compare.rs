@@ -176,7 +176,7 @@ async fn one(
     let server = CpuMeter::start(Some(p.pid()))?;
     let res = crate::http::run(LoadSpec {
         addr: p.addr,
-        request: spec.scenario.request(p.addr),
+        request: spec.scenario.request(p.addr, &[]),
         connections: spec.connections,
         duration,
         pace,

@@ -72,6 +72,16 @@ struct LoadArgs {
     /// Do not run `cargo build --release` for the server first.
     #[arg(long)]
     no_build: bool,
+    /// An extra request header, `Name: value` (repeat for several), e.g. a bearer token.
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not `Name: value`"))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -172,7 +182,14 @@ fn single(scenario: Scenario, args: LoadArgs, command: String) -> anyhow::Result
         .transpose()?;
     let res = runtime()?.block_on(http::run(LoadSpec {
         addr,
-        request: scenario.request(addr),
+        request: scenario.request(
+            addr,
+            &args
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        ),
         connections: args.connections,
         duration: args.duration,
         pace,

@@ -25,10 +25,10 @@ impl Scenario {
         }
     }
 
-    /// The request every exchange sends.
-    pub fn request(self, addr: SocketAddr) -> Bytes {
+    /// The request every exchange sends, with `headers` added (e.g. a bearer token).
+    pub fn request(self, addr: SocketAddr, headers: &[(&str, &str)]) -> Bytes {
         match self {
-            Scenario::HttpStatic => get_request(addr, "/healthz", &[]),
+            Scenario::HttpStatic => get_request(addr, "/healthz", headers),
         }
     }
 }
