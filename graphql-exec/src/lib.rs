@@ -8,5 +8,7 @@
 //! Must not know: streams, chat, users, stores, HTTP or WebSocket. Resolvers are
 //! supplied by the caller through a trait; the streaming schema is only the first user.
 //!
-//! Status: the crate exists so the workspace has its final shape; the engine lands with
-//! issue 5 and nothing depends on it yet.
+//! Status: the schema model ([`schema`]) is built; validation, planning, execution and
+//! persisted documents follow (issue 5).
+
+pub mod schema;

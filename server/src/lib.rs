@@ -22,6 +22,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod schema;
 pub mod serve;
 pub mod shard;
 pub mod tls;

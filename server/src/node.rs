@@ -35,6 +35,8 @@ pub struct Node {
     pub verify_key: VerifyKey,
     /// TLS termination, when configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The public API's schema.
+    pub schema: Arc<graphql_exec::schema::Schema>,
     phase: watch::Sender<Phase>,
 }
 
@@ -46,6 +48,7 @@ impl Node {
         shards: usize,
         verify_key: VerifyKey,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        schema: Arc<graphql_exec::schema::Schema>,
     ) -> Node {
         Node {
             config,
@@ -53,6 +56,7 @@ impl Node {
             shard_metrics: (0..shards).map(|_| Arc::default()).collect(),
             verify_key,
             tls,
+            schema,
             phase: watch::Sender::new(Phase::Serving),
         }
     }

@@ -52,7 +52,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let node = Arc::new(Node::new(config, backend, shards, verify_key, tls));
+    let schema = Arc::new(crate::schema::build().context("building the API schema")?);
+    let node = Arc::new(Node::new(config, backend, shards, verify_key, tls, schema));
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (done_tx, mut done_rx) = mpsc::channel::<usize>(shards);

@@ -112,6 +112,8 @@ async fn dispatch(
         Route::Healthz => ops::healthz(),
         Route::Readyz => ops::readyz(shard),
         Route::Metrics => ops::metrics(shard),
+        Route::Schema => ops::schema(),
+        Route::Playground => ops::playground(),
         Route::NotFound => {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         }

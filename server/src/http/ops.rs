@@ -1,4 +1,5 @@
-//! The operations endpoints: liveness, readiness and metrics.
+//! The operations endpoints (liveness, readiness, metrics) and the schema's: the SDL
+//! and a GraphiQL page.
 
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -38,5 +39,39 @@ pub fn metrics(shard: &Shard) -> Response<Body> {
 fn no_store(mut r: Response<Body>) -> Response<Body> {
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `GET /graphql/schema.graphql`: the SDL, for code generators.
+pub fn schema() -> Response<Body> {
+    // The schema the node runs is built from this same text at start.
+    let mut r = Response::new(Body::new(crate::schema::SDL.into()));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    r
+}
+
+/// The GraphiQL page (its scripts come from a CDN, as GraphiQL's own example does).
+const PLAYGROUND: &str = include_str!("playground.html");
+
+/// `GET /playground`: GraphiQL against this server's `/graphql`.
+pub fn playground() -> Response<Body> {
+    let mut r = Response::new(Body::new(PLAYGROUND.into()));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }

@@ -11,16 +11,22 @@ pub enum Route {
     Readyz,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /graphql/schema.graphql`: the SDL.
+    Schema,
+    /// `GET /playground`: a GraphiQL page.
+    Playground,
     /// Any path the server does not serve.
     NotFound,
 }
 
 impl Route {
     /// All routes, in index order.
-    pub const ALL: [Route; 4] = [
+    pub const ALL: [Route; 6] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::Schema,
+        Route::Playground,
         Route::NotFound,
     ];
     /// The number of routes.
@@ -32,6 +38,8 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            "/graphql/schema.graphql" => Route::Schema,
+            "/playground" => Route::Playground,
             _ => Route::NotFound,
         }
     }
@@ -39,7 +47,9 @@ impl Route {
     /// The `Allow` header value of the route: the methods it answers.
     pub fn allow(self) -> &'static str {
         match self {
-            Route::Healthz | Route::Readyz | Route::Metrics => "GET, HEAD",
+            Route::Healthz | Route::Readyz | Route::Metrics | Route::Schema | Route::Playground => {
+                "GET, HEAD"
+            }
             Route::NotFound => "",
         }
     }
@@ -47,7 +57,7 @@ impl Route {
     /// Whether the route answers `method`.
     pub fn allows(self, method: &Method) -> bool {
         match self {
-            Route::Healthz | Route::Readyz | Route::Metrics => {
+            Route::Healthz | Route::Readyz | Route::Metrics | Route::Schema | Route::Playground => {
                 method == Method::GET || method == Method::HEAD
             }
             Route::NotFound => true,
@@ -65,6 +75,8 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::Schema => "/graphql/schema.graphql",
+            Route::Playground => "/playground",
             Route::NotFound => "unmatched",
         }
     }
