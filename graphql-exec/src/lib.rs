@@ -12,3 +12,4 @@
 //! persisted documents follow (issue 5).
 
 pub mod schema;
+pub mod validate;

@@ -1,0 +1,355 @@
+//! Each rule on its own: a document that passes it and documents that break it.
+
+use async_graphql_parser::parse_query;
+
+use super::{rules, validate, Context};
+use crate::schema::Schema;
+
+const SDL: &str = r#"
+    interface Pet { name: String! }
+    type Dog implements Pet { name: String! barks: Boolean! owner: Human }
+    type Cat implements Pet { name: String! meows: Boolean! }
+    type Human { name: String! pets(first: Int = 10, kind: Kind): [Pet!]! }
+    union Animal = Dog | Cat
+    enum Kind { DOG CAT }
+    input Filter { kind: Kind! }
+    type Query {
+      dog: Dog
+      pet(name: String!): Pet
+      animals(filter: Filter): [Animal!]!
+      human(id: ID!, verbose: Boolean = false): Human
+    }
+    type Subscription { barks: Dog! meows: Cat! }
+"#;
+
+fn schema() -> Schema {
+    Schema::from_sdl(SDL).unwrap()
+}
+
+/// The messages one rule reports for `query`.
+fn run(rule: fn(&mut Context<'_>), query: &str) -> Vec<String> {
+    let s = schema();
+    let doc = parse_query(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let mut cx = Context::new(&s, &doc);
+    rule(&mut cx);
+    cx.into_errors().into_iter().map(|e| e.message).collect()
+}
+
+fn passes(rule: fn(&mut Context<'_>), query: &str) {
+    let errors = run(rule, query);
+    assert!(errors.is_empty(), "{query}: {errors:?}");
+}
+
+fn fails(rule: fn(&mut Context<'_>), query: &str, expected: &str) {
+    let errors = run(rule, query);
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "{query}: expected {expected:?}, got {errors:?}"
+    );
+}
+
+#[test]
+fn parser_enforced_rules() {
+    // 5.2.1.1, 5.2.2.1, 5.5.1.1: the parser refuses these before validation runs.
+    assert!(parse_query("query A { dog { name } } query A { dog { name } }").is_err());
+    assert!(parse_query("{ dog { name } } query B { dog { name } }").is_err());
+    assert!(
+        parse_query("{ dog { ...F } } fragment F on Dog { name } fragment F on Dog { name }")
+            .is_err()
+    );
+    // 5.1.1: type system definitions are not executable.
+    assert!(parse_query("type T { a: Int }").is_err());
+}
+
+#[test]
+fn subscription_single_root_field() {
+    let r = rules::subscription_single_root_field;
+    passes(r, "subscription S { barks { name } }");
+    passes(
+        r,
+        "subscription S { ...F } fragment F on Subscription { barks { name } }",
+    );
+    fails(
+        r,
+        "subscription S { barks { name } meows { name } }",
+        "exactly one root field",
+    );
+    fails(
+        r,
+        "subscription S { barks { name } ...F } fragment F on Subscription { meows { name } }",
+        "exactly one root field",
+    );
+    fails(r, "subscription S { __typename }", "introspection");
+}
+
+#[test]
+fn fields_on_correct_type() {
+    let r = rules::fields_on_correct_type;
+    passes(
+        r,
+        "{ dog { name barks __typename } __typename __schema { types { name } } }",
+    );
+    passes(r, "{ pet(name: \"x\") { name ... on Dog { barks } } }");
+    fails(
+        r,
+        "{ dog { meows } }",
+        "Cannot query field \"meows\" on type \"Dog\"",
+    );
+    fails(r, "{ pet(name: \"x\") { barks } }", "on type \"Pet\"");
+    fails(r, "{ animals { name } }", "on type \"Animal\"");
+    fails(
+        r,
+        "fragment F on Cat { barks } { dog { name } }",
+        "on type \"Cat\"",
+    );
+}
+
+#[test]
+fn leaf_field_selections() {
+    let r = rules::leaf_field_selections;
+    passes(r, "{ dog { name owner { name } } }");
+    fails(r, "{ dog }", "must have a selection of subfields");
+    fails(r, "{ dog { name { x } } }", "must not have a selection");
+}
+
+#[test]
+fn argument_names() {
+    let r = rules::argument_names;
+    passes(r, "{ human(id: 1) { pets(first: 2, kind: DOG) { name } } }");
+    fails(
+        r,
+        "{ human(id: 1, nope: 2) { name } }",
+        "Unknown argument \"nope\" on field \"human\"",
+    );
+}
+
+#[test]
+fn argument_uniqueness() {
+    let r = rules::argument_uniqueness;
+    passes(r, "{ human(id: 1, verbose: true) { name } }");
+    fails(
+        r,
+        "{ human(id: 1, id: 2) { name } }",
+        "only one argument named \"id\"",
+    );
+    fails(
+        r,
+        "{ dog @skip(if: true, if: false) { name } }",
+        "only one argument named \"if\"",
+    );
+}
+
+#[test]
+fn required_arguments() {
+    let r = rules::required_arguments;
+    passes(r, "{ human(id: 1) { pets { name } } }");
+    fails(r, "{ human { name } }", "argument \"id\" is required");
+    fails(
+        r,
+        "{ human(id: null) { name } }",
+        "argument \"id\" is required",
+    );
+}
+
+#[test]
+fn fragment_spread_type_existence() {
+    let r = rules::fragment_spread_type_existence;
+    passes(
+        r,
+        "{ dog { ...F ... on Dog { name } } } fragment F on Dog { name }",
+    );
+    fails(
+        r,
+        "{ dog { ...F } } fragment F on Nope { name }",
+        "Unknown type \"Nope\"",
+    );
+    fails(
+        r,
+        "{ dog { ... on Nope { name } } }",
+        "Unknown type \"Nope\"",
+    );
+}
+
+#[test]
+fn fragments_on_composite_types() {
+    let r = rules::fragments_on_composite_types;
+    passes(
+        r,
+        "{ animals { ... on Dog { name } } pet(name: \"x\") { ... on Pet { name } } }",
+    );
+    fails(
+        r,
+        "{ dog { ...F } } fragment F on Kind { x }",
+        "non composite type \"Kind\"",
+    );
+    fails(
+        r,
+        "{ dog { ... on Boolean { x } } }",
+        "non composite type \"Boolean\"",
+    );
+}
+
+#[test]
+fn fragments_must_be_used() {
+    let r = rules::fragments_must_be_used;
+    passes(
+        r,
+        "{ dog { ...A } } fragment A on Dog { ...B } fragment B on Dog { name }",
+    );
+    fails(
+        r,
+        "{ dog { name } } fragment Unused on Dog { name }",
+        "Fragment \"Unused\" is never used",
+    );
+}
+
+#[test]
+fn fragment_spread_target_defined() {
+    let r = rules::fragment_spread_target_defined;
+    passes(r, "{ dog { ...A } } fragment A on Dog { name }");
+    fails(r, "{ dog { ...Missing } }", "Unknown fragment \"Missing\"");
+}
+
+#[test]
+fn fragment_spreads_must_not_form_cycles() {
+    let r = rules::fragment_spreads_must_not_form_cycles;
+    passes(
+        r,
+        "{ dog { ...A } } fragment A on Dog { ...B } fragment B on Dog { name }",
+    );
+    fails(
+        r,
+        "{ dog { ...A } } fragment A on Dog { ...A }",
+        "\"A\" within itself",
+    );
+    fails(
+        r,
+        "{ dog { ...A } } fragment A on Dog { owner { pets { ...B } } } fragment B on Dog { ...A }",
+        "\"B\" within itself",
+    );
+}
+
+#[test]
+fn directives_are_defined() {
+    let r = rules::directives_are_defined;
+    passes(r, "{ dog @include(if: true) { name @skip(if: false) } }");
+    fails(r, "{ dog @nope { name } }", "Unknown directive \"@nope\"");
+}
+
+#[test]
+fn directives_in_valid_locations() {
+    let r = rules::directives_in_valid_locations;
+    passes(r, "{ dog { ...F @skip(if: true) ... @include(if: true) { name } } } fragment F on Dog { name }");
+    fails(
+        r,
+        "query Q @skip(if: true) { dog { name } }",
+        "may not be used on Query",
+    );
+}
+
+#[test]
+fn directives_unique_per_location() {
+    let r = rules::directives_unique_per_location;
+    passes(r, "{ dog @skip(if: false) @include(if: true) { name } }");
+    fails(
+        r,
+        "{ dog @skip(if: false) @skip(if: true) { name } }",
+        "\"@skip\" can only be used once",
+    );
+}
+
+#[test]
+fn variable_uniqueness() {
+    let r = rules::variable_uniqueness;
+    passes(
+        r,
+        "query Q($a: ID!, $b: ID!) { human(id: $a) { name } h2: human(id: $b) { name } }",
+    );
+    fails(
+        r,
+        "query Q($a: ID!, $a: ID!) { human(id: $a) { name } }",
+        "only one variable named \"$a\"",
+    );
+}
+
+#[test]
+fn variables_are_input_types() {
+    let r = rules::variables_are_input_types;
+    passes(
+        r,
+        "query Q($a: ID!, $f: Filter, $k: [Kind!]) { dog { name } }",
+    );
+    fails(
+        r,
+        "query Q($d: Dog) { dog { name } }",
+        "non-input type \"Dog\"",
+    );
+    fails(
+        r,
+        "query Q($d: [Nope]) { dog { name } }",
+        "non-input type \"[Nope]\"",
+    );
+}
+
+#[test]
+fn all_variable_uses_defined() {
+    let r = rules::all_variable_uses_defined;
+    passes(
+        r,
+        "query Q($id: ID!) { ...F } fragment F on Query { human(id: $id) { name } }",
+    );
+    fails(
+        r,
+        "query Q { human(id: $id) { name } }",
+        "Variable \"$id\" is not defined by operation \"Q\"",
+    );
+    fails(
+        r,
+        "query Q { ...F } fragment F on Query { human(id: $id) { name } }",
+        "\"$id\" is not defined",
+    );
+    fails(
+        r,
+        "query Q { dog @include(if: $show) { name } }",
+        "\"$show\" is not defined",
+    );
+}
+
+#[test]
+fn all_variables_used() {
+    let r = rules::all_variables_used;
+    passes(
+        r,
+        "query Q($f: Filter) { animals(filter: $f) { __typename } }",
+    );
+    passes(
+        r,
+        "query Q($k: Kind!) { animals(filter: { kind: $k }) { __typename } }",
+    );
+    fails(
+        r,
+        "query Q($unused: ID) { dog { name } }",
+        "\"$unused\" is never used in operation \"Q\"",
+    );
+}
+
+#[test]
+fn a_valid_document_passes_every_rule_and_errors_carry_locations() {
+    let s = schema();
+    let ok = parse_query(
+        "query Q($id: ID!, $withPets: Boolean!) {
+           human(id: $id) { name ...Pets @include(if: $withPets) }
+           animals { __typename ... on Dog { name barks } ... on Cat { meows } }
+         }
+         fragment Pets on Human { pets(first: 3) { name ... on Dog { owner { name } } } }",
+    )
+    .unwrap();
+    assert_eq!(validate(&s, &ok), vec![]);
+    let bad = parse_query("{\n  dog {\n    meows\n  }\n}").unwrap();
+    let errors = validate(&s, &bad);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].locations[0].line, errors[0].locations[0].column),
+        (3, 5)
+    );
+}
