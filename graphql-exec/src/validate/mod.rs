@@ -61,6 +61,7 @@ impl<'a> Context<'a> {
 pub const RULES: &[fn(&mut Context<'_>)] = &[
     rules::subscription_single_root_field,
     rules::fields_on_correct_type,
+    rules::field_selection_merging,
     rules::leaf_field_selections,
     rules::argument_names,
     rules::argument_uniqueness,
@@ -70,6 +71,8 @@ pub const RULES: &[fn(&mut Context<'_>)] = &[
     rules::fragments_must_be_used,
     rules::fragment_spread_target_defined,
     rules::fragment_spreads_must_not_form_cycles,
+    rules::fragment_spread_is_possible,
+    rules::values_of_correct_type,
     rules::directives_are_defined,
     rules::directives_in_valid_locations,
     rules::directives_unique_per_location,
@@ -77,6 +80,7 @@ pub const RULES: &[fn(&mut Context<'_>)] = &[
     rules::variables_are_input_types,
     rules::all_variable_uses_defined,
     rules::all_variables_used,
+    rules::all_variable_usages_allowed,
 ];
 
 /// Validates `doc` against `schema`; empty when it is valid.

@@ -7,7 +7,9 @@ use async_graphql_parser::Pos;
 
 use super::walk::{self, Location, Visit};
 use super::Context;
-use crate::schema::{InputValue, Kind, TypeId};
+use async_graphql_value::Value;
+
+use crate::schema::{InputValue, Kind, TypeId, TypeRef};
 
 /// Introspection entry points selectable on the query root besides its own fields.
 const QUERY_META_FIELDS: [&str; 2] = ["__schema", "__type"];
@@ -277,7 +279,7 @@ fn type_conditions<'a>(cx: &Context<'a>) -> Vec<(&'a str, Pos)> {
         .collect();
     for (set, parent) in walk::definitions(cx.schema, cx.doc) {
         walk::walk(cx.schema, &set.node, parent, &mut |v| {
-            if let Visit::Inline(i) = v {
+            if let Visit::Inline(i, _) = v {
                 if let Some(c) = &i.node.type_condition {
                     out.push((c.node.on.node.as_str(), c.pos));
                 }
@@ -582,4 +584,539 @@ fn operation_variables<'a>(
         }
     }
     out
+}
+
+/// 5.5.2.3 Fragment spread is possible: a fragment's type and the type it is spread
+/// into share at least one object type.
+pub fn fragment_spread_is_possible(cx: &mut Context<'_>) {
+    let schema = cx.schema;
+    let doc = cx.doc;
+    let mut found = Vec::new();
+    for (set, parent) in walk::definitions(schema, doc) {
+        walk::walk(schema, &set.node, parent, &mut |v| {
+            let (on, parent, label, pos) = match v {
+                Visit::Spread(s, Some(parent)) => {
+                    let Some(f) = doc.fragments.get(&s.node.fragment_name.node) else {
+                        return;
+                    };
+                    let on = schema.type_named(&f.node.type_condition.node.on.node);
+                    (
+                        on,
+                        parent,
+                        format!("Fragment \"{}\"", s.node.fragment_name.node),
+                        s.pos,
+                    )
+                }
+                Visit::Inline(i, Some(parent)) => {
+                    let Some(c) = &i.node.type_condition else {
+                        return;
+                    };
+                    (
+                        schema.type_named(&c.node.on.node),
+                        parent,
+                        "Fragment".to_owned(),
+                        i.pos,
+                    )
+                }
+                _ => return,
+            };
+            let Some(on) = on else { return };
+            if !walk::is_composite(schema, on) || !walk::is_composite(schema, parent) {
+                return;
+            }
+            let theirs = walk::possible_types(schema, on);
+            if !walk::possible_types(schema, parent)
+                .iter()
+                .any(|t| theirs.contains(t))
+            {
+                found.push((
+                    format!(
+                        "{label} cannot be spread here as objects of type \"{}\" can never be of type \"{}\".",
+                        schema.get(parent).name,
+                        schema.get(on).name
+                    ),
+                    pos,
+                ));
+            }
+        });
+    }
+    for (m, p) in found {
+        cx.report(m, vec![p]);
+    }
+}
+
+/// 5.6.1 Values of Correct Type, 5.6.2 Input Object Field Names and 5.6.4 Input
+/// Object Required Fields: every literal argument value (on fields and on directives)
+/// coerces to its argument's type. (5.6.3, field uniqueness, cannot be checked here:
+/// the parser keeps one entry per input field name.)
+pub fn values_of_correct_type(cx: &mut Context<'_>) {
+    let schema = cx.schema;
+    let mut found = Vec::new();
+    let boolean = schema
+        .type_named("Boolean")
+        .map(|b| TypeRef::NonNull(Box::new(TypeRef::Named(b))));
+    for (set, parent) in walk::definitions(schema, cx.doc) {
+        walk::walk(schema, &set.node, parent, &mut |v| {
+            if let Visit::Field {
+                field,
+                def: Some(def),
+                ..
+            } = v
+            {
+                for (name, value) in &field.node.arguments {
+                    if let Some(arg) = def.args.iter().find(|a| a.name == name.node.as_str()) {
+                        let at = format!("argument \"{}\" of field \"{}\"", arg.name, def.name);
+                        check_value(schema, &value.node, &arg.ty, &at, value.pos, &mut found);
+                    }
+                }
+            }
+        });
+    }
+    // @skip(if:) and @include(if:) take a Boolean!.
+    if let Some(boolean) = &boolean {
+        for (_, ds) in walk::directive_lists(cx.doc) {
+            for d in ds {
+                for (name, value) in &d.node.arguments {
+                    if name.node.as_str() == "if" {
+                        let at = format!("argument \"if\" of \"@{}\"", d.node.name.node);
+                        check_value(schema, &value.node, boolean, &at, value.pos, &mut found);
+                    }
+                }
+            }
+        }
+    }
+    for (m, p) in found {
+        cx.report(m, vec![p]);
+    }
+}
+
+/// Checks a literal against a type; variables are checked by 5.8.5.
+fn check_value(
+    schema: &crate::schema::Schema,
+    value: &Value,
+    ty: &TypeRef,
+    at: &str,
+    pos: Pos,
+    found: &mut Vec<(String, Pos)>,
+) {
+    let mut bad = |why: String| found.push((format!("Invalid value for {at}: {why}"), pos));
+    match (ty, value) {
+        (_, Value::Variable(_)) => {}
+        (TypeRef::NonNull(_), Value::Null) => {
+            bad(format!("expected a non-null {}", display_ref(schema, ty)))
+        }
+        (TypeRef::NonNull(inner), v) => check_value(schema, v, inner, at, pos, found),
+        (_, Value::Null) => {}
+        (TypeRef::List(inner), Value::List(items)) => {
+            for item in items {
+                check_value(schema, item, inner, at, pos, found);
+            }
+        }
+        // A single value where a list is expected is a list of one.
+        (TypeRef::List(inner), v) => check_value(schema, v, inner, at, pos, found),
+        (TypeRef::Named(id), v) => {
+            let t = schema.get(*id);
+            let ok = match (&t.kind, v) {
+                (Kind::Scalar, v) => scalar_accepts(&t.name, v),
+                (Kind::Enum { values }, Value::Enum(n)) => {
+                    values.iter().any(|e| e.name == n.as_str())
+                }
+                (Kind::InputObject { fields }, Value::Object(given)) => {
+                    for key in given.keys() {
+                        if !fields.iter().any(|f| f.name == key.as_str()) {
+                            bad(format!(
+                                "field \"{key}\" is not defined by type \"{}\"",
+                                t.name
+                            ));
+                        }
+                    }
+                    for f in fields {
+                        match given.get(f.name.as_str()) {
+                            Some(fv) => check_value(schema, fv, &f.ty, at, pos, found),
+                            None if f.ty.is_non_null() && f.default.is_none() => found.push((
+                                format!("Invalid value for {at}: field \"{}.{}\" of required type is not provided", t.name, f.name),
+                                pos,
+                            )),
+                            None => {}
+                        }
+                    }
+                    return;
+                }
+                _ => false,
+            };
+            if !ok {
+                found.push((
+                    format!(
+                        "Invalid value for {at}: expected type \"{}\", found {v}",
+                        t.name
+                    ),
+                    pos,
+                ));
+            }
+        }
+    }
+}
+
+/// Whether a literal coerces to a built-in scalar; custom scalars accept any literal.
+fn scalar_accepts(name: &str, v: &Value) -> bool {
+    match (name, v) {
+        ("Int", Value::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+        ("Float", Value::Number(_)) => true,
+        ("String", Value::String(_)) => true,
+        ("Boolean", Value::Boolean(_)) => true,
+        ("ID", Value::String(_)) => true,
+        ("ID", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        ("Int" | "Float" | "String" | "Boolean" | "ID", _) => false,
+        _ => !matches!(v, Value::Variable(_)),
+    }
+}
+
+fn display_ref(schema: &crate::schema::Schema, ty: &TypeRef) -> String {
+    match ty {
+        TypeRef::Named(id) => schema.get(*id).name.clone(),
+        TypeRef::List(inner) => format!("[{}]", display_ref(schema, inner)),
+        TypeRef::NonNull(inner) => format!("{}!", display_ref(schema, inner)),
+    }
+}
+
+/// 5.8.5 All Variable Usages Are Allowed: a variable's declared type fits every place
+/// it is used (a nullable variable may stand where a non-null is expected only when
+/// the variable or the location has a default).
+pub fn all_variable_usages_allowed(cx: &mut Context<'_>) {
+    let schema = cx.schema;
+    let doc = cx.doc;
+    let mut found = Vec::new();
+    for (_, op) in doc.operations.iter() {
+        let declared: HashMap<&str, (&Type, bool)> = op
+            .node
+            .variable_definitions
+            .iter()
+            .map(|v| {
+                (
+                    v.node.name.node.as_str(),
+                    (&v.node.var_type.node, v.node.default_value.is_some()),
+                )
+            })
+            .collect();
+        let mut sets = vec![(&op.node.selection_set.node, walk::root(schema, op.node.ty))];
+        for frag in walk::reachable_fragments(doc, &op.node.selection_set.node) {
+            if let Some(f) = doc.fragments.get(frag) {
+                sets.push((
+                    &f.node.selection_set.node,
+                    schema.type_named(&f.node.type_condition.node.on.node),
+                ));
+            }
+        }
+        for (set, parent) in sets {
+            walk::walk(schema, set, parent, &mut |v| {
+                if let Visit::Field {
+                    field,
+                    def: Some(def),
+                    ..
+                } = v
+                {
+                    for (name, value) in &field.node.arguments {
+                        if let Some(arg) = def.args.iter().find(|a| a.name == name.node.as_str()) {
+                            usages(
+                                schema,
+                                &value.node,
+                                &arg.ty,
+                                arg.default.is_some(),
+                                value.pos,
+                                &declared,
+                                &mut found,
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
+    for (m, p) in found {
+        cx.report(m, vec![p]);
+    }
+}
+
+fn usages(
+    schema: &crate::schema::Schema,
+    value: &Value,
+    location: &TypeRef,
+    location_default: bool,
+    pos: Pos,
+    declared: &HashMap<&str, (&Type, bool)>,
+    found: &mut Vec<(String, Pos)>,
+) {
+    match value {
+        Value::Variable(name) => {
+            let Some((var_ty, var_default)) = declared.get(name.as_str()) else {
+                return;
+            };
+            // A default on either side lets a nullable variable fill a non-null place.
+            let location = match location {
+                TypeRef::NonNull(inner)
+                    if var_ty.nullable && (*var_default || location_default) =>
+                {
+                    &**inner
+                }
+                other => other,
+            };
+            if !type_fits(schema, var_ty, location) {
+                found.push((
+                    format!(
+                        "Variable \"${name}\" of type \"{var_ty}\" used in position expecting type \"{}\".",
+                        display_ref(schema, location)
+                    ),
+                    pos,
+                ));
+            }
+        }
+        Value::List(items) => {
+            let inner = match location {
+                TypeRef::NonNull(l) => match &**l {
+                    TypeRef::List(i) => Some(&**i),
+                    _ => None,
+                },
+                TypeRef::List(i) => Some(&**i),
+                TypeRef::Named(_) => None,
+            };
+            if let Some(inner) = inner {
+                for item in items {
+                    usages(schema, item, inner, false, pos, declared, found);
+                }
+            }
+        }
+        Value::Object(fields) => {
+            let named = location.named();
+            if let Kind::InputObject { fields: defs } = &schema.get(named).kind {
+                for (k, v) in fields {
+                    if let Some(d) = defs.iter().find(|d| d.name == k.as_str()) {
+                        usages(schema, v, &d.ty, d.default.is_some(), pos, declared, found);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a variable of type `var` may stand where `location` is expected
+/// (IsVariableUsageAllowed / AreTypesCompatible of the specification).
+fn type_fits(schema: &crate::schema::Schema, var: &Type, location: &TypeRef) -> bool {
+    match location {
+        TypeRef::NonNull(inner) => {
+            !var.nullable
+                && type_fits(
+                    schema,
+                    &Type {
+                        base: var.base.clone(),
+                        nullable: true,
+                    },
+                    inner,
+                )
+        }
+        _ if !var.nullable => type_fits(
+            schema,
+            &Type {
+                base: var.base.clone(),
+                nullable: true,
+            },
+            location,
+        ),
+        TypeRef::List(inner) => match &var.base {
+            BaseType::List(item) => type_fits(schema, item, inner),
+            BaseType::Named(_) => false,
+        },
+        TypeRef::Named(id) => match &var.base {
+            BaseType::Named(n) => schema.get(*id).name == n.as_str(),
+            BaseType::List(_) => false,
+        },
+    }
+}
+
+/// The most field pairs 5.3.2 compares in one document; a document that needs more is
+/// refused rather than allowed to burn the core.
+const MAX_MERGE_COMPARISONS: usize = 100_000;
+
+/// A field with the type it is selected on, as gathered for 5.3.2.
+struct Gathered<'a> {
+    parent: Option<TypeId>,
+    field: &'a async_graphql_parser::Positioned<async_graphql_parser::types::Field>,
+    def: Option<&'a crate::schema::Field>,
+}
+
+/// 5.3.2 Field Selection Merging: fields with the same response name in one selection
+/// set (through fragments too) can be merged: the same field with the same arguments
+/// when their parents can be the same object, and results of the same shape always.
+pub fn field_selection_merging(cx: &mut Context<'_>) {
+    let schema = cx.schema;
+    let doc = cx.doc;
+    let mut found: Vec<(String, Vec<Pos>)> = Vec::new();
+    let mut budget = MAX_MERGE_COMPARISONS;
+    for (set, parent) in walk::definitions(schema, doc) {
+        let mut fields = Vec::new();
+        gather(cx, &set.node, parent, &mut fields, &mut HashSet::new());
+        check_merge(cx, &fields, &mut found, &mut budget);
+    }
+    if budget == 0 {
+        found.push((
+            "The document has too many overlapping fields to check.".to_owned(),
+            vec![],
+        ));
+    }
+    found.dedup();
+    for (m, p) in found {
+        cx.report(m, p);
+    }
+}
+
+/// Collects the fields of `set`, looking through inline fragments and spreads.
+fn gather<'a>(
+    cx: &Context<'a>,
+    set: &'a async_graphql_parser::types::SelectionSet,
+    parent: Option<TypeId>,
+    out: &mut Vec<Gathered<'a>>,
+    spread: &mut HashSet<&'a str>,
+) {
+    use async_graphql_parser::types::Selection;
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => {
+                let def = parent.and_then(|p| walk::field_def(cx.schema, p, &field.node.name.node));
+                out.push(Gathered { parent, field, def });
+            }
+            Selection::InlineFragment(i) => {
+                let on = match &i.node.type_condition {
+                    Some(c) => cx.schema.type_named(&c.node.on.node),
+                    None => parent,
+                };
+                gather(cx, &i.node.selection_set.node, on, out, spread);
+            }
+            Selection::FragmentSpread(s) => {
+                let name = s.node.fragment_name.node.as_str();
+                if !spread.insert(name) {
+                    continue;
+                }
+                if let Some(f) = cx.doc.fragments.get(&s.node.fragment_name.node) {
+                    let on = cx.schema.type_named(&f.node.type_condition.node.on.node);
+                    gather(cx, &f.node.selection_set.node, on, out, spread);
+                }
+            }
+        }
+    }
+}
+
+fn check_merge<'a>(
+    cx: &Context<'a>,
+    fields: &[Gathered<'a>],
+    found: &mut Vec<(String, Vec<Pos>)>,
+    budget: &mut usize,
+) {
+    let mut by_name: HashMap<&str, Vec<&Gathered<'a>>> = HashMap::new();
+    for g in fields {
+        let key = g
+            .field
+            .node
+            .alias
+            .as_ref()
+            .unwrap_or(&g.field.node.name)
+            .node
+            .as_str();
+        by_name.entry(key).or_default().push(g);
+    }
+    let mut names: Vec<_> = by_name.keys().copied().collect();
+    names.sort_unstable();
+    for name in names {
+        let group = &by_name[name];
+        for (i, a) in group.iter().enumerate() {
+            for b in &group[i + 1..] {
+                if *budget == 0 {
+                    return;
+                }
+                *budget -= 1;
+                if let Some(why) = conflict(cx, a, b) {
+                    found.push((
+                        format!("Fields \"{name}\" conflict because {why}. Use different aliases on the fields to fetch both if this was intentional."),
+                        vec![a.field.pos, b.field.pos],
+                    ));
+                }
+            }
+        }
+        // The sub-selections of every field answering to this name are merged into one
+        // object in the response, so they must merge too.
+        let mut sub = Vec::new();
+        for g in group {
+            let mut seen = HashSet::new();
+            gather(
+                cx,
+                &g.field.node.selection_set.node,
+                g.def.map(|d| d.ty.named()),
+                &mut sub,
+                &mut seen,
+            );
+        }
+        if !sub.is_empty() {
+            check_merge(cx, &sub, found, budget);
+        }
+    }
+}
+
+/// Why two same-named fields cannot merge, if they cannot.
+fn conflict(cx: &Context<'_>, a: &Gathered<'_>, b: &Gathered<'_>) -> Option<String> {
+    let schema = cx.schema;
+    let is_object =
+        |t: Option<TypeId>| t.is_some_and(|t| matches!(schema.get(t).kind, Kind::Object { .. }));
+    let disjoint = a.parent != b.parent && is_object(a.parent) && is_object(b.parent);
+    if !disjoint {
+        let (an, bn) = (&a.field.node.name.node, &b.field.node.name.node);
+        if an != bn {
+            return Some(format!("\"{an}\" and \"{bn}\" are different fields"));
+        }
+        if !same_arguments(&a.field.node.arguments, &b.field.node.arguments) {
+            return Some("they have differing arguments".to_owned());
+        }
+    }
+    if let (Some(ad), Some(bd)) = (a.def, b.def) {
+        if !same_shape(schema, &ad.ty, &bd.ty) {
+            return Some(format!(
+                "they return conflicting types \"{}\" and \"{}\"",
+                display_ref(schema, &ad.ty),
+                display_ref(schema, &bd.ty)
+            ));
+        }
+    }
+    None
+}
+
+fn same_arguments(
+    a: &[(
+        async_graphql_parser::Positioned<async_graphql_value::Name>,
+        async_graphql_parser::Positioned<Value>,
+    )],
+    b: &[(
+        async_graphql_parser::Positioned<async_graphql_value::Name>,
+        async_graphql_parser::Positioned<Value>,
+    )],
+) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .all(|(n, v)| b.iter().any(|(m, w)| n.node == m.node && v.node == w.node))
+}
+
+/// Same wrappers, and the same type at the leaves (composites may differ: their
+/// sub-selections are compared instead).
+fn same_shape(schema: &crate::schema::Schema, a: &TypeRef, b: &TypeRef) -> bool {
+    match (a, b) {
+        (TypeRef::NonNull(x), TypeRef::NonNull(y)) | (TypeRef::List(x), TypeRef::List(y)) => {
+            same_shape(schema, x, y)
+        }
+        (TypeRef::Named(x), TypeRef::Named(y)) => {
+            let leaf = |t: TypeId| !walk::is_composite(schema, t);
+            if leaf(*x) || leaf(*y) {
+                x == y
+            } else {
+                true
+            }
+        }
+        _ => false,
+    }
 }

@@ -353,3 +353,142 @@ fn a_valid_document_passes_every_rule_and_errors_carry_locations() {
         (3, 5)
     );
 }
+
+#[test]
+fn fragment_spread_is_possible() {
+    let r = rules::fragment_spread_is_possible;
+    passes(
+        r,
+        "{ pet(name: \"x\") { ... on Dog { barks } ...C } } fragment C on Cat { meows }",
+    );
+    passes(r, "{ animals { ... on Pet { name } } }");
+    fails(
+        r,
+        "{ dog { ... on Cat { meows } } }",
+        "objects of type \"Dog\" can never be of type \"Cat\"",
+    );
+    fails(
+        r,
+        "{ dog { ...H } } fragment H on Human { name }",
+        "Fragment \"H\" cannot be spread here",
+    );
+}
+
+#[test]
+fn values_of_correct_type() {
+    let r = rules::values_of_correct_type;
+    passes(r, "{ human(id: 4, verbose: true) { pets(first: 2, kind: DOG) { name } } animals(filter: { kind: CAT }) { __typename } }");
+    passes(
+        r,
+        "{ human(id: \"u1\") { name } dog @skip(if: false) { name } }",
+    );
+    fails(
+        r,
+        "{ human(id: 1, verbose: \"yes\") { name } }",
+        "expected type \"Boolean\"",
+    );
+    fails(
+        r,
+        "{ human(id: 1) { pets(first: 3000000000) { name } } }",
+        "expected type \"Int\"",
+    );
+    fails(
+        r,
+        "{ human(id: 1) { pets(kind: FISH) { name } } }",
+        "expected type \"Kind\"",
+    );
+    fails(r, "{ human(id: 1.5) { name } }", "expected type \"ID\"");
+    fails(
+        r,
+        "{ animals(filter: { kind: DOG, color: RED }) { __typename } }",
+        "field \"color\" is not defined",
+    );
+    fails(
+        r,
+        "{ animals(filter: {}) { __typename } }",
+        "field \"Filter.kind\" of required type is not provided",
+    );
+    fails(
+        r,
+        "{ animals(filter: { kind: null }) { __typename } }",
+        "expected a non-null Kind",
+    );
+    fails(
+        r,
+        "{ dog @include(if: 1) { name } }",
+        "argument \"if\" of \"@include\"",
+    );
+}
+
+#[test]
+fn all_variable_usages_allowed() {
+    let r = rules::all_variable_usages_allowed;
+    passes(
+        r,
+        "query Q($id: ID!, $k: Kind) { human(id: $id) { pets(kind: $k) { name } } }",
+    );
+    passes(r, "query Q($id: ID = 1) { human(id: $id) { name } }");
+    passes(
+        r,
+        "query Q($k: Kind!) { animals(filter: { kind: $k }) { __typename } }",
+    );
+    fails(
+        r,
+        "query Q($id: ID) { human(id: $id) { name } }",
+        "\"$id\" of type \"ID\" used in position expecting type \"ID!\"",
+    );
+    fails(
+        r,
+        "query Q($n: String!) { human(id: $n) { name } }",
+        "expecting type \"ID!\"",
+    );
+    fails(
+        r,
+        "query Q($k: [Kind]) { human(id: 1) { pets(kind: $k) { name } } }",
+        "expecting type \"Kind\"",
+    );
+    fails(r, "query Q($k: Kind) { ...F } fragment F on Query { animals(filter: { kind: $k }) { __typename } }", "expecting type \"Kind!\"");
+}
+
+#[test]
+fn field_selection_merging() {
+    let r = rules::field_selection_merging;
+    passes(r, "{ dog { name name } dog { barks } }");
+    passes(r, "{ dog { n: name ...F } } fragment F on Dog { n: name }");
+    passes(
+        r,
+        "{ human(id: 1) { pets(first: 2) { name } pets(first: 2) { ... on Dog { barks } } } }",
+    );
+    // Different parents that can never be the same object may differ.
+    passes(
+        r,
+        "{ pet(name: \"x\") { ... on Dog { v: barks } ... on Cat { v: meows } } }",
+    );
+    fails(
+        r,
+        "{ dog { x: name x: barks } }",
+        "\"name\" and \"barks\" are different fields",
+    );
+    fails(
+        r,
+        "{ human(id: 1) { pets(first: 1) { name } pets(first: 2) { name } } }",
+        "differing arguments",
+    );
+    fails(
+        r,
+        "{ dog { ...A ...B } } fragment A on Dog { x: name } fragment B on Dog { x: barks }",
+        "are different fields",
+    );
+    // Same shape is required even across disjoint parents.
+    fails(
+        r,
+        "{ animals { ... on Dog { v: name } ... on Cat { v: meows } } }",
+        "conflicting types \"String!\" and \"Boolean!\"",
+    );
+    // Conflicts deep inside merged sub-selections are found.
+    fails(
+        r,
+        "{ dog { owner { x: name } } dog { owner { x: pets { name } } } }",
+        "are different fields",
+    );
+}

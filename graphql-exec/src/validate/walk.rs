@@ -23,8 +23,10 @@ pub enum Visit<'a> {
         /// Its definition, when the parent has such a field.
         def: Option<&'a FieldDef>,
     },
-    /// An inline fragment.
-    Inline(&'a Positioned<InlineFragment>),
+    /// A fragment spread, with the type it is spread into.
+    Spread(&'a Positioned<FragmentSpread>, Option<TypeId>),
+    /// An inline fragment, with the type it stands in.
+    Inline(&'a Positioned<InlineFragment>, Option<TypeId>),
 }
 
 /// The root type of an operation kind.
@@ -53,8 +55,8 @@ pub fn definitions<'a>(
     out
 }
 
-/// Walks `set` (applied to `parent`), calling `f` for every field and inline fragment
-/// inside it (spreads are found with [`spreads`]).
+/// Walks `set` (applied to `parent`), calling `f` for every field, spread and inline
+/// fragment inside it.
 pub fn walk<'a>(
     schema: &'a Schema,
     set: &'a SelectionSet,
@@ -69,13 +71,13 @@ pub fn walk<'a>(
                 let child = def.map(|d| d.ty.named());
                 walk(schema, &field.node.selection_set.node, child, f);
             }
-            Selection::FragmentSpread(_) => {}
+            Selection::FragmentSpread(spread) => f(Visit::Spread(spread, parent)),
             Selection::InlineFragment(inline) => {
                 let on = match &inline.node.type_condition {
                     Some(c) => schema.type_named(&c.node.on.node),
                     None => parent,
                 };
-                f(Visit::Inline(inline));
+                f(Visit::Inline(inline, parent));
                 walk(schema, &inline.node.selection_set.node, on, f);
             }
         }
@@ -90,6 +92,16 @@ pub fn field_def<'a>(schema: &'a Schema, parent: TypeId, name: &str) -> Option<&
 /// Whether `name` is the meta field every composite type has.
 pub fn is_typename(name: &str) -> bool {
     name == "__typename"
+}
+
+/// The object types a value of type `id` can be.
+pub fn possible_types(schema: &Schema, id: TypeId) -> Vec<TypeId> {
+    match &schema.get(id).kind {
+        Kind::Object { .. } => vec![id],
+        Kind::Interface { possible, .. } => possible.clone(),
+        Kind::Union { members } => members.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// Whether the type is an object, interface or union.
