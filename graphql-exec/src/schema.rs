@@ -187,6 +187,8 @@ pub enum SchemaError {
 /// A built schema.
 #[derive(Debug, Clone)]
 pub struct Schema {
+    /// The type holding the meta fields (`__typename`, `__schema`, `__type`).
+    meta: TypeId,
     /// The description of the `schema` definition.
     pub description: Option<String>,
     types: Vec<TypeDef>,
@@ -202,6 +204,74 @@ pub struct Schema {
 
 const BUILTIN_SCALARS: [&str; 5] = ["Int", "Float", "String", "Boolean", "ID"];
 
+/// The introspection types every schema has (GraphQL, section 4.2).
+const INTROSPECTION_SDL: &str = r#"
+type __Schema {
+  description: String
+  types: [__Type!]!
+  queryType: __Type!
+  mutationType: __Type
+  subscriptionType: __Type
+  directives: [__Directive!]!
+}
+type __Type {
+  kind: __TypeKind!
+  name: String
+  description: String
+  specifiedByURL: String
+  fields(includeDeprecated: Boolean = false): [__Field!]
+  interfaces: [__Type!]
+  possibleTypes: [__Type!]
+  enumValues(includeDeprecated: Boolean = false): [__EnumValue!]
+  inputFields(includeDeprecated: Boolean = false): [__InputValue!]
+  ofType: __Type
+  isOneOf: Boolean
+}
+enum __TypeKind { SCALAR OBJECT INTERFACE UNION ENUM INPUT_OBJECT LIST NON_NULL }
+type __Field {
+  name: String!
+  description: String
+  args(includeDeprecated: Boolean = false): [__InputValue!]!
+  type: __Type!
+  isDeprecated: Boolean!
+  deprecationReason: String
+}
+type __InputValue {
+  name: String!
+  description: String
+  type: __Type!
+  defaultValue: String
+  isDeprecated: Boolean!
+  deprecationReason: String
+}
+type __EnumValue {
+  name: String!
+  description: String
+  isDeprecated: Boolean!
+  deprecationReason: String
+}
+type __Directive {
+  name: String!
+  description: String
+  locations: [__DirectiveLocation!]!
+  args(includeDeprecated: Boolean = false): [__InputValue!]!
+  isRepeatable: Boolean!
+}
+enum __DirectiveLocation {
+  QUERY MUTATION SUBSCRIPTION FIELD FRAGMENT_DEFINITION FRAGMENT_SPREAD INLINE_FRAGMENT
+  VARIABLE_DEFINITION SCHEMA SCALAR OBJECT FIELD_DEFINITION ARGUMENT_DEFINITION INTERFACE
+  UNION ENUM ENUM_VALUE INPUT_OBJECT INPUT_FIELD_DEFINITION
+}
+type __Meta {
+  __typename: String!
+  __schema: __Schema!
+  __type(name: String!): __Type
+}
+"#;
+
+/// Name of the holder of the meta fields; never a member of `types()`' output roots.
+const META_TYPE: &str = "__Meta";
+
 impl Schema {
     /// Builds a schema from SDL.
     pub fn from_sdl(sdl: &str) -> Result<Schema, SchemaError> {
@@ -209,6 +279,7 @@ impl Schema {
         // take the description out, keeping every other position where it was.
         let (text, description) = lift_schema_description(sdl);
         let doc = parse_schema(&text).map_err(|e| SchemaError::Parse(e.to_string()))?;
+        let builtin = parse_schema(INTROSPECTION_SDL).expect("the introspection SDL parses");
         let mut defs = Vec::new();
         let mut roots = (None, None, None);
         for def in doc.definitions {
@@ -224,6 +295,11 @@ impl Schema {
                 }
                 // Custom directive definitions carry nothing execution needs.
                 TypeSystemDefinition::Directive(_) => {}
+            }
+        }
+        for def in builtin.definitions {
+            if let TypeSystemDefinition::Type(t) = def {
+                defs.push(t.node);
             }
         }
 
@@ -326,7 +402,9 @@ impl Schema {
         let mutation = root(roots.1, "Mutation")?;
         let subscription = root(roots.2, "Subscription")?;
 
+        let meta = by_name[META_TYPE];
         let mut schema = Schema {
+            meta,
             description,
             types,
             by_name,
@@ -438,6 +516,33 @@ impl Schema {
             self.get(ty.named()).kind,
             Kind::Scalar | Kind::Enum { .. } | Kind::InputObject { .. }
         )
+    }
+
+    /// The field `name` as selected on `parent`: its own fields, `__typename` on every
+    /// composite type, and `__schema` and `__type` on the query root.
+    pub fn field(&self, parent: TypeId, name: &str) -> Option<&Field> {
+        if let Some((_, f)) = self.get(parent).field(name) {
+            return Some(f);
+        }
+        let meta = self.get(self.meta);
+        match name {
+            "__typename" if self.is_composite(parent) => meta.field(name).map(|(_, f)| f),
+            "__schema" | "__type" if parent == self.query => meta.field(name).map(|(_, f)| f),
+            _ => None,
+        }
+    }
+
+    /// Whether the type is an object, interface or union.
+    pub fn is_composite(&self, id: TypeId) -> bool {
+        matches!(
+            self.get(id).kind,
+            Kind::Object { .. } | Kind::Interface { .. } | Kind::Union { .. }
+        )
+    }
+
+    /// Whether a type is one of the introspection types (or the meta-field holder).
+    pub fn is_introspection(&self, id: TypeId) -> bool {
+        self.get(id).name.starts_with("__")
     }
 
     /// The type with id `id`.
@@ -695,6 +800,23 @@ mod tests {
             .unwrap()
             .description
             .is_none());
+    }
+
+    #[test]
+    fn meta_fields_and_introspection_types_are_there() {
+        let s = Schema::from_sdl(SDL).unwrap();
+        let thing = s.type_named("Thing").unwrap();
+        assert_eq!(s.field(thing, "__typename").unwrap().name, "__typename");
+        assert!(
+            s.field(thing, "__schema").is_none(),
+            "only on the query root"
+        );
+        assert!(s.field(s.query, "__schema").is_some());
+        assert_eq!(s.field(s.query, "__type").unwrap().args[0].name, "name");
+        let ty = s.type_named("__Type").unwrap();
+        assert!(s.is_introspection(ty));
+        assert!(s.get(ty).field("ofType").is_some());
+        assert!(!s.is_introspection(thing));
     }
 
     #[test]

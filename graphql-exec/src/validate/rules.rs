@@ -11,9 +11,6 @@ use async_graphql_value::Value;
 
 use crate::schema::{InputValue, Kind, TypeId, TypeRef};
 
-/// Introspection entry points selectable on the query root besides its own fields.
-const QUERY_META_FIELDS: [&str; 2] = ["__schema", "__type"];
-
 /// 5.2.3.1 Single root field: a subscription selects exactly one root field
 /// (`__typename` not allowed there), counting through fragments.
 pub fn subscription_single_root_field(cx: &mut Context<'_>) {
@@ -77,17 +74,13 @@ pub fn fields_on_correct_type(cx: &mut Context<'_>) {
             } = v
             {
                 let name = field.node.name.node.as_str();
-                let meta = walk::is_typename(name)
-                    || (parent == schema.query && QUERY_META_FIELDS.contains(&name));
-                if !meta {
-                    found.push((
-                        format!(
-                            "Cannot query field \"{name}\" on type \"{}\".",
-                            schema.get(parent).name
-                        ),
-                        field.pos,
-                    ));
-                }
+                found.push((
+                    format!(
+                        "Cannot query field \"{name}\" on type \"{}\".",
+                        schema.get(parent).name
+                    ),
+                    field.pos,
+                ));
             }
         });
     }

@@ -84,14 +84,9 @@ pub fn walk<'a>(
     }
 }
 
-/// The definition of field `name` on `parent` (including `__typename` on composites).
+/// The definition of field `name` on `parent`, meta fields included.
 pub fn field_def<'a>(schema: &'a Schema, parent: TypeId, name: &str) -> Option<&'a FieldDef> {
-    schema.get(parent).field(name).map(|(_, f)| f)
-}
-
-/// Whether `name` is the meta field every composite type has.
-pub fn is_typename(name: &str) -> bool {
-    name == "__typename"
+    schema.field(parent, name)
 }
 
 /// The object types a value of type `id` can be.
@@ -106,10 +101,7 @@ pub fn possible_types(schema: &Schema, id: TypeId) -> Vec<TypeId> {
 
 /// Whether the type is an object, interface or union.
 pub fn is_composite(schema: &Schema, id: TypeId) -> bool {
-    matches!(
-        schema.get(id).kind,
-        Kind::Object { .. } | Kind::Interface { .. } | Kind::Union { .. }
-    )
+    schema.is_composite(id)
 }
 
 /// Where a directive stands (the specification's executable directive locations).
