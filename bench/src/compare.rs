@@ -132,7 +132,7 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
             .filter(|r| r.phase == Phase::Throughput)
             .collect();
         run.loadgen_cpu = median(&tp.iter().map(|r| r.loadgen_cpu).collect::<Vec<_>>());
-        run.server_cpu = median(&tp.iter().map(|r| r.server_cpu).collect::<Vec<_>>());
+        run.server_cpu = Some(median(&tp.iter().map(|r| r.server_cpu).collect::<Vec<_>>()));
         run.latency = format!(
             "open-loop at {rate:.0} req/s ({}), medians of {} rounds; distribution merged over rounds",
             if spec.rate.is_some() { "--rate" } else { "half the slower median throughput" },

@@ -208,7 +208,7 @@ fn single(scenario: Scenario, args: LoadArgs, command: String) -> anyhow::Result
         requests: res.requests,
         seconds: res.seconds,
         loadgen_cpu: load.share(),
-        server_cpu: srv.map_or(f64::NAN, |m| m.share()),
+        server_cpu: srv.map(|m| m.share()),
         connections: args.connections,
         latency: match pace {
             Pace::Closed => "closed-loop (no coordinated-omission correction)".into(),

@@ -29,8 +29,9 @@ pub struct Run {
     pub seconds: f64,
     /// The load generator's CPU, as a share of its one core (1.0 = saturated).
     pub loadgen_cpu: f64,
-    /// The server's CPU, as a share of one core.
-    pub server_cpu: f64,
+    /// The server's CPU, as a share of one core (unknown for a server not started here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu: Option<f64>,
     /// Keep-alive connections.
     pub connections: u32,
     /// How the latency figures were taken, e.g. `open-loop at 50000 req/s`.
@@ -166,7 +167,7 @@ pub fn table(r: &Report) -> String {
     ));
     for run in &r.runs {
         out.push_str(&format!(
-            "{:<12} {:>11.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7} {:>7.0}% {:>7.0}%\n",
+            "{:<12} {:>11.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7} {:>7.0}% {:>7}%\n",
             run.server,
             run.rps,
             run.p50_us,
@@ -176,7 +177,8 @@ pub fn table(r: &Report) -> String {
             run.max_us,
             run.errors,
             run.loadgen_cpu * 100.0,
-            run.server_cpu * 100.0,
+            run.server_cpu
+                .map_or_else(|| "-".to_owned(), |c| format!("{:.0}", c * 100.0)),
         ));
     }
     if let Some(first) = r.runs.first() {

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 
-use crate::auth::{AuthError, Viewer};
+use crate::auth::AuthError;
 use crate::conn::ConnState;
 use crate::shard::Shard;
 use response::{error_response, ErrorCode};
@@ -31,8 +31,8 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
     let _in_flight = conn.begin_request();
     let started = quanta::Instant::now();
     shard.metrics.request_started();
-    // The head stays here for the access log; handlers that read a body get the body.
-    let (head, body) = req.into_parts();
+    // The head stays here for the access log; no route reads a body yet.
+    let (head, _body) = req.into_parts();
     let config = &shard.node.config;
     let request_id = meta::request_id(&head.headers);
     let route = Route::of(head.uri.path());
@@ -66,12 +66,7 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         );
         r
     } else {
-        let viewer = viewer.and_then(Result::ok);
-        within(
-            config.request_timeout,
-            dispatch(shard, route, &head, body, viewer),
-        )
-        .await
+        within(config.request_timeout, dispatch(shard, route)).await
     };
 
     let elapsed = started.elapsed();
@@ -101,13 +96,9 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
     resp
 }
 
-async fn dispatch(
-    shard: &Shard,
-    route: Route,
-    _head: &hyper::http::request::Parts,
-    _body: Incoming,
-    _viewer: Option<Rc<Viewer>>,
-) -> Response<Body> {
+/// The handler of each route. GraphQL and WebSocket routes will take the head, the
+/// body and the viewer too.
+async fn dispatch(shard: &Shard, route: Route) -> Response<Body> {
     match route {
         Route::Healthz => ops::healthz(),
         Route::Readyz => ops::readyz(shard),
