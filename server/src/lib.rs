@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod io_backend;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
