@@ -8,8 +8,11 @@
 //! Must not know: streams, chat, users, stores, HTTP or WebSocket. Resolvers are
 //! supplied by the caller through a trait; the streaming schema is only the first user.
 //!
-//! Status: the schema model ([`schema`]) is built; validation, planning, execution and
-//! persisted documents follow (issue 5).
+//! Status: the schema model with introspection types ([`schema`]), validation
+//! ([`validate`]) and variable coercion ([`coerce`]) are built; planning, execution,
+//! introspection resolution and persisted documents follow (issue 5). The executor must
+//! leave the meta-field holder `__Meta` out of `__schema.types`.
 
+pub mod coerce;
 pub mod schema;
 pub mod validate;
