@@ -115,6 +115,15 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_MAX_HEADER_BYTES", value_parser = parse_header_limit, default_value = "16KiB", help_heading = "Limits")]
     pub max_header_bytes: usize,
 
+    /// Open connections allowed per client address, node-wide (split across shards); past it a connection's requests get 429. Trusted proxies are exempt. 0: no limit.
+    #[arg(
+        long,
+        env = "STREAMHUB_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 1000,
+        help_heading = "Limits"
+    )]
+    pub max_connections_per_ip: u32,
+
     /// Largest request body; past it the answer is 413.
     #[arg(long, env = "STREAMHUB_MAX_BODY_BYTES", value_parser = parse_size, default_value = "1MiB", help_heading = "Limits")]
     pub max_body_bytes: usize,

@@ -49,6 +49,7 @@ pub struct ConnState {
     head_started: Cell<Option<Instant>>,
     in_flight: Cell<u32>,
     closing: Cell<bool>,
+    over_limit: bool,
 }
 
 /// What the watchdog does when it wakes.
@@ -73,14 +74,20 @@ pub struct Timeouts {
 
 impl ConnState {
     /// A fresh connection from `peer`.
-    pub fn new(peer: SocketAddr, now: Instant) -> ConnState {
+    pub fn new(peer: SocketAddr, now: Instant, over_limit: bool) -> ConnState {
         ConnState {
             peer,
             last_io: Cell::new(now),
             head_started: Cell::new(None),
             in_flight: Cell::new(0),
             closing: Cell::new(false),
+            over_limit,
         }
+    }
+
+    /// Whether the client already had its share of connections: its requests are refused.
+    pub fn is_over_limit(&self) -> bool {
+        self.over_limit
     }
 
     /// Whether responses must carry `Connection: close` (the node is closing).
@@ -213,24 +220,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
 
 /// Serves one accepted connection until it closes, times out, or the node stops it;
 /// with TLS configured, after a handshake that must finish within the header timeout.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+/// A connection `over_limit` answers its request with 429 and closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, over_limit: bool) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = shard.node.tls.clone() else {
-        return drive(shard, stream, peer).await;
+        return drive(shard, stream, peer, over_limit).await;
     };
     let limit = shard.node.config.header_timeout;
     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => drive(shard, tls, peer).await,
+        Ok(Ok(tls)) => drive(shard, tls, peer, over_limit).await,
         Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %peer, "TLS handshake not finished in time"),
     }
 }
 
-async fn drive<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr)
+async fn drive<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, over_limit: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let state = Rc::new(ConnState::new(peer, Instant::now()));
+    let state = Rc::new(ConnState::new(peer, Instant::now(), over_limit));
     let io = TokioIo::new(TrackedIo {
         inner: stream,
         state: Rc::clone(&state),
@@ -304,7 +312,7 @@ mod tests {
     };
 
     fn state(now: Instant) -> ConnState {
-        ConnState::new("127.0.0.1:1".parse().unwrap(), now)
+        ConnState::new("127.0.0.1:1".parse().unwrap(), now, false)
     }
 
     #[test]

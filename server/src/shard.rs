@@ -3,7 +3,9 @@
 //! handler receives it. Capabilities that come later (GraphQL plan caches, room hubs,
 //! token caches, rate-limit buckets) become fields here.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,10 +37,16 @@ pub struct Shard {
     all_closed: Notify,
     closing: Cell<bool>,
     closing_notify: Notify,
+    /// Open connections per client address (trusted proxies are not counted).
+    per_ip: RefCell<HashMap<IpAddr, u32, foldhash::fast::RandomState>>,
+    /// This shard's share of `STREAMHUB_MAX_CONNECTIONS_PER_IP`; 0 for no limit.
+    per_ip_limit: u32,
 }
 
 impl Shard {
     fn new(id: usize, node: Arc<Node>) -> Shard {
+        let shards = u32::try_from(node.shard_metrics.len()).unwrap_or(u32::MAX);
+        let per_ip_limit = node.config.max_connections_per_ip.div_ceil(shards.max(1));
         let mut http = http1::Builder::new();
         http.keep_alive(true)
             .max_header_size(node.config.max_header_bytes)
@@ -56,6 +64,31 @@ impl Shard {
             all_closed: Notify::new(),
             closing: Cell::new(false),
             closing_notify: Notify::new(),
+            per_ip: RefCell::default(),
+            per_ip_limit,
+        }
+    }
+
+    /// Counts a new connection from `ip`. Returns (past its share, counted); a counted
+    /// connection is released when it closes.
+    fn admit(&self, ip: IpAddr) -> (bool, bool) {
+        if self.per_ip_limit == 0 || self.node.config.trusted_proxies.contains(ip) {
+            return (false, false);
+        }
+        let mut map = self.per_ip.borrow_mut();
+        let n = map.entry(ip.to_canonical()).or_insert(0);
+        *n += 1;
+        (*n > self.per_ip_limit, true)
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut map = self.per_ip.borrow_mut();
+        let ip = ip.to_canonical();
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
         }
     }
 
@@ -202,9 +235,13 @@ async fn flush_logs() {
 
 fn spawn_connection(shard: &Rc<Shard>, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
     shard.connection_opened();
+    let (over_limit, counted) = shard.admit(peer.ip());
     let shard = Rc::clone(shard);
     tokio::task::spawn_local(async move {
-        crate::conn::serve(Rc::clone(&shard), stream, peer).await;
+        crate::conn::serve(Rc::clone(&shard), stream, peer, over_limit).await;
+        if counted {
+            shard.release(peer.ip());
+        }
         shard.connection_closed();
     });
 }

@@ -25,6 +25,7 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
         "STREAMHUB_REQUEST_TIMEOUT",
         "STREAMHUB_MAX_HEADER_BYTES",
         "STREAMHUB_MAX_BODY_BYTES",
+        "STREAMHUB_MAX_CONNECTIONS_PER_IP",
         "STREAMHUB_DRAIN_DELAY",
         "STREAMHUB_SHUTDOWN_GRACE",
         "STREAMHUB_JWT_SECRET",

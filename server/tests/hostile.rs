@@ -140,3 +140,44 @@ fn idle_keepalive_connections_are_closed_after_the_keepalive_timeout() {
     assert_still_serving(&mut s);
     assert!(closed_by_peer(&mut s), "idle connection was not closed");
 }
+
+#[test]
+fn connections_past_the_per_address_limit_get_429_and_trusted_proxies_are_exempt() {
+    let server = Server::start(&[
+        ("STREAMHUB_SHARDS", "1"),
+        ("STREAMHUB_MAX_CONNECTIONS_PER_IP", "3"),
+    ]);
+    let mut held: Vec<_> = (0..3).map(|_| server.connect()).collect();
+    for s in &mut held {
+        assert_still_serving(s);
+    }
+    let mut extra = server.connect();
+    let r = request(&mut extra, "GET", "/healthz", &[]).unwrap();
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert!(r.closes());
+    assert!(closed_by_peer(&mut extra));
+    // The held connections keep being served; once one closes, a new one gets in.
+    assert_still_serving(&mut held[0]);
+    drop(held.remove(0));
+    let admitted = (0..200).any(|_| {
+        let mut s = server.connect();
+        let ok = request(&mut s, "GET", "/healthz", &[]).is_ok_and(|r| r.status == 200);
+        if !ok {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ok
+    });
+    assert!(admitted, "a freed slot was never given back");
+
+    let behind_alb = Server::start(&[
+        ("STREAMHUB_SHARDS", "1"),
+        ("STREAMHUB_MAX_CONNECTIONS_PER_IP", "3"),
+        ("STREAMHUB_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ]);
+    let mut many: Vec<_> = (0..6).map(|_| behind_alb.connect()).collect();
+    for s in &mut many {
+        assert_still_serving(s);
+    }
+}

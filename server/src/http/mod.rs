@@ -14,7 +14,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use std::rc::Rc;
 
-use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Request, Response, StatusCode};
 
 use crate::auth::AuthError;
@@ -46,7 +48,16 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         _ => None,
     };
 
-    let mut resp = if let Some(Err(e)) = &viewer {
+    let mut resp = if conn.is_over_limit() {
+        let mut r = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many connections from your address",
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    } else if let Some(Err(e)) = &viewer {
         unauthenticated(e)
     } else if declared_body_len(&head).is_some_and(|n| n > config.max_body_bytes as u64) {
         error_response(
@@ -89,7 +100,7 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
 
     let headers = resp.headers_mut();
     headers.insert(meta::REQUEST_ID, request_id);
-    if conn.is_closing() {
+    if conn.is_closing() || conn.is_over_limit() {
         // hyper closes the connection after a response that says so.
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }

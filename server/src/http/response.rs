@@ -20,6 +20,8 @@ pub enum ErrorCode {
     ServiceUnavailable,
     /// The credentials were refused.
     Unauthenticated,
+    /// The client is over a limit; `Retry-After` says when to come back.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -31,6 +33,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
         }
     }
 }
