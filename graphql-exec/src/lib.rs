@@ -9,10 +9,11 @@
 //! supplied by the caller through a trait; the streaming schema is only the first user.
 //!
 //! Status: the schema model with introspection types ([`schema`]), validation
-//! ([`validate`]) and variable coercion ([`coerce`]) are built; planning, execution,
-//! introspection resolution and persisted documents follow (issue 5). The executor must
+//! ([`validate`]), variable coercion ([`coerce`]) and planning ([`plan`]) are built;
+//! execution, introspection resolution and persisted documents follow (issue 5). The executor must
 //! leave the meta-field holder `__Meta` out of `__schema.types`.
 
 pub mod coerce;
+pub mod plan;
 pub mod schema;
 pub mod validate;
