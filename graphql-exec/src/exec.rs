@@ -1,0 +1,792 @@
+//! Execution: a plan run level by level, straight into JSON.
+//!
+//! Each level hands the resolver every parent object that needs a field at once
+//! ([`Resolver::resolve`] takes a slice of parents), so a field is resolved once per
+//! level and selection, never once per parent (no N+1, no dataloader timers). Results
+//! land in a flat arena of compact nodes (breadth-first order is not output order), then
+//! one depth-first pass writes the response with the plan's pre-escaped keys. Null
+//! propagates from a non-null position to the nearest nullable parent, and every error
+//! carries its path.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use async_graphql_value::{ConstValue, Name};
+
+use crate::plan::{holds, Arg, Children, Plan, PlannedField, Selection};
+use crate::schema::{Schema, TypeId, TypeRef};
+
+/// A scalar or enum value, as a resolver returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Leaf {
+    /// An `Int`.
+    Int(i64),
+    /// A `Float`.
+    Float(f64),
+    /// A `String`, `ID` or custom scalar rendered as a string.
+    String(String),
+    /// A `Boolean`.
+    Boolean(bool),
+    /// An enum value's name.
+    Enum(&'static str),
+}
+
+/// One field's value for one parent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved<O> {
+    /// null.
+    Null,
+    /// A scalar or enum.
+    Leaf(Leaf),
+    /// An object, whose fields the next level resolves.
+    Object(O),
+    /// A list.
+    List(Vec<Resolved<O>>),
+    /// The field failed: null, with this message in `errors`.
+    Error(String),
+}
+
+/// A field's arguments for one request: constants from the plan, variables filled in.
+#[derive(Debug)]
+pub struct Args<'a> {
+    values: Vec<(&'a Name, std::borrow::Cow<'a, ConstValue>)>,
+}
+
+impl Args<'_> {
+    /// The argument called `name` (defaults included), if given.
+    pub fn get(&self, name: &str) -> Option<&ConstValue> {
+        self.values
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+/// What the schema's user supplies: how to resolve a field for a batch of parents.
+pub trait Resolver {
+    /// The domain's object handle.
+    type Object: Clone;
+
+    /// Resolves `field` for every one of `parents` (all of type `field.parent`), pushing
+    /// exactly one value per parent, in order, onto `out`.
+    fn resolve(
+        &self,
+        field: &PlannedField,
+        args: &Args<'_>,
+        parents: &[Self::Object],
+        out: &mut Vec<Resolved<Self::Object>>,
+    );
+
+    /// The concrete object type of an object met where an interface or union is expected.
+    fn type_of(&self, object: &Self::Object) -> TypeId;
+}
+
+/// A node of the result arena.
+#[derive(Debug)]
+enum Node<'p> {
+    Null,
+    Leaf(Leaf),
+    Object {
+        selection: &'p Selection,
+        type_id: TypeId,
+        /// Child nodes, one per included field of `selection`, in order.
+        first_child: u32,
+    },
+    List {
+        first: u32,
+        len: u32,
+    },
+}
+
+#[derive(Debug)]
+struct Slot<'p> {
+    node: Node<'p>,
+    parent: u32,
+    /// The field's position among the parent's included fields, or the list index.
+    index: u32,
+    /// Whether null here must propagate to the parent.
+    non_null: bool,
+    /// Nulled by a non-null child that was null (the node keeps its shape for paths).
+    nulled: bool,
+}
+
+const NO_PARENT: u32 = u32::MAX;
+
+/// One response: `{"errors":[...],"data":{...}}` as bytes.
+pub fn execute<R: Resolver>(
+    schema: &Schema,
+    plan: &Plan,
+    resolver: &R,
+    root: R::Object,
+    variables: &HashMap<Name, ConstValue>,
+) -> Vec<u8> {
+    let mut run = Run {
+        schema,
+        resolver,
+        variables,
+        slots: Vec::new(),
+        errors: Vec::new(),
+        included: HashMap::new(),
+    };
+    run.slots.push(Slot {
+        node: Node::Null,
+        parent: NO_PARENT,
+        index: 0,
+        non_null: false,
+        nulled: false,
+    });
+    let mut level: Vec<Batch<'_, R::Object>> = Vec::new();
+    run.object(0, &plan.selection, plan.root, root, &mut level);
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for batch in level {
+            run.batch(batch, &mut next);
+        }
+        level = next;
+    }
+    run.propagate_nulls();
+    run.write()
+}
+
+/// Objects of one type needing one selection, gathered across a level.
+struct Batch<'p, O> {
+    selection: &'p Selection,
+    type_id: TypeId,
+    /// (node index, object)
+    items: Vec<(u32, O)>,
+}
+
+struct Run<'p, 'r, R: Resolver> {
+    schema: &'p Schema,
+    resolver: &'r R,
+    variables: &'r HashMap<Name, ConstValue>,
+    slots: Vec<Slot<'p>>,
+    errors: Vec<(u32, String)>,
+    /// The fields of each selection that this request's variables include.
+    included: HashMap<*const Selection, Vec<usize>>,
+}
+
+impl<'p, R: Resolver> Run<'p, '_, R> {
+    fn included(&mut self, selection: &'p Selection) -> Vec<usize> {
+        let vars = self.variables;
+        self.included
+            .entry(selection as *const Selection)
+            .or_insert_with(|| {
+                selection
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| {
+                        holds(&f.condition, |n| match vars.get(n) {
+                            Some(ConstValue::Boolean(b)) => Some(*b),
+                            _ => None,
+                        })
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// Makes node `at` an object of `type_id` and queues it for `selection`.
+    fn object(
+        &mut self,
+        at: u32,
+        selection: &'p Selection,
+        type_id: TypeId,
+        object: R::Object,
+        level: &mut Vec<Batch<'p, R::Object>>,
+    ) {
+        let fields = self.included(selection);
+        let first_child = self.slots.len() as u32;
+        for (pos, &i) in fields.iter().enumerate() {
+            self.slots.push(Slot {
+                node: Node::Null,
+                parent: at,
+                index: pos as u32,
+                non_null: selection.fields[i].ty.is_non_null(),
+                nulled: false,
+            });
+        }
+        self.slots[at as usize].node = Node::Object {
+            selection,
+            type_id,
+            first_child,
+        };
+        match level
+            .iter_mut()
+            .find(|b| std::ptr::eq(b.selection, selection) && b.type_id == type_id)
+        {
+            Some(b) => b.items.push((at, object)),
+            None => level.push(Batch {
+                selection,
+                type_id,
+                items: vec![(at, object)],
+            }),
+        }
+    }
+
+    fn batch(&mut self, batch: Batch<'p, R::Object>, next: &mut Vec<Batch<'p, R::Object>>) {
+        let fields = self.included(batch.selection);
+        let parents: Vec<R::Object> = batch.items.iter().map(|(_, o)| o.clone()).collect();
+        let mut out = Vec::with_capacity(parents.len());
+        for (pos, &i) in fields.iter().enumerate() {
+            let field = &batch.selection.fields[i];
+            out.clear();
+            if &*field.name == "__typename" {
+                let name = self.schema.get(batch.type_id).name.clone();
+                out.extend(
+                    parents
+                        .iter()
+                        .map(|_| Resolved::Leaf(Leaf::String(name.clone()))),
+                );
+            } else {
+                let args = self.args(field);
+                self.resolver.resolve(field, &args, &parents, &mut out);
+            }
+            if out.len() != parents.len() {
+                out.truncate(parents.len());
+                out.resize(
+                    parents.len(),
+                    Resolved::Error(format!("the resolver of {} returned no value", field.name)),
+                );
+            }
+            for ((node, _), value) in batch.items.iter().zip(out.drain(..)) {
+                let Node::Object { first_child, .. } = self.slots[*node as usize].node else {
+                    continue;
+                };
+                let at = first_child + pos as u32;
+                self.place(at, value, field, &field.ty, next);
+            }
+        }
+    }
+
+    fn args(&self, field: &'p PlannedField) -> Args<'p> {
+        let vars = self.variables;
+        Args {
+            values: field
+                .args
+                .iter()
+                .map(|(name, arg)| {
+                    let v = match arg {
+                        Arg::Const(c) => std::borrow::Cow::Borrowed(c),
+                        Arg::Dynamic(v) => std::borrow::Cow::Owned(
+                            v.clone()
+                                .into_const_with(|var| {
+                                    Ok::<_, std::convert::Infallible>(
+                                        vars.get(&var).cloned().unwrap_or(ConstValue::Null),
+                                    )
+                                })
+                                .unwrap_or(ConstValue::Null),
+                        ),
+                    };
+                    (name, v)
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts `value` (of type `ty`, for `field`) at node `at`.
+    fn place(
+        &mut self,
+        at: u32,
+        value: Resolved<R::Object>,
+        field: &'p PlannedField,
+        ty: &TypeRef,
+        next: &mut Vec<Batch<'p, R::Object>>,
+    ) {
+        let ty = match ty {
+            TypeRef::NonNull(inner) => &**inner,
+            other => other,
+        };
+        match value {
+            Resolved::Null => {}
+            Resolved::Error(message) => self.errors.push((at, message)),
+            Resolved::Leaf(leaf) => self.slots[at as usize].node = Node::Leaf(leaf),
+            Resolved::List(items) => {
+                let TypeRef::List(item_ty) = ty else {
+                    self.errors.push((
+                        at,
+                        format!("{} returned a list where none is expected", field.name),
+                    ));
+                    return;
+                };
+                let first = self.slots.len() as u32;
+                for i in 0..items.len() {
+                    self.slots.push(Slot {
+                        node: Node::Null,
+                        parent: at,
+                        index: i as u32,
+                        non_null: item_ty.is_non_null(),
+                        nulled: false,
+                    });
+                }
+                self.slots[at as usize].node = Node::List {
+                    first,
+                    len: items.len() as u32,
+                };
+                for (i, item) in items.into_iter().enumerate() {
+                    self.place(first + i as u32, item, field, item_ty, next);
+                }
+            }
+            Resolved::Object(object) => match &field.children {
+                Children::Object(sel) => {
+                    let t = ty.named();
+                    self.object(at, sel, t, object, next);
+                }
+                Children::Abstract(by_type) => {
+                    let t = self.resolver.type_of(&object);
+                    match by_type.iter().find(|(bt, _)| *bt == t) {
+                        Some((_, sel)) => self.object(at, sel, t, object, next),
+                        None => self.errors.push((
+                            at,
+                            format!(
+                                "{} returned an object of a type it cannot return",
+                                field.name
+                            ),
+                        )),
+                    }
+                }
+                Children::Leaf => self
+                    .errors
+                    .push((at, format!("{} returned an object for a leaf", field.name))),
+            },
+        }
+    }
+
+    /// Null in a non-null position nulls the parent, up to the nearest nullable one.
+    fn propagate_nulls(&mut self) {
+        let mut reported = vec![false; self.slots.len()];
+        for &(at, _) in &self.errors {
+            reported[at as usize] = true;
+        }
+        for i in (1..self.slots.len()).rev() {
+            let s = &self.slots[i];
+            let is_null = s.nulled || matches!(s.node, Node::Null);
+            if s.non_null && is_null {
+                let parent = s.parent;
+                if !reported[i] && !self.has_reported_descendant_error(i) {
+                    let message = format!(
+                        "Cannot return null for non-nullable field {}.",
+                        self.field_label(i)
+                    );
+                    self.errors.push((i as u32, message));
+                }
+                self.slots[parent as usize].nulled = true;
+            }
+        }
+    }
+
+    /// Whether an error was recorded at or under `i` (its null then already explains).
+    fn has_reported_descendant_error(&self, i: usize) -> bool {
+        self.errors.iter().any(|&(at, _)| {
+            let mut n = at;
+            while n != NO_PARENT {
+                if n as usize == i {
+                    return true;
+                }
+                n = self.slots[n as usize].parent;
+            }
+            false
+        })
+    }
+
+    /// `Type.field` of the object field at node `i` (or of the list holding it).
+    fn field_label(&self, mut i: usize) -> String {
+        loop {
+            let s = &self.slots[i];
+            if s.parent == NO_PARENT {
+                return "data".to_owned();
+            }
+            if let Node::Object {
+                selection, type_id, ..
+            } = &self.slots[s.parent as usize].node
+            {
+                let field = &selection.fields[self.included_index(selection, s.index)];
+                return format!("{}.{}", self.schema.get(*type_id).name, field.name);
+            }
+            i = s.parent as usize;
+        }
+    }
+
+    fn included_index(&self, selection: &Selection, pos: u32) -> usize {
+        self.included
+            .get(&(selection as *const Selection))
+            .and_then(|v| v.get(pos as usize).copied())
+            .unwrap_or(pos as usize)
+    }
+
+    /// The response path of node `i`.
+    fn path(&self, mut i: u32) -> Vec<PathSegment<'p>> {
+        let mut out = Vec::new();
+        loop {
+            let s = &self.slots[i as usize];
+            if s.parent == NO_PARENT {
+                break;
+            }
+            match &self.slots[s.parent as usize].node {
+                Node::List { .. } => out.push(PathSegment::Index(s.index)),
+                Node::Object { selection, .. } => {
+                    let field = &selection.fields[self.included_index(selection, s.index)];
+                    out.push(PathSegment::Key(&field.key));
+                }
+                Node::Null | Node::Leaf(_) => {}
+            }
+            i = s.parent;
+        }
+        out.reverse();
+        out
+    }
+
+    fn write(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        if !self.errors.is_empty() {
+            out.extend_from_slice(b"\"errors\":[");
+            for (n, (at, message)) in self.errors.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"message\":");
+                write_str(&mut out, message);
+                out.extend_from_slice(b",\"path\":[");
+                for (k, seg) in self.path(*at).iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    match seg {
+                        PathSegment::Key(key) => write_str(&mut out, key),
+                        PathSegment::Index(i) => {
+                            out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes())
+                        }
+                    }
+                }
+                out.extend_from_slice(b"]}");
+            }
+            out.extend_from_slice(b"],");
+        }
+        out.extend_from_slice(b"\"data\":");
+        self.write_node(0, &mut out);
+        out.push(b'}');
+        out
+    }
+
+    fn write_node(&self, i: u32, out: &mut Vec<u8>) {
+        let slot = &self.slots[i as usize];
+        if slot.nulled {
+            out.extend_from_slice(b"null");
+            return;
+        }
+        match &slot.node {
+            Node::Null => out.extend_from_slice(b"null"),
+            Node::Leaf(leaf) => write_leaf(leaf, out),
+            Node::List { first, len } => {
+                out.push(b'[');
+                for k in 0..*len {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    self.write_node(first + k, out);
+                }
+                out.push(b']');
+            }
+            Node::Object {
+                selection,
+                first_child,
+                ..
+            } => {
+                out.push(b'{');
+                let fields = self
+                    .included
+                    .get(&(*selection as *const Selection))
+                    .map_or(&[][..], Vec::as_slice);
+                for (pos, &f) in fields.iter().enumerate() {
+                    if pos > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&selection.fields[f].key_json);
+                    self.write_node(first_child + pos as u32, out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+enum PathSegment<'p> {
+    Key(&'p str),
+    Index(u32),
+}
+
+fn write_leaf(leaf: &Leaf, out: &mut Vec<u8>) {
+    match leaf {
+        Leaf::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        Leaf::Float(f) if f.is_finite() => {
+            let mut s = String::new();
+            let _ = write!(s, "{f}");
+            out.extend_from_slice(s.as_bytes());
+        }
+        Leaf::Float(_) => out.extend_from_slice(b"null"),
+        Leaf::String(s) => write_str(out, s),
+        Leaf::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Leaf::Enum(e) => write_str(out, e),
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::plan;
+    use async_graphql_parser::parse_query;
+    use std::cell::RefCell;
+
+    const SDL: &str = r#"
+        interface Pet { name: String! }
+        type Dog implements Pet { name: String! barks: Boolean! }
+        type Cat implements Pet { name: String! lives: Int }
+        type Human { id: ID! name: String! nick: String! pets: [Pet!]! friend: Human }
+        type Query { humans: [Human!]! human(id: ID!): Human pet(name: String!): Pet }
+    "#;
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Obj {
+        Root,
+        Human(usize),
+        Pet(usize),
+    }
+
+    /// (name, nick, pets, friend)
+    type HumanRow = (
+        &'static str,
+        Option<&'static str>,
+        &'static [usize],
+        Option<usize>,
+    );
+    const HUMANS: [HumanRow; 3] = [
+        ("ann", Some("a\"1"), &[0, 1], Some(1)),
+        ("bob", None, &[], Some(0)),
+        ("cid", Some("c"), &[2], None),
+    ];
+    /// (name, is dog)
+    const PETS: [(&str, bool); 3] = [("rex", true), ("tom", false), ("fido", true)];
+
+    struct Toy {
+        schema: Schema,
+        /// (type.field, how many parents) per call.
+        calls: RefCell<Vec<(String, usize)>>,
+    }
+
+    impl Resolver for Toy {
+        type Object = Obj;
+
+        fn resolve(
+            &self,
+            f: &PlannedField,
+            args: &Args<'_>,
+            parents: &[Obj],
+            out: &mut Vec<Resolved<Obj>>,
+        ) {
+            self.calls.borrow_mut().push((
+                format!("{}.{}", self.schema.get(f.parent).name, f.name),
+                parents.len(),
+            ));
+            for p in parents {
+                out.push(match (p, &*f.name) {
+                    (Obj::Root, "humans") => {
+                        Resolved::List((0..3).map(|i| Resolved::Object(Obj::Human(i))).collect())
+                    }
+                    (Obj::Root, "human") => match args.get("id") {
+                        Some(ConstValue::String(id)) => id
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|i| *i < 3)
+                            .map_or(Resolved::Null, |i| Resolved::Object(Obj::Human(i))),
+                        _ => Resolved::Error("bad id".into()),
+                    },
+                    (Obj::Root, "pet") => Resolved::Object(Obj::Pet(0)),
+                    (Obj::Human(i), "id") => Resolved::Leaf(Leaf::String(i.to_string())),
+                    (Obj::Human(i), "name") => Resolved::Leaf(Leaf::String(HUMANS[*i].0.into())),
+                    (Obj::Human(i), "nick") => HUMANS[*i]
+                        .1
+                        .map_or(Resolved::Null, |n| Resolved::Leaf(Leaf::String(n.into()))),
+                    (Obj::Human(i), "pets") => Resolved::List(
+                        HUMANS[*i]
+                            .2
+                            .iter()
+                            .map(|p| Resolved::Object(Obj::Pet(*p)))
+                            .collect(),
+                    ),
+                    (Obj::Human(i), "friend") => HUMANS[*i]
+                        .3
+                        .map_or(Resolved::Null, |f| Resolved::Object(Obj::Human(f))),
+                    (Obj::Pet(i), "name") => Resolved::Leaf(Leaf::String(PETS[*i].0.into())),
+                    (Obj::Pet(_), "barks") => Resolved::Leaf(Leaf::Boolean(true)),
+                    (Obj::Pet(_), "lives") => Resolved::Error("cats do not tell".into()),
+                    other => Resolved::Error(format!("no resolver for {other:?}")),
+                });
+            }
+        }
+
+        fn type_of(&self, o: &Obj) -> TypeId {
+            let name = match o {
+                Obj::Root => "Query",
+                Obj::Human(_) => "Human",
+                Obj::Pet(i) if PETS[*i].1 => "Dog",
+                Obj::Pet(_) => "Cat",
+            };
+            self.schema.type_named(name).unwrap()
+        }
+    }
+
+    fn run(query: &str, vars: serde_json::Value) -> (serde_json::Value, Vec<(String, usize)>) {
+        let toy = Toy {
+            schema: Schema::from_sdl(SDL).unwrap(),
+            calls: RefCell::default(),
+        };
+        let doc = parse_query(query).unwrap();
+        let (_, op) = doc.operations.iter().next().unwrap();
+        assert_eq!(
+            crate::validate::validate(&toy.schema, &doc),
+            vec![],
+            "{query}"
+        );
+        let p = plan(&toy.schema, &doc, &op.node).unwrap();
+        let serde_json::Value::Object(input) = vars else {
+            panic!()
+        };
+        let vars = crate::coerce::coerce_variables(&toy.schema, &op.node, &input).unwrap();
+        let bytes = execute(&toy.schema, &p, &toy, Obj::Root, &vars);
+        let text = String::from_utf8(bytes).unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (json, toy.calls.into_inner())
+    }
+
+    #[test]
+    fn a_query_becomes_json_with_aliases_and_escapes() {
+        let (r, _) = run(
+            "{ first: human(id: \"0\") { name nick n: name } nobody: human(id: \"9\") { name } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            r,
+            serde_json::json!({"data": {"first": {"name": "ann", "nick": "a\"1", "n": "ann"}, "nobody": null}})
+        );
+    }
+
+    #[test]
+    fn every_level_is_one_call_per_field_whatever_the_number_of_parents() {
+        let (r, calls) = run(
+            "{ humans { name pets { name } friend { name } } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(r["data"]["humans"][0]["pets"][1]["name"], "tom");
+        assert_eq!(r["data"]["humans"][2]["friend"], serde_json::Value::Null);
+        let count = |f: &str| calls.iter().filter(|(n, _)| n == f).count();
+        assert_eq!(
+            count("Human.name"),
+            2,
+            "level 2 for humans, level 3 for friends: {calls:?}"
+        );
+        assert_eq!(count("Human.pets"), 1);
+        // Pets of every human come in one batch per concrete type (Dog, Cat).
+        let pet_name_calls: Vec<usize> = calls
+            .iter()
+            .filter(|(n, _)| n.ends_with(".name") && !n.starts_with("Human"))
+            .map(|(_, k)| *k)
+            .collect();
+        assert_eq!(pet_name_calls.iter().sum::<usize>(), 3, "{calls:?}");
+        assert!(pet_name_calls.len() <= 2, "{calls:?}");
+        assert!(calls.iter().any(|(n, k)| n == "Human.name" && *k == 3));
+    }
+
+    #[test]
+    fn abstract_types_select_by_concrete_type_with_typename() {
+        let (r, _) = run(
+            "{ humans { pets { __typename name ... on Dog { barks } } } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            r["data"]["humans"][0]["pets"],
+            serde_json::json!([{"__typename": "Dog", "name": "rex", "barks": true}, {"__typename": "Cat", "name": "tom"}])
+        );
+    }
+
+    #[test]
+    fn null_in_a_non_null_place_nulls_the_nearest_nullable_parent_with_one_error() {
+        // bob has no nick, and nick is String!: bob's human becomes null.
+        let (r, _) = run("{ human(id: \"1\") { name nick } }", serde_json::json!({}));
+        assert_eq!(r["data"], serde_json::json!({"human": null}));
+        assert_eq!(r["errors"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            r["errors"][0]["message"],
+            "Cannot return null for non-nullable field Human.nick."
+        );
+        assert_eq!(r["errors"][0]["path"], serde_json::json!(["human", "nick"]));
+        // Inside [Human!]!, a null human nulls the whole list, and the list nulls data.
+        let (r, _) = run("{ humans { nick } }", serde_json::json!({}));
+        assert_eq!(r["data"], serde_json::Value::Null);
+        assert_eq!(
+            r["errors"][0]["path"],
+            serde_json::json!(["humans", 1, "nick"])
+        );
+    }
+
+    #[test]
+    fn resolver_errors_carry_their_path_and_leave_null() {
+        let (r, _) = run(
+            "{ humans { pets { ... on Cat { lives } } } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            r["data"]["humans"][0]["pets"][1],
+            serde_json::json!({"lives": null})
+        );
+        assert_eq!(r["errors"][0]["message"], "cats do not tell");
+        assert_eq!(
+            r["errors"][0]["path"],
+            serde_json::json!(["humans", 0, "pets", 1, "lives"])
+        );
+    }
+
+    #[test]
+    fn variables_reach_arguments_and_conditions() {
+        let q = "query Q($id: ID!, $more: Boolean!) { human(id: $id) { name friend @include(if: $more) { name } } }";
+        let (r, _) = run(q, serde_json::json!({"id": 0, "more": true}));
+        assert_eq!(
+            r["data"]["human"],
+            serde_json::json!({"name": "ann", "friend": {"name": "bob"}})
+        );
+        let (r, _) = run(q, serde_json::json!({"id": "2", "more": false}));
+        assert_eq!(r["data"]["human"], serde_json::json!({"name": "cid"}));
+    }
+}
