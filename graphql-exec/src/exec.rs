@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use async_graphql_value::{ConstValue, Name};
 
+use crate::intro::{self, Intro};
 use crate::plan::{holds, Arg, Children, Plan, PlannedField, Selection};
 use crate::schema::{Schema, TypeId, TypeRef};
 
@@ -112,8 +113,23 @@ struct Slot<'p> {
 
 const NO_PARENT: u32 = u32::MAX;
 
-/// One response: `{"errors":[...],"data":{...}}` as bytes.
+/// One response: `{"errors":[...],"data":{...}}` as bytes. Introspection fields are
+/// answered by the engine; every other field by `resolver`.
 pub fn execute<R: Resolver>(
+    schema: &Schema,
+    plan: &Plan,
+    resolver: &R,
+    root: R::Object,
+    variables: &HashMap<Name, ConstValue>,
+) -> Vec<u8> {
+    let combined = Combined {
+        schema,
+        user: resolver,
+    };
+    run_plan(schema, plan, &combined, Obj::User(root), variables)
+}
+
+fn run_plan<R: Resolver>(
     schema: &Schema,
     plan: &Plan,
     resolver: &R,
@@ -146,6 +162,75 @@ pub fn execute<R: Resolver>(
     }
     run.propagate_nulls();
     run.write()
+}
+
+/// An object of the user's resolver or of introspection.
+#[derive(Debug, Clone)]
+enum Obj<'s, O> {
+    User(O),
+    Intro(Intro<'s>),
+}
+
+/// The user's resolver with introspection beside it.
+struct Combined<'s, 'r, R> {
+    schema: &'s Schema,
+    user: &'r R,
+}
+
+impl<'s, R: Resolver> Resolver for Combined<'s, '_, R> {
+    type Object = Obj<'s, R::Object>;
+
+    fn resolve(
+        &self,
+        field: &PlannedField,
+        args: &Args<'_>,
+        parents: &[Self::Object],
+        out: &mut Vec<Resolved<Self::Object>>,
+    ) {
+        let meta =
+            field.parent == self.schema.query && matches!(&*field.name, "__schema" | "__type");
+        if meta || self.schema.is_introspection(field.parent) {
+            for p in parents {
+                let parent = match p {
+                    Obj::Intro(i) => Some(*i),
+                    Obj::User(_) => None,
+                };
+                out.push(map(
+                    intro::resolve(self.schema, field, args, parent),
+                    &Obj::Intro,
+                ));
+            }
+            return;
+        }
+        let users: Vec<R::Object> = parents
+            .iter()
+            .filter_map(|p| match p {
+                Obj::User(o) => Some(o.clone()),
+                Obj::Intro(_) => None,
+            })
+            .collect();
+        let mut resolved = Vec::with_capacity(users.len());
+        self.user.resolve(field, args, &users, &mut resolved);
+        out.extend(resolved.into_iter().map(|r| map(r, &Obj::User)));
+    }
+
+    fn type_of(&self, object: &Self::Object) -> TypeId {
+        match object {
+            Obj::User(o) => self.user.type_of(o),
+            // Introspection has no interfaces or unions.
+            Obj::Intro(_) => self.schema.query,
+        }
+    }
+}
+
+fn map<A, B>(r: Resolved<A>, f: &impl Fn(A) -> B) -> Resolved<B> {
+    match r {
+        Resolved::Null => Resolved::Null,
+        Resolved::Leaf(l) => Resolved::Leaf(l),
+        Resolved::Object(o) => Resolved::Object(f(o)),
+        Resolved::List(items) => Resolved::List(items.into_iter().map(|i| map(i, f)).collect()),
+        Resolved::Error(e) => Resolved::Error(e),
+    }
 }
 
 /// Objects of one type needing one selection, gathered across a level.
@@ -776,6 +861,51 @@ mod tests {
             r["errors"][0]["path"],
             serde_json::json!(["humans", 0, "pets", 1, "lives"])
         );
+    }
+
+    #[test]
+    fn introspection_answers_from_the_schema() {
+        let (r, calls) = run(
+            "{ __schema { queryType { name } types { name kind } directives { name args { name type { kind ofType { name } } } } }
+               __type(name: \"Human\") { kind fields { name type { kind name ofType { kind name ofType { name } } } } }
+               pet(name: \"x\") { __typename } }",
+            serde_json::json!({}),
+        );
+        assert_eq!(r["data"]["__schema"]["queryType"]["name"], "Query");
+        let types: Vec<&str> = r["data"]["__schema"]["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        for t in [
+            "Query", "Human", "Pet", "Dog", "String", "__Schema", "__Type",
+        ] {
+            assert!(types.contains(&t), "{t} missing from {types:?}");
+        }
+        assert!(!types.contains(&"__Meta") && !types.contains(&"__Directives"));
+        let include = &r["data"]["__schema"]["directives"][0];
+        assert_eq!(include["name"], "include");
+        assert_eq!(
+            include["args"][0]["type"],
+            serde_json::json!({"kind": "NON_NULL", "ofType": {"name": "Boolean"}})
+        );
+        let human = &r["data"]["__type"];
+        assert_eq!(human["kind"], "OBJECT");
+        let pets = human["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "pets")
+            .unwrap();
+        // [Pet!]!
+        assert_eq!(
+            pets["type"],
+            serde_json::json!({"kind": "NON_NULL", "name": null, "ofType": {"kind": "LIST", "name": null, "ofType": {"name": null}}})
+        );
+        assert_eq!(r["data"]["pet"]["__typename"], "Dog");
+        // The user's resolver saw only its own fields.
+        assert!(calls.iter().all(|(n, _)| !n.contains("__")), "{calls:?}");
     }
 
     #[test]

@@ -9,13 +9,14 @@
 //! supplied by the caller through a trait; the streaming schema is only the first user.
 //!
 //! Status: the schema model with introspection types ([`schema`]), validation
-//! ([`validate`]), variable coercion ([`coerce`]), planning ([`plan`]) and level-by-level
-//! execution into JSON ([`exec`]) are built; introspection resolution, the plan cache,
-//! persisted documents and the HTTP transport follow (issue 5). The executor must
-//! leave the meta-field holder `__Meta` out of `__schema.types`.
+//! ([`validate`]), variable coercion ([`coerce`]), planning ([`plan`]), level-by-level
+//! execution into JSON ([`exec`]) and introspection ([`intro`]) are built; the plan
+//! cache, persisted documents, limits (depth, aliases, complexity) and the HTTP
+//! transport follow (issue 5).
 
 pub mod coerce;
 pub mod exec;
+pub mod intro;
 pub mod plan;
 pub mod schema;
 pub mod validate;

@@ -267,6 +267,12 @@ type __Meta {
   __schema: __Schema!
   __type(name: String!): __Type
 }
+type __Directives {
+  include(if: Boolean!): Boolean
+  skip(if: Boolean!): Boolean
+  deprecated(reason: String = "No longer supported"): Boolean
+  specifiedBy(url: String!): Boolean
+}
 "#;
 
 /// Name of the holder of the meta fields; never a member of `types()`' output roots.
@@ -530,6 +536,14 @@ impl Schema {
             "__schema" | "__type" if parent == self.query => meta.field(name).map(|(_, f)| f),
             _ => None,
         }
+    }
+
+    /// The arguments of a built-in directive (`include`, `skip`, `deprecated`,
+    /// `specifiedBy`), for introspection.
+    pub fn directive_args(&self, directive: &str) -> &[InputValue] {
+        self.type_named("__Directives")
+            .and_then(|t| self.get(t).field(directive))
+            .map_or(&[], |(_, f)| f.args.as_slice())
     }
 
     /// Whether the type is an object, interface or union.
