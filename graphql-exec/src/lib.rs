@@ -10,13 +10,14 @@
 //!
 //! Status: the schema model with introspection types ([`schema`]), validation
 //! ([`validate`]), variable coercion ([`coerce`]), planning ([`plan`]), level-by-level
-//! execution into JSON ([`exec`]) and introspection ([`intro`]) are built; the plan
-//! cache, persisted documents, limits (depth, aliases, complexity) and the HTTP
-//! transport follow (issue 5).
+//! execution into JSON ([`exec`]), introspection ([`intro`]) and persisted documents with
+//! the prepared-document cache ([`persisted`]) are built; limits (depth, aliases,
+//! complexity) and the HTTP transport follow (issue 5).
 
 pub mod coerce;
 pub mod exec;
 pub mod intro;
+pub mod persisted;
 pub mod plan;
 pub mod schema;
 pub mod validate;
