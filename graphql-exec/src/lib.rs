@@ -11,12 +11,13 @@
 //! Status: the schema model with introspection types ([`schema`]), validation
 //! ([`validate`]), variable coercion ([`coerce`]), planning ([`plan`]), level-by-level
 //! execution into JSON ([`exec`]), introspection ([`intro`]) and persisted documents with
-//! the prepared-document cache ([`persisted`]) are built; limits (depth, aliases,
-//! complexity) and the HTTP transport follow (issue 5).
+//! the prepared-document cache ([`persisted`]) and limits ([`limits`]) are built; the
+//! HTTP transport and the streaming domain's resolvers (in the server) follow (issue 5).
 
 pub mod coerce;
 pub mod exec;
 pub mod intro;
+pub mod limits;
 pub mod persisted;
 pub mod plan;
 pub mod schema;
