@@ -1,6 +1,7 @@
 //! The HTTP request path: every request goes through [`handle`], which routes it, bounds
 //! it, answers it, and records one metrics sample and one access log line.
 
+pub mod graphql_request;
 pub mod meta;
 pub mod ops;
 pub mod response;
