@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use async_graphql_parser::types::{BaseType, OperationDefinition, Type};
+use async_graphql_parser::types::{BaseType, Type, VariableDefinition};
+use async_graphql_parser::Positioned;
 use async_graphql_value::indexmap::IndexMap;
 use async_graphql_value::{ConstValue, Name, Number};
 use serde_json::Value as Json;
@@ -35,16 +36,17 @@ pub fn resolve(schema: &Schema, ty: &Type) -> Option<TypeRef> {
     })
 }
 
-/// CoerceVariableValues: every variable the operation declares, from `input` or its
-/// default; an absent nullable variable without a default stays absent.
+/// CoerceVariableValues: every variable of `definitions` (an operation's, or its
+/// plan's), from `input` or its default; an absent nullable variable without a default
+/// stays absent.
 pub fn coerce_variables(
     schema: &Schema,
-    op: &OperationDefinition,
+    definitions: &[Positioned<VariableDefinition>],
     input: &serde_json::Map<String, Json>,
 ) -> Result<Variables, Vec<CoercionError>> {
     let mut out = Variables::new();
     let mut errors = Vec::new();
-    for def in &op.variable_definitions {
+    for def in definitions {
         let def = &def.node;
         let name = &def.name.node;
         let Some(ty) = resolve(schema, &def.var_type.node) else {
@@ -211,7 +213,7 @@ mod tests {
         let Json::Object(map) = input else {
             panic!("variables are an object")
         };
-        coerce_variables(&schema, &op.node, &map)
+        coerce_variables(&schema, &op.node.variable_definitions, &map)
             .map_err(|es| es.into_iter().map(|e| e.message).collect())
     }
 

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use async_graphql_parser::types::OperationType;
 use async_graphql_value::{ConstValue, Name};
 
 use crate::intro::{self, Intro};
@@ -32,6 +33,40 @@ pub enum Leaf {
     Enum(&'static str),
 }
 
+/// A field error: its message and, when the domain names one, its `extensions.code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The message clients see.
+    pub message: String,
+    /// The `extensions.code`, e.g. `FORBIDDEN`.
+    pub code: Option<&'static str>,
+}
+
+impl FieldError {
+    /// An error with a code.
+    pub fn new(code: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            message: message.into(),
+            code: Some(code),
+        }
+    }
+}
+
+impl From<String> for FieldError {
+    fn from(message: String) -> FieldError {
+        FieldError {
+            message,
+            code: None,
+        }
+    }
+}
+
+impl From<&str> for FieldError {
+    fn from(message: &str) -> FieldError {
+        message.to_owned().into()
+    }
+}
+
 /// One field's value for one parent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved<O> {
@@ -43,8 +78,8 @@ pub enum Resolved<O> {
     Object(O),
     /// A list.
     List(Vec<Resolved<O>>),
-    /// The field failed: null, with this message in `errors`.
-    Error(String),
+    /// The field failed: null, with this error in `errors`.
+    Error(FieldError),
 }
 
 /// A field's arguments for one request: constants from the plan, variables filled in.
@@ -153,12 +188,17 @@ fn run_plan<R: Resolver>(
     });
     let mut level: Vec<Batch<'_, R::Object>> = Vec::new();
     run.object(0, &plan.selection, plan.root, root, &mut level);
-    while !level.is_empty() {
-        let mut next = Vec::new();
-        for batch in level {
-            run.batch(batch, &mut next);
+    if plan.operation == OperationType::Mutation {
+        // Root fields of a mutation run one after another, each with its whole
+        // sub-selection, before the next one starts.
+        let root = level.pop().expect("the root object was queued");
+        for pos in 0..run.included(&plan.selection).len() {
+            let mut next = Vec::new();
+            run.batch(&root, Some(pos), &mut next);
+            run.drain(next);
         }
-        level = next;
+    } else {
+        run.drain(level);
     }
     run.propagate_nulls();
     run.write()
@@ -246,7 +286,7 @@ struct Run<'p, 'r, R: Resolver> {
     resolver: &'r R,
     variables: &'r HashMap<Name, ConstValue>,
     slots: Vec<Slot<'p>>,
-    errors: Vec<(u32, String)>,
+    errors: Vec<(u32, FieldError)>,
     /// The fields of each selection that this request's variables include.
     included: HashMap<*const Selection, Vec<usize>>,
 }
@@ -311,11 +351,31 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         }
     }
 
-    fn batch(&mut self, batch: Batch<'p, R::Object>, next: &mut Vec<Batch<'p, R::Object>>) {
+    /// Resolves level after level until nothing is left.
+    fn drain(&mut self, mut level: Vec<Batch<'p, R::Object>>) {
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for batch in &level {
+                self.batch(batch, None, &mut next);
+            }
+            level = next;
+        }
+    }
+
+    /// Resolves the included fields of a batch (or only the one at `only`).
+    fn batch(
+        &mut self,
+        batch: &Batch<'p, R::Object>,
+        only: Option<usize>,
+        next: &mut Vec<Batch<'p, R::Object>>,
+    ) {
         let fields = self.included(batch.selection);
         let parents: Vec<R::Object> = batch.items.iter().map(|(_, o)| o.clone()).collect();
         let mut out = Vec::with_capacity(parents.len());
         for (pos, &i) in fields.iter().enumerate() {
+            if only.is_some_and(|o| o != pos) {
+                continue;
+            }
             let field = &batch.selection.fields[i];
             out.clear();
             if &*field.name == "__typename" {
@@ -333,7 +393,9 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                 out.truncate(parents.len());
                 out.resize(
                     parents.len(),
-                    Resolved::Error(format!("the resolver of {} returned no value", field.name)),
+                    Resolved::Error(
+                        format!("the resolver of {} returned no value", field.name).into(),
+                    ),
                 );
             }
             for ((node, _), value) in batch.items.iter().zip(out.drain(..)) {
@@ -392,7 +454,7 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                 let TypeRef::List(item_ty) = ty else {
                     self.errors.push((
                         at,
-                        format!("{} returned a list where none is expected", field.name),
+                        format!("{} returned a list where none is expected", field.name).into(),
                     ));
                     return;
                 };
@@ -428,13 +490,15 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                             format!(
                                 "{} returned an object of a type it cannot return",
                                 field.name
-                            ),
+                            )
+                            .into(),
                         )),
                     }
                 }
-                Children::Leaf => self
-                    .errors
-                    .push((at, format!("{} returned an object for a leaf", field.name))),
+                Children::Leaf => self.errors.push((
+                    at,
+                    format!("{} returned an object for a leaf", field.name).into(),
+                )),
             },
         }
     }
@@ -455,7 +519,7 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                         "Cannot return null for non-nullable field {}.",
                         self.field_label(i)
                     );
-                    self.errors.push((i as u32, message));
+                    self.errors.push((i as u32, message.into()));
                 }
                 self.slots[parent as usize].nulled = true;
             }
@@ -477,18 +541,27 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
     }
 
     /// `Type.field` of the object field at node `i` (or of the list holding it).
-    fn field_label(&self, mut i: usize) -> String {
+    fn field_label(&self, i: usize) -> String {
+        match self.field_at(i) {
+            Some((type_id, field)) => format!("{}.{}", self.schema.get(type_id).name, field.name),
+            None => "data".to_owned(),
+        }
+    }
+
+    /// The object type and field whose value node `i` is (or is an item of).
+    fn field_at(&self, mut i: usize) -> Option<(TypeId, &'p PlannedField)> {
         loop {
             let s = &self.slots[i];
             if s.parent == NO_PARENT {
-                return "data".to_owned();
+                return None;
             }
             if let Node::Object {
                 selection, type_id, ..
             } = &self.slots[s.parent as usize].node
             {
+                let selection: &'p Selection = selection;
                 let field = &selection.fields[self.included_index(selection, s.index)];
-                return format!("{}.{}", self.schema.get(*type_id).name, field.name);
+                return Some((*type_id, field));
             }
             i = s.parent as usize;
         }
@@ -528,12 +601,20 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         out.push(b'{');
         if !self.errors.is_empty() {
             out.extend_from_slice(b"\"errors\":[");
-            for (n, (at, message)) in self.errors.iter().enumerate() {
+            for (n, (at, error)) in self.errors.iter().enumerate() {
                 if n > 0 {
                     out.push(b',');
                 }
                 out.extend_from_slice(b"{\"message\":");
-                write_str(&mut out, message);
+                write_str(&mut out, &error.message);
+                if let Some((_, field)) = self.field_at(*at as usize) {
+                    let mut b = itoa::Buffer::new();
+                    out.extend_from_slice(b",\"locations\":[{\"line\":");
+                    out.extend_from_slice(b.format(field.pos.line).as_bytes());
+                    out.extend_from_slice(b",\"column\":");
+                    out.extend_from_slice(b.format(field.pos.column).as_bytes());
+                    out.extend_from_slice(b"}]");
+                }
                 out.extend_from_slice(b",\"path\":[");
                 for (k, seg) in self.path(*at).iter().enumerate() {
                     if k > 0 {
@@ -546,7 +627,13 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                         }
                     }
                 }
-                out.extend_from_slice(b"]}");
+                out.push(b']');
+                if let Some(code) = error.code {
+                    out.extend_from_slice(b",\"extensions\":{\"code\":");
+                    write_str(&mut out, code);
+                    out.push(b'}');
+                }
+                out.push(b'}');
             }
             out.extend_from_slice(b"],");
         }
@@ -736,8 +823,10 @@ mod tests {
                         .map_or(Resolved::Null, |f| Resolved::Object(Obj::Human(f))),
                     (Obj::Pet(i), "name") => Resolved::Leaf(Leaf::String(PETS[*i].0.into())),
                     (Obj::Pet(_), "barks") => Resolved::Leaf(Leaf::Boolean(true)),
-                    (Obj::Pet(_), "lives") => Resolved::Error("cats do not tell".into()),
-                    other => Resolved::Error(format!("no resolver for {other:?}")),
+                    (Obj::Pet(_), "lives") => {
+                        Resolved::Error(FieldError::new("FORBIDDEN", "cats do not tell"))
+                    }
+                    other => Resolved::Error(format!("no resolver for {other:?}").into()),
                 });
             }
         }
@@ -769,7 +858,7 @@ mod tests {
         let serde_json::Value::Object(input) = vars else {
             panic!()
         };
-        let vars = crate::coerce::coerce_variables(&toy.schema, &op.node, &input).unwrap();
+        let vars = crate::coerce::coerce_variables(&toy.schema, &p.variables, &input).unwrap();
         let bytes = execute(&toy.schema, &p, &toy, Obj::Root, &vars);
         let text = String::from_utf8(bytes).unwrap();
         let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));

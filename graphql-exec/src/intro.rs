@@ -89,7 +89,7 @@ pub fn resolve<'s>(
                     .map_or(Resolved::Null, |t| Resolved::Object(Intro::Named(t))),
                 _ => Resolved::Null,
             },
-            other => Resolved::Error(format!("unknown meta field {other}")),
+            other => Resolved::Error(format!("unknown meta field {other}").into()),
         };
     };
     match parent {

@@ -10,6 +10,7 @@ use async_graphql_parser::parse_query;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
+use crate::limits::{check_cost, check_document, check_nesting, LimitError, Limits};
 use crate::plan::{plan, Plan};
 use crate::schema::Schema;
 use crate::validate::{validate, ValidationError};
@@ -128,24 +129,31 @@ impl Prepared {
     }
 }
 
-/// Why a document cannot be prepared; maps to `GRAPHQL_PARSE_FAILED` and
-/// `GRAPHQL_VALIDATION_FAILED`.
+/// Why a document cannot be prepared; maps to `GRAPHQL_PARSE_FAILED`,
+/// `GRAPHQL_VALIDATION_FAILED` and `QUERY_TOO_COMPLEX`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrepareError {
     /// It does not parse.
     Parse(String),
     /// It breaks validation rules.
     Invalid(Vec<ValidationError>),
+    /// It is over a limit.
+    Limit(LimitError),
 }
 
-/// Parses, validates and plans `text`.
-pub fn prepare(schema: &Schema, text: &str) -> Result<Prepared, PrepareError> {
+/// Checks the nesting of `text` before parsing, then parses, checks the limits,
+/// validates and plans it; every plan's cost is checked once, here.
+pub fn prepare(schema: &Schema, text: &str, limits: &Limits) -> Result<Prepared, PrepareError> {
+    // A valid document within the depth limit nests at most a brace per field level,
+    // plus arguments' lists and objects: anything far past that is refused unparsed.
+    check_nesting(text, limits.depth * 2 + 16).map_err(PrepareError::Limit)?;
     let doc = parse_query(text).map_err(|e| PrepareError::Parse(e.to_string()))?;
+    check_document(&doc, limits).map_err(PrepareError::Limit)?;
     let errors = validate(schema, &doc);
     if !errors.is_empty() {
         return Err(PrepareError::Invalid(errors));
     }
-    let plans = doc
+    let plans: Vec<(Option<String>, Plan)> = doc
         .operations
         .iter()
         .map(|(name, op)| {
@@ -159,6 +167,9 @@ pub fn prepare(schema: &Schema, text: &str) -> Result<Prepared, PrepareError> {
                 })
         })
         .collect::<Result<_, _>>()?;
+    for (_, p) in &plans {
+        check_cost(p.cost, limits).map_err(PrepareError::Limit)?;
+    }
     Ok(Prepared {
         hash: hash(text),
         plans,
@@ -167,11 +178,13 @@ pub fn prepare(schema: &Schema, text: &str) -> Result<Prepared, PrepareError> {
 
 /// Prepared documents by hash, at most `capacity` of them, the least recently used
 /// leaving first. One per shard; documents from a manifest are pinned and never leave.
+/// `T` is what the caller keeps per document: a [`Prepared`], or one wrapped with what
+/// the caller derives from it once.
 #[derive(Debug)]
-pub struct PlanCache {
+pub struct PlanCache<T = Prepared> {
     capacity: usize,
-    entries: HashMap<Hash, (Rc<Prepared>, u64)>,
-    pinned: HashMap<Hash, Rc<Prepared>>,
+    entries: HashMap<Hash, (Rc<T>, u64)>,
+    pinned: HashMap<Hash, Rc<T>>,
     /// Manifest ids to hashes.
     ids: HashMap<String, Hash>,
     /// (hash, stamp) in use order; stale stamps are skipped.
@@ -179,9 +192,9 @@ pub struct PlanCache {
     clock: u64,
 }
 
-impl PlanCache {
+impl<T> PlanCache<T> {
     /// An empty cache for up to `capacity` unpinned documents.
-    pub fn new(capacity: usize) -> PlanCache {
+    pub fn new(capacity: usize) -> PlanCache<T> {
         PlanCache {
             capacity: capacity.max(1),
             entries: HashMap::new(),
@@ -193,13 +206,13 @@ impl PlanCache {
     }
 
     /// Pins a document from a manifest, reachable by its hash and by `id`.
-    pub fn pin(&mut self, id: &str, prepared: Rc<Prepared>) {
-        self.ids.insert(id.to_owned(), prepared.hash);
-        self.pinned.insert(prepared.hash, prepared);
+    pub fn pin(&mut self, id: &str, hash: Hash, prepared: Rc<T>) {
+        self.ids.insert(id.to_owned(), hash);
+        self.pinned.insert(hash, prepared);
     }
 
     /// The prepared document for a reference, if cached.
-    pub fn get(&mut self, r: &DocumentRef) -> Option<Rc<Prepared>> {
+    pub fn get(&mut self, r: &DocumentRef) -> Option<Rc<T>> {
         let hash = match r {
             DocumentRef::Sha256(h) => *h,
             DocumentRef::Id(id) => *self.ids.get(id)?,
@@ -217,13 +230,12 @@ impl PlanCache {
         Some(p)
     }
 
-    /// Caches a prepared document.
-    pub fn insert(&mut self, prepared: Rc<Prepared>) {
-        if self.pinned.contains_key(&prepared.hash) {
+    /// Caches a prepared document under its hash.
+    pub fn insert(&mut self, hash: Hash, prepared: Rc<T>) {
+        if self.pinned.contains_key(&hash) {
             return;
         }
         self.clock += 1;
-        let hash = prepared.hash;
         self.entries.insert(hash, (prepared, self.clock));
         self.order.push_back((hash, self.clock));
         while self.entries.len() > self.capacity {
@@ -318,16 +330,49 @@ mod tests {
     #[test]
     fn prepare_parses_validates_and_plans_every_operation() {
         let s = schema();
-        let p = prepare(&s, "query A { a } query B { b(x: 1) }").unwrap();
+        let p = prepare(&s, "query A { a } query B { b(x: 1) }", &Limits::default()).unwrap();
         assert!(p.plan(Some("B")).is_some());
         assert!(p.plan(None).is_none(), "two operations need a name");
         assert!(p.plan(Some("C")).is_none());
-        assert!(prepare(&s, "{ a }").unwrap().plan(None).is_some());
-        assert!(matches!(prepare(&s, "{ a"), Err(PrepareError::Parse(_))));
+        assert!(prepare(&s, "{ a }", &Limits::default())
+            .unwrap()
+            .plan(None)
+            .is_some());
         assert!(matches!(
-            prepare(&s, "{ b }"),
+            prepare(&s, "{ a", &Limits::default()),
+            Err(PrepareError::Parse(_))
+        ));
+        assert!(matches!(
+            prepare(&s, "{ b }", &Limits::default()),
             Err(PrepareError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn prepare_refuses_documents_over_a_limit_with_the_limit_named() {
+        let s = schema();
+        let tight = Limits {
+            depth: 2,
+            aliases: 1,
+            root_fields: 2,
+            complexity: 1,
+        };
+        let over = |text: &str| match prepare(&s, text, &tight) {
+            Err(PrepareError::Limit(e)) => e,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert!(matches!(over("{ x: a y: a }"), LimitError::Aliases { .. }));
+        assert!(matches!(
+            over("{ a b(x: 1) c: a }"),
+            LimitError::RootFields { .. }
+        ));
+        assert!(matches!(
+            over("{ a b(x: 1) }"),
+            LimitError::Complexity { .. }
+        ));
+        let deep = format!("{}{}", "{".repeat(50), "}".repeat(50));
+        assert!(matches!(over(&deep), LimitError::Nesting(_)));
+        assert!(prepare(&s, "{ a }", &tight).is_ok());
     }
 
     #[test]
@@ -336,21 +381,22 @@ mod tests {
         let mut c = PlanCache::new(2);
         let docs: Vec<Rc<Prepared>> = ["{ a }", "{ b(x: 1) }", "{ b(x: 2) }"]
             .iter()
-            .map(|t| Rc::new(prepare(&s, t).unwrap()))
+            .map(|t| Rc::new(prepare(&s, t, &Limits::default()).unwrap()))
             .collect();
-        c.insert(Rc::clone(&docs[0]));
-        c.insert(Rc::clone(&docs[1]));
+        c.insert(docs[0].hash, Rc::clone(&docs[0]));
+        c.insert(docs[1].hash, Rc::clone(&docs[1]));
         // Using the first makes the second the least recently used.
         assert!(c.get(&DocumentRef::Sha256(docs[0].hash)).is_some());
-        c.insert(Rc::clone(&docs[2]));
+        c.insert(docs[2].hash, Rc::clone(&docs[2]));
         assert!(c.contains(&docs[0].hash));
         assert!(!c.contains(&docs[1].hash));
         assert!(c.contains(&docs[2].hash));
         // Pinned documents stay and answer to their manifest id.
-        let pinned = Rc::new(prepare(&s, "query P { a }").unwrap());
-        c.pin("P1", Rc::clone(&pinned));
+        let pinned = Rc::new(prepare(&s, "query P { a }", &Limits::default()).unwrap());
+        c.pin("P1", pinned.hash, Rc::clone(&pinned));
         for _ in 0..10 {
-            c.insert(Rc::new(prepare(&s, "{ b(x: 3) }").unwrap()));
+            let d = Rc::new(prepare(&s, "{ b(x: 3) }", &Limits::default()).unwrap());
+            c.insert(d.hash, d);
         }
         assert!(Rc::ptr_eq(
             &c.get(&DocumentRef::Id("P1".into())).unwrap(),

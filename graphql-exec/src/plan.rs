@@ -11,9 +11,9 @@ use std::collections::HashSet;
 
 use async_graphql_parser::types::{
     Directive, ExecutableDocument, OperationDefinition, OperationType, Selection as Sel,
-    SelectionSet,
+    SelectionSet, VariableDefinition,
 };
-use async_graphql_parser::Positioned;
+use async_graphql_parser::{Pos, Positioned};
 use async_graphql_value::indexmap::IndexMap;
 use async_graphql_value::{ConstValue, Name, Value};
 
@@ -69,10 +69,12 @@ pub struct PlannedField {
     pub condition: Condition,
     /// What its value is made of.
     pub children: Children,
+    /// Where the field (its first occurrence) is in the document, for errors.
+    pub pos: Pos,
 }
 
 /// A planned operation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Query, mutation or subscription.
     pub operation: OperationType,
@@ -80,6 +82,9 @@ pub struct Plan {
     pub root: TypeId,
     /// The root fields.
     pub selection: Selection,
+    /// The operation's variable definitions, so a request is coerced without the
+    /// document.
+    pub variables: Vec<Positioned<VariableDefinition>>,
     /// A bound on the work: every field counts 1, times the sizes its enclosing lists
     /// ask for (`first`/`last`, or their defaults).
     pub cost: u64,
@@ -120,6 +125,7 @@ pub fn plan(
         operation: op.ty,
         root,
         selection,
+        variables: op.variable_definitions.clone(),
         cost,
     })
 }
@@ -212,6 +218,7 @@ impl<'a> Planner<'a> {
                 args,
                 condition,
                 children,
+                pos: first.pos,
             });
         }
         Ok(Selection { fields })
