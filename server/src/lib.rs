@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod domain;
 pub mod http;
 pub mod io_backend;
 pub mod limits;
@@ -26,5 +27,6 @@ pub mod node;
 pub mod schema;
 pub mod serve;
 pub mod shard;
+pub mod store;
 pub mod tls;
 pub mod token;

@@ -45,7 +45,7 @@ pub fn write_timestamp(out: &mut Vec<u8>, secs: u64, micros: u32) {
 
 /// `YYYY-MM-DDTHH:MM:SS` for a Unix time (days to civil date after Howard Hinnant's
 /// `civil_from_days`).
-fn date_time(secs: u64) -> [u8; PREFIX_LEN] {
+pub(crate) fn date_time(secs: u64) -> [u8; PREFIX_LEN] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (hour, min, sec) = (rem / 3600, (rem % 3600) / 60, rem % 60);

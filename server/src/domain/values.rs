@@ -1,0 +1,123 @@
+//! Small conversions between the store's values and GraphQL's: the `DateTime` scalar,
+//! Relay cursors, and argument readers.
+
+use async_graphql_value::ConstValue;
+use graphql_exec::exec::{Args, FieldError, Leaf, Resolved};
+
+use crate::store::Millis;
+
+/// The `BAD_USER_INPUT` code.
+pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+/// The `NOT_FOUND` code.
+pub const NOT_FOUND: &str = "NOT_FOUND";
+
+/// The current time in milliseconds since the epoch.
+pub fn now() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// A `DateTime`: RFC 3339 in UTC with milliseconds, `2026-11-24T12:00:00.000Z`.
+pub fn date_time(ms: Millis) -> String {
+    let ms = ms.max(0) as u64;
+    let prefix = crate::logging::clock::date_time(ms / 1000);
+    let mut s = String::with_capacity(24);
+    s.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
+    let frac = ms % 1000;
+    s.push('.');
+    s.push(char::from(b'0' + (frac / 100) as u8));
+    s.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    s.push(char::from(b'0' + (frac % 10) as u8));
+    s.push('Z');
+    s
+}
+
+/// The cursor of the item at `index` of a list: opaque to clients.
+pub fn cursor(index: usize) -> String {
+    format!("o{index}")
+}
+
+/// The index a cursor stands for.
+pub fn parse_cursor(cursor: &str) -> Result<usize, FieldError> {
+    cursor
+        .strip_prefix('o')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| FieldError::new(BAD_USER_INPUT, format!("`{cursor}` is not a cursor")))
+}
+
+/// A string leaf.
+pub fn string(s: &str) -> Resolved<super::Obj> {
+    Resolved::Leaf(Leaf::String(s.to_owned()))
+}
+
+/// An Int leaf.
+pub fn int(n: impl Into<i64>) -> Resolved<super::Obj> {
+    Resolved::Leaf(Leaf::Int(n.into()))
+}
+
+/// A Boolean leaf.
+pub fn boolean(b: bool) -> Resolved<super::Obj> {
+    Resolved::Leaf(Leaf::Boolean(b))
+}
+
+/// A `DateTime` leaf.
+pub fn time(ms: Millis) -> Resolved<super::Obj> {
+    Resolved::Leaf(Leaf::String(date_time(ms)))
+}
+
+/// An optional string argument (absent and null are both None).
+pub fn str_arg<'a>(args: &'a Args<'_>, name: &str) -> Option<&'a str> {
+    match args.get(name) {
+        Some(ConstValue::String(s)) => Some(s),
+        Some(ConstValue::Enum(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// An optional Int argument.
+pub fn int_arg(args: &Args<'_>, name: &str) -> Option<i64> {
+    match args.get(name) {
+        Some(ConstValue::Number(n)) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// A page size argument (`first`, `last`): 0 to 100.
+pub fn count_arg(args: &Args<'_>, name: &str, default: usize) -> Result<usize, FieldError> {
+    match int_arg(args, name) {
+        None => Ok(default),
+        Some(n @ 0..=100) => Ok(n as usize),
+        Some(n) => Err(FieldError::new(
+            BAD_USER_INPUT,
+            format!("`{name}` must be between 0 and 100, not {n}"),
+        )),
+    }
+}
+
+/// The position after the `after` cursor, or 0.
+pub fn after_arg(args: &Args<'_>) -> Result<usize, FieldError> {
+    match str_arg(args, "after") {
+        None => Ok(0),
+        Some(c) => parse_cursor(c).map(|i| i + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_times_have_milliseconds_and_z() {
+        assert_eq!(date_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(date_time(1_795_521_600_007), "2026-11-24T12:00:00.007Z");
+        assert_eq!(date_time(1_795_521_600_999), "2026-11-24T12:00:00.999Z");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_bad_input() {
+        assert_eq!(parse_cursor(&cursor(17)), Ok(17));
+        let e = parse_cursor("xyz").unwrap_err();
+        assert_eq!(e.code, Some(BAD_USER_INPUT));
+    }
+}

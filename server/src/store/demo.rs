@@ -1,0 +1,263 @@
+//! The demo dataset: alice, bob and carol, generated users with their channels, a fixed
+//! set of categories, live streams, follows and chat history. Deterministic: one seeded
+//! generator, so the same size gives the same data on every run.
+
+use super::{Data, Millis, RoomEvent, UserIx};
+
+/// How much demo data to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoSize {
+    /// None: the store starts empty (users appear with their first token).
+    Off,
+    /// This many users (alice, bob and carol included).
+    Users(u32),
+}
+
+impl DemoSize {
+    /// `small` (200 users, the default)...
+    pub const SMALL: DemoSize = DemoSize::Users(200);
+    /// ... and `large` (100,000 users: big enough for cache-miss benchmarks).
+    pub const LARGE: DemoSize = DemoSize::Users(100_000);
+}
+
+/// Parses `off`, `small`, `large` or a user count (at least 3).
+pub fn parse_size(s: &str) -> Result<DemoSize, String> {
+    match s {
+        "off" => Ok(DemoSize::Off),
+        "small" => Ok(DemoSize::SMALL),
+        "large" => Ok(DemoSize::LARGE),
+        n => match n.parse::<u32>() {
+            Ok(n) if (3..=5_000_000).contains(&n) => Ok(DemoSize::Users(n)),
+            _ => Err(format!(
+                "`{s}` is not a demo size: use off, small, large or a user count from 3 to 5000000"
+            )),
+        },
+    }
+}
+
+/// 2026-11-01T00:00:00Z: demo records are dated from here.
+const EPOCH: Millis = 1_793_491_200_000;
+
+/// The named demo users: (id, login, display name, admin). Their ids match the demo
+/// tokens `serve` logs.
+pub const NAMED: [(&str, &str, &str, bool); 3] = [
+    ("u1", "alice", "Alice", false),
+    ("u2", "bob", "Bob", false),
+    ("u3", "carol", "Carol", true),
+];
+
+const CATEGORIES: [(&str, &str); 12] = [
+    ("just-chatting", "Just Chatting"),
+    ("music", "Music"),
+    ("art", "Art"),
+    ("software-development", "Software Development"),
+    ("science-technology", "Science & Technology"),
+    ("retro-games", "Retro Games"),
+    ("speedrunning", "Speedrunning"),
+    ("chess", "Chess"),
+    ("cooking", "Cooking"),
+    ("travel", "Travel"),
+    ("fitness", "Fitness"),
+    ("talk-shows", "Talk Shows"),
+];
+
+const ADJECTIVES: [&str; 16] = [
+    "swift", "quiet", "brave", "lucky", "sunny", "misty", "clever", "cosmic", "amber", "velvet",
+    "rapid", "gentle", "bold", "pixel", "lunar", "noble",
+];
+const NOUNS: [&str; 16] = [
+    "fox", "otter", "falcon", "panda", "tiger", "raven", "koala", "lynx", "heron", "badger",
+    "whale", "gecko", "moose", "bison", "crane", "mole",
+];
+const TOPICS: [&str; 10] = [
+    "late night session",
+    "ranked grind",
+    "building a compiler",
+    "chill vibes",
+    "world record attempts",
+    "speedpainting",
+    "cooking pasta from scratch",
+    "Q&A and chat",
+    "road to grandmaster",
+    "morning workout",
+];
+const TAGS: [&str; 8] = [
+    "English",
+    "Chill",
+    "Rust",
+    "Speedrun",
+    "Competitive",
+    "Creative",
+    "Educational",
+    "IRL",
+];
+const LANGUAGES: [&str; 8] = ["en", "en", "en", "es", "de", "fr", "pt", "ja"];
+const LINES: [&str; 12] = [
+    "hello chat!",
+    "gg",
+    "that was close",
+    "what's the plan for today?",
+    "first time here, love the stream",
+    "LUL",
+    "can you explain that again?",
+    "nice one",
+    "how long have you been streaming?",
+    "the music is great",
+    "brb",
+    "let's go!",
+];
+
+/// Chat messages given to each live channel (alice's channel gets twice as many).
+const MESSAGES_PER_LIVE_CHANNEL: u32 = 30;
+
+/// The demo data of `size`.
+pub fn generate(size: DemoSize) -> Data {
+    let mut d = Data::default();
+    let DemoSize::Users(users) = size else {
+        return d;
+    };
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0f57_4ea4);
+    for (slug, name) in CATEGORIES {
+        d.add_category(slug, name);
+    }
+    for n in 0..users {
+        let created = EPOCH - Millis::from(users - n) * 60_000;
+        let u = match NAMED.get(n as usize) {
+            Some(&(id, login, name, admin)) => d.add_user(id, login, name, admin, created),
+            None => {
+                let adj = ADJECTIVES[rng.usize(..ADJECTIVES.len())];
+                let noun = NOUNS[rng.usize(..NOUNS.len())];
+                let login = format!("{adj}{noun}{}", n + 1);
+                let name = format!("{}{} {}", adj[..1].to_uppercase(), &adj[1..], n + 1);
+                d.add_user(&format!("u{}", n + 1), &login, &name, false, created)
+            }
+        };
+        let c = d.user(u).channel;
+        let ch = &mut d.channels[c.0 as usize];
+        ch.title = TOPICS[rng.usize(..TOPICS.len())].into();
+        ch.language = LANGUAGES[rng.usize(..LANGUAGES.len())].into();
+        ch.tags = (0..rng.usize(0..=3))
+            .map(|_| Box::from(TAGS[rng.usize(..TAGS.len())]))
+            .collect();
+        ch.tags.dedup();
+        ch.category = Some(super::CategoryIx(rng.u32(..CATEGORIES.len() as u32)));
+        if n < 3 {
+            d.users[u.0 as usize].bio =
+                Some(format!("Hi, I am {}.", d.user(u).display_name).into());
+        }
+    }
+    // alice and bob are live; about a quarter of the others too.
+    for n in 0..users {
+        if n < 2 || (n >= 3 && rng.u32(..4) == 0) {
+            let c = d.users[n as usize].channel;
+            let title = d.channel(c).title.to_string();
+            let category = d.channel(c).category;
+            let started = EPOCH + Millis::from(rng.u32(..3_600_000));
+            d.start_stream(c, &title, category, started);
+            d.channels[c.0 as usize].viewers = if n == 0 { 1_250 } else { rng.u32(..5_000) };
+        }
+    }
+    // Follows: everyone follows a few channels; half of them follow alice.
+    for n in 0..users {
+        let u = UserIx(n);
+        let alice = d.users[0].channel;
+        if n != 0 && rng.bool() {
+            d.follow(u, alice);
+        }
+        for _ in 0..rng.u32(3..=12) {
+            let c = d.users[rng.u32(..users) as usize].channel;
+            if d.channel(c).owner != u {
+                d.follow(u, c);
+            }
+        }
+    }
+    // bob moderates alice's channel.
+    let alice = d.users[0].channel;
+    d.channels[alice.0 as usize].moderators.push(UserIx(1));
+    // Chat history in live channels, from their followers (or the owner).
+    for c in d.live.clone() {
+        let count = if c == alice {
+            2 * MESSAGES_PER_LIVE_CHANNEL
+        } else {
+            MESSAGES_PER_LIVE_CHANNEL
+        };
+        let mut at = EPOCH + 3_600_000;
+        for k in 0..count {
+            let ch = d.channel(c);
+            let author = if ch.followers.is_empty() {
+                ch.owner
+            } else {
+                ch.followers[rng.usize(..ch.followers.len())]
+            };
+            at += Millis::from(rng.u32(1_000..30_000));
+            let body = LINES[rng.usize(..LINES.len())].into();
+            let seq = d.append(
+                c,
+                RoomEvent::Message {
+                    author,
+                    body,
+                    sent_at: at,
+                    deleted: false,
+                },
+            );
+            // Now and then a moderator deletes one.
+            if k % 17 == 16 {
+                if let Some(RoomEvent::Message { deleted, .. }) =
+                    d.channels[c.0 as usize].log.get_mut(seq as usize - 1)
+                {
+                    *deleted = true;
+                }
+                d.append(c, RoomEvent::Deleted { message_seq: seq });
+            }
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(d: &Data) -> String {
+        let logins: Vec<&str> = d.users.iter().map(|u| &*u.login).collect();
+        let follows: usize = d.users.iter().map(|u| u.following.len()).sum();
+        let messages: usize = d.channels.iter().map(|c| c.log.len()).sum();
+        format!("{logins:?} {follows} {messages} {:?}", d.live)
+    }
+
+    #[test]
+    fn the_same_size_gives_the_same_data() {
+        let a = generate(DemoSize::SMALL);
+        let b = generate(DemoSize::SMALL);
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(a.users.len(), 200);
+        assert_ne!(
+            fingerprint(&a),
+            fingerprint(&generate(DemoSize::Users(201)))
+        );
+    }
+
+    #[test]
+    fn the_named_users_are_there_and_alice_is_live_with_chat() {
+        let d = generate(DemoSize::SMALL);
+        let alice = d.user_by_login("alice").unwrap();
+        assert_eq!(&*d.user(alice).id, "u1");
+        assert!(d.user(d.user_by_login("carol").unwrap()).admin);
+        let c = d.user(alice).channel;
+        assert!(d.channel(c).stream.is_some());
+        assert!(d.channel(c).followers.len() > 20);
+        assert!(d.channel(c).log.len() >= 60);
+        assert_eq!(d.categories.len(), 12);
+        assert!(d.live.len() > 20);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("off"), Ok(DemoSize::Off));
+        assert_eq!(parse_size("small"), Ok(DemoSize::SMALL));
+        assert_eq!(parse_size("50"), Ok(DemoSize::Users(50)));
+        assert!(parse_size("2").is_err());
+        assert!(parse_size("huge").is_err());
+        assert!(generate(DemoSize::Off).users.is_empty());
+    }
+}
