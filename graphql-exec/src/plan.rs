@@ -371,20 +371,43 @@ fn is_list(ty: &TypeRef) -> bool {
 }
 
 fn cost(sel: &Selection) -> u64 {
+    cost_in(sel, false)
+}
+
+/// The cost of a selection; `paged` when its object is a page sized by its field's
+/// `first`/`last` (a Relay connection), whose unsized lists (`edges`, `nodes`) are that
+/// page and count once.
+fn cost_in(sel: &Selection, paged: bool) -> u64 {
     sel.fields
         .iter()
         .map(|f| {
+            let sized = has_size_arg(f);
+            let list = is_list(&f.ty);
+            // A sized object (a connection) passes its size down to its lists.
+            let pages = sized && !list;
             let children = match &f.children {
                 Children::Leaf => 0,
-                Children::Object(s) => cost(s),
-                Children::Abstract(by_type) => {
-                    by_type.iter().map(|(_, s)| cost(s)).max().unwrap_or(0)
-                }
+                Children::Object(s) => cost_in(s, pages),
+                Children::Abstract(by_type) => by_type
+                    .iter()
+                    .map(|(_, s)| cost_in(s, pages))
+                    .max()
+                    .unwrap_or(0),
             };
-            let times = if is_list(&f.ty) { list_size(f) } else { 1 };
+            let times = if sized || (list && !paged) {
+                list_size(f)
+            } else {
+                1
+            };
             1u64.saturating_add(children.saturating_mul(times))
         })
         .fold(0u64, u64::saturating_add)
+}
+
+fn has_size_arg(f: &PlannedField) -> bool {
+    f.args
+        .iter()
+        .any(|(n, _)| n.as_str() == "first" || n.as_str() == "last")
 }
 
 #[cfg(test)]

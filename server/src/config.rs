@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::limits::rate::{parse_rate, Rate};
+
 /// The command line of the `streamhub` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -34,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print a signed JWT for a user, with the key the server is configured with.
     Token(TokenArgs),
 }
@@ -42,7 +44,7 @@ pub enum Command {
 impl Cli {
     /// The command to run, with `serve` standing in for a missing subcommand.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(self.serve))
+        self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
     }
 }
 
@@ -168,12 +170,109 @@ pub struct Config {
     )]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Demo data loaded into the embedded store: `off`, `small`, `large` or a user count.
+    #[arg(long, env = "STREAMHUB_DEMO_DATA", value_parser = crate::store::demo::parse_size, default_value = "small", help_heading = "Data")]
+    pub demo_data: crate::store::demo::DemoSize,
+
+    /// A persisted-query manifest loaded at start: Apollo's format or a Relay id-to-text map.
+    #[arg(long, env = "STREAMHUB_PERSISTED_QUERIES", help_heading = "GraphQL")]
+    pub persisted_queries: Option<std::path::PathBuf>,
+
+    /// Only persisted operations run: other text gets PERSISTED_QUERY_ID_REQUIRED and APQ registration is refused.
+    #[arg(long, env = "STREAMHUB_TRUSTED_DOCUMENTS", default_value_t = false, action = clap::ArgAction::Set, help_heading = "GraphQL")]
+    pub trusted_documents: bool,
+
+    /// Prepared documents each shard keeps (least recently used leave first; manifest ones stay).
+    #[arg(
+        long,
+        env = "STREAMHUB_PLAN_CACHE",
+        default_value_t = 1000,
+        help_heading = "GraphQL"
+    )]
+    pub plan_cache: usize,
+
+    /// `max-age` of public GET responses (persisted queries that depend on no viewer and no live counter).
+    #[arg(long, env = "STREAMHUB_PUBLIC_MAX_AGE", value_parser = parse_duration, default_value = "30s", help_heading = "GraphQL")]
+    pub public_max_age: Duration,
+
+    /// Deepest field nesting of an operation.
+    #[arg(
+        long,
+        env = "STREAMHUB_MAX_DEPTH",
+        default_value_t = 15,
+        help_heading = "Limits"
+    )]
+    pub max_depth: usize,
+
+    /// Most aliases in a document.
+    #[arg(
+        long,
+        env = "STREAMHUB_MAX_ALIASES",
+        default_value_t = 30,
+        help_heading = "Limits"
+    )]
+    pub max_aliases: usize,
+
+    /// Most root fields in an operation.
+    #[arg(
+        long,
+        env = "STREAMHUB_MAX_ROOT_FIELDS",
+        default_value_t = 20,
+        help_heading = "Limits"
+    )]
+    pub max_root_fields: usize,
+
+    /// Largest operation cost (every field 1, times the page sizes of the lists around it).
+    #[arg(
+        long,
+        env = "STREAMHUB_MAX_COMPLEXITY",
+        default_value_t = 10_000,
+        help_heading = "Limits"
+    )]
+    pub max_complexity: u64,
+
+    /// GraphQL queries per user (or per address when anonymous), node-wide: `<count>/<period>` or `off`.
+    #[arg(long, env = "STREAMHUB_RATE_QUERY", value_parser = parse_rate_setting, default_value = "200/1s", help_heading = "Rates")]
+    pub rate_query: RateSetting,
+
+    /// GraphQL mutations (other than chat) per user.
+    #[arg(long, env = "STREAMHUB_RATE_MUTATION", value_parser = parse_rate_setting, default_value = "30/10s", help_heading = "Rates")]
+    pub rate_mutation: RateSetting,
+
+    /// Chat messages per user, by mutation or over the room protocol.
+    #[arg(long, env = "STREAMHUB_RATE_CHAT", value_parser = parse_rate_setting, default_value = "20/30s", help_heading = "Rates")]
+    pub rate_chat: RateSetting,
+
+    /// WebSocket upgrades per user or address.
+    #[arg(long, env = "STREAMHUB_RATE_WS_CONNECT", value_parser = parse_rate_setting, default_value = "20/10s", help_heading = "Rates")]
+    pub rate_ws_connect: RateSetting,
+
     /// After the listeners close: how long in-flight work may take before the process exits anyway.
     #[arg(long, env = "STREAMHUB_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "30s", help_heading = "Shutdown")]
     pub shutdown_grace: Duration,
 }
 
 impl Config {
+    /// The GraphQL limits.
+    pub fn graphql_limits(&self) -> graphql_exec::limits::Limits {
+        graphql_exec::limits::Limits {
+            depth: self.max_depth,
+            aliases: self.max_aliases,
+            root_fields: self.max_root_fields,
+            complexity: self.max_complexity,
+        }
+    }
+
+    /// The rates by [`crate::limits::rate::Budget`] order.
+    pub fn rates(&self) -> [Option<Rate>; 4] {
+        [
+            self.rate_query.0,
+            self.rate_mutation.0,
+            self.rate_chat.0,
+            self.rate_ws_connect.0,
+        ]
+    }
+
     /// The number of shards to run: the setting, or one per available core.
     pub fn shard_count(&self) -> usize {
         match self.shards {
@@ -208,6 +307,14 @@ pub struct TokenArgs {
         conflicts_with = "jwt_secret"
     )]
     pub jwt_private_key_file: Option<std::path::PathBuf>,
+}
+
+/// A rate setting: a rate, or None for `off`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSetting(pub Option<Rate>);
+
+fn parse_rate_setting(s: &str) -> Result<RateSetting, String> {
+    parse_rate(s).map(RateSetting)
 }
 
 /// The proxies whose `X-Forwarded-For` header is believed.

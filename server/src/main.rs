@@ -9,7 +9,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().into_command() {
-        Command::Serve(config) => streamhub_server::serve::run(config),
+        Command::Serve(config) => streamhub_server::serve::run(*config),
         Command::Token(args) => streamhub_server::token::run(&args),
     }
 }

@@ -126,6 +126,8 @@ pub struct NodeInfo {
     pub shards: usize,
     /// Whether the node is draining (readiness 503).
     pub draining: bool,
+    /// Domain events published: (room events, stream events).
+    pub events: (u64, u64),
 }
 
 /// Renders every shard's metrics, summed, in the Prometheus text format.
@@ -229,6 +231,15 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], info: NodeInfo) -> String
         MetricType::GAUGE,
         vec![gauge_metric(&[], if info.draining { 1.0 } else { 0.0 })],
     ));
+    families.push(family(
+        "streamhub_events_published_total",
+        "Domain events published by mutations, by kind (room: chat messages, deletions, bans; stream: live status, title, category).",
+        MetricType::COUNTER,
+        vec![
+            counter_metric(&[("kind", "room")], info.events.0),
+            counter_metric(&[("kind", "stream")], info.events.1),
+        ],
+    ));
 
     // A family with no samples yet (no request answered) is left out: the text format
     // has no way to write it.
@@ -290,6 +301,7 @@ mod tests {
             io_backend: "epoll",
             shards: 2,
             draining: false,
+            events: (0, 0),
         }
     }
 

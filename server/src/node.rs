@@ -7,6 +7,8 @@ use tokio::sync::watch;
 
 use crate::auth::key::VerifyKey;
 use crate::config::Config;
+use crate::domain::events::Counted;
+use crate::domain::Domain;
 use crate::io_backend::Backend;
 use crate::metrics::{NodeInfo, ShardMetrics};
 
@@ -35,20 +37,27 @@ pub struct Node {
     pub verify_key: VerifyKey,
     /// TLS termination, when configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The public API's schema.
-    pub schema: Arc<graphql_exec::schema::Schema>,
+    /// The streaming domain: schema, store and event seam.
+    pub domain: Arc<Domain>,
+    /// The persisted-query manifest: (id, text) pairs, checked at start.
+    pub manifest: Vec<(String, String)>,
+    /// Domain events published so far (until the real-time hub consumes them).
+    pub events: Arc<Counted>,
     phase: watch::Sender<Phase>,
 }
 
 impl Node {
     /// A node in the `Serving` phase, with one metrics block per shard.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         backend: Backend,
         shards: usize,
         verify_key: VerifyKey,
         tls: Option<tokio_rustls::TlsAcceptor>,
-        schema: Arc<graphql_exec::schema::Schema>,
+        domain: Arc<Domain>,
+        manifest: Vec<(String, String)>,
+        events: Arc<Counted>,
     ) -> Node {
         Node {
             config,
@@ -56,7 +65,9 @@ impl Node {
             shard_metrics: (0..shards).map(|_| Arc::default()).collect(),
             verify_key,
             tls,
-            schema,
+            domain,
+            manifest,
+            events,
             phase: watch::Sender::new(Phase::Serving),
         }
     }
@@ -90,6 +101,7 @@ impl Node {
                 io_backend: self.backend.name(),
                 shards: self.shard_metrics.len(),
                 draining: self.phase() != Phase::Serving,
+                events: self.events.counts(),
             },
         )
     }

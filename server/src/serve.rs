@@ -10,9 +10,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::auth::key::VerifyKey;
-use crate::auth::DEMO_USERS;
 use crate::config::Config;
+use crate::domain::events::Counted;
+use crate::domain::Domain;
 use crate::node::{Node, Phase};
+use crate::store::Store;
 
 /// Runs the server until it has shut down.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -53,7 +55,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let schema = Arc::new(crate::schema::build().context("building the API schema")?);
-    let node = Arc::new(Node::new(config, backend, shards, verify_key, tls, schema));
+    let manifest = load_manifest(&config, &schema)?;
+    let store = Arc::new(Store::new(crate::store::demo::generate(config.demo_data)));
+    {
+        let d = store.read();
+        tracing::info!(
+            users = d.users.len(),
+            live = d.live.len(),
+            "store: embedded, demo data loaded"
+        );
+    }
+    let events = Arc::new(Counted::default());
+    let domain = Arc::new(Domain::new(schema, store, events.clone()));
+    let node = Arc::new(Node::new(
+        config, backend, shards, verify_key, tls, domain, manifest, events,
+    ));
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (done_tx, mut done_rx) = mpsc::channel::<usize>(shards);
@@ -96,6 +112,32 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads, checks and prepares the persisted-query manifest once, so a bad one stops
+/// the start with its reason instead of failing requests later.
+fn load_manifest(
+    config: &Config,
+    schema: &graphql_exec::schema::Schema,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(path) = &config.persisted_queries else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the manifest {}", path.display()))?;
+    let entries = graphql_exec::persisted::parse_manifest(&text)
+        .with_context(|| format!("reading the manifest {}", path.display()))?;
+    let limits = config.graphql_limits();
+    for (id, body) in &entries {
+        graphql_exec::persisted::prepare(schema, body, &limits).map_err(|e| {
+            anyhow::anyhow!(
+                "the manifest {} has an operation `{id}` that cannot run: {e:?}",
+                path.display()
+            )
+        })?;
+    }
+    tracing::info!(operations = entries.len(), path = %path.display(), "persisted-query manifest loaded");
+    Ok(entries)
+}
+
 /// With a secret made for this process, logs a ready token for each demo user, so the
 /// demo works at once while nothing is open by default.
 fn log_demo_tokens(key: &VerifyKey) -> anyhow::Result<()> {
@@ -105,8 +147,8 @@ fn log_demo_tokens(key: &VerifyKey) -> anyhow::Result<()> {
     tracing::warn!(
         "no STREAMHUB_JWT_SECRET or STREAMHUB_JWT_PUBLIC_KEY_FILE: tokens are verified with a random secret made for this process"
     );
-    for (id, login, roles) in DEMO_USERS {
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    for (id, login, _, admin) in crate::store::demo::NAMED {
+        let roles: Vec<String> = if admin { vec!["admin".into()] } else { vec![] };
         let token = crate::token::sign_with(
             key.algorithm,
             signer,
@@ -115,7 +157,7 @@ fn log_demo_tokens(key: &VerifyKey) -> anyhow::Result<()> {
             &roles,
             std::time::Duration::from_secs(24 * 3600),
         )?;
-        tracing::info!(user_id = *id, login = *login, roles = ?roles, token = %token, "demo token, valid 24 h");
+        tracing::info!(user_id = id, login, roles = ?roles, token = %token, "demo token, valid 24 h");
     }
     Ok(())
 }

@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::auth::Authenticator;
+use crate::http::graphql::GraphQlState;
+use crate::limits::rate::Limiter;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 
@@ -33,6 +35,10 @@ pub struct Shard {
     pub http: http1::Builder,
     /// Verifies bearer tokens and remembers them for this shard.
     pub auth: Authenticator,
+    /// The shard's GraphQL plan cache.
+    pub graphql: GraphQlState,
+    /// The shard's share of the rate limits.
+    pub limiter: Limiter,
     open: Cell<usize>,
     all_closed: Notify,
     closing: Cell<bool>,
@@ -57,6 +63,12 @@ impl Shard {
         Shard {
             id,
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
+            graphql: GraphQlState::new(&node),
+            limiter: Limiter::new(
+                node.config.rates(),
+                node.shard_metrics.len(),
+                tokio::time::Instant::now(),
+            ),
             metrics: Arc::clone(&node.shard_metrics[id]),
             node,
             http,

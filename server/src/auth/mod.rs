@@ -204,14 +204,6 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The demo users a process with a random secret logs ready tokens for:
-/// (user id, login, roles).
-pub const DEMO_USERS: &[(&str, &str, &[&str])] = &[
-    ("u1", "alice", &[]),
-    ("u2", "bob", &[]),
-    ("u3", "carol", &["admin"]),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;

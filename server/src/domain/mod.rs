@@ -9,6 +9,7 @@ pub mod events;
 pub mod input;
 mod mutation;
 mod objects;
+pub mod plan_info;
 mod query;
 pub mod values;
 

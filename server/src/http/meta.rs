@@ -95,7 +95,7 @@ mod tests {
         let cli =
             crate::config::Cli::try_parse_from(["streamhub", "--trusted-proxies", cidrs]).unwrap();
         match cli.into_command() {
-            crate::config::Command::Serve(c) => c.trusted_proxies,
+            crate::config::Command::Serve(c) => c.trusted_proxies.clone(),
             crate::config::Command::Token(_) => unreachable!(),
         }
     }

@@ -1,6 +1,7 @@
 //! The HTTP request path: every request goes through [`handle`], which routes it, bounds
 //! it, answers it, and records one metrics sample and one access log line.
 
+pub mod graphql;
 pub mod graphql_request;
 pub mod meta;
 pub mod ops;
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use std::rc::Rc;
 
 use hyper::header::{
@@ -20,8 +20,9 @@ use hyper::header::{
 };
 use hyper::{Request, Response, StatusCode};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Viewer};
 use crate::conn::ConnState;
+use crate::limits::rate::Client;
 use crate::shard::Shard;
 use response::{error_response, ErrorCode};
 use route::Route;
@@ -30,12 +31,16 @@ use route::Route;
 pub type Body = Full<Bytes>;
 
 /// Answers one request on `shard`.
-pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    shard: &Shard,
+    conn: &ConnState,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let _in_flight = conn.begin_request();
     let started = quanta::Instant::now();
     shard.metrics.request_started();
-    // The head stays here for the access log; no route reads a body yet.
-    let (head, _body) = req.into_parts();
+    // The head stays here for the access log; the GraphQL route reads the body.
+    let (head, body) = req.into_parts();
     let config = &shard.node.config;
     let request_id = meta::request_id(&head.headers);
     let route = Route::of(head.uri.path());
@@ -48,6 +53,7 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         Some(Ok(v)) => Some(Rc::clone(&v.id)),
         _ => None,
     };
+    let client_ip = meta::client_ip(conn.peer, &head.headers, &config.trusted_proxies);
 
     let mut resp = if conn.is_over_limit() {
         let mut r = error_response(
@@ -78,7 +84,21 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         );
         r
     } else {
-        within(config.request_timeout, dispatch(shard, route)).await
+        let viewer = match &viewer {
+            Some(Ok(v)) => Some(&**v),
+            _ => None,
+        };
+        let client = match &user {
+            Some(id) => Client::User(Rc::clone(id)),
+            None => Client::Ip(client_ip),
+        };
+        let request = Incoming {
+            head: &head,
+            body,
+            viewer,
+            client,
+        };
+        within(config.request_timeout, dispatch(shard, route, request)).await
     };
 
     let elapsed = started.elapsed();
@@ -93,7 +113,7 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
         duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         request_id = request_id.to_str().unwrap_or_default(),
         trace_id = meta::trace_id(&head.headers),
-        client_ip = %meta::client_ip(conn.peer, &head.headers, &config.trusted_proxies),
+        client_ip = %client_ip,
         user = user.as_deref(),
         shard = shard.id,
         "request"
@@ -108,10 +128,18 @@ pub async fn handle(shard: &Shard, conn: &ConnState, req: Request<Incoming>) -> 
     resp
 }
 
-/// The handler of each route. GraphQL and WebSocket routes will take the head, the
-/// body and the viewer too.
-async fn dispatch(shard: &Shard, route: Route) -> Response<Body> {
+/// What a route handler may read of a request.
+struct Incoming<'a> {
+    head: &'a hyper::http::request::Parts,
+    body: hyper::body::Incoming,
+    viewer: Option<&'a Viewer>,
+    client: Client,
+}
+
+/// The handler of each route.
+async fn dispatch(shard: &Shard, route: Route, req: Incoming<'_>) -> Response<Body> {
     match route {
+        Route::GraphQl => graphql::handle(shard, req.head, req.body, req.viewer, req.client).await,
         Route::Healthz => ops::healthz(),
         Route::Readyz => ops::readyz(shard),
         Route::Metrics => ops::metrics(shard),

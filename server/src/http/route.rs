@@ -11,6 +11,8 @@ pub enum Route {
     Readyz,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `POST /graphql`, `GET /graphql`: GraphQL over HTTP.
+    GraphQl,
     /// `GET /graphql/schema.graphql`: the SDL.
     Schema,
     /// `GET /playground`: a GraphiQL page.
@@ -21,10 +23,11 @@ pub enum Route {
 
 impl Route {
     /// All routes, in index order.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::GraphQl,
         Route::Schema,
         Route::Playground,
         Route::NotFound,
@@ -38,6 +41,7 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            "/graphql" => Route::GraphQl,
             "/graphql/schema.graphql" => Route::Schema,
             "/playground" => Route::Playground,
             _ => Route::NotFound,
@@ -50,6 +54,7 @@ impl Route {
             Route::Healthz | Route::Readyz | Route::Metrics | Route::Schema | Route::Playground => {
                 "GET, HEAD"
             }
+            Route::GraphQl => "GET, POST",
             Route::NotFound => "",
         }
     }
@@ -60,6 +65,7 @@ impl Route {
             Route::Healthz | Route::Readyz | Route::Metrics | Route::Schema | Route::Playground => {
                 method == Method::GET || method == Method::HEAD
             }
+            Route::GraphQl => method == Method::GET || method == Method::POST,
             Route::NotFound => true,
         }
     }
@@ -75,6 +81,7 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::GraphQl => "/graphql",
             Route::Schema => "/graphql/schema.graphql",
             Route::Playground => "/playground",
             Route::NotFound => "unmatched",

@@ -118,6 +118,40 @@ impl Server {
         let mut s = self.connect();
         request(&mut s, "GET", path, headers).expect("request failed")
     }
+
+    /// One POST with a body on a new connection.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut s = self.connect();
+        request_with_body(&mut s, "POST", path, headers, body).expect("request failed")
+    }
+
+    /// POST /graphql with a JSON body, as a token's holder (or anonymously).
+    pub fn graphql(&self, token: Option<&str>, body: &serde_json::Value) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        self.post("/graphql", &headers, body.to_string().as_bytes())
+    }
+}
+
+/// The folder of the JavaScript clients the tests run (graphql-http, graphql-ws), with
+/// its packages installed (`npm ci` the first time).
+pub fn js_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if !dir.join("node_modules/graphql-http").exists() {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .expect("running npm ci (Node.js and npm are needed for the client tests)");
+            assert!(status.success(), "npm ci failed in {}", dir.display());
+        }
+    });
+    dir
 }
 
 impl Drop for Server {
@@ -169,6 +203,28 @@ pub fn request(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
+    read_response(s)
+}
+
+/// Writes one request with a body and reads its response.
+pub fn request_with_body(
+    s: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes)?;
     read_response(s)
 }
 
@@ -239,4 +295,23 @@ pub fn closed_by_peer(s: &mut TcpStream) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// The HS256 secret servers under test are started with when a test signs tokens.
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+/// A token for `sub`/`login` signed with [`SECRET`], valid for an hour.
+pub fn token(sub: &str, login: &str, admin: bool) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let roles: Vec<&str> = if admin { vec!["admin"] } else { vec![] };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": sub, "login": login, "roles": roles, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }

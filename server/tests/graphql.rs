@@ -1,0 +1,366 @@
+//! GraphQL over HTTP against the real binary: the graphql-http audit, persisted
+//! operations in all their forms, caching headers, rate limits, roles, and bad input
+//! refused with its code while everyone else keeps being served.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::{token, Server, SECRET};
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn code(v: &Value) -> &str {
+    v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+fn server(extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("STREAMHUB_JWT_SECRET", SECRET),
+        ("STREAMHUB_LOG", "warn,streamhub=info"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+#[test]
+fn the_graphql_http_audit_passes_with_no_error_and_no_warning() {
+    let dir = support::js_dir();
+    let server = server(&[]);
+    let out = Command::new("node")
+        .arg("audit.mjs")
+        .arg(format!("http://{}/graphql", server.addr))
+        .current_dir(&dir)
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        results.len() >= 50,
+        "the audit ran only {} checks",
+        results.len()
+    );
+    let failed: Vec<&Value> = results.iter().filter(|r| r["status"] != "ok").collect();
+    assert!(failed.is_empty(), "audit findings: {failed:#?}");
+}
+
+#[test]
+fn apq_registers_after_the_hash_check_and_then_runs_by_hash() {
+    let server = server(&[]);
+    let text = "{ category(slug: \"chess\") { name } }";
+    let hash = sha256_hex(text);
+    let by_hash = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    // Unknown hash: 200, PERSISTED_QUERY_NOT_FOUND, not cacheable.
+    let r = server.graphql(None, &by_hash);
+    assert_eq!(r.status, 200);
+    assert_eq!(code(&r.json()), "PERSISTED_QUERY_NOT_FOUND");
+    assert_eq!(
+        r.header("cache-control"),
+        Some("private, no-cache, must-revalidate")
+    );
+    // A wrong hash with text is refused and registers nothing.
+    let wrong = json!({"query": text, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex("x")}}});
+    let r = server.graphql(None, &wrong);
+    assert_eq!(r.status, 400);
+    // Hash and text register it; the hash alone then runs it, on every shard.
+    let mut both = by_hash.clone();
+    both["query"] = json!(text);
+    assert_eq!(
+        server.graphql(None, &both).json()["data"]["category"]["name"],
+        "Chess"
+    );
+    let mut ran = 0;
+    for _ in 0..8 {
+        let r = server.graphql(None, &by_hash).json();
+        if r["data"]["category"]["name"] == "Chess" {
+            ran += 1;
+        } else {
+            // Another shard has not seen it yet: the client sends the text again.
+            assert_eq!(code(&r), "PERSISTED_QUERY_NOT_FOUND");
+            server.graphql(None, &both);
+        }
+    }
+    assert!(ran >= 4, "registered documents run by hash ({ran} of 8)");
+}
+
+fn manifest_server(extra: &[(&str, &str)]) -> (Server, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let apollo = json!({
+        "format": "apollo-persisted-query-manifest", "version": 1,
+        "operations": [
+            {"id": "cat-name", "body": "query Cat($slug: String!) { category(slug: $slug) { name } }", "name": "Cat", "type": "query"},
+            {"id": "live", "body": "{ channel(login: \"alice\") { viewerCount } }", "name": null, "type": "query"},
+            {"id": "end", "body": "mutation End { endStream { isLive } }", "name": "End", "type": "mutation"}
+        ]
+    });
+    let path = dir.file("manifest.json", &apollo.to_string());
+    let mut env = vec![("STREAMHUB_PERSISTED_QUERIES", path.as_str())];
+    env.extend_from_slice(extra);
+    (server(&env), dir)
+}
+
+#[test]
+fn manifest_operations_run_by_id_and_public_gets_are_cacheable() {
+    let (server, _dir) = manifest_server(&[]);
+    let path = "/graphql?documentId=cat-name&variables=%7B%22slug%22%3A%22chess%22%7D";
+    let r = server.get(path, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"]["category"]["name"], "Chess");
+    assert_eq!(r.header("cache-control"), Some("public, max-age=30"));
+    let etag = r.header("etag").expect("an ETag").to_owned();
+    let again = server.get(path, &[("If-None-Match", &etag)]);
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    // The same document by its sha256 id, and by Relay's doc_id.
+    let hash = sha256_hex("query Cat($slug: String!) { category(slug: $slug) { name } }");
+    for p in [
+        format!("/graphql?documentId=sha256:{hash}&variables=%7B%22slug%22%3A%22art%22%7D"),
+        "/graphql?doc_id=cat-name&variables=%7B%22slug%22%3A%22art%22%7D".to_owned(),
+    ] {
+        assert_eq!(
+            server.get(&p, &[]).json()["data"]["category"]["name"],
+            "Art",
+            "{p}"
+        );
+    }
+    // A live counter makes it private.
+    let r = server.get("/graphql?documentId=live", &[]);
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    assert!(r.header("etag").is_none());
+    // A mutation over GET: 405 with Allow: POST.
+    let r = server.get("/graphql?documentId=end", &[]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    // An unknown id.
+    let r = server.get(
+        "/graphql?documentId=nope",
+        &[("Accept", "application/graphql-response+json")],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(code(&r.json()), "PERSISTED_QUERY_NOT_FOUND");
+}
+
+#[test]
+fn trusted_documents_mode_runs_only_persisted_operations() {
+    let (server, _dir) = manifest_server(&[("STREAMHUB_TRUSTED_DOCUMENTS", "true")]);
+    let r = server.graphql(
+        None,
+        &json!({"query": "{ category(slug: \"art\") { name } }"}),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(code(&r.json()), "PERSISTED_QUERY_ID_REQUIRED");
+    // APQ registration is refused too.
+    let text = "{ category(slug: \"art\") { slug } }";
+    let apq = json!({"query": text, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(text)}}});
+    assert_eq!(
+        code(&server.graphql(None, &apq).json()),
+        "PERSISTED_QUERY_ID_REQUIRED"
+    );
+    // The manifest's own text is allowed, as is its id.
+    let r = server.graphql(
+        None,
+        &json!({"query": "query Cat($slug: String!) { category(slug: $slug) { name } }", "variables": {"slug": "art"}}),
+    );
+    assert_eq!(r.json()["data"]["category"]["name"], "Art");
+    let r = server.graphql(
+        None,
+        &json!({"documentId": "cat-name", "variables": {"slug": "music"}}),
+    );
+    assert_eq!(r.json()["data"]["category"]["name"], "Music");
+}
+
+#[test]
+fn a_bad_manifest_stops_the_start_with_its_reason() {
+    let dir = tempdir::Dir::new();
+    let path = dir.file("m.json", r#"{"op1": "{ nosuchfield }"}"#);
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhub"))
+        .env_clear()
+        .env("STREAMHUB_LISTEN", "127.0.0.1:0")
+        .env("STREAMHUB_PERSISTED_QUERIES", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("op1") && err.contains("nosuchfield"), "{err}");
+}
+
+#[test]
+fn the_roles_decide_what_each_token_may_change() {
+    let server = server(&[]);
+    let alice = token("u1", "alice", false);
+    let bob = token("u2", "bob", false); // moderates alice's channel
+    let eve = token("u77", "eve", false);
+    let send = |t: &str, body: &str| {
+        server.graphql(
+            Some(t),
+            &json!({"query": "mutation($b: String!) { sendChatMessage(channelId: \"ch_u1\", body: $b) { seq } }", "variables": {"b": body}}),
+        )
+        .json()
+    };
+    let seq = send(&eve, "hello")["data"]["sendChatMessage"]["seq"]
+        .as_i64()
+        .unwrap();
+    let del = |t: &str, seq: i64| {
+        server
+            .graphql(Some(t), &json!({"query": format!("mutation {{ deleteChatMessage(channelId: \"ch_u1\", messageSeq: {seq}) }}")}))
+            .json()
+    };
+    let other = send(&alice, "mine")["data"]["sendChatMessage"]["seq"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        code(&del(&eve, other)),
+        "FORBIDDEN",
+        "a viewer deletes only their own"
+    );
+    assert_eq!(
+        del(&bob, seq)["data"]["deleteChatMessage"],
+        true,
+        "a moderator may"
+    );
+    let ban = json!({"query": "mutation { banUser(channelId: \"ch_u1\", userId: \"u77\") }"});
+    assert_eq!(code(&server.graphql(Some(&eve), &ban).json()), "FORBIDDEN");
+    assert_eq!(
+        server.graphql(Some(&bob), &ban).json()["data"]["banUser"],
+        true
+    );
+    assert_eq!(code(&send(&eve, "again")), "FORBIDDEN", "banned");
+    let anon = server.graphql(None, &json!({"query": "mutation { endStream { isLive } }"}));
+    assert_eq!(anon.status, 200);
+    assert_eq!(code(&anon.json()), "UNAUTHENTICATED");
+    // A bad token is refused, never anonymous.
+    let forged = format!("{}x", &alice[..alice.len() - 1]);
+    let r = server.graphql(Some(&forged), &json!({"query": "{ viewer { id } }"}));
+    assert_eq!(r.status, 401);
+    // The viewer is whoever the token says, created on first sight.
+    let r = server.graphql(
+        Some(&token("new-sub", "newbie", false)),
+        &json!({"query": "{ viewer { login channel { id } } }"}),
+    );
+    assert_eq!(
+        r.json()["data"]["viewer"],
+        json!({"login": "newbie", "channel": {"id": "ch_new-sub"}})
+    );
+}
+
+#[test]
+fn a_burst_past_the_rate_gets_429_and_others_keep_being_served() {
+    let server = server(&[("STREAMHUB_RATE_QUERY", "4/1m"), ("STREAMHUB_SHARDS", "1")]);
+    let q = json!({"query": "{ category(slug: \"art\") { name } }"});
+    let alice = token("u1", "alice", false);
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = server.graphql(Some(&alice), &q);
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    let r = limited.expect("the burst was limited");
+    assert_eq!(code(&r.json()), "RATE_LIMITED");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    // Another user, and anonymous callers, have their own buckets.
+    let bob = token("u2", "bob", false);
+    assert_eq!(server.graphql(Some(&bob), &q).status, 200);
+    assert_eq!(server.graphql(None, &q).status, 200);
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing: the anonymous
+    // caller is still the socket's address and runs out like anyone.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let xff = format!("10.0.0.{i}");
+        let r = server.post(
+            "/graphql",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Forwarded-For", &xff),
+            ],
+            q.to_string().as_bytes(),
+        );
+        statuses.push(r.status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[test]
+fn bad_input_gets_its_code_and_the_server_keeps_serving() {
+    let server = server(&[("STREAMHUB_MAX_BODY_BYTES", "64KiB")]);
+    let ok = json!({"query": "{ category(slug: \"art\") { name } }"});
+    let gql = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/graphql-response+json"),
+    ];
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{\"query\": ".to_vec(), 400, "BAD_REQUEST"),
+        (br#"{"query": 7}"#.to_vec(), 400, "BAD_REQUEST"),
+        (br#"{"query": "{ category(slug: 7) { name } }"}"#.to_vec(), 400, "GRAPHQL_VALIDATION_FAILED"),
+        (br#"{"query": "{ category(slug: "#.to_vec(), 400, "BAD_REQUEST"),
+        (json!({"query": "{ category(slug: "}).to_string().into_bytes(), 400, "GRAPHQL_PARSE_FAILED"),
+        (json!({"query": "query($s: String!) { category(slug: $s) { name } }", "variables": {"s": 5}}).to_string().into_bytes(), 400, "BAD_USER_INPUT"),
+        (json!({"query": format!("{}{}", "{ viewer { channel { owner ".repeat(30), "}".repeat(91))}).to_string().into_bytes(), 400, "QUERY_TOO_COMPLEX"),
+        (json!({"query": format!("{}{}", "{".repeat(100_000), "}".repeat(100_000))}).to_string().into_bytes(), 413, "BAD_REQUEST"),
+        (json!({"query": format!("{{ {} }}", (0..40).map(|i| format!("a{i}: viewer {{ id }}")).collect::<Vec<_>>().join(" "))}).to_string().into_bytes(), 400, "QUERY_TOO_COMPLEX"),
+        (json!({"query": "{ streams(first: 100) { nodes { channel { followers(first: 100) { nodes { following(first: 100) { totalCount } } } } } } }"}).to_string().into_bytes(), 400, "QUERY_TOO_COMPLEX"),
+    ];
+    let mut keep = server.connect();
+    for (body, status, want) in cases {
+        let r = server.post("/graphql", &gql, &body);
+        assert_eq!(
+            r.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert_eq!(code(&r.json()), want);
+        let served = support::request_with_body(
+            &mut keep,
+            "POST",
+            "/graphql",
+            &gql[..1],
+            ok.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(served.json()["data"]["category"]["name"], "Art");
+    }
+}
+
+/// A scratch folder removed on drop.
+mod tempdir {
+    pub struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "streamhub-test-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+
+        pub fn file(&self, name: &str, text: &str) -> String {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
