@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use graphql_exec::exec::{Args, FieldError, Leaf, Resolved};
 
-use super::query::{live_sorted, messages, stream_page};
+use super::query::stream_page;
 use super::values::{after_arg, boolean, count_arg, cursor, int, string, time};
 use super::{value, Obj, Page, Request};
 use crate::store::{ChannelIx, Data, RoomEvent, UserIx};
@@ -52,7 +52,7 @@ pub(super) fn resolve(
                         .iter()
                         .filter(|&&c| d.channel(c).category == Some(*k))
                         .count() as i64)),
-                    "streams" => stream_page(d, &live_sorted(d, Some(*k), None), args),
+                    "streams" => stream_page(d, &d.live_sorted(Some(*k), None), args),
                     other => Ok(unknown("Category", other)),
                 }
             }
@@ -204,9 +204,9 @@ fn channel(
         "recentMessages" => {
             let last = count_arg(args, "last", 20)?;
             Resolved::List(
-                messages(d, c, last, None)
+                d.messages(c, last, None)
                     .into_iter()
-                    .map(Resolved::Object)
+                    .map(|seq| Resolved::Object(Obj::Message(c, seq)))
                     .collect(),
             )
         }

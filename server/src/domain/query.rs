@@ -88,32 +88,6 @@ fn message_by_id(d: &Data, id: &str) -> Option<Obj> {
     }
 }
 
-/// Live channels, most viewers first, ties by login; optionally of one category or
-/// language.
-pub(super) fn live_sorted(
-    d: &Data,
-    category: Option<CategoryIx>,
-    language: Option<&str>,
-) -> Vec<ChannelIx> {
-    let mut live: Vec<ChannelIx> = d
-        .live
-        .iter()
-        .copied()
-        .filter(|&c| {
-            let ch = d.channel(c);
-            category.is_none_or(|k| ch.category == Some(k))
-                && language.is_none_or(|l| &*ch.language == l)
-        })
-        .collect();
-    live.sort_by(|&a, &b| {
-        d.channel(b)
-            .viewers
-            .cmp(&d.channel(a).viewers)
-            .then_with(|| d.channel_login(a).cmp(d.channel_login(b)))
-    });
-    live
-}
-
 /// A page of live streams.
 pub(super) fn stream_page(
     d: &Data,
@@ -141,7 +115,7 @@ fn streams(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
             None => return stream_page(d, &[], args),
         },
     };
-    let live = live_sorted(d, category, str_arg(args, "language"));
+    let live = d.live_sorted(category, str_arg(args, "language"));
     stream_page(d, &live, args)
 }
 
@@ -157,23 +131,6 @@ fn categories(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     });
     let page = Page::of(all.len(), start, first, |i| Obj::Category(all[i].1));
     Ok(Resolved::Object(Obj::Connection(Rc::new(page))))
-}
-
-/// The `last` messages (not deleted) of a channel before `before_seq` (exclusive), oldest
-/// first.
-pub(super) fn messages(d: &Data, c: ChannelIx, last: usize, before_seq: Option<u32>) -> Vec<Obj> {
-    let log = &d.channel(c).log;
-    let end = before_seq.map_or(log.len(), |s| (s.saturating_sub(1) as usize).min(log.len()));
-    let mut out: Vec<Obj> = log[..end]
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, e)| matches!(e, RoomEvent::Message { deleted: false, .. }))
-        .take(last)
-        .map(|(i, _)| Obj::Message(c, i as u32 + 1))
-        .collect();
-    out.reverse();
-    out
 }
 
 fn chat_history(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
@@ -193,9 +150,9 @@ fn chat_history(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> 
         }
     };
     Ok(Resolved::List(
-        messages(d, c, last, before)
+        d.messages(c, last, before)
             .into_iter()
-            .map(Resolved::Object)
+            .map(|seq| Resolved::Object(Obj::Message(c, seq)))
             .collect(),
     ))
 }

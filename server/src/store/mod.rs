@@ -382,6 +382,49 @@ impl Data {
             .any(|&(b, until)| b == u && until.is_none_or(|t| t > now))
     }
 
+    /// Live channels, most viewers first, ties by login; optionally only those of one
+    /// category or language.
+    pub fn live_sorted(
+        &self,
+        category: Option<CategoryIx>,
+        language: Option<&str>,
+    ) -> Vec<ChannelIx> {
+        let mut live: Vec<ChannelIx> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&c| {
+                let ch = self.channel(c);
+                category.is_none_or(|k| ch.category == Some(k))
+                    && language.is_none_or(|l| &*ch.language == l)
+            })
+            .collect();
+        live.sort_by(|&a, &b| {
+            self.channel(b)
+                .viewers
+                .cmp(&self.channel(a).viewers)
+                .then_with(|| self.channel_login(a).cmp(self.channel_login(b)))
+        });
+        live
+    }
+
+    /// The seqs of the `last` chat messages (deleted ones left out) of `c` before
+    /// `before_seq` (exclusive; None: the newest), oldest first.
+    pub fn messages(&self, c: ChannelIx, last: usize, before_seq: Option<u32>) -> Vec<u32> {
+        let log = &self.channel(c).log;
+        let end = before_seq.map_or(log.len(), |s| (s.saturating_sub(1) as usize).min(log.len()));
+        let mut out: Vec<u32> = log[..end]
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, e)| matches!(e, RoomEvent::Message { deleted: false, .. }))
+            .take(last)
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
+        out.reverse();
+        out
+    }
+
     /// The viewer count of a category: the sum over its live channels.
     pub fn category_viewers(&self, k: CategoryIx) -> u64 {
         self.live
