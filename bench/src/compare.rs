@@ -51,6 +51,15 @@ pub async fn run(spec: &CompareSpec) -> anyhow::Result<Report> {
         })
         .collect();
 
+    for p in &procs {
+        spec.scenario.setup(p.addr).map_err(|e| {
+            e.context(format!(
+                "setting up {} for {}",
+                p.name,
+                spec.scenario.name()
+            ))
+        })?;
+    }
     // Warm-up: connections, caches, the allocator.
     for p in &procs {
         one(spec, p, Pace::Closed, Duration::from_secs(2), None).await?;
@@ -176,7 +185,7 @@ async fn one(
     let server = CpuMeter::start(Some(p.pid()))?;
     let res = crate::http::run(LoadSpec {
         addr: p.addr,
-        request: spec.scenario.request(p.addr, &[]),
+        requests: spec.scenario.requests(p.addr, &[]),
         connections: spec.connections,
         duration,
         pace,

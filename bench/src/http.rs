@@ -36,8 +36,9 @@ pub enum Pace {
 pub struct LoadSpec {
     /// The server.
     pub addr: SocketAddr,
-    /// The whole request, sent as is on every exchange.
-    pub request: Bytes,
+    /// Whole requests, sent as they are: connection `i` sends `requests[i % len]` on
+    /// every exchange (one request for all, or one per user).
+    pub requests: Vec<Bytes>,
     /// Keep-alive connections.
     pub connections: u32,
     /// How long to send for.
@@ -75,6 +76,27 @@ impl LoadResult {
             0.0
         }
     }
+}
+
+/// A POST request with a body, a `Host` header and extra headers, ready to send.
+pub fn post_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+) -> Bytes {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    let mut bytes = r.into_bytes();
+    bytes.extend_from_slice(body);
+    Bytes::from(bytes)
 }
 
 /// A GET request with a `Host` header and extra headers, ready to send.
@@ -181,6 +203,7 @@ async fn connection(
     let mut latency = Latency::default();
     let mut send_lag = Latency::default();
     let mut buf = Vec::with_capacity(16 * 1024);
+    let request = spec.requests[id as usize % spec.requests.len()].clone();
     let mut k = 0u64;
     loop {
         let intended = match &schedule {
@@ -213,7 +236,7 @@ async fn connection(
         }
         counters.sent.set(counters.sent.get() + 1);
         k += 1;
-        match exchange(&mut stream, &spec.request, &mut buf).await {
+        match exchange(&mut stream, &request, &mut buf).await {
             Ok(resp) => {
                 if resp.status < 400 {
                     latency.record(intended.elapsed());
@@ -440,7 +463,7 @@ mod tests {
         });
         let spec = LoadSpec {
             addr,
-            request: get_request(addr, "/", &[]),
+            requests: vec![get_request(addr, "/", &[])],
             connections: 4,
             duration: Duration::from_secs(60),
             pace: Pace::Closed,

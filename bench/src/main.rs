@@ -31,6 +31,12 @@ struct Cli {
 enum Cmd {
     /// `GET /healthz`: the HTTP floor of the same server.
     HttpStatic(LoadArgs),
+    /// The channel-page query as a persisted GET (APQ hash).
+    GqlPersisted(LoadArgs),
+    /// The channel-page query sent as text by POST.
+    GqlText(LoadArgs),
+    /// `sendChatMessage` by many users.
+    GqlMutation(LoadArgs),
     /// StreamHub against a peer on the same scenario, alternating rounds.
     Compare(CompareArgs),
     /// Draws the latency distributions of result files on one chart (SVG).
@@ -135,6 +141,9 @@ fn main() -> anyhow::Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     match cli.command {
         Cmd::HttpStatic(args) => single(Scenario::HttpStatic, args, command),
+        Cmd::GqlPersisted(args) => single(Scenario::GqlPersisted, args, command),
+        Cmd::GqlText(args) => single(Scenario::GqlText, args, command),
+        Cmd::GqlMutation(args) => single(Scenario::GqlMutation, args, command),
         Cmd::Compare(args) => compare_cmd(args, command),
         Cmd::Plot(args) => plot_cmd(&args),
         Cmd::WsWorker(args) => ws::worker_main(&args),
@@ -173,6 +182,7 @@ fn single(scenario: Scenario, args: LoadArgs, command: String) -> anyhow::Result
         .addr
         .or(server.as_ref().map(|s| s.addr))
         .expect("an address");
+    scenario.setup(addr)?;
     pin(args.load_core);
     let pace = args.rate.map_or(Pace::Closed, |rate| Pace::Open { rate });
     let load = CpuMeter::start(None)?;
@@ -182,7 +192,7 @@ fn single(scenario: Scenario, args: LoadArgs, command: String) -> anyhow::Result
         .transpose()?;
     let res = runtime()?.block_on(http::run(LoadSpec {
         addr,
-        request: scenario.request(
+        requests: scenario.requests(
             addr,
             &args
                 .headers
