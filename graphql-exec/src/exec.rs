@@ -8,12 +8,14 @@
 //! propagates from a non-null position to the nearest nullable parent, and every error
 //! carries its path.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use async_graphql_parser::types::OperationType;
-use async_graphql_value::{ConstValue, Name};
+use async_graphql_value::{ConstValue, Name, Value};
 
+use crate::coerce::{display, print_literal, value_from_literal};
 use crate::intro::{self, Intro};
 use crate::plan::{holds, Arg, Children, Plan, PlannedField, Selection};
 use crate::schema::{Schema, TypeId, TypeRef};
@@ -82,19 +84,27 @@ pub enum Resolved<O> {
     Error(FieldError),
 }
 
-/// A field's arguments for one request: constants from the plan, variables filled in.
+/// A field's arguments for one request: constants from the plan (coerced when it was
+/// made), the arguments with variables coerced for this request.
 #[derive(Debug)]
 pub struct Args<'a> {
-    values: Vec<(&'a Name, std::borrow::Cow<'a, ConstValue>)>,
+    planned: &'a [(Name, Arg)],
+    /// The values of the planned `Arg::Dynamic`s; one left out (an absent variable and
+    /// no default) is not here.
+    dynamic: Vec<(&'a Name, Cow<'a, ConstValue>)>,
 }
 
 impl Args<'_> {
     /// The argument called `name` (defaults included), if given.
     pub fn get(&self, name: &str) -> Option<&ConstValue> {
-        self.values
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, v)| v.as_ref())
+        match &self.planned.iter().find(|(n, _)| n.as_str() == name)?.1 {
+            Arg::Const(c) => Some(c),
+            Arg::Dynamic(_) => self
+                .dynamic
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.as_ref()),
+        }
     }
 }
 
@@ -297,18 +307,23 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         self.included
             .entry(selection as *const Selection)
             .or_insert_with(|| {
-                selection
+                let get = |n: &Name| match vars.get(n) {
+                    Some(ConstValue::Boolean(b)) => Some(*b),
+                    _ => None,
+                };
+                let mut fields: Vec<usize> = selection
                     .fields
                     .iter()
                     .enumerate()
-                    .filter(|(_, f)| {
-                        holds(&f.condition, |n| match vars.get(n) {
-                            Some(ConstValue::Boolean(b)) => Some(*b),
-                            _ => None,
-                        })
-                    })
+                    .filter(|(_, f)| holds(&f.condition, get))
                     .map(|(i, _)| i)
-                    .collect()
+                    .collect();
+                // Only when a key's first occurrence is conditional: the first included
+                // occurrence decides its place (CollectFields).
+                if !selection.order.is_empty() {
+                    fields.sort_by_key(|&i| selection.place(i, get));
+                }
+                fields
             })
             .clone()
     }
@@ -386,8 +401,11 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                         .map(|_| Resolved::Leaf(Leaf::String(name.clone()))),
                 );
             } else {
-                let args = self.args(field);
-                self.resolver.resolve(field, &args, &parents, &mut out);
+                match self.args(field) {
+                    Ok(args) => self.resolver.resolve(field, &args, &parents, &mut out),
+                    // CoerceArgumentValues failed: a field error for every parent.
+                    Err(e) => out.extend(parents.iter().map(|_| Resolved::Error(e.clone()))),
+                }
             }
             if out.len() != parents.len() {
                 out.truncate(parents.len());
@@ -408,29 +426,62 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         }
     }
 
-    fn args(&self, field: &'p PlannedField) -> Args<'p> {
-        let vars = self.variables;
-        Args {
-            values: field
-                .args
-                .iter()
-                .map(|(name, arg)| {
-                    let v = match arg {
-                        Arg::Const(c) => std::borrow::Cow::Borrowed(c),
-                        Arg::Dynamic(v) => std::borrow::Cow::Owned(
-                            v.clone()
-                                .into_const_with(|var| {
-                                    Ok::<_, std::convert::Infallible>(
-                                        vars.get(&var).cloned().unwrap_or(ConstValue::Null),
-                                    )
-                                })
-                                .unwrap_or(ConstValue::Null),
-                        ),
-                    };
-                    (name, v)
-                })
-                .collect(),
+    /// CoerceArgumentValues for the arguments with variables (the others were coerced
+    /// when the plan was made); nothing is allocated for a field without them.
+    fn args<'s>(&'s self, field: &'s PlannedField) -> Result<Args<'s>, FieldError> {
+        let vars: &'s HashMap<Name, ConstValue> = self.variables;
+        let mut dynamic = Vec::new();
+        for (name, arg) in &field.args {
+            let Arg::Dynamic(value) = arg else {
+                continue;
+            };
+            let Some(def) = self
+                .schema
+                .field(field.parent, &field.name)
+                .and_then(|f| f.args.iter().find(|a| a.name == name.as_str()))
+            else {
+                continue;
+            };
+            let value = match value {
+                Value::Variable(var) => match vars.get(var) {
+                    // An absent variable: the argument's default, or no argument.
+                    None => match &def.default {
+                        Some(d) => Cow::Owned(d.clone()),
+                        None if def.ty.is_non_null() => {
+                            return Err(format!(
+                                "Argument \"{name}\" of required type \"{}\" was provided the variable \"${var}\" which was not provided a runtime value.",
+                                display(self.schema, &def.ty)
+                            )
+                            .into())
+                        }
+                        None => continue,
+                    },
+                    Some(ConstValue::Null) if def.ty.is_non_null() => {
+                        return Err(format!(
+                            "Argument \"{name}\" of non-null type \"{}\" must not be null.",
+                            display(self.schema, &def.ty)
+                        )
+                        .into())
+                    }
+                    // Already coerced with the request's variables.
+                    Some(v) => Cow::Borrowed(v),
+                },
+                literal => Cow::Owned(
+                    value_from_literal(self.schema, literal, &def.ty, &|n: &Name| vars.get(n))
+                        .ok_or_else(|| {
+                            FieldError::from(format!(
+                                "Argument \"{name}\" has invalid value {}.",
+                                print_literal(literal)
+                            ))
+                        })?,
+                ),
+            };
+            dynamic.push((name, value));
         }
+        Ok(Args {
+            planned: &field.args,
+            dynamic,
+        })
     }
 
     /// Puts `value` (of type `ty`, for `field`) at node `at`.
@@ -449,7 +500,10 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         match value {
             Resolved::Null => {}
             Resolved::Error(message) => self.errors.push((at, message)),
-            Resolved::Leaf(leaf) => self.slots[at as usize].node = Node::Leaf(leaf),
+            Resolved::Leaf(leaf) => match serialize_error(&leaf, ty) {
+                None => self.slots[at as usize].node = Node::Leaf(leaf),
+                Some(e) => self.errors.push((at, e.into())),
+            },
             Resolved::List(items) => {
                 let TypeRef::List(item_ty) = ty else {
                     self.errors.push((
@@ -682,6 +736,43 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                 out.push(b'}');
             }
         }
+    }
+}
+
+/// Why a number cannot be the value of an `Int` or `Float` (result coercion, GraphQL
+/// 3.5.1 and 3.5.2), if it cannot.
+fn serialize_error(leaf: &Leaf, ty: &TypeRef) -> Option<String> {
+    let int = matches!(ty, TypeRef::Named(id) if *id == Schema::INT);
+    match *leaf {
+        Leaf::Int(n) if int && i32::try_from(n).is_err() => Some(format!(
+            "Int cannot represent non 32-bit signed integer value: {n}"
+        )),
+        Leaf::Float(f) if int && (f.fract() != 0.0 || !f.is_finite()) => Some(format!(
+            "Int cannot represent non-integer value: {}",
+            js_number(f)
+        )),
+        Leaf::Float(f) if int && (f < f64::from(i32::MIN) || f > f64::from(i32::MAX)) => {
+            Some(format!(
+                "Int cannot represent non 32-bit signed integer value: {}",
+                js_number(f)
+            ))
+        }
+        Leaf::Float(f) if !f.is_finite() => Some(format!(
+            "Float cannot represent non numeric value: {}",
+            js_number(f)
+        )),
+        _ => None,
+    }
+}
+
+/// A number as JavaScript prints it (NaN, Infinity, 3 for 3.0).
+fn js_number(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else {
+        format!("{f}")
     }
 }
 
@@ -1007,5 +1098,243 @@ mod tests {
         );
         let (r, _) = run(q, serde_json::json!({"id": "2", "more": false}));
         assert_eq!(r["data"]["human"], serde_json::json!({"name": "cid"}));
+    }
+}
+
+#[cfg(test)]
+mod coercion_tests {
+    //! Arguments and results coerced by the specification (CoerceArgumentValues,
+    //! result coercion), and the response order of conditional fields.
+
+    use super::*;
+    use crate::plan::plan;
+    use async_graphql_parser::parse_query;
+    use serde_json::json;
+
+    const SDL: &str = r#"
+        input Opts { kind: String!, limit: Int = 10 }
+        type Obj { n: Int inf: Float! }
+        type Query {
+          node(id: ID): String
+          tags(t: [String]): String
+          opts(o: Opts): String
+          page(first: Int = 5, after: String): String
+          req(x: Int! = 3): String
+          defaults(t: [String] = "a", o: Opts = { kind: "k" }, id: ID = 12, s: ID = "x1"): String
+          a: String
+          b: String
+          big: Int
+          nan: Float
+          obj: Obj
+        }
+    "#;
+
+    /// Answers each field with its arguments as JSON (as the resolver sees them), and
+    /// a few numbers no Int or Float can be.
+    struct Echo;
+
+    impl Resolver for Echo {
+        type Object = ();
+
+        fn resolve(
+            &self,
+            f: &PlannedField,
+            args: &Args<'_>,
+            parents: &[()],
+            out: &mut Vec<Resolved<()>>,
+        ) {
+            for _ in parents {
+                out.push(match &*f.name {
+                    "big" => Resolved::Leaf(Leaf::Int(3_000_000_000)),
+                    "nan" => Resolved::Leaf(Leaf::Float(f64::NAN)),
+                    "obj" => Resolved::Object(()),
+                    "n" => Resolved::Leaf(Leaf::Int(-5)),
+                    "inf" => Resolved::Leaf(Leaf::Float(f64::INFINITY)),
+                    _ => {
+                        let mut seen = serde_json::Map::new();
+                        for (name, _) in &f.args {
+                            if let Some(v) = args.get(name) {
+                                seen.insert(name.to_string(), v.clone().into_json().unwrap());
+                            }
+                        }
+                        Resolved::Leaf(Leaf::String(serde_json::Value::Object(seen).to_string()))
+                    }
+                });
+            }
+        }
+
+        fn type_of(&self, _: &()) -> TypeId {
+            unreachable!("no abstract types")
+        }
+    }
+
+    /// The response text, checked valid first.
+    fn text(query: &str, vars: serde_json::Value) -> String {
+        let schema = Schema::from_sdl(SDL).unwrap();
+        let doc = parse_query(query).unwrap();
+        assert_eq!(crate::validate::validate(&schema, &doc), vec![], "{query}");
+        let (_, op) = doc.operations.iter().next().unwrap();
+        let p = plan(&schema, &doc, &op.node).unwrap();
+        let serde_json::Value::Object(input) = vars else {
+            panic!()
+        };
+        let vars = crate::coerce::coerce_variables(&schema, &p.variables, &input).unwrap();
+        String::from_utf8(execute(&schema, &p, &Echo, (), &vars)).unwrap()
+    }
+
+    fn run(query: &str, vars: serde_json::Value) -> serde_json::Value {
+        let t = text(query, vars);
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"))
+    }
+
+    /// What the resolver of the root field `field` saw.
+    fn seen(query: &str, vars: serde_json::Value, field: &str) -> serde_json::Value {
+        let r = run(query, vars);
+        assert!(r.get("errors").is_none(), "{r}");
+        serde_json::from_str(r["data"][field].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_absent_variable_leaves_the_argument_out_or_takes_its_default() {
+        let q = "query Q($f: Int, $a: String) { page(first: $f, after: $a) }";
+        assert_eq!(seen(q, json!({}), "page"), json!({"first": 5}));
+        assert_eq!(
+            seen(q, json!({"f": 2, "a": null}), "page"),
+            json!({"first": 2, "after": null})
+        );
+        let q = "query Q($x: Int) { req(x: $x) }";
+        assert_eq!(seen(q, json!({}), "req"), json!({"x": 3}));
+        // Inside an input object: the field is left out, so its default applies.
+        let q = "query Q($l: Int) { opts(o: { kind: \"k\", limit: $l }) }";
+        assert_eq!(
+            seen(q, json!({}), "opts"),
+            json!({"o": {"kind": "k", "limit": 10}})
+        );
+        assert_eq!(
+            seen(q, json!({"l": null}), "opts"),
+            json!({"o": {"kind": "k", "limit": null}})
+        );
+        assert_eq!(
+            seen(q, json!({"l": 1}), "opts"),
+            json!({"o": {"kind": "k", "limit": 1}})
+        );
+        // In a list, an absent variable is null.
+        let q = "query Q($s: String) { tags(t: [\"a\", $s]) }";
+        assert_eq!(seen(q, json!({}), "tags"), json!({"t": ["a", null]}));
+    }
+
+    #[test]
+    fn an_explicit_null_for_a_non_null_argument_is_a_field_error() {
+        let r = run("query Q($x: Int) { req(x: $x) a }", json!({"x": null}));
+        assert_eq!(r["data"], json!({"req": null, "a": "{}"}));
+        assert_eq!(
+            r["errors"],
+            json!([{
+                "message": "Argument \"x\" of non-null type \"Int!\" must not be null.",
+                "locations": [{"line": 1, "column": 20}],
+                "path": ["req"]
+            }])
+        );
+    }
+
+    #[test]
+    fn literals_and_defaults_reach_the_resolver_coerced() {
+        let q = "{ node(id: 1) tags(t: \"a\") opts(o: { kind: \"x\" }) }";
+        assert_eq!(seen(q, json!({}), "node"), json!({"id": "1"}));
+        assert_eq!(seen(q, json!({}), "tags"), json!({"t": ["a"]}));
+        assert_eq!(
+            seen(q, json!({}), "opts"),
+            json!({"o": {"kind": "x", "limit": 10}})
+        );
+        assert_eq!(
+            seen("{ defaults }", json!({}), "defaults"),
+            json!({"t": ["a"], "o": {"kind": "k", "limit": 10}, "id": "12", "s": "x1"})
+        );
+        // Variables' defaults are coerced when used.
+        let q = "query Q($t: [String] = \"b\", $id: ID = 5) { tags(t: $t) node(id: $id) }";
+        assert_eq!(seen(q, json!({}), "tags"), json!({"t": ["b"]}));
+        assert_eq!(seen(q, json!({}), "node"), json!({"id": "5"}));
+        // Literals holding variables are coerced per request.
+        let q = "query Q($k: String!) { tags(t: [$k, \"w\"]) opts(o: { kind: $k }) }";
+        assert_eq!(seen(q, json!({"k": "z"}), "tags"), json!({"t": ["z", "w"]}));
+        assert_eq!(
+            seen(q, json!({"k": "z"}), "opts"),
+            json!({"o": {"kind": "z", "limit": 10}})
+        );
+    }
+
+    #[test]
+    fn introspection_prints_coerced_defaults_in_graphql_syntax() {
+        let r = run(
+            "{ __type(name: \"Query\") { fields { name args { name defaultValue } } } }",
+            json!({}),
+        );
+        let fields = r["data"]["__type"]["fields"].as_array().unwrap();
+        let defaults = fields.iter().find(|f| f["name"] == "defaults").unwrap();
+        assert_eq!(
+            defaults["args"],
+            json!([
+                {"name": "t", "defaultValue": "[\"a\"]"},
+                {"name": "o", "defaultValue": "{kind: \"k\", limit: 10}"},
+                {"name": "id", "defaultValue": "12"},
+                {"name": "s", "defaultValue": "\"x1\""}
+            ])
+        );
+    }
+
+    #[test]
+    fn response_keys_follow_the_first_included_occurrence() {
+        let q = "query Q($x: Boolean!) { a @include(if: $x) b a }";
+        assert_eq!(
+            text(q, json!({"x": false})),
+            r#"{"data":{"b":"{}","a":"{}"}}"#
+        );
+        assert_eq!(
+            text(q, json!({"x": true})),
+            r#"{"data":{"a":"{}","b":"{}"}}"#
+        );
+        // Through fragments, and with the unconditional order untouched.
+        let q =
+            "query Q($x: Boolean!) { ... @include(if: $x) { b } a ...F } fragment F on Query { b }";
+        assert_eq!(
+            text(q, json!({"x": false})),
+            r#"{"data":{"a":"{}","b":"{}"}}"#
+        );
+        assert_eq!(
+            text(q, json!({"x": true})),
+            r#"{"data":{"b":"{}","a":"{}"}}"#
+        );
+    }
+
+    #[test]
+    fn numbers_no_int_or_float_can_be_are_field_errors() {
+        let r = run("{ big nan obj { n inf } a }", json!({}));
+        assert_eq!(
+            r["data"],
+            json!({"big": null, "nan": null, "obj": null, "a": "{}"})
+        );
+        let errors: Vec<(&str, &serde_json::Value)> = r["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["message"].as_str().unwrap(), &e["path"]))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (
+                    "Int cannot represent non 32-bit signed integer value: 3000000000",
+                    &json!(["big"])
+                ),
+                (
+                    "Float cannot represent non numeric value: NaN",
+                    &json!(["nan"])
+                ),
+                (
+                    "Float cannot represent non numeric value: Infinity",
+                    &json!(["obj", "inf"])
+                ),
+            ]
+        );
     }
 }

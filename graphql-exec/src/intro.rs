@@ -1,6 +1,8 @@
 //! Introspection (`__schema`, `__type` and the `__` types) resolved by the engine from
 //! the schema tables, so GraphiQL and code generators work for any schema.
 
+use async_graphql_value::ConstValue;
+
 use crate::exec::{Args, Leaf, Resolved};
 use crate::plan::PlannedField;
 use crate::schema::{EnumValue, InputValue, Kind, Schema, TypeId, TypeRef};
@@ -151,10 +153,11 @@ pub fn resolve<'s>(
             "name" => s(&v.name),
             "description" => opt(v.description.as_ref()),
             "type" => Resolved::Object(wrap(&v.ty)),
-            "defaultValue" => v
-                .default
-                .as_ref()
-                .map_or(Resolved::Null, |d| s(&d.to_string())),
+            "defaultValue" => v.default.as_ref().map_or(Resolved::Null, |d| {
+                let mut out = String::new();
+                print_value(schema, d, &v.ty, &mut out);
+                Resolved::Leaf(Leaf::String(out))
+            }),
             "isDeprecated" => Resolved::Leaf(Leaf::Boolean(false)),
             _ => Resolved::Null,
         },
@@ -280,5 +283,288 @@ fn named_type_field<'s>(
         },
         // specifiedByURL, ofType of a named type.
         _ => Resolved::Null,
+    }
+}
+
+/// A coerced input value in GraphQL syntax for its type (graphql-js `astFromValue`, then
+/// `print`): input object fields in their type's order, an ID that is an integer as an
+/// Int literal, a whole Float as an Int.
+pub fn print_value(schema: &Schema, value: &ConstValue, ty: &TypeRef, out: &mut String) {
+    let ty = match ty {
+        TypeRef::NonNull(inner) => &**inner,
+        other => other,
+    };
+    if matches!(value, ConstValue::Null) {
+        out.push_str("null");
+        return;
+    }
+    match ty {
+        TypeRef::NonNull(inner) => print_value(schema, value, inner, out),
+        TypeRef::List(item) => match value {
+            ConstValue::List(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    print_value(schema, v, item, out);
+                }
+                out.push(']');
+            }
+            // Coerced values are lists here; graphql-js prints a lone item as it is.
+            other => print_value(schema, other, item, out),
+        },
+        TypeRef::Named(id) => {
+            let t = schema.get(*id);
+            match (&t.kind, value) {
+                (Kind::InputObject { fields }, ConstValue::Object(given)) => {
+                    out.push('{');
+                    let mut first = true;
+                    for f in fields {
+                        let Some(v) = given.get(f.name.as_str()) else {
+                            continue;
+                        };
+                        if !first {
+                            out.push_str(", ");
+                        }
+                        first = false;
+                        out.push_str(&f.name);
+                        out.push_str(": ");
+                        print_value(schema, v, &f.ty, out);
+                    }
+                    out.push('}');
+                }
+                (_, ConstValue::String(s))
+                    if t.name == "ID"
+                        && !s.is_empty()
+                        && s.bytes().all(|b| b.is_ascii_digit())
+                        && (s == "0" || !s.starts_with('0')) =>
+                {
+                    out.push_str(s)
+                }
+                (_, ConstValue::Number(n)) => match n.as_f64() {
+                    // JavaScript prints 1.0 as 1.
+                    Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 1e21 => {
+                        out.push_str(&format!("{f:.0}"))
+                    }
+                    _ => out.push_str(&n.to_string()),
+                },
+                (_, other) => crate::coerce::write_literal(other, out),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{execute, Resolver};
+    use crate::limits::Limits;
+    use crate::persisted::prepare;
+
+    /// graphql-js 16's `getIntrospectionQuery({ descriptions: true, specifiedByUrl: true,
+    /// directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true })`,
+    /// as GraphiQL and code generators send it.
+    const INTROSPECTION_QUERY: &str = r#"
+    query IntrospectionQuery {
+      __schema {
+        description
+        queryType { name kind }
+        mutationType { name kind }
+        subscriptionType { name kind }
+        types {
+          ...FullType
+        }
+        directives {
+          name
+          description
+          isRepeatable
+          
+          
+          locations
+          args(includeDeprecated: true) {
+            ...InputValue
+          }
+        }
+      }
+    }
+
+    fragment FullType on __Type {
+      kind
+      name
+      description
+      specifiedByURL
+      
+      fields(includeDeprecated: true) {
+        name
+        description
+        args(includeDeprecated: true) {
+          ...InputValue
+        }
+        type {
+          ...TypeRef
+        }
+        isDeprecated
+        deprecationReason
+      }
+      inputFields(includeDeprecated: true) {
+        ...InputValue
+      }
+      interfaces {
+        ...TypeRef
+      }
+      enumValues(includeDeprecated: true) {
+        name
+        description
+        isDeprecated
+        deprecationReason
+      }
+      possibleTypes {
+        ...TypeRef
+      }
+    }
+
+    fragment InputValue on __InputValue {
+      name
+      description
+      type { ...TypeRef }
+      defaultValue
+      isDeprecated
+      deprecationReason
+    }
+
+    fragment TypeRef on __Type {
+      kind
+      name
+      ofType {
+        name
+        kind
+        ofType {
+          name
+          kind
+          ofType {
+            name
+            kind
+            ofType {
+              name
+              kind
+              ofType {
+                name
+                kind
+                ofType {
+                  name
+                  kind
+                  ofType {
+                    name
+                    kind
+                    ofType {
+                      name
+                      kind
+                      ofType {
+                        name
+                        kind
+                      }
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  
+"#;
+
+    struct NoFields;
+
+    impl Resolver for NoFields {
+        type Object = ();
+
+        fn resolve(
+            &self,
+            f: &PlannedField,
+            _: &Args<'_>,
+            parents: &[()],
+            out: &mut Vec<Resolved<()>>,
+        ) {
+            out.extend(
+                parents
+                    .iter()
+                    .map(|_| Resolved::Error(format!("{} asked", f.name).into())),
+            );
+        }
+
+        fn type_of(&self, _: &()) -> TypeId {
+            unreachable!("introspection only")
+        }
+    }
+
+    #[test]
+    fn the_standard_introspection_query_fits_the_default_limits_and_runs_clean() {
+        let schema = Schema::from_sdl(
+            r#"
+            """
+            A small API.
+            """
+            schema { query: Query }
+            enum Kind { A B @deprecated(reason: "use A") }
+            input Filter { kind: Kind = A, tags: [String!] = "x", limit: Int = 10 }
+            interface Node { id: ID! }
+            type Item implements Node { id: ID! name: String @deprecated kind: Kind! }
+            union Found = Item
+            type Query {
+              node(id: ID!): Node
+              items(filter: Filter = { kind: B }, first: Int = 20): [Item!]!
+              search(q: String!): [Found!]!
+            }
+            "#,
+        )
+        .unwrap();
+        let prepared = prepare(&schema, INTROSPECTION_QUERY, &Limits::default())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let plan = prepared.plan(None).unwrap();
+        assert!(plan.cost <= Limits::default().complexity, "{}", plan.cost);
+        let out = execute(&schema, plan, &NoFields, (), &Default::default());
+        let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(r.get("errors").is_none(), "{r}");
+        let s = &r["data"]["__schema"];
+        assert_eq!(s["description"], "A small API.");
+        assert_eq!(
+            s["queryType"],
+            serde_json::json!({"name": "Query", "kind": "OBJECT"})
+        );
+        let ty = |name: &str| {
+            s["types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == name)
+                .unwrap_or_else(|| panic!("{name}"))
+                .clone()
+        };
+        let filter = ty("Filter");
+        let defaults: Vec<&serde_json::Value> = filter["inputFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| &f["defaultValue"])
+            .collect();
+        assert_eq!(defaults, ["A", "[\"x\"]", "10"]);
+        let items = ty("Query")["fields"][1].clone();
+        assert_eq!(
+            items["args"][0]["defaultValue"],
+            "{kind: B, tags: [\"x\"], limit: 10}"
+        );
+        assert_eq!(ty("Item")["fields"][1]["isDeprecated"], true);
+        assert_eq!(ty("Found")["possibleTypes"][0]["name"], "Item");
+        let skip = s["directives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "skip")
+            .unwrap();
+        assert_eq!(skip["isRepeatable"], false);
+        assert_eq!(skip["args"][0]["type"]["kind"], "NON_NULL");
     }
 }

@@ -3,9 +3,10 @@
 //! Field collection (the specification's CollectFields) is done ahead of time for every
 //! object type a selection can meet: fragments and inline fragments are flattened,
 //! same-named fields merged, response keys pre-escaped as JSON, field definitions
-//! resolved to indexes, constant arguments kept as values and `@skip`/`@include` turned
-//! into conditions on variables (decided at plan time when constant). The plan also
-//! carries the operation's cost, so a persisted operation's cost is computed once.
+//! resolved to indexes, constant arguments coerced to their types once (arguments with
+//! variables are coerced per request) and `@skip`/`@include` turned into conditions on
+//! variables (decided at plan time when constant). The plan also carries the
+//! operation's cost, so a persisted operation's cost is computed once.
 
 use std::collections::HashSet;
 
@@ -17,7 +18,15 @@ use async_graphql_parser::{Pos, Positioned};
 use async_graphql_value::indexmap::IndexMap;
 use async_graphql_value::{ConstValue, Name, Value};
 
+use crate::coerce::{has_variables, no_variables, print_literal, value_from_literal};
 use crate::schema::{Kind, Schema, TypeId, TypeRef};
+
+/// A conjunction of `(variable, required value)`s.
+pub type Conjunction = Vec<(Name, bool)>;
+
+/// Where one occurrence of a response key lands in the collected order, under which
+/// conjunction.
+pub type Occurs = (u32, Conjunction);
 
 /// When a field is included: any one of the conjunctions holds (a conjunction is a list
 /// of `(variable, required value)`); `[[]]` is always, `[]` never.
@@ -37,6 +46,23 @@ pub enum Arg {
 pub struct Selection {
     /// The fields.
     pub fields: Vec<PlannedField>,
+    /// Empty when the order of `fields` is the response order whatever the variables.
+    /// Otherwise (some key's first occurrence has a condition, and the key occurs again
+    /// under another), one entry per field: its occurrences in document order, each
+    /// with its place in the collected order and its conjunction; a request orders the
+    /// fields by their first included occurrence (CollectFields).
+    pub order: Vec<Vec<Occurs>>,
+}
+
+impl Selection {
+    /// The place of field `i` in this request's collected order: its first occurrence
+    /// whose condition holds (only meaningful when `order` is not empty).
+    pub fn place(&self, i: usize, get: impl Fn(&Name) -> Option<bool>) -> u32 {
+        self.order[i]
+            .iter()
+            .find(|(_, conj)| conj.iter().all(|(var, want)| get(var) == Some(*want)))
+            .map_or(u32::MAX, |(seq, _)| *seq)
+    }
 }
 
 /// What a field's value is made of.
@@ -96,6 +122,9 @@ pub enum PlanError {
     /// The schema has no root for this operation kind.
     #[error("the schema does not support {0:?} operations")]
     NoRoot(OperationType),
+    /// A literal argument does not fit its type.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// A field is not on its type.
     #[error("unknown field {field} on {ty}")]
     UnknownField {
@@ -139,6 +168,8 @@ struct Planner<'a> {
 struct Occurrence<'a> {
     field: &'a Positioned<async_graphql_parser::types::Field>,
     condition: Vec<(Name, bool)>,
+    /// Its place among every occurrence collected for the selection.
+    seq: u32,
 }
 
 impl<'a> Planner<'a> {
@@ -150,11 +181,38 @@ impl<'a> Planner<'a> {
         sets: &[(&'a SelectionSet, Condition)],
     ) -> Result<Selection, PlanError> {
         let mut by_key: IndexMap<&'a str, Vec<Occurrence<'a>>> = IndexMap::new();
+        let mut seq = 0;
         for (set, condition) in sets {
             for conj in condition {
-                self.collect(object, set, conj.clone(), &mut by_key, &mut HashSet::new());
+                self.collect(
+                    object,
+                    set,
+                    conj.clone(),
+                    &mut by_key,
+                    &mut HashSet::new(),
+                    &mut seq,
+                );
             }
         }
+        // The order can change with the variables only when a key's first occurrence
+        // is conditional and it occurs again under another condition.
+        let reorders = by_key.values().any(|occurrences| {
+            let first = &occurrences[0].condition;
+            !first.is_empty() && occurrences[1..].iter().any(|o| &o.condition != first)
+        });
+        let order = if reorders {
+            by_key
+                .values()
+                .map(|occurrences| {
+                    occurrences
+                        .iter()
+                        .map(|o| (o.seq, o.condition.clone()))
+                        .collect()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut fields = Vec::with_capacity(by_key.len());
         for (key, occurrences) in by_key {
             let first = occurrences[0].field;
@@ -190,25 +248,36 @@ impl<'a> Planner<'a> {
                 ),
                 _ => Children::Leaf,
             };
-            let args = def
-                .args
-                .iter()
-                .filter_map(|a| {
-                    let given = first
-                        .node
-                        .arguments
-                        .iter()
-                        .find(|(n, _)| n.node.as_str() == a.name);
-                    let value = match given {
-                        Some((_, v)) => match v.node.clone().into_const() {
-                            Some(c) => Arg::Const(c),
-                            None => Arg::Dynamic(v.node.clone()),
-                        },
-                        None => Arg::Const(a.default.clone()?),
-                    };
-                    Some((Name::new(&a.name), value))
-                })
-                .collect();
+            let mut args = Vec::with_capacity(def.args.len());
+            for a in &def.args {
+                let given = first
+                    .node
+                    .arguments
+                    .iter()
+                    .find(|(n, _)| n.node.as_str() == a.name);
+                let value = match given {
+                    // Arguments with variables are coerced per request (CoerceArgumentValues).
+                    Some((_, v)) if has_variables(&v.node) => Arg::Dynamic(v.node.clone()),
+                    // Literals are coerced here, once.
+                    Some((_, v)) => Arg::Const(
+                        value_from_literal(self.schema, &v.node, &a.ty, &no_variables).ok_or_else(
+                            || {
+                                PlanError::InvalidArgument(format!(
+                                    "Argument \"{}\" has invalid value {}.",
+                                    a.name,
+                                    print_literal(&v.node)
+                                ))
+                            },
+                        )?,
+                    ),
+                    // Defaults are coerced when the schema is built.
+                    None => match &a.default {
+                        Some(d) => Arg::Const(d.clone()),
+                        None => continue,
+                    },
+                };
+                args.push((Name::new(&a.name), value));
+            }
             fields.push(PlannedField {
                 key_json: json_key(key),
                 key: key.into(),
@@ -221,7 +290,7 @@ impl<'a> Planner<'a> {
                 pos: first.pos,
             });
         }
-        Ok(Selection { fields })
+        Ok(Selection { fields, order })
     }
 
     /// CollectFields for `object`: fields of `set` and of the fragments that apply,
@@ -233,6 +302,7 @@ impl<'a> Planner<'a> {
         condition: Vec<(Name, bool)>,
         out: &mut IndexMap<&'a str, Vec<Occurrence<'a>>>,
         visited: &mut HashSet<&'a str>,
+        seq: &mut u32,
     ) {
         for item in &set.items {
             match &item.node {
@@ -244,7 +314,9 @@ impl<'a> Planner<'a> {
                     out.entry(key).or_default().push(Occurrence {
                         field: f,
                         condition: cond,
+                        seq: *seq,
                     });
+                    *seq += 1;
                 }
                 Sel::InlineFragment(i) => {
                     let Some(cond) = and(&condition, &i.node.directives) else {
@@ -255,7 +327,7 @@ impl<'a> Planner<'a> {
                         None => true,
                     };
                     if applies {
-                        self.collect(object, &i.node.selection_set.node, cond, out, visited);
+                        self.collect(object, &i.node.selection_set.node, cond, out, visited, seq);
                     }
                 }
                 Sel::FragmentSpread(s) => {
@@ -271,7 +343,14 @@ impl<'a> Planner<'a> {
                     {
                         continue;
                     }
-                    self.collect(object, &frag.node.selection_set.node, cond, out, visited);
+                    self.collect(
+                        object,
+                        &frag.node.selection_set.node,
+                        cond,
+                        out,
+                        visited,
+                        seq,
+                    );
                     visited.remove(name);
                 }
             }
@@ -370,6 +449,19 @@ fn is_list(ty: &TypeRef) -> bool {
     }
 }
 
+/// Introspection (`__schema`, `__type` and everything under them) counts 1 a field,
+/// lists or not: it is answered from the schema's tables, and the standard
+/// IntrospectionQuery must fit the default limits.
+fn flat_cost(f: &PlannedField) -> u64 {
+    let flat = |s: &Selection| s.fields.iter().map(flat_cost).fold(0, u64::saturating_add);
+    let children = match &f.children {
+        Children::Leaf => 0,
+        Children::Object(s) => flat(s),
+        Children::Abstract(by_type) => by_type.iter().map(|(_, s)| flat(s)).max().unwrap_or(0),
+    };
+    1u64.saturating_add(children)
+}
+
 fn cost(sel: &Selection) -> u64 {
     cost_in(sel, false)
 }
@@ -381,6 +473,9 @@ fn cost_in(sel: &Selection, paged: bool) -> u64 {
     sel.fields
         .iter()
         .map(|f| {
+            if matches!(&*f.name, "__schema" | "__type") {
+                return flat_cost(f);
+            }
             let sized = has_size_arg(f);
             let list = is_list(&f.ty);
             // A sized object (a connection) passes its size down to its lists.
@@ -420,7 +515,13 @@ mod tests {
         type Dog implements Pet { name: String! barks: Boolean! }
         type Cat implements Pet { name: String! meows: Boolean! }
         type Human { name: String! pets(first: Int = 5): [Pet!]! }
-        type Query { human(id: ID!): Human pets: [Pet!]! }
+        input Opts { kind: String! limit: Int = 10 }
+        type Query {
+          human(id: ID!): Human
+          pets: [Pet!]!
+          tags(t: [String], d: [String] = "z"): Int
+          opts(o: Opts, l: [Opts]): Int
+        }
     "#;
 
     fn plan_of(query: &str) -> Plan {
@@ -441,9 +542,10 @@ mod tests {
         );
         let human = &p.selection.fields[0];
         assert_eq!(&*human.key_json, b"\"human\":");
+        // An Int literal for an ID is coerced to its string.
         assert_eq!(
             human.args,
-            vec![(Name::new("id"), Arg::Const(ConstValue::Number(1.into())))]
+            vec![(Name::new("id"), Arg::Const(ConstValue::String("1".into())))]
         );
         let Children::Object(h) = &human.children else {
             panic!()
@@ -541,5 +643,82 @@ mod tests {
         assert_eq!(p.cost, 23);
         let p = plan_of("{ pets { name } }");
         assert_eq!(p.cost, 1 + DEFAULT_LIST_SIZE);
+    }
+
+    fn arg(f: &PlannedField, name: &str) -> ConstValue {
+        match f.args.iter().find(|(n, _)| n.as_str() == name) {
+            Some((_, Arg::Const(c))) => c.clone(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn literal_arguments_are_coerced_once_when_planned() {
+        let p = plan_of(
+            "{ human(id: 7) { name } tags(t: \"a\") opts(o: { kind: \"x\" }, l: { kind: \"y\", limit: 2 }) }",
+        );
+        let [human, tags, opts] = &p.selection.fields[..] else {
+            panic!("{:?}", p.selection.fields)
+        };
+        assert_eq!(arg(human, "id"), ConstValue::String("7".into()));
+        // A single value where a list is expected is a list of one.
+        assert_eq!(
+            arg(tags, "t"),
+            ConstValue::List(vec![ConstValue::String("a".into())])
+        );
+        // Argument defaults are coerced too (when the schema is built).
+        assert_eq!(
+            arg(tags, "d"),
+            ConstValue::List(vec![ConstValue::String("z".into())])
+        );
+        // Input objects get their fields' defaults.
+        let obj = |kind: &str, limit: i32| {
+            let mut o = IndexMap::new();
+            o.insert(Name::new("kind"), ConstValue::String(kind.into()));
+            o.insert(Name::new("limit"), ConstValue::Number(limit.into()));
+            ConstValue::Object(o)
+        };
+        assert_eq!(arg(opts, "o"), obj("x", 10));
+        assert_eq!(arg(opts, "l"), ConstValue::List(vec![obj("y", 2)]));
+        // A literal that does not fit (validation refuses it first) is not planned.
+        let schema = Schema::from_sdl(SDL).unwrap();
+        let doc = parse_query("{ tags(t: {a: 1}) }").unwrap();
+        let (_, op) = doc.operations.iter().next().unwrap();
+        assert_eq!(
+            plan(&schema, &doc, &op.node).unwrap_err(),
+            PlanError::InvalidArgument("Argument \"t\" has invalid value {a: 1}.".into())
+        );
+    }
+
+    #[test]
+    fn introspection_costs_one_a_field_without_list_multipliers() {
+        // __schema, types, name, fields, name, args, name
+        let p = plan_of("{ __schema { types { name fields { name args { name } } } } }");
+        assert_eq!(p.cost, 7);
+        let p = plan_of("{ __type(name: \"Human\") { fields { name } } pets { name } }");
+        assert_eq!(p.cost, 3 + 1 + DEFAULT_LIST_SIZE);
+    }
+
+    #[test]
+    fn the_order_is_kept_per_request_only_where_it_can_change() {
+        // Unconditional first occurrences: the plan's order is the response order.
+        let p = plan_of(
+            "query Q($x: Boolean!) { human(id: 1) { name pets @include(if: $x) { name } name @skip(if: $x) } }",
+        );
+        let Children::Object(h) = &p.selection.fields[0].children else {
+            panic!()
+        };
+        assert!(h.order.is_empty());
+        // A conditional first occurrence that recurs: its place depends on $x.
+        let p = plan_of(
+            "query Q($x: Boolean!) { human(id: 1) { name @include(if: $x) pets { name } name } }",
+        );
+        let Children::Object(h) = &p.selection.fields[0].children else {
+            panic!()
+        };
+        assert_eq!(keys(h), ["name", "pets"]);
+        let x = |v: bool| move |_: &Name| Some(v);
+        assert_eq!((h.place(0, x(true)), h.place(1, x(true))), (0, 1));
+        assert_eq!((h.place(0, x(false)), h.place(1, x(false))), (2, 1));
     }
 }

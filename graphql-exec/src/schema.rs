@@ -172,6 +172,9 @@ pub enum SchemaError {
     /// There is no query root.
     #[error("the schema has no query type")]
     NoQuery,
+    /// A default value does not fit its argument's or input field's type.
+    #[error("{0}")]
+    InvalidDefault(String),
     /// An object lacks a field of an interface it implements.
     #[error("{object} implements {interface} but lacks its field {field}")]
     MissingInterfaceField {
@@ -279,6 +282,11 @@ type __Directives {
 const META_TYPE: &str = "__Meta";
 
 impl Schema {
+    /// The built-in `Int` (built-in scalars come first, in a fixed order).
+    pub const INT: TypeId = TypeId(0);
+    /// The built-in `Float`.
+    pub const FLOAT: TypeId = TypeId(1);
+
     /// Builds a schema from SDL.
     pub fn from_sdl(sdl: &str) -> Result<Schema, SchemaError> {
         // The parser predates descriptions on `schema { ... }` (GraphQL, October 2021):
@@ -420,7 +428,101 @@ impl Schema {
             sdl: sdl.to_owned(),
         };
         schema.check_and_link()?;
+        schema.coerce_defaults()?;
         Ok(schema)
+    }
+
+    /// Coerces every argument's and input field's default value to its type (as
+    /// graphql-js does when it builds a schema), so `[String] = "a"` is `["a"]` and an
+    /// input object default carries its fields' defaults. Input object defaults can
+    /// nest, so this repeats until nothing changes (bounded, in case they nest in a
+    /// cycle).
+    fn coerce_defaults(&mut self) -> Result<(), SchemaError> {
+        // (type, member, argument): member is a field index, argument None for an input
+        // field.
+        type At = (usize, usize, Option<usize>);
+        let mut raw: Vec<(At, ConstValue)> = Vec::new();
+        for (t, def) in self.types.iter().enumerate() {
+            match &def.kind {
+                Kind::Object { fields, .. } | Kind::Interface { fields, .. } => {
+                    for (f, field) in fields.iter().enumerate() {
+                        for (a, arg) in field.args.iter().enumerate() {
+                            if let Some(d) = &arg.default {
+                                raw.push(((t, f, Some(a)), d.clone()));
+                            }
+                        }
+                    }
+                }
+                Kind::InputObject { fields } => {
+                    for (f, field) in fields.iter().enumerate() {
+                        if let Some(d) = &field.default {
+                            raw.push(((t, f, None), d.clone()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let input_objects = self
+            .types
+            .iter()
+            .filter(|t| matches!(t.kind, Kind::InputObject { .. }))
+            .count();
+        for _ in 0..=input_objects.min(16) {
+            let mut changed = false;
+            for ((t, f, a), literal) in &raw {
+                let value = self.input_value(*t, *f, *a);
+                let Some(coerced) = crate::coerce::value_from_literal(
+                    self,
+                    literal,
+                    &value.ty,
+                    &crate::coerce::no_variables,
+                ) else {
+                    let owner = &self.types[*t].name;
+                    let at = match a {
+                        Some(_) => format!(
+                            "{owner}.{}({})",
+                            self.types[*t].fields()[*f].name,
+                            value.name
+                        ),
+                        None => format!("{owner}.{}", value.name),
+                    };
+                    return Err(SchemaError::InvalidDefault(format!(
+                        "the default value {} of {at} is not a valid {}",
+                        crate::coerce::print_literal(literal),
+                        crate::coerce::display(self, &value.ty)
+                    )));
+                };
+                if value.default.as_ref() != Some(&coerced) {
+                    changed = true;
+                    self.input_value_mut(*t, *f, *a).default = Some(coerced);
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn input_value(&self, t: usize, f: usize, a: Option<usize>) -> &InputValue {
+        match (&self.types[t].kind, a) {
+            (Kind::Object { fields, .. } | Kind::Interface { fields, .. }, Some(a)) => {
+                &fields[f].args[a]
+            }
+            (Kind::InputObject { fields }, None) => &fields[f],
+            _ => unreachable!("input values are listed from the tables"),
+        }
+    }
+
+    fn input_value_mut(&mut self, t: usize, f: usize, a: Option<usize>) -> &mut InputValue {
+        match (&mut self.types[t].kind, a) {
+            (Kind::Object { fields, .. } | Kind::Interface { fields, .. }, Some(a)) => {
+                &mut fields[f].args[a]
+            }
+            (Kind::InputObject { fields }, None) => &mut fields[f],
+            _ => unreachable!("input values are listed from the tables"),
+        }
     }
 
     /// Checks kinds (roots and union members are objects, interfaces are interfaces,
@@ -639,7 +741,7 @@ fn lift_schema_description(sdl: &str) -> (std::borrow::Cow<'_, str>, Option<Stri
                 if depth == 0 && &sdl[start..i] == "schema" {
                     if let Some((s, e)) = last_string {
                         let raw = &sdl[s..e];
-                        let text = raw.trim_matches('"').trim().to_owned();
+                        let text = string_value(raw);
                         let mut out = String::with_capacity(sdl.len());
                         out.push_str(&sdl[..s]);
                         out.extend(raw.chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
@@ -655,6 +757,95 @@ fn lift_schema_description(sdl: &str) -> (std::borrow::Cow<'_, str>, Option<Stri
         i += 1;
     }
     (std::borrow::Cow::Borrowed(sdl), None)
+}
+
+/// The value of a string literal as written (`"..."` with escapes, or a block string,
+/// GraphQL section 2.9.4).
+fn string_value(raw: &str) -> String {
+    if let Some(body) = raw.strip_prefix("\"\"\"") {
+        let body = body.strip_suffix("\"\"\"").unwrap_or(body);
+        return block_string_value(&body.replace("\\\"\"\"", "\"\"\""));
+    }
+    let body = raw.strip_prefix('"').unwrap_or(raw);
+    let body = body.strip_suffix('"').unwrap_or(body);
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('u') => {
+                let code = if chars.peek() == Some(&'{') {
+                    chars.next();
+                    let hex: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    u32::from_str_radix(&hex, 16).ok()
+                } else {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    u32::from_str_radix(&hex, 16).ok()
+                };
+                let Some(mut code) = code else {
+                    out.push('\u{fffd}');
+                    continue;
+                };
+                // A surrogate pair written as two escapes.
+                if (0xD800..0xDC00).contains(&code) {
+                    let mut rest = chars.clone();
+                    if rest.next() == Some('\\') && rest.next() == Some('u') {
+                        let hex: String = rest.by_ref().take(4).collect();
+                        if let Ok(low) = u32::from_str_radix(&hex, 16) {
+                            if (0xDC00..0xE000).contains(&low) {
+                                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                                chars = rest;
+                            }
+                        }
+                    }
+                }
+                out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+            }
+            // `\"`, `\\`, `\/`.
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// BlockStringValue (GraphQL section 2.9.4): common indentation removed from every
+/// line but the first, leading and trailing blank lines dropped.
+fn block_string_value(raw: &str) -> String {
+    let lines: Vec<&str> = raw
+        .split("\r\n")
+        .flat_map(|l| l.split(['\n', '\r']))
+        .collect();
+    let is_blank = |l: &str| l.chars().all(|c| c == ' ' || c == '\t');
+    let common = lines
+        .iter()
+        .skip(1)
+        .filter(|l| !is_blank(l))
+        .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+        .min();
+    let mut out: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match common {
+            Some(n) if i > 0 => l.get(n..).unwrap_or(""),
+            _ => l,
+        })
+        .collect();
+    while out.first().is_some_and(|l| is_blank(l)) {
+        out.remove(0);
+    }
+    while out.last().is_some_and(|l| is_blank(l)) {
+        out.pop();
+    }
+    out.join("\n")
 }
 
 fn type_ref(
@@ -814,6 +1005,56 @@ mod tests {
             .unwrap()
             .description
             .is_none());
+    }
+
+    #[test]
+    fn the_schema_description_is_decoded_like_any_string() {
+        let description = |sdl: &str| {
+            Schema::from_sdl(&format!("{sdl}\nschema {{ query: Q }} type Q {{ a: Int }}"))
+                .unwrap()
+                .description
+                .unwrap()
+        };
+        // A block string: common indentation and blank first and last lines removed,
+        // escaped triple quotes unescaped, backslashes kept.
+        assert_eq!(
+            description(
+                "\"\"\"\n\n    The API.\n      Indented.\n    Escaped \\\"\"\" and \\n kept.\n  \n\"\"\""
+            ),
+            "The API.\n  Indented.\nEscaped \"\"\" and \\n kept."
+        );
+        assert_eq!(description("\"\"\"  One line.  \"\"\""), "  One line.  ");
+        // A string: escapes decoded, surrogate pairs joined.
+        assert_eq!(
+            description(r#""Tab\there \u00e9 \"q\" \\ \/ \ud83d\ude00 \u{1F600}""#),
+            "Tab\there \u{e9} \"q\" \\ / \u{1F600} \u{1F600}"
+        );
+    }
+
+    #[test]
+    fn default_values_are_coerced_and_checked_when_built() {
+        let s = Schema::from_sdl(
+            "input F { tags: [String] = \"a\", n: Int = 1 } type Query { a(f: F = {}, id: ID = 1): Int }",
+        )
+        .unwrap();
+        let (_, a) = s.get(s.query).field("a").unwrap();
+        let mut f = async_graphql_value::indexmap::IndexMap::new();
+        f.insert(
+            async_graphql_value::Name::new("tags"),
+            ConstValue::List(vec![ConstValue::String("a".into())]),
+        );
+        f.insert(
+            async_graphql_value::Name::new("n"),
+            ConstValue::Number(1.into()),
+        );
+        assert_eq!(a.args[0].default, Some(ConstValue::Object(f)));
+        assert_eq!(a.args[1].default, Some(ConstValue::String("1".into())));
+        assert_eq!(
+            Schema::from_sdl("type Query { a(n: Int = \"x\"): Int }").unwrap_err(),
+            SchemaError::InvalidDefault(
+                "the default value \"x\" of Query.a(n) is not a valid Int".into()
+            )
+        );
     }
 
     #[test]

@@ -7,40 +7,58 @@ use async_graphql_parser::Pos;
 
 use super::walk::{self, Location, Visit};
 use super::Context;
-use async_graphql_value::Value;
+use async_graphql_value::{ConstValue, Value};
 
 use crate::schema::{InputValue, Kind, TypeId, TypeRef};
 
-/// 5.2.3.1 Single root field: a subscription selects exactly one root field
-/// (`__typename` not allowed there), counting through fragments.
+/// 5.2.3.1 Single root field: a subscription's root selection set collects (through
+/// fragments, same response keys merged) into exactly one response key, and that is
+/// not an introspection field.
 pub fn subscription_single_root_field(cx: &mut Context<'_>) {
+    use async_graphql_parser::types::Selection as Sel;
     let doc = cx.doc;
     for (name, op) in doc.operations.iter() {
         if op.node.ty != OperationType::Subscription {
             continue;
         }
-        let mut roots: Vec<(&str, Pos)> = Vec::new();
-        let mut stack = vec![&op.node.selection_set.node];
+        // (response key, field name, position), each key once, in collected order.
+        let mut roots: Vec<(&str, &str, Pos)> = Vec::new();
         let mut seen = HashSet::new();
-        while let Some(set) = stack.pop() {
-            for item in &set.items {
-                match &item.node {
-                    async_graphql_parser::types::Selection::Field(f) => {
-                        roots.push((f.node.name.node.as_str(), f.pos));
+        // Depth first, in document order, as CollectFields goes.
+        let mut pending = vec![op.node.selection_set.node.items.iter()];
+        while let Some(items) = pending.last_mut() {
+            let Some(item) = items.next() else {
+                pending.pop();
+                continue;
+            };
+            let directives = match &item.node {
+                Sel::Field(f) => &f.node.directives,
+                Sel::InlineFragment(i) => &i.node.directives,
+                Sel::FragmentSpread(s) => &s.node.directives,
+            };
+            if constantly_excluded(directives) {
+                continue;
+            }
+            match &item.node {
+                Sel::Field(f) => {
+                    let key = f.node.alias.as_ref().unwrap_or(&f.node.name).node.as_str();
+                    if !roots.iter().any(|(k, _, _)| *k == key) {
+                        roots.push((key, f.node.name.node.as_str(), f.pos));
                     }
-                    async_graphql_parser::types::Selection::InlineFragment(i) => {
-                        stack.push(&i.node.selection_set.node);
-                    }
-                    async_graphql_parser::types::Selection::FragmentSpread(s) => {
-                        if seen.insert(s.node.fragment_name.node.as_str()) {
-                            if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
-                                stack.push(&f.node.selection_set.node);
-                            }
+                }
+                Sel::InlineFragment(i) => {
+                    pending.push(i.node.selection_set.node.items.iter());
+                }
+                Sel::FragmentSpread(s) => {
+                    if seen.insert(s.node.fragment_name.node.as_str()) {
+                        if let Some(f) = doc.fragments.get(&s.node.fragment_name.node) {
+                            pending.push(f.node.selection_set.node.items.iter());
                         }
                     }
                 }
             }
         }
+        let roots: Vec<(&str, Pos)> = roots.into_iter().map(|(_, n, p)| (n, p)).collect();
         let label = name.map_or("the anonymous subscription".to_owned(), |n| {
             format!("subscription {n}")
         });
@@ -119,7 +137,13 @@ pub fn leaf_field_selections(cx: &mut Context<'_>) {
     }
 }
 
-/// 5.4.1 Argument Names: every argument is defined on its field.
+/// The arguments of a directive this engine knows (`@skip`, `@include`).
+fn directive_args<'a>(cx: &Context<'a>, name: &str) -> Option<&'a [InputValue]> {
+    directive_spec(name)?;
+    Some(cx.schema.directive_args(name))
+}
+
+/// 5.4.1 Argument Names: every argument is defined on its field or directive.
 pub fn argument_names(cx: &mut Context<'_>) {
     let schema = cx.schema;
     let mut found = Vec::new();
@@ -127,15 +151,16 @@ pub fn argument_names(cx: &mut Context<'_>) {
         walk::walk(schema, &set.node, parent, &mut |v| {
             if let Visit::Field {
                 field,
+                parent,
                 def: Some(def),
-                ..
             } = v
             {
                 for (name, _) in &field.node.arguments {
                     if !def.args.iter().any(|a| a.name == name.node.as_str()) {
+                        let owner = parent.map_or("", |p| schema.get(p).name.as_str());
                         found.push((
                             format!(
-                                "Unknown argument \"{}\" on field \"{}\".",
+                                "Unknown argument \"{}\" on field \"{owner}.{}\".",
                                 name.node, def.name
                             ),
                             name.pos,
@@ -144,6 +169,24 @@ pub fn argument_names(cx: &mut Context<'_>) {
                 }
             }
         });
+    }
+    for (_, ds) in walk::directive_lists(cx.doc) {
+        for d in ds {
+            let Some(defs) = directive_args(cx, &d.node.name.node) else {
+                continue;
+            };
+            for (name, _) in &d.node.arguments {
+                if !defs.iter().any(|a| a.name == name.node.as_str()) {
+                    found.push((
+                        format!(
+                            "Unknown argument \"{}\" on directive \"@{}\".",
+                            name.node, d.node.name.node
+                        ),
+                        name.pos,
+                    ));
+                }
+            }
+        }
     }
     for (m, p) in found {
         cx.report(m, vec![p]);
@@ -185,10 +228,22 @@ pub fn argument_uniqueness(cx: &mut Context<'_>) {
     }
 }
 
-/// 5.4.2.1 Required Arguments: every non-null argument without a default is given.
+/// 5.4.2.1 Required Arguments: every non-null argument without a default is given, on
+/// fields and directives. (An explicit null for one is given: 5.6.1 refuses it.)
 pub fn required_arguments(cx: &mut Context<'_>) {
     let schema = cx.schema;
     let mut found = Vec::new();
+    let missing = |defs: &[InputValue],
+                   given: &[(
+        async_graphql_parser::Positioned<async_graphql_value::Name>,
+        async_graphql_parser::Positioned<Value>,
+    )]| {
+        defs.iter()
+            .filter(|a| is_required(a))
+            .filter(|a| !given.iter().any(|(n, _)| n.node.as_str() == a.name))
+            .map(|a| (a.name.clone(), display_ref(schema, &a.ty)))
+            .collect::<Vec<_>>()
+    };
     for (set, parent) in walk::definitions(schema, cx.doc) {
         walk::walk(schema, &set.node, parent, &mut |v| {
             if let Visit::Field {
@@ -197,29 +252,52 @@ pub fn required_arguments(cx: &mut Context<'_>) {
                 ..
             } = v
             {
-                for arg in def.args.iter().filter(|a| is_required(a)) {
-                    let given = field
-                        .node
-                        .arguments
-                        .iter()
-                        .find(|(n, _)| n.node.as_str() == arg.name);
-                    let missing = match given {
-                        None => true,
-                        Some((_, v)) => matches!(v.node, async_graphql_value::Value::Null),
-                    };
-                    if missing {
-                        found.push((
-                            format!("Field \"{}\" argument \"{}\" is required, but it was not provided.", def.name, arg.name),
-                            field.pos,
-                        ));
-                    }
+                for (arg, ty) in missing(&def.args, &field.node.arguments) {
+                    found.push((
+                        format!("Field \"{}\" argument \"{arg}\" of type \"{ty}\" is required, but it was not provided.", def.name),
+                        field.pos,
+                    ));
                 }
             }
         });
     }
+    for (_, ds) in walk::directive_lists(cx.doc) {
+        for d in ds {
+            let Some(defs) = directive_args(cx, &d.node.name.node) else {
+                continue;
+            };
+            for (arg, ty) in missing(defs, &d.node.arguments) {
+                found.push((
+                    format!(
+                        "Directive \"@{}\" argument \"{arg}\" of type \"{ty}\" is required, but it was not provided.",
+                        d.node.name.node
+                    ),
+                    d.pos,
+                ));
+            }
+        }
+    }
     for (m, p) in found {
         cx.report(m, vec![p]);
     }
+}
+
+/// Whether `@skip(if: true)` or `@include(if: false)` leaves a selection out whatever
+/// the variables.
+fn constantly_excluded(
+    directives: &[async_graphql_parser::Positioned<async_graphql_parser::types::Directive>],
+) -> bool {
+    directives.iter().any(|d| {
+        let want = match d.node.name.node.as_str() {
+            "skip" => true,
+            "include" => false,
+            _ => return false,
+        };
+        d.node
+            .arguments
+            .iter()
+            .any(|(n, v)| n.node == "if" && v.node == Value::Boolean(want))
+    })
 }
 
 fn is_required(arg: &InputValue) -> bool {
@@ -617,6 +695,10 @@ pub fn fragment_spread_is_possible(cx: &mut Context<'_>) {
             if !walk::is_composite(schema, on) || !walk::is_composite(schema, parent) {
                 return;
             }
+            // The same type always overlaps itself, even an interface nothing implements.
+            if on == parent {
+                return;
+            }
             let theirs = walk::possible_types(schema, on);
             if !walk::possible_types(schema, parent)
                 .iter()
@@ -639,15 +721,13 @@ pub fn fragment_spread_is_possible(cx: &mut Context<'_>) {
 }
 
 /// 5.6.1 Values of Correct Type, 5.6.2 Input Object Field Names and 5.6.4 Input
-/// Object Required Fields: every literal argument value (on fields and on directives)
-/// coerces to its argument's type. (5.6.3, field uniqueness, cannot be checked here:
-/// the parser keeps one entry per input field name.)
+/// Object Required Fields: every literal (field and directive arguments, variables'
+/// default values) coerces to its type, reported with graphql-js's messages. (5.6.3,
+/// field uniqueness, cannot be checked here: the parser keeps one entry per input field
+/// name.)
 pub fn values_of_correct_type(cx: &mut Context<'_>) {
     let schema = cx.schema;
     let mut found = Vec::new();
-    let boolean = schema
-        .type_named("Boolean")
-        .map(|b| TypeRef::NonNull(Box::new(TypeRef::Named(b))));
     for (set, parent) in walk::definitions(schema, cx.doc) {
         walk::walk(schema, &set.node, parent, &mut |v| {
             if let Visit::Field {
@@ -658,24 +738,34 @@ pub fn values_of_correct_type(cx: &mut Context<'_>) {
             {
                 for (name, value) in &field.node.arguments {
                     if let Some(arg) = def.args.iter().find(|a| a.name == name.node.as_str()) {
-                        let at = format!("argument \"{}\" of field \"{}\"", arg.name, def.name);
-                        check_value(schema, &value.node, &arg.ty, &at, value.pos, &mut found);
+                        check_value(schema, &value.node, &arg.ty, value.pos, &mut found);
                     }
                 }
             }
         });
     }
-    // @skip(if:) and @include(if:) take a Boolean!.
-    if let Some(boolean) = &boolean {
-        for (_, ds) in walk::directive_lists(cx.doc) {
-            for d in ds {
-                for (name, value) in &d.node.arguments {
-                    if name.node.as_str() == "if" {
-                        let at = format!("argument \"if\" of \"@{}\"", d.node.name.node);
-                        check_value(schema, &value.node, boolean, &at, value.pos, &mut found);
-                    }
+    for (_, ds) in walk::directive_lists(cx.doc) {
+        for d in ds {
+            let Some(defs) = directive_args(cx, &d.node.name.node) else {
+                continue;
+            };
+            for (name, value) in &d.node.arguments {
+                if let Some(arg) = defs.iter().find(|a| a.name == name.node.as_str()) {
+                    check_value(schema, &value.node, &arg.ty, value.pos, &mut found);
                 }
             }
+        }
+    }
+    for (_, op) in cx.doc.operations.iter() {
+        for v in &op.node.variable_definitions {
+            let (Some(default), Some(ty)) = (
+                &v.node.default_value,
+                crate::coerce::resolve(schema, &v.node.var_type.node),
+            ) else {
+                continue;
+            };
+            let value = default.node.clone().into_value();
+            check_value(schema, &value, &ty, default.pos, &mut found);
         }
     }
     for (m, p) in found {
@@ -683,85 +773,129 @@ pub fn values_of_correct_type(cx: &mut Context<'_>) {
     }
 }
 
-/// Checks a literal against a type; variables are checked by 5.8.5.
+/// Checks a literal against a type as graphql-js's ValuesOfCorrectTypeRule does;
+/// variables are checked by 5.8.5.
 fn check_value(
     schema: &crate::schema::Schema,
     value: &Value,
     ty: &TypeRef,
-    at: &str,
     pos: Pos,
     found: &mut Vec<(String, Pos)>,
 ) {
-    let mut bad = |why: String| found.push((format!("Invalid value for {at}: {why}"), pos));
-    match (ty, value) {
-        (_, Value::Variable(_)) => {}
-        (TypeRef::NonNull(_), Value::Null) => {
-            bad(format!("expected a non-null {}", display_ref(schema, ty)))
-        }
-        (TypeRef::NonNull(inner), v) => check_value(schema, v, inner, at, pos, found),
-        (_, Value::Null) => {}
-        (TypeRef::List(inner), Value::List(items)) => {
-            for item in items {
-                check_value(schema, item, inner, at, pos, found);
+    let print = crate::coerce::print_literal;
+    let expected = |ty: &TypeRef| {
+        format!(
+            "Expected value of type \"{}\", found {}.",
+            display_ref(schema, ty),
+            print(value)
+        )
+    };
+    let nullable = match ty {
+        TypeRef::NonNull(inner) => &**inner,
+        other => other,
+    };
+    match value {
+        Value::Variable(_) => {}
+        Value::Null => {
+            if ty.is_non_null() {
+                found.push((expected(ty), pos));
             }
         }
-        // A single value where a list is expected is a list of one.
-        (TypeRef::List(inner), v) => check_value(schema, v, inner, at, pos, found),
-        (TypeRef::Named(id), v) => {
-            let t = schema.get(*id);
-            let ok = match (&t.kind, v) {
-                (Kind::Scalar, v) => scalar_accepts(&t.name, v),
-                (Kind::Enum { values }, Value::Enum(n)) => {
-                    values.iter().any(|e| e.name == n.as_str())
-                }
-                (Kind::InputObject { fields }, Value::Object(given)) => {
-                    for key in given.keys() {
-                        if !fields.iter().any(|f| f.name == key.as_str()) {
-                            bad(format!(
-                                "field \"{key}\" is not defined by type \"{}\"",
-                                t.name
-                            ));
-                        }
-                    }
-                    for f in fields {
-                        match given.get(f.name.as_str()) {
-                            Some(fv) => check_value(schema, fv, &f.ty, at, pos, found),
-                            None if f.ty.is_non_null() && f.default.is_none() => found.push((
-                                format!("Invalid value for {at}: field \"{}.{}\" of required type is not provided", t.name, f.name),
-                                pos,
-                            )),
-                            None => {}
-                        }
-                    }
-                    return;
-                }
-                _ => false,
+        Value::List(items) if matches!(nullable, TypeRef::List(_)) => {
+            let TypeRef::List(item) = nullable else {
+                return;
             };
-            if !ok {
-                found.push((
-                    format!(
-                        "Invalid value for {at}: expected type \"{}\", found {v}",
-                        t.name
-                    ),
-                    pos,
-                ));
+            for i in items {
+                check_value(schema, i, item, pos, found);
             }
         }
+        Value::Object(given) => {
+            let named = schema.get(ty.named());
+            let Kind::InputObject { fields } = &named.kind else {
+                return check_leaf(schema, value, ty, pos, found);
+            };
+            for f in fields {
+                if !given.contains_key(f.name.as_str()) && f.ty.is_non_null() && f.default.is_none()
+                {
+                    found.push((
+                        format!(
+                            "Field \"{}.{}\" of required type \"{}\" was not provided.",
+                            named.name,
+                            f.name,
+                            display_ref(schema, &f.ty)
+                        ),
+                        pos,
+                    ));
+                }
+            }
+            for (key, v) in given {
+                match fields.iter().find(|f| f.name == key.as_str()) {
+                    Some(f) => check_value(schema, v, &f.ty, pos, found),
+                    None => found.push((
+                        format!("Field \"{key}\" is not defined by type \"{}\".", named.name),
+                        pos,
+                    )),
+                }
+            }
+        }
+        _ => check_leaf(schema, value, ty, pos, found),
     }
 }
 
-/// Whether a literal coerces to a built-in scalar; custom scalars accept any literal.
-fn scalar_accepts(name: &str, v: &Value) -> bool {
-    match (name, v) {
-        ("Int", Value::Number(n)) => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
-        ("Float", Value::Number(_)) => true,
-        ("String", Value::String(_)) => true,
-        ("Boolean", Value::Boolean(_)) => true,
-        ("ID", Value::String(_)) => true,
-        ("ID", Value::Number(n)) => n.is_i64() || n.is_u64(),
-        ("Int" | "Float" | "String" | "Boolean" | "ID", _) => false,
-        _ => !matches!(v, Value::Variable(_)),
-    }
+/// graphql-js `isValidValueNode`: a literal where a scalar or enum (or, wrongly, an
+/// input object) is expected, reported with the scalar's own parse error.
+fn check_leaf(
+    schema: &crate::schema::Schema,
+    value: &Value,
+    ty: &TypeRef,
+    pos: Pos,
+    found: &mut Vec<(String, Pos)>,
+) {
+    let printed = crate::coerce::print_literal(value);
+    let named = schema.get(ty.named());
+    let message = match (&named.kind, named.name.as_str(), value) {
+        (Kind::Enum { values }, _, Value::Enum(n)) => {
+            if values.iter().any(|e| e.name == n.as_str()) {
+                return;
+            }
+            format!("Value \"{n}\" does not exist in \"{}\" enum.", named.name)
+        }
+        (Kind::Enum { .. }, _, _) => format!(
+            "Enum \"{}\" cannot represent non-enum value: {printed}.",
+            named.name
+        ),
+        (Kind::Scalar, "Int", Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) {
+                return;
+            }
+            format!("Int cannot represent non 32-bit signed integer value: {printed}")
+        }
+        (Kind::Scalar, "Int", _) => format!("Int cannot represent non-integer value: {printed}"),
+        (Kind::Scalar, "Float", Value::Number(_))
+        | (Kind::Scalar, "String", Value::String(_))
+        | (Kind::Scalar, "Boolean", Value::Boolean(_))
+        | (Kind::Scalar, "ID", Value::String(_)) => return,
+        (Kind::Scalar, "ID", Value::Number(n)) if n.is_i64() || n.is_u64() => return,
+        (Kind::Scalar, "Float", _) => {
+            format!("Float cannot represent non numeric value: {printed}")
+        }
+        (Kind::Scalar, "String", _) => {
+            format!("String cannot represent a non string value: {printed}")
+        }
+        (Kind::Scalar, "Boolean", _) => {
+            format!("Boolean cannot represent a non boolean value: {printed}")
+        }
+        (Kind::Scalar, "ID", _) => {
+            format!("ID cannot represent a non-string and non-integer value: {printed}")
+        }
+        // Custom scalars take any literal.
+        (Kind::Scalar, _, _) => return,
+        _ => format!(
+            "Expected value of type \"{}\", found {printed}.",
+            display_ref(schema, ty)
+        ),
+    };
+    found.push((message, pos));
 }
 
 fn display_ref(schema: &crate::schema::Schema, ty: &TypeRef) -> String {
@@ -773,8 +907,9 @@ fn display_ref(schema: &crate::schema::Schema, ty: &TypeRef) -> String {
 }
 
 /// 5.8.5 All Variable Usages Are Allowed: a variable's declared type fits every place
-/// it is used (a nullable variable may stand where a non-null is expected only when
-/// the variable or the location has a default).
+/// it is used, in field and directive arguments (a nullable variable may stand where a
+/// non-null is expected only when the variable has a non-null default or the location
+/// has a default).
 pub fn all_variable_usages_allowed(cx: &mut Context<'_>) {
     let schema = cx.schema;
     let doc = cx.doc;
@@ -785,9 +920,14 @@ pub fn all_variable_usages_allowed(cx: &mut Context<'_>) {
             .variable_definitions
             .iter()
             .map(|v| {
+                let non_null_default = v
+                    .node
+                    .default_value
+                    .as_ref()
+                    .is_some_and(|d| !matches!(d.node, ConstValue::Null));
                 (
                     v.node.name.node.as_str(),
-                    (&v.node.var_type.node, v.node.default_value.is_some()),
+                    (&v.node.var_type.node, non_null_default),
                 )
             })
             .collect();
@@ -802,14 +942,35 @@ pub fn all_variable_usages_allowed(cx: &mut Context<'_>) {
         }
         for (set, parent) in sets {
             walk::walk(schema, set, parent, &mut |v| {
-                if let Visit::Field {
-                    field,
-                    def: Some(def),
-                    ..
-                } = v
-                {
-                    for (name, value) in &field.node.arguments {
-                        if let Some(arg) = def.args.iter().find(|a| a.name == name.node.as_str()) {
+                let directives = match v {
+                    Visit::Field { field, def, .. } => {
+                        for (name, value) in &field.node.arguments {
+                            let Some(arg) = def
+                                .and_then(|d| d.args.iter().find(|a| a.name == name.node.as_str()))
+                            else {
+                                continue;
+                            };
+                            usages(
+                                schema,
+                                &value.node,
+                                &arg.ty,
+                                arg.default.is_some(),
+                                value.pos,
+                                &declared,
+                                &mut found,
+                            );
+                        }
+                        &field.node.directives
+                    }
+                    Visit::Spread(s, _) => &s.node.directives,
+                    Visit::Inline(i, _) => &i.node.directives,
+                };
+                for d in directives {
+                    let Some(defs) = directive_args(cx, &d.node.name.node) else {
+                        continue;
+                    };
+                    for (name, value) in &d.node.arguments {
+                        if let Some(arg) = defs.iter().find(|a| a.name == name.node.as_str()) {
                             usages(
                                 schema,
                                 &value.node,
@@ -937,18 +1098,64 @@ struct Gathered<'a> {
     def: Option<&'a crate::schema::Field>,
 }
 
-/// 5.3.2 Field Selection Merging: fields with the same response name in one selection
-/// set (through fragments too) can be merged: the same field with the same arguments
-/// when their parents can be the same object, and results of the same shape always.
+/// Why two fields cannot merge: a reason of their own, or their sub-fields'.
+enum Reason {
+    Own(String),
+    Sub(Vec<(String, Reason)>),
+}
+
+impl Reason {
+    /// graphql-js's wording: `subfields "x" conflict because ...`, joined by `and`.
+    fn message(&self) -> String {
+        match self {
+            Reason::Own(why) => why.clone(),
+            Reason::Sub(subs) => subs
+                .iter()
+                .map(|(key, r)| format!("subfields \"{key}\" conflict because {}", r.message()))
+                .collect::<Vec<_>>()
+                .join(" and "),
+        }
+    }
+}
+
+/// 5.3.2 Field Selection Merging (graphql-js OverlappingFieldsCanBeMerged): in every
+/// selection set (through fragments too), fields with the same response name are the
+/// same field with the same arguments unless their parents are mutually exclusive
+/// (different object types, or under such parents), return results of the same shape
+/// always, and their sub-selections merge in turn, the exclusivity carried down.
 pub fn field_selection_merging(cx: &mut Context<'_>) {
     let schema = cx.schema;
     let doc = cx.doc;
     let mut found: Vec<(String, Vec<Pos>)> = Vec::new();
     let mut budget = MAX_MERGE_COMPARISONS;
+    // Every selection set of the document (an inline fragment's fields are in the set
+    // around it).
+    let mut sets = Vec::new();
     for (set, parent) in walk::definitions(schema, doc) {
+        sets.push((&set.node, parent));
+        walk::walk(schema, &set.node, parent, &mut |v| {
+            if let Visit::Field { field, def, .. } = v {
+                if !field.node.selection_set.node.items.is_empty() {
+                    sets.push((&field.node.selection_set.node, def.map(|d| d.ty.named())));
+                }
+            }
+        });
+    }
+    for (set, parent) in sets {
         let mut fields = Vec::new();
-        gather(cx, &set.node, parent, &mut fields, &mut HashSet::new());
-        check_merge(cx, &fields, &mut found, &mut budget);
+        gather(cx, set, parent, &mut fields, &mut HashSet::new());
+        for (key, group) in by_response_key(&fields) {
+            for (i, a) in group.iter().enumerate() {
+                for b in &group[i + 1..] {
+                    if let Some(why) = find_conflict(cx, false, a, b, &mut budget) {
+                        found.push((
+                            format!("Fields \"{key}\" conflict because {}. Use different aliases on the fields to fetch both if this was intentional.", why.message()),
+                            vec![a.field.pos, b.field.pos],
+                        ));
+                    }
+                }
+            }
+        }
     }
     if budget == 0 {
         found.push((
@@ -956,10 +1163,36 @@ pub fn field_selection_merging(cx: &mut Context<'_>) {
             vec![],
         ));
     }
-    found.dedup();
+    // A fragment's own pairs are met in its definition and wherever it is spread.
+    let mut seen = HashSet::new();
+    found.retain(|(m, p)| {
+        seen.insert((
+            m.clone(),
+            p.iter().map(|p| (p.line, p.column)).collect::<Vec<_>>(),
+        ))
+    });
     for (m, p) in found {
         cx.report(m, p);
     }
+}
+
+/// Gathered fields by response key, in document order.
+fn by_response_key<'g, 'a>(
+    fields: &'g [Gathered<'a>],
+) -> async_graphql_value::indexmap::IndexMap<&'a str, Vec<&'g Gathered<'a>>> {
+    let mut out = async_graphql_value::indexmap::IndexMap::<&str, Vec<&Gathered<'a>>>::new();
+    for g in fields {
+        let key = g
+            .field
+            .node
+            .alias
+            .as_ref()
+            .unwrap_or(&g.field.node.name)
+            .node
+            .as_str();
+        out.entry(key).or_default().push(g);
+    }
+    out
 }
 
 /// Collects the fields of `set`, looking through inline fragments and spreads.
@@ -998,86 +1231,74 @@ fn gather<'a>(
     }
 }
 
-fn check_merge<'a>(
-    cx: &Context<'a>,
-    fields: &[Gathered<'a>],
-    found: &mut Vec<(String, Vec<Pos>)>,
+/// graphql-js `findConflict`: why two fields of one response name cannot merge, if
+/// they cannot. `parents_exclusive` when they sit under fields that can never be the
+/// same object.
+fn find_conflict(
+    cx: &Context<'_>,
+    parents_exclusive: bool,
+    a: &Gathered<'_>,
+    b: &Gathered<'_>,
     budget: &mut usize,
-) {
-    let mut by_name: HashMap<&str, Vec<&Gathered<'a>>> = HashMap::new();
-    for g in fields {
-        let key = g
-            .field
-            .node
-            .alias
-            .as_ref()
-            .unwrap_or(&g.field.node.name)
-            .node
-            .as_str();
-        by_name.entry(key).or_default().push(g);
+) -> Option<Reason> {
+    if *budget == 0 {
+        return None;
     }
-    let mut names: Vec<_> = by_name.keys().copied().collect();
-    names.sort_unstable();
-    for name in names {
-        let group = &by_name[name];
-        for (i, a) in group.iter().enumerate() {
-            for b in &group[i + 1..] {
-                if *budget == 0 {
-                    return;
-                }
-                *budget -= 1;
-                if let Some(why) = conflict(cx, a, b) {
-                    found.push((
-                        format!("Fields \"{name}\" conflict because {why}. Use different aliases on the fields to fetch both if this was intentional."),
-                        vec![a.field.pos, b.field.pos],
-                    ));
-                }
-            }
-        }
-        // The sub-selections of every field answering to this name are merged into one
-        // object in the response, so they must merge too.
-        let mut sub = Vec::new();
-        for g in group {
-            let mut seen = HashSet::new();
-            gather(
-                cx,
-                &g.field.node.selection_set.node,
-                g.def.map(|d| d.ty.named()),
-                &mut sub,
-                &mut seen,
-            );
-        }
-        if !sub.is_empty() {
-            check_merge(cx, &sub, found, budget);
-        }
-    }
-}
-
-/// Why two same-named fields cannot merge, if they cannot.
-fn conflict(cx: &Context<'_>, a: &Gathered<'_>, b: &Gathered<'_>) -> Option<String> {
+    *budget -= 1;
     let schema = cx.schema;
     let is_object =
         |t: Option<TypeId>| t.is_some_and(|t| matches!(schema.get(t).kind, Kind::Object { .. }));
-    let disjoint = a.parent != b.parent && is_object(a.parent) && is_object(b.parent);
-    if !disjoint {
+    let exclusive =
+        parents_exclusive || (a.parent != b.parent && is_object(a.parent) && is_object(b.parent));
+    if !exclusive {
         let (an, bn) = (&a.field.node.name.node, &b.field.node.name.node);
         if an != bn {
-            return Some(format!("\"{an}\" and \"{bn}\" are different fields"));
+            return Some(Reason::Own(format!(
+                "\"{an}\" and \"{bn}\" are different fields"
+            )));
         }
         if !same_arguments(&a.field.node.arguments, &b.field.node.arguments) {
-            return Some("they have differing arguments".to_owned());
+            return Some(Reason::Own("they have differing arguments".to_owned()));
         }
     }
     if let (Some(ad), Some(bd)) = (a.def, b.def) {
         if !same_shape(schema, &ad.ty, &bd.ty) {
-            return Some(format!(
+            return Some(Reason::Own(format!(
                 "they return conflicting types \"{}\" and \"{}\"",
                 display_ref(schema, &ad.ty),
                 display_ref(schema, &bd.ty)
-            ));
+            )));
         }
     }
-    None
+    let (a_set, b_set) = (
+        &a.field.node.selection_set.node,
+        &b.field.node.selection_set.node,
+    );
+    if a_set.items.is_empty() || b_set.items.is_empty() {
+        return None;
+    }
+    // The sub-selections land in one object: each sub-field of one against the
+    // same-named sub-fields of the other.
+    let (mut a_subs, mut b_subs) = (Vec::new(), Vec::new());
+    let a_ty = a.def.map(|d| d.ty.named());
+    let b_ty = b.def.map(|d| d.ty.named());
+    gather(cx, a_set, a_ty, &mut a_subs, &mut HashSet::new());
+    gather(cx, b_set, b_ty, &mut b_subs, &mut HashSet::new());
+    let b_by_key = by_response_key(&b_subs);
+    let mut conflicts = Vec::new();
+    for (key, a_group) in by_response_key(&a_subs) {
+        let Some(b_group) = b_by_key.get(key) else {
+            continue;
+        };
+        for x in &a_group {
+            for y in b_group {
+                if let Some(why) = find_conflict(cx, exclusive, x, y, budget) {
+                    conflicts.push((key.to_owned(), why));
+                }
+            }
+        }
+    }
+    (!conflicts.is_empty()).then_some(Reason::Sub(conflicts))
 }
 
 fn same_arguments(
