@@ -1,6 +1,9 @@
 # Shared by the perf scripts: build, pick a port, start a server pinned to a core, wait
 # until it serves. Sourced, not run.
 
+# The token secret of bench/src/scenario.rs (BENCH_SECRET).
+BENCH_SECRET=streamhub-bench-secret-0123456789abcdef
+
 # Builds the release binaries once.
 build() {
   cargo build --release -q -p streamhub-server -p streamhub-bench
@@ -14,9 +17,12 @@ free_port() {
 # Command line of a server under test: `server_cmd <name> <addr>`.
 server_cmd() {
   case "$1" in
-    streamhub) echo "env STREAMHUB_LISTEN=$2 STREAMHUB_SHARDS=1 STREAMHUB_LOG=warn target/release/streamhub" ;;
+    # The same settings as the bench's (bench/src/scenario.rs): no rate limits, the
+    # bench's token secret.
+    streamhub) echo "env STREAMHUB_LISTEN=$2 STREAMHUB_SHARDS=1 STREAMHUB_LOG=warn STREAMHUB_JWT_SECRET=$BENCH_SECRET STREAMHUB_RATE_QUERY=off STREAMHUB_RATE_MUTATION=off STREAMHUB_RATE_CHAT=off STREAMHUB_MAX_CONNECTIONS_PER_IP=0 target/release/streamhub" ;;
     axum) echo "target/release/peer-axum --listen $2" ;;
-    *) echo "unknown server $1 (streamhub, axum)" >&2; return 1 ;;
+    async-graphql) echo "env PEER_JWT_SECRET=$BENCH_SECRET target/release/peer-async-graphql --listen $2" ;;
+    *) echo "unknown server $1 (streamhub, axum, async-graphql)" >&2; return 1 ;;
   esac
 }
 

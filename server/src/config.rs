@@ -247,6 +247,10 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_RATE_WS_CONNECT", value_parser = parse_rate_setting, default_value = "20/10s", help_heading = "Rates")]
     pub rate_ws_connect: RateSetting,
 
+    /// Mount `/ws/echo`, which echoes every WebSocket message (for conformance suites).
+    #[arg(long, env = "STREAMHUB_WS_ECHO", default_value_t = false, action = clap::ArgAction::Set, help_heading = "WebSocket")]
+    pub ws_echo: bool,
+
     /// After the listeners close: how long in-flight work may take before the process exits anyway.
     #[arg(long, env = "STREAMHUB_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "30s", help_heading = "Shutdown")]
     pub shutdown_grace: Duration,

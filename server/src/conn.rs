@@ -25,6 +25,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,11 +47,73 @@ pub const CLOSING_IDLE_LINGER: Duration = Duration::from_millis(500);
 pub struct ConnState {
     /// The TCP peer (the load balancer, when there is one).
     pub peer: SocketAddr,
-    last_io: Cell<Instant>,
-    head_started: Cell<Option<Instant>>,
-    in_flight: Cell<u32>,
+    io: Arc<IoClock>,
     closing: Cell<bool>,
     over_limit: bool,
+    /// A WebSocket session the request handler accepted; it runs on this connection
+    /// once hyper hands the socket over.
+    pub upgrade: std::cell::RefCell<Option<crate::http::websocket::Pending>>,
+}
+
+/// When the connection last moved bytes and whether a request head is under way: the
+/// part of [`ConnState`] the socket wrapper updates. hyper requires an upgradable
+/// socket to be `Send`, so this is shared with atomics; only the shard's thread ever
+/// touches it, and relaxed loads and stores are plain moves on x86.
+#[derive(Debug)]
+struct IoClock {
+    base: Instant,
+    /// Nanoseconds after `base` of the last read or write.
+    last_io: AtomicU64,
+    /// Nanoseconds after `base`, plus one, of the first byte of a request head not yet
+    /// parsed; 0 for none.
+    head_started: AtomicU64,
+    in_flight: AtomicU32,
+}
+
+impl IoClock {
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        self.base + Duration::from_nanos(nanos)
+    }
+
+    fn last_io(&self) -> Instant {
+        self.at(self.last_io.load(Ordering::Relaxed))
+    }
+
+    fn set_last_io(&self, t: Instant) {
+        self.last_io.store(self.nanos(t), Ordering::Relaxed);
+    }
+
+    fn head_started(&self) -> Option<Instant> {
+        match self.head_started.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.at(n - 1)),
+        }
+    }
+
+    fn set_head_started(&self, t: Option<Instant>) {
+        let v = t.map_or(0, |t| self.nanos(t).saturating_add(1));
+        self.head_started.store(v, Ordering::Relaxed);
+    }
+
+    fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn set_in_flight(&self, n: u32) {
+        self.in_flight.store(n, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived from the client.
+    fn on_read(&self, now: Instant) {
+        self.set_last_io(now);
+        if self.in_flight() == 0 && self.head_started().is_none() {
+            self.set_head_started(Some(now));
+        }
+    }
 }
 
 /// What the watchdog does when it wakes.
@@ -77,11 +141,15 @@ impl ConnState {
     pub fn new(peer: SocketAddr, now: Instant, over_limit: bool) -> ConnState {
         ConnState {
             peer,
-            last_io: Cell::new(now),
-            head_started: Cell::new(None),
-            in_flight: Cell::new(0),
+            io: Arc::new(IoClock {
+                base: now,
+                last_io: AtomicU64::new(0),
+                head_started: AtomicU64::new(0),
+                in_flight: AtomicU32::new(0),
+            }),
             closing: Cell::new(false),
             over_limit,
+            upgrade: std::cell::RefCell::new(None),
         }
     }
 
@@ -96,29 +164,28 @@ impl ConnState {
     }
 
     /// Bytes arrived from the client.
+    #[cfg(test)]
     fn on_read(&self, now: Instant) {
-        self.last_io.set(now);
-        if self.in_flight.get() == 0 && self.head_started.get().is_none() {
-            self.head_started.set(Some(now));
-        }
+        self.io.on_read(now);
     }
 
     /// Bytes went out to the client.
+    #[cfg(test)]
     fn on_write(&self, now: Instant) {
-        self.last_io.set(now);
+        self.io.set_last_io(now);
     }
 
     /// A request head was parsed and handed to the router. The returned guard marks the
     /// request finished when dropped, whether it completed or was cancelled.
     pub fn begin_request(&self) -> RequestGuard<'_> {
-        self.in_flight.set(self.in_flight.get() + 1);
-        self.head_started.set(None);
+        self.io.set_in_flight(self.io.in_flight() + 1);
+        self.io.set_head_started(None);
         RequestGuard(self)
     }
 
     /// Decides what the watchdog does at `now`.
     pub fn check(&self, now: Instant, t: Timeouts) -> Verdict {
-        if let Some(started) = self.head_started.get() {
+        if let Some(started) = self.io.head_started() {
             let deadline = started + t.header;
             return if now >= deadline {
                 Verdict::Abort
@@ -133,11 +200,11 @@ impl ConnState {
         };
         // Look again within one header timeout, in case a head starts meanwhile.
         let next_look = now + t.header;
-        if self.in_flight.get() > 0 {
+        if self.io.in_flight() > 0 {
             // The request timeout bounds the request itself.
             return Verdict::Wait(next_look.min(now + idle_limit));
         }
-        let deadline = self.last_io.get() + idle_limit;
+        let deadline = self.io.last_io() + idle_limit;
         if now >= deadline {
             Verdict::CloseIdle
         } else {
@@ -152,9 +219,9 @@ pub struct RequestGuard<'a>(&'a ConnState);
 
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {
-        let s = self.0;
-        s.in_flight.set(s.in_flight.get().saturating_sub(1));
-        s.last_io.set(Instant::now());
+        let io = &self.0.io;
+        io.set_in_flight(io.in_flight().saturating_sub(1));
+        io.set_last_io(Instant::now());
     }
 }
 
@@ -162,7 +229,7 @@ impl Drop for RequestGuard<'_> {
 #[derive(Debug)]
 pub struct TrackedIo<S> {
     inner: S,
-    state: Rc<ConnState>,
+    clock: Arc<IoClock>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
@@ -174,7 +241,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.state.on_read(Instant::now());
+            self.clock.on_read(Instant::now());
         }
         res
     }
@@ -188,7 +255,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.state.on_write(Instant::now());
+            self.clock.set_last_io(Instant::now());
         }
         res
     }
@@ -200,7 +267,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.state.on_write(Instant::now());
+            self.clock.set_last_io(Instant::now());
         }
         res
     }
@@ -236,12 +303,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, over_l
 
 async fn drive<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, over_limit: bool)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Rc::new(ConnState::new(peer, Instant::now(), over_limit));
     let io = TokioIo::new(TrackedIo {
         inner: stream,
-        state: Rc::clone(&state),
+        clock: Arc::clone(&state.io),
     });
     let svc = {
         let shard = Rc::clone(&shard);
@@ -254,7 +321,7 @@ where
             }
         })
     };
-    let conn = shard.http.serve_connection(io, svc);
+    let conn = shard.http.serve_connection(io, svc).with_upgrades();
     tokio::pin!(conn);
 
     let cfg = &shard.node.config;
@@ -299,6 +366,12 @@ where
                 timer.as_mut().reset(Instant::now());
             }
         }
+    }
+    // The connection became a WebSocket: the session runs here, so the shard counts it
+    // as open until it ends.
+    let pending = state.upgrade.borrow_mut().take();
+    if let Some(p) = pending {
+        crate::http::websocket::run(&shard, p).await;
     }
 }
 
@@ -364,13 +437,13 @@ mod tests {
         assert!(matches!(s.check(later, T), Verdict::Wait(_)));
         drop(guard);
         // Idle time restarts when the response is done.
-        let done = s.last_io.get();
+        let done = s.io.last_io();
         assert!(done >= t0);
         assert_eq!(
             s.check(done + Duration::from_secs(70), T),
             Verdict::Wait(done + T.keepalive)
         );
-        assert!(s.head_started.get().is_none());
+        assert!(s.io.head_started().is_none());
     }
 
     #[test]

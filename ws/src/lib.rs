@@ -1,12 +1,15 @@
 //! streamhub-ws: WebSocket sessions.
 //!
-//! Owns: the upgrade on a shard's HTTP connection, framing (with `fastwebsockets`),
-//! message size limits, ping/pong and close codes, per-connection send queues with a
-//! byte limit, and the two protocols spoken over a session: the room protocol (`/ws`)
-//! and `graphql-transport-ws` (`/graphql`).
+//! Owns: the upgrade on a shard's HTTP connection ([`upgrade`]), reading whole messages
+//! with size limits that also hold for fragmented messages, UTF-8 checks and the close
+//! code for every protocol error ([`message`]), and the conformance echo endpoint
+//! ([`echo`]). Later: per-connection send queues with a byte limit, server pings, and
+//! the two protocols spoken over a session, the room protocol (`/ws`) and
+//! `graphql-transport-ws` (`/graphql`).
 //!
 //! Must not know: SQL, Redis or how rooms are fanned out across cores and nodes; it
 //! hands room events to and takes frames from `streamhub-pubsub`.
-//!
-//! Status: the crate exists so the workspace has its final shape; sessions land with
-//! issue 6 and nothing depends on it yet.
+
+pub mod echo;
+pub mod message;
+pub mod upgrade;

@@ -7,6 +7,7 @@ pub mod meta;
 pub mod ops;
 pub mod response;
 pub mod route;
+pub mod websocket;
 
 use std::future::Future;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub async fn handle(
     let started = quanta::Instant::now();
     shard.metrics.request_started();
     // The head stays here for the access log; the GraphQL route reads the body.
-    let (head, body) = req.into_parts();
+    let (mut head, body) = req.into_parts();
     let config = &shard.node.config;
     let request_id = meta::request_id(&head.headers);
     let route = Route::of(head.uri.path());
@@ -83,6 +84,12 @@ pub async fn handle(
             HeaderValue::from_static(route.allow()),
         );
         r
+    } else if route == Route::WsEcho {
+        if config.ws_echo {
+            websocket::accept(conn, &mut head, websocket::Kind::Echo)
+        } else {
+            error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        }
     } else {
         let viewer = match &viewer {
             Some(Ok(v)) => Some(&**v),
@@ -141,6 +148,10 @@ async fn dispatch(shard: &Shard, route: Route, req: Incoming<'_>) -> Response<Bo
     match route {
         Route::GraphQl => graphql::handle(shard, req.head, req.body, req.viewer, req.client).await,
         Route::Healthz => ops::healthz(),
+        // Answered in `handle`, which owns the request head the upgrade needs.
+        Route::WsEcho => {
+            error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+        }
         Route::Readyz => ops::readyz(shard),
         Route::Metrics => ops::metrics(shard),
         Route::Schema => ops::schema(),

@@ -15,6 +15,8 @@ pub enum Route {
     GraphQl,
     /// `GET /graphql/schema.graphql`: the SDL.
     Schema,
+    /// `GET /ws/echo` + upgrade: the conformance echo (only with `STREAMHUB_WS_ECHO`).
+    WsEcho,
     /// `GET /playground`: a GraphiQL page.
     Playground,
     /// Any path the server does not serve.
@@ -23,12 +25,13 @@ pub enum Route {
 
 impl Route {
     /// All routes, in index order.
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
         Route::GraphQl,
         Route::Schema,
+        Route::WsEcho,
         Route::Playground,
         Route::NotFound,
     ];
@@ -43,6 +46,7 @@ impl Route {
             "/metrics" => Route::Metrics,
             "/graphql" => Route::GraphQl,
             "/graphql/schema.graphql" => Route::Schema,
+            "/ws/echo" => Route::WsEcho,
             "/playground" => Route::Playground,
             _ => Route::NotFound,
         }
@@ -55,6 +59,7 @@ impl Route {
                 "GET, HEAD"
             }
             Route::GraphQl => "GET, POST",
+            Route::WsEcho => "GET",
             Route::NotFound => "",
         }
     }
@@ -66,6 +71,7 @@ impl Route {
                 method == Method::GET || method == Method::HEAD
             }
             Route::GraphQl => method == Method::GET || method == Method::POST,
+            Route::WsEcho => method == Method::GET,
             Route::NotFound => true,
         }
     }
@@ -83,6 +89,7 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::GraphQl => "/graphql",
             Route::Schema => "/graphql/schema.graphql",
+            Route::WsEcho => "/ws/echo",
             Route::Playground => "/playground",
             Route::NotFound => "unmatched",
         }

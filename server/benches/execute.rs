@@ -1,0 +1,76 @@
+//! The executor on the domain: the channel-page query of BENCH.md planned once, then
+//! executed into JSON over the small demo data, as `/graphql` runs a persisted request
+//! (no HTTP). `cargo bench -p streamhub-server --bench execute` (pin it: `taskset -c 1`)
+//! prints nanoseconds per operation, the median of 7 runs; with an argument N it runs N
+//! operations once and prints nothing else, for `valgrind --tool=callgrind`.
+#![allow(missing_docs, clippy::print_stdout)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use graphql_exec::limits::Limits;
+use streamhub_server::domain::events::Counted;
+use streamhub_server::domain::{Domain, Obj};
+use streamhub_server::store::demo::{generate, DemoSize};
+use streamhub_server::store::Store;
+
+// The allocator the server runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const CHANNEL_PAGE: &str = "query ChannelPage($login: String!) {
+  channel(login: $login) {
+    id login title language tags isLive followerCount viewerIsFollowing viewerCount
+    owner { id login displayName bio }
+    category { id slug name viewerCount }
+    stream { id title startedAt viewerCount category { id name } }
+    followers(first: 10) { totalCount pageInfo { hasNextPage endCursor } nodes { id login displayName } }
+    recentMessages(last: 20) { id seq body sentAt author { id login displayName } }
+  }
+}";
+
+fn main() {
+    let schema = Arc::new(streamhub_server::schema::build().unwrap());
+    let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
+    let domain = Domain::new(Arc::clone(&schema), store, Arc::new(Counted::default()));
+    let prepared =
+        graphql_exec::persisted::prepare(&schema, CHANNEL_PAGE, &Limits::default()).unwrap();
+    let plan = prepared.plan(None).unwrap();
+    let mut input = serde_json::Map::new();
+    input.insert("login".into(), "alice".into());
+    let run = || {
+        let vars =
+            graphql_exec::coerce::coerce_variables(&schema, &plan.variables, &input).unwrap();
+        let req = domain.request(None);
+        let out = graphql_exec::exec::execute(&schema, plan, &req, Obj::Root, &vars);
+        black_box(out);
+    };
+    if let Some(n) = std::env::args().nth(1).and_then(|a| a.parse::<u32>().ok()) {
+        for _ in 0..n {
+            run();
+        }
+        return;
+    }
+    let bytes = {
+        let req = domain.request(None);
+        let vars =
+            graphql_exec::coerce::coerce_variables(&schema, &plan.variables, &input).unwrap();
+        graphql_exec::exec::execute(&schema, plan, &req, Obj::Root, &vars).len()
+    };
+    const N: u32 = 20_000;
+    let mut runs: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..N {
+                run();
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(N)
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    println!(
+        "channel page (persisted: coerce + execute), {bytes} bytes of JSON: {:.0} ns/op",
+        runs[3]
+    );
+}

@@ -1,0 +1,68 @@
+//! WebSocket routes: the upgrade answered on the request path, then the session run on
+//! the connection once hyper hands the socket over (see `conn::drive`), so the shard
+//! counts a session as an open connection and closes it with 1001 when it shuts down.
+
+use bytes::Bytes;
+use fastwebsockets::upgrade::UpgradeFut;
+use hyper::http::request::Parts;
+use hyper::{Request, Response, StatusCode};
+
+use super::response::{error_response, ErrorCode};
+use super::Body;
+use crate::conn::ConnState;
+use crate::shard::Shard;
+
+/// The echo endpoint's message limit: large enough for a conformance suite's biggest
+/// messages (16 MiB).
+pub const ECHO_MAX_MESSAGE: usize = 32 << 20;
+
+/// Which session an upgrade starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `/ws/echo`.
+    Echo,
+}
+
+/// An accepted upgrade waiting for its socket.
+#[derive(Debug)]
+pub struct Pending {
+    fut: UpgradeFut,
+    kind: Kind,
+}
+
+/// Answers an upgrade request: 101 and a session queued on the connection, or 400.
+pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> {
+    // fastwebsockets reads the handshake from a request; hand it the headers and the
+    // connection's upgrade slot.
+    let mut req = Request::new(());
+    *req.headers_mut() = head.headers.clone();
+    if let Some(on) = head.extensions.remove::<hyper::upgrade::OnUpgrade>() {
+        req.extensions_mut().insert(on);
+    }
+    match streamhub_ws::upgrade::accept(&mut req) {
+        Ok((resp, fut)) => {
+            *conn.upgrade.borrow_mut() = Some(Pending { fut, kind });
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Body::new(Bytes::new()))
+        }
+        Err(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &e.to_string(),
+        ),
+    }
+}
+
+/// Runs an accepted session to its end.
+pub async fn run(shard: &Shard, pending: Pending) {
+    let ws = match streamhub_ws::upgrade::socket(pending.fut).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(error = %e, "WebSocket upgrade did not complete");
+            return;
+        }
+    };
+    match pending.kind {
+        Kind::Echo => streamhub_ws::echo::run(ws, ECHO_MAX_MESSAGE, shard.closing()).await,
+    }
+}
