@@ -33,6 +33,13 @@ pub enum Leaf {
     Boolean(bool),
     /// An enum value's name.
     Enum(&'static str),
+    /// A JSON string already escaped into the response's text arena (see [`Out::text`]).
+    Json {
+        /// Where it starts in the arena.
+        start: u32,
+        /// Where it ends.
+        end: u32,
+    },
 }
 
 /// A field error: its message and, when the domain names one, its `extensions.code`.
@@ -108,6 +115,71 @@ impl Args<'_> {
     }
 }
 
+/// Where a resolver puts its values: one per parent, in order. Strings can be copied
+/// into the response's text arena ([`Out::text`]), already escaped, so a string value
+/// costs no allocation of its own.
+#[derive(Debug)]
+pub struct Out<'a, O> {
+    values: &'a mut Vec<Resolved<O>>,
+    text: &'a mut Vec<u8>,
+}
+
+impl<O> Out<'_, O> {
+    /// Adds the value for the next parent.
+    pub fn push(&mut self, value: Resolved<O>) {
+        self.values.push(value);
+    }
+
+    /// A string value, escaped into the response's text arena (usable as a value or a
+    /// list item).
+    pub fn text(&mut self, s: &str) -> Resolved<O> {
+        let start = self.text.len() as u32;
+        write_str(self.text, s);
+        Resolved::Leaf(Leaf::Json {
+            start,
+            end: self.text.len() as u32,
+        })
+    }
+
+    /// A string value made of `parts` one after another (an id from a prefix and a
+    /// number, say), escaped into the text arena with no allocation of its own.
+    pub fn text_concat(&mut self, parts: &[&str]) -> Resolved<O> {
+        let start = self.text.len() as u32;
+        self.text.push(b'"');
+        for p in parts {
+            write_escaped(self.text, p);
+        }
+        self.text.push(b'"');
+        Resolved::Leaf(Leaf::Json {
+            start,
+            end: self.text.len() as u32,
+        })
+    }
+
+    /// How many values are in so far.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no value is in yet.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl<O> Extend<Resolved<O>> for Out<'_, O> {
+    fn extend<T: IntoIterator<Item = Resolved<O>>>(&mut self, iter: T) {
+        self.values.extend(iter);
+    }
+}
+
+impl<O: Clone> Out<'_, O> {
+    /// Adds `value` for each of `n` parents.
+    pub fn repeat(&mut self, value: &Resolved<O>, n: usize) {
+        self.values.extend(std::iter::repeat_n(value, n).cloned());
+    }
+}
+
 /// What the schema's user supplies: how to resolve a field for a batch of parents.
 pub trait Resolver {
     /// The domain's object handle.
@@ -120,7 +192,7 @@ pub trait Resolver {
         field: &PlannedField,
         args: &Args<'_>,
         parents: &[Self::Object],
-        out: &mut Vec<Resolved<Self::Object>>,
+        out: &mut Out<'_, Self::Object>,
     );
 
     /// The concrete object type of an object met where an interface or union is expected.
@@ -167,27 +239,17 @@ pub fn execute<R: Resolver>(
     root: R::Object,
     variables: &HashMap<Name, ConstValue>,
 ) -> Vec<u8> {
-    let combined = Combined {
-        schema,
-        user: resolver,
-    };
-    run_plan(schema, plan, &combined, Obj::User(root), variables)
-}
-
-fn run_plan<R: Resolver>(
-    schema: &Schema,
-    plan: &Plan,
-    resolver: &R,
-    root: R::Object,
-    variables: &HashMap<Name, ConstValue>,
-) -> Vec<u8> {
     let mut run = Run {
         schema,
         resolver,
         variables,
-        slots: Vec::new(),
+        // Sized for a page-sized response, so most requests never grow them.
+        slots: Vec::with_capacity(1024),
         errors: Vec::new(),
-        included: HashMap::new(),
+        included: HashMap::default(),
+        text: Vec::with_capacity(8192),
+        values: Vec::new(),
+        intro_values: Vec::new(),
     };
     run.slots.push(Slot {
         node: Node::Null,
@@ -197,7 +259,7 @@ fn run_plan<R: Resolver>(
         nulled: false,
     });
     let mut level: Vec<Batch<'_, R::Object>> = Vec::new();
-    run.object(0, &plan.selection, plan.root, root, &mut level);
+    run.object(0, &plan.selection, plan.root, Item::User(root), &mut level);
     if plan.operation == OperationType::Mutation {
         // Root fields of a mutation run one after another, each with its whole
         // sub-selection, before the next one starts.
@@ -216,79 +278,51 @@ fn run_plan<R: Resolver>(
 
 /// An object of the user's resolver or of introspection.
 #[derive(Debug, Clone)]
-enum Obj<'s, O> {
+enum Item<'s, O> {
     User(O),
     Intro(Intro<'s>),
 }
 
-/// The user's resolver with introspection beside it.
-struct Combined<'s, 'r, R> {
-    schema: &'s Schema,
-    user: &'r R,
-}
-
-impl<'s, R: Resolver> Resolver for Combined<'s, '_, R> {
-    type Object = Obj<'s, R::Object>;
-
-    fn resolve(
-        &self,
-        field: &PlannedField,
-        args: &Args<'_>,
-        parents: &[Self::Object],
-        out: &mut Vec<Resolved<Self::Object>>,
-    ) {
-        let meta =
-            field.parent == self.schema.query && matches!(&*field.name, "__schema" | "__type");
-        if meta || self.schema.is_introspection(field.parent) {
-            for p in parents {
-                let parent = match p {
-                    Obj::Intro(i) => Some(*i),
-                    Obj::User(_) => None,
-                };
-                out.push(map(
-                    intro::resolve(self.schema, field, args, parent),
-                    &Obj::Intro,
-                ));
-            }
-            return;
-        }
-        let users: Vec<R::Object> = parents
-            .iter()
-            .filter_map(|p| match p {
-                Obj::User(o) => Some(o.clone()),
-                Obj::Intro(_) => None,
-            })
-            .collect();
-        let mut resolved = Vec::with_capacity(users.len());
-        self.user.resolve(field, args, &users, &mut resolved);
-        out.extend(resolved.into_iter().map(|r| map(r, &Obj::User)));
-    }
-
-    fn type_of(&self, object: &Self::Object) -> TypeId {
-        match object {
-            Obj::User(o) => self.user.type_of(o),
-            // Introspection has no interfaces or unions.
-            Obj::Intro(_) => self.schema.query,
-        }
-    }
-}
-
-fn map<A, B>(r: Resolved<A>, f: &impl Fn(A) -> B) -> Resolved<B> {
-    match r {
-        Resolved::Null => Resolved::Null,
-        Resolved::Leaf(l) => Resolved::Leaf(l),
-        Resolved::Object(o) => Resolved::Object(f(o)),
-        Resolved::List(items) => Resolved::List(items.into_iter().map(|i| map(i, f)).collect()),
-        Resolved::Error(e) => Resolved::Error(e),
-    }
+/// The objects of a batch: the user's, or introspection's (never both).
+#[derive(Debug)]
+enum Objects<'s, O> {
+    User(Vec<O>),
+    Intro(Vec<Intro<'s>>),
 }
 
 /// Objects of one type needing one selection, gathered across a level.
+#[derive(Debug)]
 struct Batch<'p, O> {
     selection: &'p Selection,
     type_id: TypeId,
-    /// (node index, object)
-    items: Vec<(u32, O)>,
+    /// Their nodes, in the order of `objects`.
+    nodes: Vec<u32>,
+    objects: Objects<'p, O>,
+}
+
+/// The fields of a selection this request includes.
+#[derive(Debug, Clone)]
+enum Included {
+    /// All of them, in order.
+    All(usize),
+    /// These, in this order.
+    Some(std::rc::Rc<[usize]>),
+}
+
+impl Included {
+    fn len(&self) -> usize {
+        match self {
+            Included::All(n) => *n,
+            Included::Some(v) => v.len(),
+        }
+    }
+
+    fn get(&self, pos: usize) -> usize {
+        match self {
+            Included::All(_) => pos,
+            Included::Some(v) => v[pos],
+        }
+    }
 }
 
 struct Run<'p, 'r, R: Resolver> {
@@ -297,14 +331,23 @@ struct Run<'p, 'r, R: Resolver> {
     variables: &'r HashMap<Name, ConstValue>,
     slots: Vec<Slot<'p>>,
     errors: Vec<(u32, FieldError)>,
-    /// The fields of each selection that this request's variables include.
-    included: HashMap<*const Selection, Vec<usize>>,
+    /// The included fields of each conditional selection, for this request's variables.
+    included: HashMap<*const Selection, std::rc::Rc<[usize]>, foldhash::fast::FixedState>,
+    /// Pre-escaped JSON strings the resolvers wrote ([`Out::text`]).
+    text: Vec<u8>,
+    /// Scratch: one field's values, reused across batches.
+    values: Vec<Resolved<R::Object>>,
+    intro_values: Vec<Resolved<Intro<'p>>>,
 }
 
 impl<'p, R: Resolver> Run<'p, '_, R> {
-    fn included(&mut self, selection: &'p Selection) -> Vec<usize> {
+    fn included(&mut self, selection: &'p Selection) -> Included {
+        if !selection.conditional {
+            return Included::All(selection.fields.len());
+        }
         let vars = self.variables;
-        self.included
+        let list = self
+            .included
             .entry(selection as *const Selection)
             .or_insert_with(|| {
                 let get = |n: &Name| match vars.get(n) {
@@ -323,9 +366,9 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                 if !selection.order.is_empty() {
                     fields.sort_by_key(|&i| selection.place(i, get));
                 }
-                fields
-            })
-            .clone()
+                fields.into()
+            });
+        Included::Some(std::rc::Rc::clone(list))
     }
 
     /// Makes node `at` an object of `type_id` and queues it for `selection`.
@@ -334,17 +377,17 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         at: u32,
         selection: &'p Selection,
         type_id: TypeId,
-        object: R::Object,
+        object: Item<'p, R::Object>,
         level: &mut Vec<Batch<'p, R::Object>>,
     ) {
         let fields = self.included(selection);
         let first_child = self.slots.len() as u32;
-        for (pos, &i) in fields.iter().enumerate() {
+        for pos in 0..fields.len() {
             self.slots.push(Slot {
                 node: Node::Null,
                 parent: at,
                 index: pos as u32,
-                non_null: selection.fields[i].ty.is_non_null(),
+                non_null: selection.fields[fields.get(pos)].ty.is_non_null(),
                 nulled: false,
             });
         }
@@ -353,17 +396,31 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
             type_id,
             first_child,
         };
-        match level
+        let batch = match level
             .iter_mut()
             .find(|b| std::ptr::eq(b.selection, selection) && b.type_id == type_id)
         {
-            Some(b) => b.items.push((at, object)),
-            None => level.push(Batch {
-                selection,
-                type_id,
-                items: vec![(at, object)],
-            }),
+            Some(b) => b,
+            None => {
+                level.push(Batch {
+                    selection,
+                    type_id,
+                    nodes: Vec::new(),
+                    objects: match object {
+                        Item::User(_) => Objects::User(Vec::new()),
+                        Item::Intro(_) => Objects::Intro(Vec::new()),
+                    },
+                });
+                level.last_mut().expect("just pushed")
+            }
+        };
+        match (&mut batch.objects, object) {
+            (Objects::User(v), Item::User(o)) => v.push(o),
+            (Objects::Intro(v), Item::Intro(i)) => v.push(i),
+            // A type is either introspection's or the user's.
+            _ => return,
         }
+        batch.nodes.push(at);
     }
 
     /// Resolves level after level until nothing is left.
@@ -385,113 +442,94 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         next: &mut Vec<Batch<'p, R::Object>>,
     ) {
         let fields = self.included(batch.selection);
-        let parents: Vec<R::Object> = batch.items.iter().map(|(_, o)| o.clone()).collect();
-        let mut out = Vec::with_capacity(parents.len());
-        for (pos, &i) in fields.iter().enumerate() {
+        let n = batch.nodes.len();
+        for pos in 0..fields.len() {
             if only.is_some_and(|o| o != pos) {
                 continue;
             }
-            let field = &batch.selection.fields[i];
-            out.clear();
+            let field: &'p PlannedField = &batch.selection.fields[fields.get(pos)];
+            let at = |run: &Self, k: usize| match run.slots[batch.nodes[k] as usize].node {
+                Node::Object { first_child, .. } => Some(first_child + pos as u32),
+                _ => None,
+            };
             if &*field.name == "__typename" {
-                let name = self.schema.get(batch.type_id).name.clone();
-                out.extend(
-                    parents
-                        .iter()
-                        .map(|_| Resolved::Leaf(Leaf::String(name.clone()))),
-                );
-            } else {
-                match self.args(field) {
-                    Ok(args) => self.resolver.resolve(field, &args, &parents, &mut out),
+                let start = self.text.len() as u32;
+                write_str(&mut self.text, &self.schema.get(batch.type_id).name);
+                let leaf = Leaf::Json {
+                    start,
+                    end: self.text.len() as u32,
+                };
+                for k in 0..n {
+                    if let Some(a) = at(self, k) {
+                        self.slots[a as usize].node = Node::Leaf(leaf.clone());
+                    }
+                }
+                continue;
+            }
+            let args = match field_args(self.schema, self.variables, field) {
+                Ok(args) => args,
+                Err(e) => {
                     // CoerceArgumentValues failed: a field error for every parent.
-                    Err(e) => out.extend(parents.iter().map(|_| Resolved::Error(e.clone()))),
+                    for k in 0..n {
+                        if let Some(a) = at(self, k) {
+                            self.errors.push((a, e.clone()));
+                        }
+                    }
+                    continue;
+                }
+            };
+            let meta =
+                field.parent == self.schema.query && matches!(&*field.name, "__schema" | "__type");
+            match &batch.objects {
+                Objects::User(parents) if !meta => {
+                    let mut values = std::mem::take(&mut self.values);
+                    values.clear();
+                    let mut out = Out {
+                        values: &mut values,
+                        text: &mut self.text,
+                    };
+                    self.resolver.resolve(field, &args, parents, &mut out);
+                    fill(&mut values, n, field);
+                    drop(args);
+                    for (k, value) in values.drain(..).enumerate() {
+                        if let Some(a) = at(self, k) {
+                            self.place(a, value, field, &field.ty, next, &Item::User);
+                        }
+                    }
+                    self.values = values;
+                }
+                objects => {
+                    let mut values = std::mem::take(&mut self.intro_values);
+                    values.clear();
+                    for k in 0..n {
+                        let parent = match objects {
+                            Objects::Intro(v) => Some(v[k]),
+                            Objects::User(_) => None,
+                        };
+                        values.push(intro::resolve(self.schema, field, &args, parent));
+                    }
+                    drop(args);
+                    for (k, value) in values.drain(..).enumerate() {
+                        if let Some(a) = at(self, k) {
+                            self.place(a, value, field, &field.ty, next, &Item::Intro);
+                        }
+                    }
+                    self.intro_values = values;
                 }
             }
-            if out.len() != parents.len() {
-                out.truncate(parents.len());
-                out.resize(
-                    parents.len(),
-                    Resolved::Error(
-                        format!("the resolver of {} returned no value", field.name).into(),
-                    ),
-                );
-            }
-            for ((node, _), value) in batch.items.iter().zip(out.drain(..)) {
-                let Node::Object { first_child, .. } = self.slots[*node as usize].node else {
-                    continue;
-                };
-                let at = first_child + pos as u32;
-                self.place(at, value, field, &field.ty, next);
-            }
         }
     }
 
-    /// CoerceArgumentValues for the arguments with variables (the others were coerced
-    /// when the plan was made); nothing is allocated for a field without them.
-    fn args<'s>(&'s self, field: &'s PlannedField) -> Result<Args<'s>, FieldError> {
-        let vars: &'s HashMap<Name, ConstValue> = self.variables;
-        let mut dynamic = Vec::new();
-        for (name, arg) in &field.args {
-            let Arg::Dynamic(value) = arg else {
-                continue;
-            };
-            let Some(def) = self
-                .schema
-                .field(field.parent, &field.name)
-                .and_then(|f| f.args.iter().find(|a| a.name == name.as_str()))
-            else {
-                continue;
-            };
-            let value = match value {
-                Value::Variable(var) => match vars.get(var) {
-                    // An absent variable: the argument's default, or no argument.
-                    None => match &def.default {
-                        Some(d) => Cow::Owned(d.clone()),
-                        None if def.ty.is_non_null() => {
-                            return Err(format!(
-                                "Argument \"{name}\" of required type \"{}\" was provided the variable \"${var}\" which was not provided a runtime value.",
-                                display(self.schema, &def.ty)
-                            )
-                            .into())
-                        }
-                        None => continue,
-                    },
-                    Some(ConstValue::Null) if def.ty.is_non_null() => {
-                        return Err(format!(
-                            "Argument \"{name}\" of non-null type \"{}\" must not be null.",
-                            display(self.schema, &def.ty)
-                        )
-                        .into())
-                    }
-                    // Already coerced with the request's variables.
-                    Some(v) => Cow::Borrowed(v),
-                },
-                literal => Cow::Owned(
-                    value_from_literal(self.schema, literal, &def.ty, &|n: &Name| vars.get(n))
-                        .ok_or_else(|| {
-                            FieldError::from(format!(
-                                "Argument \"{name}\" has invalid value {}.",
-                                print_literal(literal)
-                            ))
-                        })?,
-                ),
-            };
-            dynamic.push((name, value));
-        }
-        Ok(Args {
-            planned: &field.args,
-            dynamic,
-        })
-    }
-
-    /// Puts `value` (of type `ty`, for `field`) at node `at`.
-    fn place(
+    /// Puts `value` (of type `ty`, for `field`) at node `at`; objects become `wrap`.
+    #[allow(clippy::too_many_arguments)]
+    fn place<X>(
         &mut self,
         at: u32,
-        value: Resolved<R::Object>,
+        value: Resolved<X>,
         field: &'p PlannedField,
         ty: &TypeRef,
         next: &mut Vec<Batch<'p, R::Object>>,
+        wrap: &impl Fn(X) -> Item<'p, R::Object>,
     ) {
         let ty = match ty {
             TypeRef::NonNull(inner) => &**inner,
@@ -527,16 +565,21 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                     len: items.len() as u32,
                 };
                 for (i, item) in items.into_iter().enumerate() {
-                    self.place(first + i as u32, item, field, item_ty, next);
+                    self.place(first + i as u32, item, field, item_ty, next, wrap);
                 }
             }
             Resolved::Object(object) => match &field.children {
                 Children::Object(sel) => {
                     let t = ty.named();
-                    self.object(at, sel, t, object, next);
+                    self.object(at, sel, t, wrap(object), next);
                 }
                 Children::Abstract(by_type) => {
-                    let t = self.resolver.type_of(&object);
+                    let object = wrap(object);
+                    let t = match &object {
+                        Item::User(o) => self.resolver.type_of(o),
+                        // Introspection has no interfaces or unions.
+                        Item::Intro(_) => self.schema.query,
+                    };
                     match by_type.iter().find(|(bt, _)| *bt == t) {
                         Some((_, sel)) => self.object(at, sel, t, object, next),
                         None => self.errors.push((
@@ -559,15 +602,19 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
 
     /// Null in a non-null position nulls the parent, up to the nearest nullable one.
     fn propagate_nulls(&mut self) {
-        let mut reported = vec![false; self.slots.len()];
-        for &(at, _) in &self.errors {
-            reported[at as usize] = true;
-        }
+        let mut reported: Option<Vec<bool>> = None;
         for i in (1..self.slots.len()).rev() {
             let s = &self.slots[i];
             let is_null = s.nulled || matches!(s.node, Node::Null);
             if s.non_null && is_null {
                 let parent = s.parent;
+                let reported = reported.get_or_insert_with(|| {
+                    let mut r = vec![false; self.slots.len()];
+                    for &(at, _) in &self.errors {
+                        r[at as usize] = true;
+                    }
+                    r
+                });
                 if !reported[i] && !self.has_reported_descendant_error(i) {
                     let message = format!(
                         "Cannot return null for non-nullable field {}.",
@@ -622,6 +669,9 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
     }
 
     fn included_index(&self, selection: &Selection, pos: u32) -> usize {
+        if !selection.conditional {
+            return pos as usize;
+        }
         self.included
             .get(&(selection as *const Selection))
             .and_then(|v| v.get(pos as usize).copied())
@@ -651,7 +701,7 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
     }
 
     fn write(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(self.text.len() + 8 * self.slots.len() + 64);
         out.push(b'{');
         if !self.errors.is_empty() {
             out.extend_from_slice(b"\"errors\":[");
@@ -705,6 +755,9 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         }
         match &slot.node {
             Node::Null => out.extend_from_slice(b"null"),
+            Node::Leaf(Leaf::Json { start, end }) => {
+                out.extend_from_slice(&self.text[*start as usize..*end as usize]);
+            }
             Node::Leaf(leaf) => write_leaf(leaf, out),
             Node::List { first, len } => {
                 out.push(b'[');
@@ -722,14 +775,18 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                 ..
             } => {
                 out.push(b'{');
-                let fields = self
-                    .included
-                    .get(&(*selection as *const Selection))
-                    .map_or(&[][..], Vec::as_slice);
-                for (pos, &f) in fields.iter().enumerate() {
+                let count = if selection.conditional {
+                    self.included
+                        .get(&(*selection as *const Selection))
+                        .map_or(0, |v| v.len())
+                } else {
+                    selection.fields.len()
+                };
+                for pos in 0..count {
                     if pos > 0 {
                         out.push(b',');
                     }
+                    let f = self.included_index(selection, pos as u32);
                     out.extend_from_slice(&selection.fields[f].key_json);
                     self.write_node(first_child + pos as u32, out);
                 }
@@ -739,9 +796,84 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
     }
 }
 
+/// CoerceArgumentValues for the arguments with variables (the others were coerced when
+/// the plan was made); nothing is allocated for a field without them.
+fn field_args<'s>(
+    schema: &'s Schema,
+    vars: &'s HashMap<Name, ConstValue>,
+    field: &'s PlannedField,
+) -> Result<Args<'s>, FieldError> {
+    let mut dynamic = Vec::new();
+    for (name, arg) in &field.args {
+        let Arg::Dynamic(value) = arg else {
+            continue;
+        };
+        let Some(def) = schema
+            .field(field.parent, &field.name)
+            .and_then(|f| f.args.iter().find(|a| a.name == name.as_str()))
+        else {
+            continue;
+        };
+        let value = match value {
+            Value::Variable(var) => match vars.get(var) {
+                // An absent variable: the argument's default, or no argument.
+                None => match &def.default {
+                    Some(d) => Cow::Owned(d.clone()),
+                    None if def.ty.is_non_null() => {
+                        return Err(format!(
+                            "Argument \"{name}\" of required type \"{}\" was provided the variable \"${var}\" which was not provided a runtime value.",
+                            display(schema, &def.ty)
+                        )
+                        .into())
+                    }
+                    None => continue,
+                },
+                Some(ConstValue::Null) if def.ty.is_non_null() => {
+                    return Err(format!(
+                        "Argument \"{name}\" of non-null type \"{}\" must not be null.",
+                        display(schema, &def.ty)
+                    )
+                    .into())
+                }
+                // Already coerced with the request's variables.
+                Some(v) => Cow::Borrowed(v),
+            },
+            literal => Cow::Owned(
+                value_from_literal(schema, literal, &def.ty, &|n: &Name| vars.get(n))
+                    .ok_or_else(|| {
+                        FieldError::from(format!(
+                            "Argument \"{name}\" has invalid value {}.",
+                            print_literal(literal)
+                        ))
+                    })?,
+            ),
+        };
+        dynamic.push((name, value));
+    }
+    Ok(Args {
+        planned: &field.args,
+        dynamic,
+    })
+}
+
+/// Makes `values` hold exactly `n` values: a resolver that gave too few or too many is
+/// a bug, reported as a field error rather than a shifted response.
+fn fill<O: Clone>(values: &mut Vec<Resolved<O>>, n: usize, field: &PlannedField) {
+    if values.len() != n {
+        values.truncate(n);
+        values.resize(
+            n,
+            Resolved::Error(format!("the resolver of {} returned no value", field.name).into()),
+        );
+    }
+}
+
 /// Why a number cannot be the value of an `Int` or `Float` (result coercion, GraphQL
 /// 3.5.1 and 3.5.2), if it cannot.
 fn serialize_error(leaf: &Leaf, ty: &TypeRef) -> Option<String> {
+    if !matches!(leaf, Leaf::Int(_) | Leaf::Float(_)) {
+        return None;
+    }
     let int = matches!(ty, TypeRef::Named(id) if *id == Schema::INT);
     match *leaf {
         Leaf::Int(n) if int && i32::try_from(n).is_err() => Some(format!(
@@ -793,37 +925,80 @@ fn write_leaf(leaf: &Leaf, out: &mut Vec<u8>) {
         Leaf::String(s) => write_str(out, s),
         Leaf::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Leaf::Enum(e) => write_str(out, e),
+        // Written from the text arena by `write_node`; never met here.
+        Leaf::Json { .. } => out.extend_from_slice(b"null"),
     }
 }
 
-/// Appends `s` as a JSON string.
+/// Appends `s` as a JSON string. Runs of bytes that need no escape (the common case)
+/// are found eight at a time and copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Appends the inside of `s` as a JSON string, without the quotes.
+fn write_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if esc.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(esc);
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 8 <= bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
         }
-        start = i + 1;
+        let b = bytes[i];
+        if ESCAPE[usize::from(b)] == 0 {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match ESCAPE[usize::from(b)] {
+            b'u' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            e => out.extend_from_slice(&[b'\\', e]),
+        }
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+}
+
+/// For each byte: 0 when it goes out as is, else the letter after the backslash (`u`
+/// for `\u00XX`).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = b'u';
+        c += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\`
+/// (the classic has-zero-byte and has-less-than word tricks).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    (below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
 }
 
 #[cfg(test)]
@@ -877,7 +1052,7 @@ mod tests {
             f: &PlannedField,
             args: &Args<'_>,
             parents: &[Obj],
-            out: &mut Vec<Resolved<Obj>>,
+            out: &mut Out<'_, Obj>,
         ) {
             self.calls.borrow_mut().push((
                 format!("{}.{}", self.schema.get(f.parent).name, f.name),
@@ -1141,7 +1316,7 @@ mod coercion_tests {
             f: &PlannedField,
             args: &Args<'_>,
             parents: &[()],
-            out: &mut Vec<Resolved<()>>,
+            out: &mut Out<'_, ()>,
         ) {
             for _ in parents {
                 out.push(match &*f.name {
@@ -1336,5 +1511,47 @@ mod coercion_tests {
                 ),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod write_str_tests {
+    use super::write_str;
+
+    fn json(s: &str) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, s);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_come_out_as_serde_json_writes_them() {
+        let samples = [
+            "",
+            "plain",
+            "exactly8",
+            "a longer string of plain text with no escapes at all",
+            "quote \" in the middle of a long run of text",
+            "back\\slash",
+            "tab\tnew\nline\rret",
+            "\u{1}\u{1f} controls",
+            "é ü 日本語 emoji 🎉 and \" after",
+            "ends with a quote\"",
+            "\"",
+            "0123456\"",
+            "01234567\\",
+            "~\u{7f}\u{80}",
+        ];
+        for s in samples {
+            let ours = json(s);
+            let serde = serde_json::to_string(s).unwrap();
+            // serde_json writes control characters other than \n \r \t \b \f as \u00XX,
+            // and \b \f as short escapes; ours writes every other control as \u00XX.
+            let back: String = serde_json::from_str(&ours).unwrap();
+            assert_eq!(back, s, "{ours} does not round-trip");
+            if !s.chars().any(|c| c == '\u{8}' || c == '\u{c}') {
+                assert_eq!(ours, serde, "{s:?}");
+            }
+        }
     }
 }

@@ -358,6 +358,7 @@ pub fn print_value(schema: &Schema, value: &ConstValue, ty: &TypeRef, out: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Out;
     use crate::exec::{execute, Resolver};
     use crate::limits::Limits;
     use crate::persisted::prepare;
@@ -481,13 +482,7 @@ mod tests {
     impl Resolver for NoFields {
         type Object = ();
 
-        fn resolve(
-            &self,
-            f: &PlannedField,
-            _: &Args<'_>,
-            parents: &[()],
-            out: &mut Vec<Resolved<()>>,
-        ) {
+        fn resolve(&self, f: &PlannedField, _: &Args<'_>, parents: &[()], out: &mut Out<'_, ()>) {
             out.extend(
                 parents
                     .iter()

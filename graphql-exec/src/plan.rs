@@ -52,6 +52,9 @@ pub struct Selection {
     /// with its place in the collected order and its conjunction; a request orders the
     /// fields by their first included occurrence (CollectFields).
     pub order: Vec<Vec<Occurs>>,
+    /// Whether the fields included depend on the variables (a field has a condition, or
+    /// the order can change); when false, every field is included, in order.
+    pub conditional: bool,
 }
 
 impl Selection {
@@ -290,7 +293,15 @@ impl<'a> Planner<'a> {
                 pos: first.pos,
             });
         }
-        Ok(Selection { fields, order })
+        let conditional = !order.is_empty()
+            || fields
+                .iter()
+                .any(|f| !(f.condition.len() == 1 && f.condition[0].is_empty()));
+        Ok(Selection {
+            fields,
+            order,
+            conditional,
+        })
     }
 
     /// CollectFields for `object`: fields of `set` and of the fragments that apply,

@@ -16,7 +16,7 @@ pub mod values;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use graphql_exec::exec::{Args, FieldError, Resolved, Resolver};
+use graphql_exec::exec::{Args, FieldError, Out, Resolved, Resolver};
 use graphql_exec::plan::PlannedField;
 use graphql_exec::schema::{Schema, TypeId};
 
@@ -186,7 +186,7 @@ impl Resolver for Request<'_> {
         field: &PlannedField,
         args: &Args<'_>,
         parents: &[Obj],
-        out: &mut Vec<Resolved<Obj>>,
+        out: &mut Out<'_, Obj>,
     ) {
         let schema = &self.domain.schema;
         if Some(field.parent) == schema.mutation {

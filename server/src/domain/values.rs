@@ -2,7 +2,7 @@
 //! Relay cursors, and argument readers.
 
 use async_graphql_value::ConstValue;
-use graphql_exec::exec::{Args, FieldError, Leaf, Resolved};
+use graphql_exec::exec::{Args, FieldError, Leaf, Out, Resolved};
 
 use crate::store::Millis;
 
@@ -20,22 +20,28 @@ pub fn now() -> Millis {
 
 /// A `DateTime`: RFC 3339 in UTC with milliseconds, `2026-11-24T12:00:00.000Z`.
 pub fn date_time(ms: Millis) -> String {
-    let ms = ms.max(0) as u64;
-    let prefix = crate::logging::clock::date_time(ms / 1000);
-    let mut s = String::with_capacity(24);
-    s.push_str(std::str::from_utf8(&prefix).unwrap_or_default());
-    let frac = ms % 1000;
-    s.push('.');
-    s.push(char::from(b'0' + (frac / 100) as u8));
-    s.push(char::from(b'0' + (frac / 10 % 10) as u8));
-    s.push(char::from(b'0' + (frac % 10) as u8));
-    s.push('Z');
-    s
+    let mut buf = [0u8; 24];
+    write_date_time(ms, &mut buf).to_owned()
 }
 
-/// The cursor of the item at `index` of a list: opaque to clients.
-pub fn cursor(index: usize) -> String {
-    format!("o{index}")
+/// A `DateTime` written into `buf`, with no allocation.
+pub fn write_date_time(ms: Millis, buf: &mut [u8; 24]) -> &str {
+    let ms = ms.max(0) as u64;
+    buf[..19].copy_from_slice(&crate::logging::clock::date_time(ms / 1000));
+    let frac = ms % 1000;
+    buf[19] = b'.';
+    buf[20] = b'0' + (frac / 100) as u8;
+    buf[21] = b'0' + (frac / 10 % 10) as u8;
+    buf[22] = b'0' + (frac % 10) as u8;
+    buf[23] = b'Z';
+    // Every byte written is ASCII.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
+/// The cursor of the item at `index` of a list (`o<index>`: opaque to clients), as a
+/// string value.
+pub fn cursor(out: &mut Out<'_, super::Obj>, index: usize) -> Resolved<super::Obj> {
+    out.text_concat(&["o", itoa::Buffer::new().format(index)])
 }
 
 /// The index a cursor stands for.
@@ -46,9 +52,9 @@ pub fn parse_cursor(cursor: &str) -> Result<usize, FieldError> {
         .ok_or_else(|| FieldError::new(BAD_USER_INPUT, format!("`{cursor}` is not a cursor")))
 }
 
-/// A string leaf.
-pub fn string(s: &str) -> Resolved<super::Obj> {
-    Resolved::Leaf(Leaf::String(s.to_owned()))
+/// A string leaf, escaped into the response's text arena.
+pub fn string(out: &mut Out<'_, super::Obj>, s: &str) -> Resolved<super::Obj> {
+    out.text(s)
 }
 
 /// An Int leaf.
@@ -62,8 +68,9 @@ pub fn boolean(b: bool) -> Resolved<super::Obj> {
 }
 
 /// A `DateTime` leaf.
-pub fn time(ms: Millis) -> Resolved<super::Obj> {
-    Resolved::Leaf(Leaf::String(date_time(ms)))
+pub fn time(out: &mut Out<'_, super::Obj>, ms: Millis) -> Resolved<super::Obj> {
+    let mut buf = [0u8; 24];
+    out.text(write_date_time(ms, &mut buf))
 }
 
 /// An optional string argument (absent and null are both None).
@@ -116,7 +123,7 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_bad_input() {
-        assert_eq!(parse_cursor(&cursor(17)), Ok(17));
+        assert_eq!(parse_cursor("o17"), Ok(17));
         let e = parse_cursor("xyz").unwrap_err();
         assert_eq!(e.code, Some(BAD_USER_INPUT));
     }
