@@ -251,6 +251,40 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_WS_ECHO", default_value_t = false, action = clap::ArgAction::Set, help_heading = "WebSocket")]
     pub ws_echo: bool,
 
+    /// Largest WebSocket message (fragmented messages included); past it the connection is closed with 1009.
+    #[arg(long, env = "STREAMHUB_WS_MAX_MESSAGE_BYTES", value_parser = parse_size, default_value = "64KiB", help_heading = "WebSocket")]
+    pub ws_max_message_bytes: usize,
+
+    /// A WebSocket connection's send queue limit; a consumer past it is closed with 4008.
+    #[arg(long, env = "STREAMHUB_WS_QUEUE_BYTES", value_parser = parse_size, default_value = "1MiB", help_heading = "WebSocket")]
+    pub ws_queue_bytes: usize,
+
+    /// Events of each room kept in memory for `since` recovery; an older gap answers `recovered:false`.
+    #[arg(
+        long,
+        env = "STREAMHUB_HISTORY_EVENTS",
+        default_value_t = 1000,
+        help_heading = "WebSocket"
+    )]
+    pub history_events: u32,
+
+    /// How often the server pings each WebSocket connection.
+    #[arg(long, env = "STREAMHUB_WS_PING_INTERVAL", value_parser = parse_duration, default_value = "25s", help_heading = "WebSocket")]
+    pub ws_ping_interval: Duration,
+
+    /// How long past a ping a silent connection is kept before it is closed.
+    #[arg(long, env = "STREAMHUB_WS_PONG_TIMEOUT", value_parser = parse_duration, default_value = "10s", help_heading = "WebSocket")]
+    pub ws_pong_timeout: Duration,
+
+    /// Comma-separated origins (`https://example.com`) browsers may open WebSockets from; empty: any. Others are closed with 1008.
+    #[arg(
+        long,
+        env = "STREAMHUB_WS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        help_heading = "WebSocket"
+    )]
+    pub ws_allowed_origins: Vec<String>,
+
     /// After the listeners close: how long in-flight work may take before the process exits anyway.
     #[arg(long, env = "STREAMHUB_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "30s", help_heading = "Shutdown")]
     pub shutdown_grace: Duration,

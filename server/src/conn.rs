@@ -64,6 +64,8 @@ struct IoClock {
     base: Instant,
     /// Nanoseconds after `base` of the last read or write.
     last_io: AtomicU64,
+    /// Nanoseconds after `base` of the last read.
+    last_read: AtomicU64,
     /// Nanoseconds after `base`, plus one, of the first byte of a request head not yet
     /// parsed; 0 for none.
     head_started: AtomicU64,
@@ -110,6 +112,7 @@ impl IoClock {
     /// Bytes arrived from the client.
     fn on_read(&self, now: Instant) {
         self.set_last_io(now);
+        self.last_read.store(self.nanos(now), Ordering::Relaxed);
         if self.in_flight() == 0 && self.head_started().is_none() {
             self.set_head_started(Some(now));
         }
@@ -144,6 +147,7 @@ impl ConnState {
             io: Arc::new(IoClock {
                 base: now,
                 last_io: AtomicU64::new(0),
+                last_read: AtomicU64::new(0),
                 head_started: AtomicU64::new(0),
                 in_flight: AtomicU32::new(0),
             }),
@@ -156,6 +160,11 @@ impl ConnState {
     /// Whether the client already had its share of connections: its requests are refused.
     pub fn is_over_limit(&self) -> bool {
         self.over_limit
+    }
+
+    /// When bytes last arrived from the client.
+    pub fn last_read(&self) -> Instant {
+        self.io.at(self.io.last_read.load(Ordering::Relaxed))
     }
 
     /// Whether responses must carry `Connection: close` (the node is closing).
@@ -371,7 +380,7 @@ where
     // as open until it ends.
     let pending = state.upgrade.borrow_mut().take();
     if let Some(p) = pending {
-        crate::http::websocket::run(&shard, p).await;
+        crate::http::websocket::run(&shard, &state, p).await;
     }
 }
 

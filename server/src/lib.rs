@@ -24,6 +24,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod realtime;
 pub mod schema;
 pub mod serve;
 pub mod shard;

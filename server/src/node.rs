@@ -7,10 +7,10 @@ use tokio::sync::watch;
 
 use crate::auth::key::VerifyKey;
 use crate::config::Config;
-use crate::domain::events::Counted;
 use crate::domain::Domain;
 use crate::io_backend::Backend;
 use crate::metrics::{NodeInfo, ShardMetrics};
+use crate::realtime::fanout::Fanout;
 
 /// Where the node is in its life. Only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,8 +41,8 @@ pub struct Node {
     pub domain: Arc<Domain>,
     /// The persisted-query manifest: (id, text) pairs, checked at start.
     pub manifest: Vec<(String, String)>,
-    /// Domain events published so far (until the real-time hub consumes them).
-    pub events: Arc<Counted>,
+    /// Where the domain's events go: every shard's hub, and the counts for `/metrics`.
+    pub events: Arc<Fanout>,
     phase: watch::Sender<Phase>,
 }
 
@@ -57,7 +57,7 @@ impl Node {
         tls: Option<tokio_rustls::TlsAcceptor>,
         domain: Arc<Domain>,
         manifest: Vec<(String, String)>,
-        events: Arc<Counted>,
+        events: Arc<Fanout>,
     ) -> Node {
         Node {
             config,

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::auth::key::VerifyKey;
 use crate::config::Config;
-use crate::domain::events::Counted;
 use crate::domain::Domain;
 use crate::node::{Node, Phase};
+use crate::realtime::fanout::Fanout;
 use crate::store::Store;
 
 /// Runs the server until it has shut down.
@@ -65,7 +65,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             "store: embedded, demo data loaded"
         );
     }
-    let events = Arc::new(Counted::default());
+    let events = Arc::new(Fanout::new(shards));
     let domain = Arc::new(Domain::new(schema, store, events.clone()));
     let node = Arc::new(Node::new(
         config, backend, shards, verify_key, tls, domain, manifest, events,

@@ -21,6 +21,7 @@ use crate::http::graphql::GraphQlState;
 use crate::limits::rate::Limiter;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
+use crate::realtime::hub::Hub;
 
 /// Per-shard state, owned by the shard's thread and shared by its tasks through `Rc`.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub struct Shard {
     pub graphql: GraphQlState,
     /// The shard's share of the rate limits.
     pub limiter: Limiter,
+    /// The shard's rooms and their members.
+    pub hub: Rc<Hub>,
     open: Cell<usize>,
     all_closed: Notify,
     closing: Cell<bool>,
@@ -64,6 +67,11 @@ impl Shard {
             id,
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             graphql: GraphQlState::new(&node),
+            hub: Rc::new(Hub::new(
+                Arc::clone(&node.domain.store),
+                node.events.inbox(id),
+                node.config.history_events,
+            )),
             limiter: Limiter::new(
                 node.config.rates(),
                 node.shard_metrics.len(),
@@ -174,6 +182,7 @@ fn run_until_closed(
     crate::logging::sink::batch_this_thread();
     let res = local.block_on(&rt, async {
         tokio::task::spawn_local(flush_logs());
+        tokio::task::spawn_local(Rc::clone(&shard.hub).run());
         accept_loop(shard, listener).await
     });
     crate::logging::sink::flush_this_thread();

@@ -4,8 +4,10 @@
 //! error mapped to the close code RFC 6455 gives it.
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::queue::SendQueue;
 
 /// Close codes of RFC 6455 and of StreamHub's protocols.
 pub mod code {
@@ -95,6 +97,52 @@ impl Reader {
             }
             if let Some(m) = self.feed(frame)? {
                 return Ok(m);
+            }
+        }
+    }
+
+    /// Configures the read half of a split socket: pings and closes are answered here,
+    /// through the connection's send queue.
+    pub fn configure_read<R>(&self, ws: &mut WebSocketRead<R>) {
+        ws.set_auto_pong(false);
+        ws.set_auto_close(false);
+        ws.set_max_message_size(self.max_message.saturating_add(1));
+    }
+
+    /// The next whole message from the read half of a split socket; pongs and the close
+    /// answer go out through `queue`.
+    pub async fn next_split<R>(
+        &mut self,
+        ws: &mut WebSocketRead<R>,
+        queue: &SendQueue,
+    ) -> Result<Message, End>
+    where
+        R: AsyncRead + Unpin,
+    {
+        loop {
+            // Nothing is sent by fastwebsockets itself: automatic answers are off.
+            let mut no_send = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
+            let frame = ws.read_frame(&mut no_send).await.map_err(end_of)?;
+            match frame.opcode {
+                OpCode::Ping => {
+                    queue.push(crate::frame::pong(&frame.payload));
+                }
+                OpCode::Close => {
+                    let reply = match check_close(&frame.payload) {
+                        Ok(_) => {
+                            crate::frame::close_raw(&frame.payload[..frame.payload.len().min(2)])
+                        }
+                        Err(End::Close(code, reason)) => crate::frame::close(code, reason),
+                        Err(_) => crate::frame::close(code::PROTOCOL, ""),
+                    };
+                    queue.close_with(reply);
+                    return Err(End::Closed);
+                }
+                _ => {
+                    if let Some(m) = self.feed(frame)? {
+                        return Ok(m);
+                    }
+                }
             }
         }
     }

@@ -178,6 +178,14 @@ impl Domain {
     }
 }
 
+impl Request<'_> {
+    /// Sends a chat message as this request's viewer (the room protocol's `send`), with
+    /// the same checks as `sendChatMessage`: the message's seq.
+    pub fn send_chat(&self, channel_id: &str, body: &str) -> Result<u32, FieldError> {
+        mutation::send_chat_now(self, channel_id, body)
+    }
+}
+
 impl Resolver for Request<'_> {
     type Object = Obj;
 

@@ -193,23 +193,9 @@ fn run(
             Ok(Resolved::Object(Obj::Channel(c)))
         }
         "sendChatMessage" => {
-            let c = channel_arg(d, args)?;
-            check(d, Action::SendChat, c)?;
-            let v = viewer()?;
-            let body = input::chat_body(str_arg(args, "body").unwrap_or_default())?;
-            let seq = d.append(
-                c,
-                RoomEvent::Message {
-                    author: v,
-                    body: body.into(),
-                    sent_at: now,
-                    deleted: false,
-                },
-            );
-            events.push(Event::Room {
-                channel_id: d.channel(c).id.clone(),
-                seq,
-            });
+            let channel_id = str_arg(args, "channelId").unwrap_or_default();
+            let body = str_arg(args, "body").unwrap_or_default();
+            let (c, seq) = send_chat(cx, d, channel_id, body, events)?;
             Ok(Resolved::Object(Obj::Message(c, seq)))
         }
         "deleteChatMessage" => {
@@ -317,6 +303,55 @@ fn run(
         }
         other => Err(format!("Mutation.{other} has no resolver").into()),
     }
+}
+
+/// `sendChatMessage`, and the room protocol's `send`: the checks, the append (which
+/// orders it), the event.
+pub(super) fn send_chat(
+    cx: &Request<'_>,
+    d: &mut Data,
+    channel_id: &str,
+    body: &str,
+    events: &mut Vec<Event>,
+) -> Result<(ChannelIx, u32), FieldError> {
+    let c = d
+        .channel_by_id(channel_id)
+        .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no channel has id `{channel_id}`")))?;
+    let now = cx.now;
+    can(cx.token, Action::SendChat, &Roles { d, c, now }).map_err(denied)?;
+    let v = cx.viewer.ok_or_else(|| denied(Denied::Unauthenticated))?;
+    let body = input::chat_body(body)?;
+    let seq = d.append(
+        c,
+        RoomEvent::Message {
+            author: v,
+            body: body.into(),
+            sent_at: now,
+            deleted: false,
+        },
+    );
+    events.push(Event::Room {
+        channel_id: d.channel(c).id.clone(),
+        seq,
+    });
+    Ok((c, seq))
+}
+
+/// The room protocol's `send`, as the viewer of `cx`: the message's seq.
+pub(super) fn send_chat_now(
+    cx: &Request<'_>,
+    channel_id: &str,
+    body: &str,
+) -> Result<u32, FieldError> {
+    let mut events = Vec::new();
+    let result = {
+        let mut d = cx.domain.store.write();
+        send_chat(cx, &mut d, channel_id, body, &mut events)
+    };
+    for e in events {
+        cx.domain.events.publish(e);
+    }
+    result.map(|(_, seq)| seq)
 }
 
 fn object<'a>(

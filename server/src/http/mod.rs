@@ -23,7 +23,7 @@ use hyper::{Request, Response, StatusCode};
 
 use crate::auth::{AuthError, Viewer};
 use crate::conn::ConnState;
-use crate::limits::rate::Client;
+use crate::limits::rate::{retry_after_secs, Budget, Client};
 use crate::shard::Shard;
 use response::{error_response, ErrorCode};
 use route::Route;
@@ -84,6 +84,37 @@ pub async fn handle(
             HeaderValue::from_static(route.allow()),
         );
         r
+    } else if route == Route::Ws {
+        let client = match &user {
+            Some(id) => Client::User(Rc::clone(id)),
+            None => Client::Ip(client_ip),
+        };
+        match shard
+            .limiter
+            .check(Budget::WsConnect, &client, tokio::time::Instant::now())
+        {
+            Err(wait) => {
+                let mut r = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    "too many WebSocket connections; retry later",
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+                r
+            }
+            Ok(()) => {
+                let start = crate::realtime::session::Start {
+                    viewer: match &viewer {
+                        Some(Ok(v)) => Some(Rc::clone(v)),
+                        _ => None,
+                    },
+                    ip: client_ip,
+                    origin_ok: websocket::origin_allowed(&head, &config.ws_allowed_origins),
+                };
+                websocket::accept(conn, &mut head, websocket::Kind::Room(start))
+            }
+        }
     } else if route == Route::WsEcho {
         if config.ws_echo {
             websocket::accept(conn, &mut head, websocket::Kind::Echo)
@@ -149,7 +180,7 @@ async fn dispatch(shard: &Shard, route: Route, req: Incoming<'_>) -> Response<Bo
         Route::GraphQl => graphql::handle(shard, req.head, req.body, req.viewer, req.client).await,
         Route::Healthz => ops::healthz(),
         // Answered in `handle`, which owns the request head the upgrade needs.
-        Route::WsEcho => {
+        Route::Ws | Route::WsEcho => {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         }
         Route::Readyz => ops::readyz(shard),

@@ -15,6 +15,8 @@ pub enum Route {
     GraphQl,
     /// `GET /graphql/schema.graphql`: the SDL.
     Schema,
+    /// `GET /ws` + upgrade: the room protocol.
+    Ws,
     /// `GET /ws/echo` + upgrade: the conformance echo (only with `STREAMHUB_WS_ECHO`).
     WsEcho,
     /// `GET /playground`: a GraphiQL page.
@@ -25,12 +27,13 @@ pub enum Route {
 
 impl Route {
     /// All routes, in index order.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
         Route::GraphQl,
         Route::Schema,
+        Route::Ws,
         Route::WsEcho,
         Route::Playground,
         Route::NotFound,
@@ -46,6 +49,7 @@ impl Route {
             "/metrics" => Route::Metrics,
             "/graphql" => Route::GraphQl,
             "/graphql/schema.graphql" => Route::Schema,
+            "/ws" => Route::Ws,
             "/ws/echo" => Route::WsEcho,
             "/playground" => Route::Playground,
             _ => Route::NotFound,
@@ -59,7 +63,7 @@ impl Route {
                 "GET, HEAD"
             }
             Route::GraphQl => "GET, POST",
-            Route::WsEcho => "GET",
+            Route::Ws | Route::WsEcho => "GET",
             Route::NotFound => "",
         }
     }
@@ -71,7 +75,7 @@ impl Route {
                 method == Method::GET || method == Method::HEAD
             }
             Route::GraphQl => method == Method::GET || method == Method::POST,
-            Route::WsEcho => method == Method::GET,
+            Route::Ws | Route::WsEcho => method == Method::GET,
             Route::NotFound => true,
         }
     }
@@ -89,6 +93,7 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::GraphQl => "/graphql",
             Route::Schema => "/graphql/schema.graphql",
+            Route::Ws => "/ws",
             Route::WsEcho => "/ws/echo",
             Route::Playground => "/playground",
             Route::NotFound => "unmatched",

@@ -17,10 +17,12 @@ use crate::shard::Shard;
 pub const ECHO_MAX_MESSAGE: usize = 32 << 20;
 
 /// Which session an upgrade starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Kind {
     /// `/ws/echo`.
     Echo,
+    /// `/ws`: the room protocol.
+    Room(crate::realtime::session::Start),
 }
 
 /// An accepted upgrade waiting for its socket.
@@ -28,6 +30,18 @@ pub enum Kind {
 pub struct Pending {
     fut: UpgradeFut,
     kind: Kind,
+}
+
+/// Whether an upgrade's `Origin` may open a session: no `Origin` (not a browser), or
+/// an empty allow-list, or an origin on it.
+pub fn origin_allowed(head: &Parts, allowed: &[String]) -> bool {
+    match head.headers.get(hyper::header::ORIGIN) {
+        None => true,
+        Some(_) if allowed.is_empty() => true,
+        Some(o) => allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(o.as_bytes())),
+    }
 }
 
 /// Answers an upgrade request: 101 and a session queued on the connection, or 400.
@@ -54,7 +68,7 @@ pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> 
 }
 
 /// Runs an accepted session to its end.
-pub async fn run(shard: &Shard, pending: Pending) {
+pub async fn run(shard: &Shard, conn: &ConnState, pending: Pending) {
     let ws = match streamhub_ws::upgrade::socket(pending.fut).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -64,5 +78,6 @@ pub async fn run(shard: &Shard, pending: Pending) {
     };
     match pending.kind {
         Kind::Echo => streamhub_ws::echo::run(ws, ECHO_MAX_MESSAGE, shard.closing()).await,
+        Kind::Room(start) => crate::realtime::session::run(shard, conn, ws, start).await,
     }
 }

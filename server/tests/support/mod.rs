@@ -315,3 +315,166 @@ pub fn token(sub: &str, login: &str, admin: bool) -> String {
     )
     .unwrap()
 }
+
+/// A minimal WebSocket client over a real socket: the handshake, masked client frames,
+/// and whole server frames read one at a time.
+pub struct WsClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A frame from the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsFrame {
+    /// A text message, parsed as JSON.
+    Text(serde_json::Value),
+    /// A close with its code.
+    Close(Option<u16>),
+    /// A ping.
+    Ping,
+    /// Anything else (opcode).
+    Other(u8),
+}
+
+impl WsClient {
+    /// Opens `path` with extra handshake headers; panics unless the answer is 101.
+    pub fn connect(server: &Server, path: &str, headers: &[(&str, &str)]) -> WsClient {
+        WsClient::handshake(server.connect(), path, headers)
+    }
+
+    fn handshake(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> WsClient {
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        WsClient {
+            stream,
+            buf: buf[end..].to_vec(),
+        }
+    }
+
+    /// Like [`WsClient::connect`], with a small receive buffer: a client that stops
+    /// reading backs the server up quickly.
+    pub fn connect_small(server: &Server, path: &str) -> WsClient {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.connect(&server.addr.into()).unwrap();
+        let stream: TcpStream = sock.into();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        WsClient::handshake(stream, path, &[])
+    }
+
+    /// Sends a JSON text message.
+    pub fn send_json(&mut self, v: &serde_json::Value) {
+        self.send_frame(0x1, v.to_string().as_bytes());
+    }
+
+    /// Sends one frame (FIN set, masked).
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f).unwrap();
+    }
+
+    /// The next frame; None when the connection ended.
+    pub fn next(&mut self) -> Option<WsFrame> {
+        loop {
+            if let Some((frame, used)) = parse_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The next text message (pings skipped); panics on anything else.
+    pub fn next_json(&mut self) -> serde_json::Value {
+        loop {
+            match self.next() {
+                Some(WsFrame::Text(v)) => return v,
+                Some(WsFrame::Ping) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until a close frame and returns its code (pings and messages skipped).
+    pub fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.next()? {
+                WsFrame::Close(code) => return code,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The socket, to stop reading from it.
+    pub fn socket(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+fn parse_frame(b: &[u8]) -> Option<(WsFrame, usize)> {
+    if b.len() < 2 {
+        return None;
+    }
+    let opcode = b[0] & 0x0f;
+    let (len, mut at) = match b[1] & 0x7f {
+        126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+        127 if b.len() >= 10 => (
+            u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (usize::from(n), 2),
+    };
+    assert_eq!(b[1] & 0x80, 0, "server frames are not masked");
+    if b.len() < at + len {
+        return None;
+    }
+    let payload = &b[at..at + len];
+    at += len;
+    let frame = match opcode {
+        0x1 => WsFrame::Text(serde_json::from_slice(payload).expect("text messages are JSON")),
+        0x8 => WsFrame::Close(
+            (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+        ),
+        0x9 => WsFrame::Ping,
+        other => WsFrame::Other(other),
+    };
+    Some((frame, at))
+}

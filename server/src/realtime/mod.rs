@@ -1,0 +1,14 @@
+//! Rooms on one node: the domain's room events routed to every shard ([`fanout`]), each
+//! shard's room members and their delivery ([`hub`]), and the room protocol's sessions
+//! on `/ws` ([`session`]).
+//!
+//! A room's order is the store's: an event's seq is its place in the channel's room log,
+//! assigned under the store's lock, so one node has one owner per room. Publishing
+//! tells every shard "this room changed"; each shard then delivers, in seq order, every
+//! event after the last one it delivered, each encoded once per shard into one frame
+//! that all its members' send queues share. A shard that is told twice, or late, still
+//! delivers each event exactly once, in order: it reads the log, not the notices.
+
+pub mod fanout;
+pub mod hub;
+pub mod session;

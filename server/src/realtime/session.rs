@@ -1,0 +1,207 @@
+//! A room protocol session on `/ws`: authentication (upgrade header or `auth`
+//! message), join with `since` recovery, leave, send (rate-limited, ordered by the store,
+//! acknowledged with `sent`), ping/pong both ways, and the close codes of SPEC.md.
+//!
+//! The socket is split: this task reads, a writer task drains the connection's send
+//! queue, so deliveries never wait on a slow reader and a slow consumer is closed with
+//! 4008 by its queue.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use streamhub_ws::frame;
+use streamhub_ws::message::{code, End, Message, Reader};
+use streamhub_ws::queue::SendQueue;
+use streamhub_ws::room::{self, ClientMsg};
+use streamhub_ws::upgrade::Socket;
+
+use crate::auth::Viewer;
+use crate::conn::ConnState;
+use crate::limits::rate::{Budget, Client};
+use crate::shard::Shard;
+
+/// How long the writer may take to send the last frames once the session ends.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
+
+/// What a session starts with.
+#[derive(Debug)]
+pub struct Start {
+    /// The viewer of the upgrade's `Authorization` header.
+    pub viewer: Option<Rc<Viewer>>,
+    /// The client's address (for anonymous rate limits).
+    pub ip: std::net::IpAddr,
+    /// False when the upgrade came from an Origin outside the allow-list: closed with
+    /// 1008 at once.
+    pub origin_ok: bool,
+}
+
+/// Runs a session until it closes.
+pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) {
+    let cfg = &shard.node.config;
+    let (mut read, write) = streamhub_ws::upgrade::split(socket);
+    let queue = SendQueue::new(cfg.ws_queue_bytes);
+    let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
+    if start.origin_ok {
+        let mut s = Session {
+            shard,
+            queue: &queue,
+            conn: shard.hub.connection(),
+            viewer: start.viewer,
+            ip: start.ip,
+            rooms: Vec::new(),
+        };
+        let mut reader = Reader::new(cfg.ws_max_message_bytes);
+        reader.configure_read(&mut read);
+        let reading = async {
+            loop {
+                match reader.next_split(&mut read, &queue).await {
+                    Ok(Message::Text(t)) => {
+                        if !s.handle(&t) {
+                            break;
+                        }
+                    }
+                    Ok(Message::Binary(_)) => {
+                        queue.close_with(frame::close(
+                            code::UNSUPPORTED,
+                            "the room protocol is JSON text",
+                        ));
+                        break;
+                    }
+                    Err(End::Close(c, reason)) => {
+                        queue.close_with(frame::close(c, reason));
+                        break;
+                    }
+                    Err(End::Closed | End::Dropped) => break,
+                }
+            }
+        };
+        let pinging = keepalive(conn, &queue, cfg.ws_ping_interval, cfg.ws_pong_timeout);
+        tokio::select! {
+            () = reading => {}
+            () = pinging => {}
+            () = shard.closing() => {
+                queue.close_with(frame::close(code::GOING_AWAY, "server shutting down"));
+            }
+        }
+        // Dropping the session leaves its rooms.
+    } else {
+        queue.close_with(frame::close(code::POLICY, "origin not allowed"));
+    }
+    // Whatever ended the session, the writer finishes with a close frame.
+    queue.close_with(frame::close(code::NORMAL, ""));
+    let _ = tokio::time::timeout(FLUSH_PATIENCE, writer).await;
+}
+
+/// Pings every `interval`; ends when nothing was read for `interval + patience` (after
+/// queueing a close).
+async fn keepalive(conn: &ConnState, queue: &SendQueue, interval: Duration, patience: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tick.tick().await;
+        if conn.last_read().elapsed() > interval + patience {
+            queue.close_with(frame::close(code::GOING_AWAY, "no answer to pings"));
+            return;
+        }
+        queue.push(frame::ping(b""));
+    }
+}
+
+struct Session<'a> {
+    shard: &'a Shard,
+    queue: &'a Rc<SendQueue>,
+    conn: crate::realtime::hub::ConnId,
+    viewer: Option<Rc<Viewer>>,
+    ip: std::net::IpAddr,
+    rooms: Vec<Box<str>>,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for r in &self.rooms {
+            self.shard.hub.leave(self.conn, r);
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Handles one client message; false to end the session (a close is queued).
+    fn handle(&mut self, text: &[u8]) -> bool {
+        let msg = match room::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.queue.push(room::error(
+                    "BAD_USER_INPUT",
+                    &format!("not a room protocol message: {e}"),
+                    None,
+                ));
+                return true;
+            }
+        };
+        match msg {
+            ClientMsg::Ping => {
+                self.queue.push(room::pong());
+            }
+            ClientMsg::Auth { token } => match self.shard.auth.verify(token.as_bytes()) {
+                Ok(v) => self.viewer = Some(v),
+                Err(e) => {
+                    self.queue
+                        .close_with(frame::close(code::POLICY, &e.to_string()));
+                    return false;
+                }
+            },
+            ClientMsg::Join { room: r, since } => {
+                match self.shard.hub.join(self.conn, self.queue, &r, since) {
+                    Ok(true) => self.rooms.push(r.into()),
+                    Ok(false) => {}
+                    Err((code, message)) => {
+                        self.queue.push(room::error(code, &message, None));
+                    }
+                }
+            }
+            ClientMsg::Leave { room: r } => {
+                if self.shard.hub.leave(self.conn, &r) {
+                    self.rooms.retain(|x| **x != *r);
+                }
+            }
+            ClientMsg::Send {
+                room: r,
+                body,
+                nonce,
+            } => {
+                let nonce = nonce.as_deref();
+                let client = match &self.viewer {
+                    Some(v) => Client::User(Rc::clone(&v.id)),
+                    None => Client::Ip(self.ip),
+                };
+                let now = tokio::time::Instant::now();
+                if self
+                    .shard
+                    .limiter
+                    .check(Budget::Chat, &client, now)
+                    .is_err()
+                {
+                    self.queue.push(room::error(
+                        "RATE_LIMITED",
+                        "too many messages; slow down",
+                        nonce,
+                    ));
+                    return true;
+                }
+                let req = self.shard.node.domain.request(self.viewer.as_deref());
+                match req.send_chat(&r, &body) {
+                    Ok(seq) => {
+                        self.queue.push(room::sent(nonce, u64::from(seq)));
+                    }
+                    Err(e) => {
+                        self.queue.push(room::error(
+                            e.code.unwrap_or("INTERNAL_SERVER_ERROR"),
+                            &e.message,
+                            nonce,
+                        ));
+                    }
+                }
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,241 @@
+//! The room protocol on `/ws` against the real binary over real sockets: delivery in seq
+//! order and exactly once to members on every shard while several publishers send (by
+//! the room protocol and by GraphQL), `since` recovery and its limit, authentication
+//! paths, a slow consumer closed with 4008 while the others go on, and bad input.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{token, Server, WsClient, SECRET};
+
+fn server(extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("STREAMHUB_JWT_SECRET", SECRET),
+        ("STREAMHUB_LOG", "warn,streamhub=info"),
+        ("STREAMHUB_RATE_CHAT", "off"),
+        ("STREAMHUB_RATE_WS_CONNECT", "off"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+fn auth(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// Joins `room` and returns the `joined` message.
+fn join(c: &mut WsClient, room: &str, since: Option<u64>) -> Value {
+    let mut m = json!({"type": "join", "room": room});
+    if let Some(s) = since {
+        m["since"] = json!(s);
+    }
+    c.send_json(&m);
+    let j = c.next_json();
+    assert_eq!(j["type"], "joined", "{j}");
+    j
+}
+
+#[test]
+fn every_member_on_every_shard_gets_every_event_once_in_order() {
+    let server = server(&[("STREAMHUB_SHARDS", "2")]);
+    let mut members: Vec<WsClient> = (0..8)
+        .map(|_| WsClient::connect(&server, "/ws", &[]))
+        .collect();
+    let start: Vec<u64> = members
+        .iter_mut()
+        .map(|m| join(m, "ch_u2", None)["seq"].as_u64().unwrap())
+        .collect();
+    let first = start[0];
+    assert!(start.iter().all(|&s| s == first));
+    // Publishers: three room-protocol senders and one GraphQL client, at once.
+    let per = 25;
+    let mut threads = Vec::new();
+    for n in 0..3 {
+        let addr_server = &server;
+        let mut c = WsClient::connect(
+            addr_server,
+            "/ws",
+            &[(
+                "Authorization",
+                &auth(&token(&format!("u{}", 10 + n), "x", false)),
+            )],
+        );
+        threads.push(std::thread::spawn(move || {
+            for i in 0..per {
+                c.send_json(&json!({"type": "send", "room": "ch_u2", "body": format!("ws {n} {i}"), "nonce": format!("{n}-{i}")}));
+            }
+            let mut acks = 0;
+            while acks < per {
+                if c.next_json()["type"] == "sent" {
+                    acks += 1;
+                }
+            }
+        }));
+    }
+    let alice = token("u1", "alice", false);
+    for i in 0..per {
+        let r = server.graphql(
+            Some(&alice),
+            &json!({"query": "mutation($b: String!) { sendChatMessage(channelId: \"ch_u2\", body: $b) { seq } }", "variables": {"b": format!("gql {i}")}}),
+        );
+        assert!(r.json()["data"]["sendChatMessage"]["seq"].is_u64());
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let total = 4 * per as u64;
+    for (k, m) in members.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        let mut bodies = HashMap::new();
+        while (seen.len() as u64) < total {
+            let e = m.next_json();
+            assert_eq!(e["type"], "message", "{e}");
+            seen.push(e["seq"].as_u64().unwrap());
+            bodies.insert(e["body"].as_str().unwrap().to_owned(), ());
+        }
+        let want: Vec<u64> = (first + 1..=first + total).collect();
+        assert_eq!(seen, want, "member {k}: every seq once, in order");
+        assert_eq!(bodies.len() as u64, total);
+    }
+}
+
+#[test]
+fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
+    let server = server(&[("STREAMHUB_HISTORY_EVENTS", "5")]);
+    let bob = token("u2", "bob", false);
+    let mut sender = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&bob))]);
+    let mut a = WsClient::connect(&server, "/ws", &[]);
+    let last = join(&mut a, "ch_u3", None)["seq"].as_u64().unwrap();
+    drop(a);
+    for i in 0..3 {
+        sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": format!("missed {i}")}));
+        assert_eq!(sender.next_json()["type"], "sent");
+    }
+    let mut again = WsClient::connect(&server, "/ws", &[]);
+    let j = join(&mut again, "ch_u3", Some(last));
+    assert_eq!(j["recovered"], true);
+    assert_eq!(j["seq"], last + 3);
+    for i in 0..3 {
+        let e = again.next_json();
+        assert_eq!(e["seq"], last + 1 + i);
+        assert_eq!(e["body"], format!("missed {i}"));
+    }
+    for i in 0..4 {
+        sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": format!("more {i}")}));
+        assert_eq!(sender.next_json()["type"], "sent");
+    }
+    // 7 events after `last`: more than the 5 kept.
+    let mut late = WsClient::connect(&server, "/ws", &[]);
+    let j = join(&mut late, "ch_u3", Some(last));
+    assert_eq!(j["recovered"], false);
+    assert_eq!(j["seq"], last + 7);
+    // A since past the end is refused.
+    late.send_json(&json!({"type": "join", "room": "ch_u2", "since": 1_000_000}));
+    assert_eq!(late.next_json()["code"], "BAD_USER_INPUT");
+}
+
+#[test]
+fn identity_comes_from_the_header_or_the_auth_message_and_bad_tokens_close_1008() {
+    let server = server(&[]);
+    let mut anon = WsClient::connect(&server, "/ws", &[]);
+    anon.send_json(&json!({"type": "send", "room": "ch_u1", "body": "hi", "nonce": "n"}));
+    let e = anon.next_json();
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str(), e["nonce"].as_str()),
+        (Some("error"), Some("UNAUTHENTICATED"), Some("n"))
+    );
+    anon.send_json(&json!({"type": "auth", "token": token("u2", "bob", false)}));
+    anon.send_json(&json!({"type": "send", "room": "ch_u1", "body": "hi", "nonce": "n2"}));
+    let s = anon.next_json();
+    assert_eq!(
+        (s["type"].as_str(), s["nonce"].as_str()),
+        (Some("sent"), Some("n2"))
+    );
+    // A bad token in `auth` closes with 1008; on the upgrade it is a 401.
+    let mut c = WsClient::connect(&server, "/ws", &[]);
+    c.send_json(&json!({"type": "auth", "token": "not.a.token"}));
+    assert_eq!(c.close_code(), Some(1008));
+    let r = server.get(
+        "/ws",
+        &[
+            ("Authorization", "Bearer forged"),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    );
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn origins_outside_the_allow_list_are_closed_with_1008() {
+    let server = server(&[("STREAMHUB_WS_ALLOWED_ORIGINS", "https://app.example")]);
+    let mut ok = WsClient::connect(&server, "/ws", &[("Origin", "https://app.example")]);
+    ok.send_json(&json!({"type": "ping"}));
+    assert_eq!(ok.next_json()["type"], "pong");
+    let mut bad = WsClient::connect(&server, "/ws", &[("Origin", "https://evil.example")]);
+    assert_eq!(bad.close_code(), Some(1008));
+}
+
+#[test]
+fn a_slow_consumer_is_closed_with_4008_and_the_others_keep_receiving() {
+    let server = server(&[
+        ("STREAMHUB_WS_QUEUE_BYTES", "16KiB"),
+        ("STREAMHUB_SHARDS", "1"),
+    ]);
+    let mut slow = WsClient::connect_small(&server, "/ws");
+    join(&mut slow, "ch_u4", None);
+    let mut fast = WsClient::connect(&server, "/ws", &[]);
+    let first = join(&mut fast, "ch_u4", None)["seq"].as_u64().unwrap();
+    // `slow` stops reading; messages fill the socket buffers, then its queue.
+    let mut sender = WsClient::connect(
+        &server,
+        "/ws",
+        &[("Authorization", &auth(&token("u5", "x", false)))],
+    );
+    let body = "x".repeat(500);
+    // Enough to fill the kernel's buffers on both sides (at most 4 MiB here) and then
+    // the 16 KiB queue.
+    let total = 12_000u64;
+    let reader = std::thread::spawn(move || {
+        for i in 1..=total {
+            let e = fast.next_json();
+            assert_eq!(e["seq"], first + i);
+        }
+    });
+    for _ in 0..total {
+        // One at a time, so the reading member keeps up.
+        sender.send_json(&json!({"type": "send", "room": "ch_u4", "body": body}));
+        assert_eq!(sender.next_json()["type"], "sent");
+    }
+    reader.join().unwrap();
+    slow.socket()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(slow.close_code(), Some(4008));
+}
+
+#[test]
+fn bad_frames_and_messages_get_their_codes_and_nothing_else_is_disturbed() {
+    let server = server(&[("STREAMHUB_WS_MAX_MESSAGE_BYTES", "1KiB")]);
+    let mut bystander = WsClient::connect(&server, "/ws", &[]);
+    let mut c = WsClient::connect(&server, "/ws", &[]);
+    c.send_json(&json!({"type": "dance"}));
+    assert_eq!(c.next_json()["code"], "BAD_USER_INPUT");
+    c.send_json(&json!({"type": "join", "room": "nope"}));
+    assert_eq!(c.next_json()["code"], "NOT_FOUND");
+    c.send_frame(0x1, &vec![b'x'; 2000]);
+    assert_eq!(c.close_code(), Some(1009));
+    let mut b = WsClient::connect(&server, "/ws", &[]);
+    b.send_frame(0x2, b"binary");
+    assert_eq!(b.close_code(), Some(1003));
+    let mut u = WsClient::connect(&server, "/ws", &[]);
+    u.send_frame(0x1, &[0xff, 0xfe]);
+    assert_eq!(u.close_code(), Some(1007));
+    bystander.send_json(&json!({"type": "ping"}));
+    assert_eq!(bystander.next_json()["type"], "pong");
+}
