@@ -276,6 +276,15 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_WS_PONG_TIMEOUT", value_parser = parse_duration, default_value = "10s", help_heading = "WebSocket")]
     pub ws_pong_timeout: Duration,
 
+    /// GraphQL subscriptions one WebSocket connection may hold.
+    #[arg(
+        long,
+        env = "STREAMHUB_WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 100,
+        help_heading = "WebSocket"
+    )]
+    pub ws_max_subscriptions: usize,
+
     /// Comma-separated origins (`https://example.com`) browsers may open WebSockets from; empty: any. Others are closed with 1008.
     #[arg(
         long,

@@ -68,7 +68,7 @@ impl Shard {
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             graphql: GraphQlState::new(&node),
             hub: Rc::new(Hub::new(
-                Arc::clone(&node.domain.store),
+                Arc::clone(&node.domain),
                 node.events.inbox(id),
                 node.config.history_events,
             )),

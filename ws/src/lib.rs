@@ -12,6 +12,7 @@
 
 pub mod echo;
 pub mod frame;
+pub mod gqlws;
 pub mod message;
 pub mod queue;
 pub mod room;

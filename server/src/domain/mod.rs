@@ -71,6 +71,10 @@ pub enum Obj {
     Banned(ChannelIx, u32),
     /// A channel's stream state, for `streamUpdates`.
     StreamUpdate(ChannelIx),
+    /// The subscription root for the room event at a seq (`chatEvents`).
+    RoomEvent(ChannelIx, u32),
+    /// The subscription root for a channel (`streamUpdates`, `viewerCount`).
+    ChannelRoot(ChannelIx),
     /// A page of a connection.
     Connection(Rc<Page>),
     /// The edge at an index of a page.
@@ -203,6 +207,12 @@ impl Resolver for Request<'_> {
             return;
         }
         let d = self.domain.store.read();
+        if Some(field.parent) == schema.subscription {
+            for p in parents {
+                out.push(subscription_root(&d, &field.name, p));
+            }
+            return;
+        }
         if field.parent == schema.query {
             let result = query::resolve(self, &d, &field.name, args);
             out.extend(parents.iter().map(|_| result.clone()));
@@ -223,8 +233,33 @@ impl Resolver for Request<'_> {
             Obj::Banned(..) => t.banned,
             Obj::StreamUpdate(_) => t.stream_update,
             // Never met in an abstract position.
-            Obj::Root | Obj::Connection(_) | Obj::Edge(..) | Obj::PageInfo(_) => t.query,
+            Obj::Root
+            | Obj::RoomEvent(..)
+            | Obj::ChannelRoot(_)
+            | Obj::Connection(_)
+            | Obj::Edge(..)
+            | Obj::PageInfo(_) => t.query,
         }
+    }
+}
+
+/// A subscription field on the event it is rendered for.
+fn subscription_root(d: &crate::store::Data, field: &str, root: &Obj) -> Resolved<Obj> {
+    use crate::store::RoomEvent as E;
+    match (field, root) {
+        ("chatEvents", Obj::RoomEvent(c, seq)) => {
+            match d.channel(*c).log.get((*seq as usize).wrapping_sub(1)) {
+                Some(E::Message { .. }) => Resolved::Object(Obj::Message(*c, *seq)),
+                Some(E::Deleted { .. }) => Resolved::Object(Obj::Deleted(*c, *seq)),
+                Some(E::Banned { .. }) => Resolved::Object(Obj::Banned(*c, *seq)),
+                None => Resolved::Error("no such room event".into()),
+            }
+        }
+        ("streamUpdates", Obj::ChannelRoot(c)) => Resolved::Object(Obj::StreamUpdate(*c)),
+        ("viewerCount", Obj::ChannelRoot(c)) => Resolved::Leaf(graphql_exec::exec::Leaf::Int(
+            i64::from(d.channel(*c).viewers),
+        )),
+        (other, _) => Resolved::Error(format!("Subscription.{other} has no event here").into()),
     }
 }
 

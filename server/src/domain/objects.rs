@@ -209,7 +209,7 @@ pub(super) fn resolve(
                 },
                 _ => unknown("PageInfo", name),
             }),
-            Obj::Root => Ok(unknown("root", name)),
+            Obj::Root | Obj::RoomEvent(..) | Obj::ChannelRoot(_) => Ok(unknown("root", name)),
         };
         out.push(value(r));
     }

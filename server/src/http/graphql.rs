@@ -50,6 +50,24 @@ impl Doc {
         Doc { prepared, info }
     }
 
+    /// The plan of the operation at `index`.
+    pub fn plan_at(&self, index: usize) -> &Plan {
+        &self.prepared.plans[index].1
+    }
+
+    /// The index of the operation `name` (or the only one).
+    pub fn operation_index(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            Some(n) => self
+                .prepared
+                .plans
+                .iter()
+                .position(|(op, _)| op.as_deref() == Some(n)),
+            None if self.prepared.plans.len() == 1 => Some(0),
+            None => None,
+        }
+    }
+
     fn operation(&self, name: Option<&str>) -> Option<(&Plan, OpInfo)> {
         let i = match name {
             Some(n) => self
@@ -237,6 +255,36 @@ fn check_content_type(head: &Parts) -> Result<(), Refused> {
     }
 }
 
+/// A query or mutation sent over `graphql-transport-ws`: its execution result, or the
+/// errors that stopped it (as `error` payloads carry them).
+pub fn run_over_ws(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+    viewer: Option<&Viewer>,
+    client: &Client,
+) -> Result<Vec<u8>, serde_json::Value> {
+    run(shard, req, false, viewer, client)
+        .map(|(body, _)| body)
+        .map_err(|r| r.errors)
+}
+
+/// A subscription's document and operation index, or the errors that refuse it.
+pub fn subscription_document(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+) -> Result<(Rc<Doc>, usize), serde_json::Value> {
+    let doc = document(shard, req).map_err(|r| r.errors)?;
+    let index = doc
+        .operation_index(req.operation_name.as_deref())
+        .ok_or_else(|| {
+            one_error(
+                "GRAPHQL_VALIDATION_FAILED",
+                "Must provide operation name if query contains multiple operations.",
+            )
+        })?;
+    Ok((doc, index))
+}
+
 /// Finds or prepares the document, picks the operation, checks it and executes it.
 fn run(
     shard: &Shard,
@@ -272,7 +320,7 @@ fn run(
                 "subscriptions run over WebSocket (graphql-transport-ws on /graphql)",
             ));
         }
-        _ => {}
+        OperationType::Query | OperationType::Mutation => {}
     }
     let budget = match plan.operation {
         OperationType::Mutation if info.sends_chat => Budget::Chat,

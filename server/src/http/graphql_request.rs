@@ -24,6 +24,13 @@ pub struct GraphQlRequest<'a> {
     pub document_id: Option<Cow<'a, str>>,
 }
 
+impl GraphQlRequest<'_> {
+    /// The variables as canonical JSON text: equal text, equal variables.
+    pub fn variables_key(&self) -> String {
+        serde_json::to_string(&self.variables).unwrap_or_default()
+    }
+}
+
 /// A request that cannot be read: 400 with the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {

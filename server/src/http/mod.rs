@@ -84,7 +84,7 @@ pub async fn handle(
             HeaderValue::from_static(route.allow()),
         );
         r
-    } else if route == Route::Ws {
+    } else if route == Route::Ws || (route == Route::GraphQl && websocket::is_upgrade(&head)) {
         let client = match &user {
             Some(id) => Client::User(Rc::clone(id)),
             None => Client::Ip(client_ip),
@@ -104,15 +104,26 @@ pub async fn handle(
                 r
             }
             Ok(()) => {
-                let start = crate::realtime::session::Start {
-                    viewer: match &viewer {
-                        Some(Ok(v)) => Some(Rc::clone(v)),
-                        _ => None,
-                    },
-                    ip: client_ip,
-                    origin_ok: websocket::origin_allowed(&head, &config.ws_allowed_origins),
+                let viewer = match &viewer {
+                    Some(Ok(v)) => Some(Rc::clone(v)),
+                    _ => None,
                 };
-                websocket::accept(conn, &mut head, websocket::Kind::Room(start))
+                let origin_ok = websocket::origin_allowed(&head, &config.ws_allowed_origins);
+                let kind = if route == Route::Ws {
+                    websocket::Kind::Room(crate::realtime::session::Start {
+                        viewer,
+                        ip: client_ip,
+                        origin_ok,
+                    })
+                } else {
+                    websocket::Kind::GraphQl(crate::realtime::graphql_ws::Start {
+                        viewer,
+                        ip: client_ip,
+                        subprotocol: websocket::offers_graphql_ws(&head),
+                        origin_ok,
+                    })
+                };
+                websocket::accept(conn, &mut head, kind)
             }
         }
     } else if route == Route::WsEcho {

@@ -23,6 +23,8 @@ pub enum Kind {
     Echo,
     /// `/ws`: the room protocol.
     Room(crate::realtime::session::Start),
+    /// `/graphql`: `graphql-transport-ws`.
+    GraphQl(crate::realtime::graphql_ws::Start),
 }
 
 /// An accepted upgrade waiting for its socket.
@@ -44,6 +46,27 @@ pub fn origin_allowed(head: &Parts, allowed: &[String]) -> bool {
     }
 }
 
+/// Whether a request asks to upgrade to WebSocket.
+pub fn is_upgrade(head: &Parts) -> bool {
+    head.headers
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
+}
+
+/// Whether the client offered `graphql-transport-ws` in `Sec-WebSocket-Protocol`.
+pub fn offers_graphql_ws(head: &Parts) -> bool {
+    head.headers
+        .get_all(hyper::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == streamhub_ws::gqlws::SUBPROTOCOL)
+}
+
 /// Answers an upgrade request: 101 and a session queued on the connection, or 400.
 pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> {
     // fastwebsockets reads the handshake from a request; hand it the headers and the
@@ -53,10 +76,17 @@ pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> 
     if let Some(on) = head.extensions.remove::<hyper::upgrade::OnUpgrade>() {
         req.extensions_mut().insert(on);
     }
+    let subprotocol = matches!(&kind, Kind::GraphQl(s) if s.subprotocol);
     match streamhub_ws::upgrade::accept(&mut req) {
         Ok((resp, fut)) => {
             *conn.upgrade.borrow_mut() = Some(Pending { fut, kind });
-            let (parts, _) = resp.into_parts();
+            let (mut parts, _) = resp.into_parts();
+            if subprotocol {
+                parts.headers.insert(
+                    hyper::header::SEC_WEBSOCKET_PROTOCOL,
+                    hyper::header::HeaderValue::from_static(streamhub_ws::gqlws::SUBPROTOCOL),
+                );
+            }
             Response::from_parts(parts, Body::new(Bytes::new()))
         }
         Err(e) => error_response(
@@ -79,5 +109,6 @@ pub async fn run(shard: &Shard, conn: &ConnState, pending: Pending) {
     match pending.kind {
         Kind::Echo => streamhub_ws::echo::run(ws, ECHO_MAX_MESSAGE, shard.closing()).await,
         Kind::Room(start) => crate::realtime::session::run(shard, conn, ws, start).await,
+        Kind::GraphQl(start) => crate::realtime::graphql_ws::run(shard, conn, ws, start).await,
     }
 }

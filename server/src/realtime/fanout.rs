@@ -9,16 +9,25 @@ use tokio::sync::Notify;
 
 use crate::domain::events::{Counted, Event, EventSink};
 
+/// What changed in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// New room events (chat, deletions, bans).
+    Events(Box<str>),
+    /// The channel's live status, title or category.
+    Stream(Box<str>),
+}
+
 /// A shard's notices of changed rooms.
 #[derive(Debug, Default)]
 pub struct Inbox {
-    rooms: SegQueue<Box<str>>,
+    rooms: SegQueue<Notice>,
     wake: Notify,
 }
 
 impl Inbox {
     /// Waits for notices and takes them all.
-    pub async fn take(&self) -> Vec<Box<str>> {
+    pub async fn take(&self) -> Vec<Notice> {
         loop {
             let mut rooms = Vec::new();
             while let Some(r) = self.rooms.pop() {
@@ -61,11 +70,13 @@ impl Fanout {
 
 impl EventSink for Fanout {
     fn publish(&self, event: Event) {
-        if let Event::Room { channel_id, .. } = &event {
-            for inbox in &self.inboxes {
-                inbox.rooms.push(channel_id.clone());
-                inbox.wake.notify_one();
-            }
+        let notice = match &event {
+            Event::Room { channel_id, .. } => Notice::Events(channel_id.clone()),
+            Event::Stream { channel_id } => Notice::Stream(channel_id.clone()),
+        };
+        for inbox in &self.inboxes {
+            inbox.rooms.push(notice.clone());
+            inbox.wake.notify_one();
         }
         self.counted.publish(event);
     }
@@ -92,7 +103,11 @@ mod tests {
         for id in 0..2 {
             assert_eq!(
                 f.inbox(id).take().await,
-                vec![Box::from("a"), Box::from("b")]
+                vec![
+                    Notice::Events("a".into()),
+                    Notice::Stream("a".into()),
+                    Notice::Events("b".into())
+                ]
             );
         }
         assert_eq!(f.counts(), (2, 1));

@@ -1,5 +1,8 @@
-//! A shard's rooms: who is joined here, and delivery of each room's events in seq order,
-//! exactly once, encoded once for all of this shard's members.
+//! A shard's rooms: who is joined here (room protocol members and GraphQL
+//! subscriptions), and delivery of each room's events in seq order, exactly once:
+//! a room protocol frame is encoded once for all of this shard's members, a
+//! subscription payload rendered once per (document, operation, variables) and spliced
+//! with each subscriber's id.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -7,15 +10,51 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use graphql_exec::coerce::Variables;
 use streamhub_ws::queue::SendQueue;
-use streamhub_ws::room;
+use streamhub_ws::{gqlws, room};
 
-use super::fanout::Inbox;
+use super::fanout::{Inbox, Notice};
 use crate::domain::values::date_time;
-use crate::store::{ChannelIx, Data, RoomEvent, Store};
+use crate::domain::{Domain, Obj};
+use crate::http::graphql::Doc;
+use crate::store::{ChannelIx, Data, RoomEvent};
 
 /// A connection's id within its shard.
 pub type ConnId = u64;
+
+/// Why a join is refused: (code, message) for the protocol's error.
+pub type Refusal = (&'static str, String);
+
+/// What a GraphQL subscription listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// `chatEvents`: room events.
+    ChatEvents,
+    /// `streamUpdates`: live status, title, category.
+    StreamUpdates,
+}
+
+/// One `graphql-transport-ws` subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Its connection.
+    pub conn: ConnId,
+    /// The client's operation id.
+    pub id: Box<str>,
+    /// The connection's send queue.
+    pub queue: Rc<SendQueue>,
+    /// The prepared document.
+    pub doc: Rc<Doc>,
+    /// The operation's index in the document.
+    pub op: usize,
+    /// The coerced variables.
+    pub vars: Variables,
+    /// The variables as sent, to render once per distinct value.
+    pub vars_key: String,
+    /// What it listens to.
+    pub topic: Topic,
+}
 
 #[derive(Debug)]
 struct Room {
@@ -23,15 +62,19 @@ struct Room {
     /// The last seq delivered to this shard's members.
     delivered: u32,
     members: Vec<(ConnId, Rc<SendQueue>)>,
+    subs: Vec<Rc<Subscription>>,
 }
 
-/// Why a join is refused: (code, message) for the room protocol's `error`.
-pub type Refusal = (&'static str, String);
+impl Room {
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.subs.is_empty()
+    }
+}
 
 /// One shard's rooms.
 #[derive(Debug)]
 pub struct Hub {
-    store: Arc<Store>,
+    domain: Arc<Domain>,
     inbox: Arc<Inbox>,
     rooms: RefCell<HashMap<Box<str>, Room, foldhash::fast::RandomState>>,
     next_conn: Cell<ConnId>,
@@ -40,10 +83,10 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub over `store`, hearing of changes on `inbox`.
-    pub fn new(store: Arc<Store>, inbox: Arc<Inbox>, history: u32) -> Hub {
+    /// A hub over the domain's store, hearing of changes on `inbox`.
+    pub fn new(domain: Arc<Domain>, inbox: Arc<Inbox>, history: u32) -> Hub {
         Hub {
-            store,
+            domain,
             inbox,
             rooms: RefCell::default(),
             next_conn: Cell::new(1),
@@ -58,9 +101,48 @@ impl Hub {
         id
     }
 
-    /// Joins `conn` to `room`. Queues `joined` (with the room's last seq) and, when
-    /// `since` is given and within the history kept, every event after it, in order;
-    /// later events come by delivery. Returns false when already joined.
+    /// The room, brought up to date, and the seqs to replay after `since`: Ok(None) when
+    /// the gap is older than the history kept.
+    fn open(
+        &self,
+        room_id: &str,
+        since: Option<u64>,
+    ) -> Result<(ChannelIx, u64, Option<std::ops::Range<u64>>), Refusal> {
+        let mut pending = Vec::new();
+        let (channel, last) = {
+            let mut rooms = self.rooms.borrow_mut();
+            let d = self.domain.store.read();
+            let channel = d
+                .channel_by_id(room_id)
+                .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
+            let room = rooms.entry(room_id.into()).or_insert_with(|| Room {
+                channel,
+                delivered: d.channel(channel).log.len() as u32,
+                members: Vec::new(),
+                subs: Vec::new(),
+            });
+            // Bring the room up to date first, so a newcomer starts exactly at `delivered`.
+            pending.extend(catch_up(&d, room_id, room));
+            (channel, u64::from(room.delivered))
+        };
+        self.render_pending(room_id, pending);
+        let replay = match since {
+            None => Some(0..0),
+            Some(s) if s > last => {
+                return Err((
+                    "BAD_USER_INPUT",
+                    format!("`since` {s} is past the room's last seq {last}"),
+                ))
+            }
+            Some(s) if last - s <= u64::from(self.history) => Some(s + 1..last + 1),
+            Some(_) => None,
+        };
+        Ok((channel, last, replay))
+    }
+
+    /// Joins `conn` to `room` (room protocol). Queues `joined` (with the room's last
+    /// seq) and, when `since` is given and within the history kept, every event after it,
+    /// in order; later events come by delivery. Returns false when already joined.
     pub fn join(
         &self,
         conn: ConnId,
@@ -68,99 +150,205 @@ impl Hub {
         room_id: &str,
         since: Option<u64>,
     ) -> Result<bool, Refusal> {
-        let mut rooms = self.rooms.borrow_mut();
-        let d = self.store.read();
-        let channel = d
-            .channel_by_id(room_id)
-            .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
-        let room = rooms.entry(room_id.into()).or_insert_with(|| Room {
-            channel,
-            delivered: d.channel(channel).log.len() as u32,
-            members: Vec::new(),
-        });
-        if room.members.iter().any(|(c, _)| *c == conn) {
+        if self
+            .rooms
+            .borrow()
+            .get(room_id)
+            .is_some_and(|r| r.members.iter().any(|(c, _)| *c == conn))
+        {
             return Ok(false);
         }
-        // Bring the room up to date first, so the member starts exactly at `delivered`.
-        deliver(&d, room_id, room);
-        let last = u64::from(room.delivered);
-        let (recovered, replay) = match since {
-            None => (false, 0..0),
-            Some(s) if s > last => {
-                return Err((
-                    "BAD_USER_INPUT",
-                    format!("`since` {s} is past the room's last seq {last}"),
-                ))
-            }
-            Some(s) if last - s <= u64::from(self.history) => (true, s + 1..last + 1),
-            Some(_) => (false, 0..0),
-        };
-        queue.push(room::joined(room_id, last, recovered));
-        for seq in replay {
-            if let Some(frame) = encode(&d, room_id, room.channel, seq as u32) {
-                queue.push(frame);
+        let (channel, last, replay) = self.open(room_id, since)?;
+        queue.push(room::joined(
+            room_id,
+            last,
+            since.is_some() && replay.is_some(),
+        ));
+        if let Some(seqs) = replay {
+            let d = self.domain.store.read();
+            for seq in seqs {
+                if let Some(frame) = encode(&d, room_id, channel, seq as u32) {
+                    queue.push(frame);
+                }
             }
         }
-        room.members.push((conn, Rc::clone(queue)));
-        let channel = room.channel;
-        drop(d);
-        drop(rooms);
-        self.store.write().channels[channel.0 as usize].viewers += 1;
+        if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
+            room.members.push((conn, Rc::clone(queue)));
+        }
+        self.domain.store.write().channels[channel.0 as usize].viewers += 1;
         Ok(true)
     }
 
     /// Removes `conn` from `room`; false if it was not there.
     pub fn leave(&self, conn: ConnId, room_id: &str) -> bool {
-        let mut rooms = self.rooms.borrow_mut();
-        let Some(room) = rooms.get_mut(room_id) else {
-            return false;
+        let channel = {
+            let mut rooms = self.rooms.borrow_mut();
+            let Some(room) = rooms.get_mut(room_id) else {
+                return false;
+            };
+            let before = room.members.len();
+            room.members.retain(|(c, _)| *c != conn);
+            if room.members.len() == before {
+                return false;
+            }
+            let channel = room.channel;
+            if room.is_empty() {
+                rooms.remove(room_id);
+            }
+            channel
         };
-        let before = room.members.len();
-        room.members.retain(|(c, _)| *c != conn);
-        if room.members.len() == before {
-            return false;
-        }
-        let channel = room.channel;
-        if room.members.is_empty() {
-            rooms.remove(room_id);
-        }
-        drop(rooms);
-        let mut d = self.store.write();
+        let mut d = self.domain.store.write();
         let v = &mut d.channels[channel.0 as usize].viewers;
         *v = v.saturating_sub(1);
         true
+    }
+
+    /// Starts a GraphQL subscription on `room`. For `chatEvents` with `since`, the events
+    /// after it are sent first; a gap older than the history kept is refused.
+    pub fn subscribe(
+        &self,
+        sub: Rc<Subscription>,
+        room_id: &str,
+        since: Option<u64>,
+    ) -> Result<(), Refusal> {
+        let (channel, _, replay) = self.open(room_id, since)?;
+        let Some(seqs) = replay else {
+            return Err((
+                "BAD_USER_INPUT",
+                format!("`sinceSeq` is older than the {} events kept", self.history),
+            ));
+        };
+        for seq in seqs {
+            let payload = self.render(&sub, Obj::RoomEvent(channel, seq as u32));
+            sub.queue.push(gqlws::next(&sub.id, &payload));
+        }
+        if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
+            room.subs.push(sub);
+        }
+        Ok(())
+    }
+
+    /// Stops subscription `id` of `conn` on `room`.
+    pub fn unsubscribe(&self, conn: ConnId, id: &str, room_id: &str) {
+        let mut rooms = self.rooms.borrow_mut();
+        if let Some(room) = rooms.get_mut(room_id) {
+            room.subs.retain(|s| !(s.conn == conn && &*s.id == id));
+            if room.is_empty() {
+                rooms.remove(room_id);
+            }
+        }
     }
 
     /// Delivers rooms' new events to their members, whenever the inbox says rooms
     /// changed, until the shard stops.
     pub async fn run(self: Rc<Self>) {
         loop {
-            let changed = self.inbox.take().await;
-            let mut rooms = self.rooms.borrow_mut();
-            let d = self.store.read();
-            for room_id in &changed {
-                if let Some(room) = rooms.get_mut(room_id) {
-                    deliver(&d, room_id, room);
+            let notices = self.inbox.take().await;
+            for n in notices {
+                match n {
+                    Notice::Events(room_id) => {
+                        let pending = {
+                            let mut rooms = self.rooms.borrow_mut();
+                            let d = self.domain.store.read();
+                            match rooms.get_mut(&room_id) {
+                                Some(room) => catch_up(&d, &room_id, room),
+                                None => Vec::new(),
+                            }
+                        };
+                        self.render_pending(&room_id, pending);
+                    }
+                    Notice::Stream(room_id) => self.stream_changed(&room_id),
                 }
             }
         }
     }
+
+    /// Renders each caught-up event for the room's `chatEvents` subscriptions.
+    fn render_pending(&self, room_id: &str, pending: Vec<(ChannelIx, u32)>) {
+        if pending.is_empty() {
+            return;
+        }
+        let subs: Vec<Rc<Subscription>> = match self.rooms.borrow().get(room_id) {
+            Some(room) => room
+                .subs
+                .iter()
+                .filter(|s| s.topic == Topic::ChatEvents && !s.queue.is_closing())
+                .cloned()
+                .collect(),
+            None => return,
+        };
+        for (channel, seq) in pending {
+            self.deliver_to(&subs, Obj::RoomEvent(channel, seq));
+        }
+    }
+
+    fn stream_changed(&self, room_id: &str) {
+        let (subs, channel): (Vec<Rc<Subscription>>, ChannelIx) =
+            match self.rooms.borrow().get(room_id) {
+                Some(room) => (
+                    room.subs
+                        .iter()
+                        .filter(|s| s.topic == Topic::StreamUpdates && !s.queue.is_closing())
+                        .cloned()
+                        .collect(),
+                    room.channel,
+                ),
+                None => return,
+            };
+        self.deliver_to(&subs, Obj::ChannelRoot(channel));
+    }
+
+    /// Renders `root` once per distinct (document, operation, variables) and queues it
+    /// on every subscription.
+    fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
+        let mut rendered: Vec<(*const Doc, usize, &str, Vec<u8>)> = Vec::new();
+        for s in subs {
+            let key = (Rc::as_ptr(&s.doc), s.op, s.vars_key.as_str());
+            let payload = match rendered.iter().position(|(d, o, v, _)| (*d, *o, *v) == key) {
+                Some(i) => &rendered[i].3,
+                None => {
+                    let p = self.render(s, root.clone());
+                    rendered.push((key.0, key.1, key.2, p));
+                    &rendered[rendered.len() - 1].3
+                }
+            };
+            s.queue.push(gqlws::next(&s.id, payload));
+        }
+    }
+
+    /// The execution result of a subscription's selection for one event.
+    fn render(&self, sub: &Subscription, root: Obj) -> Vec<u8> {
+        let schema = &self.domain.schema;
+        let plan = sub.doc.plan_at(sub.op);
+        let req = self.domain.request(None);
+        graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars)
+    }
 }
 
-/// Queues every event after `room.delivered` on every member, each encoded once.
-fn deliver(d: &Data, room_id: &str, room: &mut Room) {
+/// Queues every event after `room.delivered` on every room protocol member, each
+/// encoded once, and returns them for the subscriptions (rendered without the lock).
+fn catch_up(d: &Data, room_id: &str, room: &mut Room) -> Vec<(ChannelIx, u32)> {
     let last = d.channel(room.channel).log.len() as u32;
+    let mut pending = Vec::new();
+    room.members.retain(|(_, q)| !q.is_closing());
     while room.delivered < last {
         room.delivered += 1;
+        pending.push((room.channel, room.delivered));
+        if room.members.is_empty() {
+            continue;
+        }
         let Some(frame) = encode(d, room_id, room.channel, room.delivered) else {
             continue;
         };
-        room.members.retain(|(_, q)| !q.is_closing());
         for (_, q) in &room.members {
             // A member past its queue limit is closed with 4008 by its queue.
             q.push(frame.clone());
         }
     }
+    if room.subs.is_empty() {
+        pending.clear();
+    }
+    pending
 }
 
 /// The room protocol frame of the event at `seq`.

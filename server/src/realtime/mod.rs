@@ -1,6 +1,7 @@
 //! Rooms on one node: the domain's room events routed to every shard ([`fanout`]), each
-//! shard's room members and their delivery ([`hub`]), and the room protocol's sessions
-//! on `/ws` ([`session`]).
+//! shard's room members and subscriptions and their delivery ([`hub`]), the room
+//! protocol's sessions on `/ws` ([`session`]) and `graphql-transport-ws` sessions on
+//! `/graphql` ([`graphql_ws`]).
 //!
 //! A room's order is the store's: an event's seq is its place in the channel's room log,
 //! assigned under the store's lock, so one node has one owner per room. Publishing
@@ -10,5 +11,6 @@
 //! delivers each event exactly once, in order: it reads the log, not the notices.
 
 pub mod fanout;
+pub mod graphql_ws;
 pub mod hub;
 pub mod session;

@@ -94,7 +94,12 @@ pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) 
 
 /// Pings every `interval`; ends when nothing was read for `interval + patience` (after
 /// queueing a close).
-async fn keepalive(conn: &ConnState, queue: &SendQueue, interval: Duration, patience: Duration) {
+pub(super) async fn keepalive(
+    conn: &ConnState,
+    queue: &SendQueue,
+    interval: Duration,
+    patience: Duration,
+) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tick.tick().await;

@@ -1,0 +1,317 @@
+//! A `graphql-transport-ws` session on `/graphql`: `connection_init` (credentials in its
+//! payload, or the upgrade's header), then subscriptions (`chatEvents` with `sinceSeq`
+//! replay, `streamUpdates`), and queries and mutations over the socket; the protocol's
+//! close codes for every misstep.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_graphql_value::ConstValue;
+use graphql_exec::plan::Arg;
+use serde_json::json;
+use streamhub_ws::frame;
+use streamhub_ws::gqlws::{self, close, ClientMsg};
+use streamhub_ws::message::{code, End, Message, Reader};
+use streamhub_ws::queue::SendQueue;
+use streamhub_ws::upgrade::Socket;
+
+use super::hub::{ConnId, Subscription, Topic};
+use crate::auth::Viewer;
+use crate::conn::ConnState;
+use crate::http::graphql::{run_over_ws, subscription_document};
+use crate::http::graphql_request::from_body;
+use crate::limits::rate::Client;
+use crate::shard::Shard;
+
+/// How long the writer may take to send the last frames once the session ends.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
+
+/// What a session starts with.
+#[derive(Debug)]
+pub struct Start {
+    /// The viewer of the upgrade's `Authorization` header.
+    pub viewer: Option<Rc<Viewer>>,
+    /// The client's address.
+    pub ip: std::net::IpAddr,
+    /// Whether the client asked for `graphql-transport-ws` (else: close 4406).
+    pub subprotocol: bool,
+    /// False for an Origin outside the allow-list (close 1008).
+    pub origin_ok: bool,
+}
+
+/// Runs a session until it closes.
+pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) {
+    let cfg = &shard.node.config;
+    let (mut read, write) = streamhub_ws::upgrade::split(socket);
+    let queue = SendQueue::new(cfg.ws_queue_bytes);
+    let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
+    if !start.origin_ok {
+        queue.close_with(frame::close(code::POLICY, "origin not allowed"));
+    } else if !start.subprotocol {
+        queue.close_with(frame::close(
+            close::SUBPROTOCOL_NOT_ACCEPTABLE,
+            "Subprotocol not acceptable",
+        ));
+    } else {
+        let initialized = Cell::new(false);
+        let mut s = Session {
+            shard,
+            queue: &queue,
+            conn: shard.hub.connection(),
+            viewer: start.viewer,
+            ip: start.ip,
+            initialized: &initialized,
+            subs: HashMap::new(),
+        };
+        let mut reader = Reader::new(cfg.ws_max_message_bytes);
+        reader.configure_read(&mut read);
+        let reading = async {
+            loop {
+                match reader.next_split(&mut read, &queue).await {
+                    Ok(Message::Text(t)) => {
+                        if !s.handle(&t) {
+                            break;
+                        }
+                    }
+                    Ok(Message::Binary(_)) => {
+                        queue.close_with(frame::close(
+                            close::BAD_REQUEST,
+                            "Invalid message received",
+                        ));
+                        break;
+                    }
+                    Err(End::Close(c, reason)) => {
+                        queue.close_with(frame::close(c, reason));
+                        break;
+                    }
+                    Err(End::Closed | End::Dropped) => break,
+                }
+            }
+        };
+        let init_watch = async {
+            tokio::time::sleep(cfg.header_timeout).await;
+            if !initialized.get() {
+                queue.close_with(frame::close(
+                    close::INIT_TIMEOUT,
+                    "Connection initialisation timeout",
+                ));
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        let pinging =
+            super::session::keepalive(conn, &queue, cfg.ws_ping_interval, cfg.ws_pong_timeout);
+        tokio::select! {
+            () = reading => {}
+            () = init_watch => {}
+            () = pinging => {}
+            () = shard.closing() => {
+                queue.close_with(frame::close(code::GOING_AWAY, "server shutting down"));
+            }
+        }
+        // Dropping the session ends its subscriptions.
+    }
+    queue.close_with(frame::close(code::NORMAL, ""));
+    let _ = tokio::time::timeout(FLUSH_PATIENCE, writer).await;
+}
+
+struct Session<'a> {
+    shard: &'a Shard,
+    queue: &'a Rc<SendQueue>,
+    conn: ConnId,
+    viewer: Option<Rc<Viewer>>,
+    ip: std::net::IpAddr,
+    initialized: &'a Cell<bool>,
+    /// Active subscriptions: id to room.
+    subs: HashMap<String, Box<str>>,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for (id, room) in &self.subs {
+            self.shard.hub.unsubscribe(self.conn, id, room);
+        }
+    }
+}
+
+impl Session<'_> {
+    /// Handles one message; false to end the session (a close is queued).
+    fn handle(&mut self, text: &[u8]) -> bool {
+        let Some(msg) = gqlws::parse(text) else {
+            return self.close(close::BAD_REQUEST, "Invalid message received");
+        };
+        match msg {
+            ClientMsg::ConnectionInit { payload } => {
+                if self.initialized.replace(true) {
+                    return self.close(close::TOO_MANY_INITS, "Too many initialisation requests");
+                }
+                if let Some(token) = payload.as_ref().and_then(token_of) {
+                    match self.shard.auth.verify(token.as_bytes()) {
+                        Ok(v) => self.viewer = Some(v),
+                        Err(_) => return self.close(close::FORBIDDEN, "Forbidden"),
+                    }
+                }
+                self.queue.push(gqlws::ack());
+            }
+            ClientMsg::Ping { .. } => {
+                self.queue.push(gqlws::pong());
+            }
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Subscribe { id, payload } => {
+                if !self.initialized.get() {
+                    return self.close(close::UNAUTHORIZED, "Unauthorized");
+                }
+                if self.subs.contains_key(&id) {
+                    return self.close(
+                        close::SUBSCRIBER_EXISTS,
+                        &format!("Subscriber for {id} already exists"),
+                    );
+                }
+                self.subscribe(id, &payload);
+            }
+            ClientMsg::Complete { id } => {
+                if let Some(room) = self.subs.remove(&id) {
+                    self.shard.hub.unsubscribe(self.conn, &id, &room);
+                }
+            }
+        }
+        true
+    }
+
+    fn close(&self, c: u16, reason: &str) -> bool {
+        self.queue.close_with(frame::close(c, reason));
+        false
+    }
+
+    fn subscribe(&mut self, id: String, payload: &serde_json::Value) {
+        let body = payload.to_string();
+        let req = match from_body(body.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.queue.push(gqlws::error(&id, &bad(&e.to_string())));
+                return;
+            }
+        };
+        let (doc, op) = match subscription_document(self.shard, &req) {
+            Ok(d) => d,
+            Err(errors) => {
+                self.queue.push(gqlws::error(&id, &errors));
+                return;
+            }
+        };
+        let plan = doc.plan_at(op);
+        if plan.operation != async_graphql_parser::types::OperationType::Subscription {
+            // Queries and mutations: one result, then complete.
+            let client = match &self.viewer {
+                Some(v) => Client::User(Rc::clone(&v.id)),
+                None => Client::Ip(self.ip),
+            };
+            match run_over_ws(self.shard, &req, self.viewer.as_deref(), &client) {
+                Ok(result) => {
+                    self.queue.push(gqlws::next(&id, &result));
+                    self.queue.push(gqlws::complete(&id));
+                }
+                Err(errors) => {
+                    self.queue.push(gqlws::error(&id, &errors));
+                }
+            }
+            return;
+        }
+        if self.subs.len() >= self.shard.node.config.ws_max_subscriptions {
+            self.queue.push(gqlws::error(
+                &id,
+                &bad("too many subscriptions on this connection"),
+            ));
+            return;
+        }
+        let schema = &self.shard.node.domain.schema;
+        let vars =
+            match graphql_exec::coerce::coerce_variables(schema, &plan.variables, &req.variables) {
+                Ok(v) => v,
+                Err(errors) => {
+                    let list: Vec<_> = errors
+                    .iter()
+                    .map(
+                        |e| json!({"message": e.message, "extensions": {"code": "BAD_USER_INPUT"}}),
+                    )
+                    .collect();
+                    self.queue
+                        .push(gqlws::error(&id, &serde_json::Value::Array(list)));
+                    return;
+                }
+            };
+        let Some(root) = plan.selection.fields.first() else {
+            return;
+        };
+        let topic = match &*root.name {
+            "chatEvents" => Topic::ChatEvents,
+            "streamUpdates" | "viewerCount" => Topic::StreamUpdates,
+            other => {
+                self.queue.push(gqlws::error(
+                    &id,
+                    &bad(&format!("{other} is not a subscription of this server")),
+                ));
+                return;
+            }
+        };
+        let arg = |name: &str| -> Option<ConstValue> {
+            match &root.args.iter().find(|(n, _)| n.as_str() == name)?.1 {
+                Arg::Const(c) => Some(c.clone()),
+                Arg::Dynamic(async_graphql_value::Value::Variable(v)) => vars.get(v).cloned(),
+                Arg::Dynamic(_) => None,
+            }
+        };
+        let room = match arg("channelId") {
+            Some(ConstValue::String(c)) => c,
+            _ => {
+                self.queue
+                    .push(gqlws::error(&id, &bad("`channelId` is required")));
+                return;
+            }
+        };
+        let since = match arg("sinceSeq") {
+            Some(ConstValue::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        let sub = Rc::new(Subscription {
+            conn: self.conn,
+            id: id.as_str().into(),
+            queue: Rc::clone(self.queue),
+            doc: Rc::clone(&doc),
+            op,
+            vars,
+            vars_key: req.variables_key(),
+            topic,
+        });
+        match self.shard.hub.subscribe(sub, &room, since) {
+            Ok(()) => {
+                self.subs.insert(id, room.into());
+            }
+            Err((code, message)) => {
+                self.queue.push(gqlws::error(
+                    &id,
+                    &json!([{"message": message, "extensions": {"code": code}}]),
+                ));
+            }
+        }
+    }
+}
+
+fn bad(message: &str) -> serde_json::Value {
+    json!([{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}])
+}
+
+/// The token of a `connection_init` payload: `{"token": "..."}` or
+/// `{"Authorization": "Bearer ..."}` (either case).
+fn token_of(payload: &serde_json::Value) -> Option<String> {
+    if let Some(t) = payload.get("token").and_then(|t| t.as_str()) {
+        return Some(t.to_owned());
+    }
+    let auth = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))?
+        .as_str()?;
+    crate::auth::bearer(auth.as_bytes()).map(|t| String::from_utf8_lossy(t).into_owned())
+}

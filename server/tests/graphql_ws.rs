@@ -1,0 +1,151 @@
+//! `graphql-transport-ws` on `/graphql` against the real binary: the `graphql-ws` npm
+//! client runs a query and subscribes to `chatEvents` while another client sends by
+//! GraphQL mutation and by the room protocol, then replays from a seq; and every
+//! protocol misstep gets its close code.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::{token, Server, WsClient, SECRET};
+
+fn server(extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("STREAMHUB_JWT_SECRET", SECRET),
+        ("STREAMHUB_LOG", "warn,streamhub=info"),
+        ("STREAMHUB_RATE_CHAT", "off"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+#[test]
+fn the_graphql_ws_client_gets_every_event_sent_by_mutation_and_by_the_room_protocol() {
+    let dir = support::js_dir();
+    let server = server(&[]);
+    let out = Command::new("node")
+        .arg("subscribe.mjs")
+        .arg(server.addr.to_string())
+        .arg(token("u1", "alice", false))
+        .arg(token("u2", "bob", false))
+        .arg("ch_u7")
+        .current_dir(&dir)
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["query"]["data"],
+        json!({"viewer": {"login": "alice"}, "category": {"name": "Art"}})
+    );
+    let events = r["events"].as_array().unwrap();
+    let bodies: Vec<&str> = events
+        .iter()
+        .map(|e| {
+            e["data"]["chatEvents"]["body"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{e}"))
+        })
+        .collect();
+    assert_eq!(bodies.len(), 4);
+    let mut by_mutation: Vec<&str> = bodies
+        .iter()
+        .copied()
+        .filter(|b| b.starts_with("by mutation"))
+        .collect();
+    by_mutation.sort_unstable();
+    assert_eq!(by_mutation, ["by mutation 1", "by mutation 2"]);
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["data"]["chatEvents"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gaps: {seqs:?}"
+    );
+    assert!(events
+        .iter()
+        .all(|e| e["data"]["chatEvents"]["author"]["login"] == "bob"));
+    // `sinceSeq` replays the same events in order.
+    assert_eq!(r["replayed"], json!(seqs));
+}
+
+fn gql_ws(server: &Server) -> WsClient {
+    WsClient::connect(
+        server,
+        "/graphql",
+        &[("Sec-WebSocket-Protocol", "graphql-transport-ws")],
+    )
+}
+
+#[test]
+fn protocol_missteps_get_their_close_codes() {
+    let server = server(&[("STREAMHUB_HEADER_TIMEOUT", "1s")]);
+    // No subprotocol.
+    let mut c = WsClient::connect(&server, "/graphql", &[]);
+    assert_eq!(c.close_code(), Some(4406));
+    // Subscribe before connection_init.
+    let mut c = gql_ws(&server);
+    c.send_json(
+        &json!({"id": "1", "type": "subscribe", "payload": {"query": "{ viewer { id } }"}}),
+    );
+    assert_eq!(c.close_code(), Some(4401));
+    // Two inits.
+    let mut c = gql_ws(&server);
+    c.send_json(&json!({"type": "connection_init"}));
+    assert_eq!(c.next_json()["type"], "connection_ack");
+    c.send_json(&json!({"type": "connection_init"}));
+    assert_eq!(c.close_code(), Some(4429));
+    // A bad token in the init payload.
+    let mut c = gql_ws(&server);
+    c.send_json(&json!({"type": "connection_init", "payload": {"token": "forged"}}));
+    assert_eq!(c.close_code(), Some(4403));
+    // Authorization inside the payload works too.
+    let mut c = gql_ws(&server);
+    let auth = format!("Bearer {}", token("u3", "carol", true));
+    c.send_json(&json!({"type": "connection_init", "payload": {"Authorization": auth}}));
+    assert_eq!(c.next_json()["type"], "connection_ack");
+    c.send_json(
+        &json!({"id": "q", "type": "subscribe", "payload": {"query": "{ viewer { roles } }"}}),
+    );
+    let next = c.next_json();
+    assert_eq!(
+        next["payload"]["data"]["viewer"]["roles"],
+        json!(["VIEWER", "ADMIN"])
+    );
+    assert_eq!(c.next_json()["type"], "complete");
+    // A subscription id in use.
+    let sub = json!({"id": "s", "type": "subscribe", "payload": {"query": "subscription { chatEvents(channelId: \"ch_u1\") { __typename } }"}});
+    c.send_json(&sub);
+    c.send_json(&json!({"type": "ping"}));
+    assert_eq!(c.next_json()["type"], "pong");
+    c.send_json(&sub);
+    assert_eq!(c.close_code(), Some(4409));
+    // Validation errors come back as `error` for that id, and the socket stays.
+    let mut c = gql_ws(&server);
+    c.send_json(&json!({"type": "connection_init"}));
+    c.next_json();
+    c.send_json(
+        &json!({"id": "bad", "type": "subscribe", "payload": {"query": "subscription { nope }"}}),
+    );
+    let e = c.next_json();
+    assert_eq!(
+        (e["type"].as_str(), e["id"].as_str()),
+        (Some("error"), Some("bad"))
+    );
+    assert_eq!(
+        e["payload"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+    // Not a protocol message.
+    c.send_json(&json!({"type": "hello"}));
+    assert_eq!(c.close_code(), Some(4400));
+    // No init in time.
+    let mut c = gql_ws(&server);
+    assert_eq!(c.close_code(), Some(4408));
+}
