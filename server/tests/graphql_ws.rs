@@ -75,6 +75,10 @@ fn the_graphql_ws_client_gets_every_event_sent_by_mutation_and_by_the_room_proto
     assert_eq!(r["replayed"], json!(seqs));
 }
 
+fn server_limited() -> Server {
+    server(&[("STREAMHUB_WS_MAX_SUBSCRIPTIONS", "1")])
+}
+
 fn gql_ws(server: &Server) -> WsClient {
     WsClient::connect(
         server,
@@ -145,6 +149,19 @@ fn protocol_missteps_get_their_close_codes() {
     // Not a protocol message.
     c.send_json(&json!({"type": "hello"}));
     assert_eq!(c.close_code(), Some(4400));
+    // Subscriptions per connection.
+    let limited = server_limited();
+    let mut c = gql_ws(&limited);
+    c.send_json(&json!({"type": "connection_init"}));
+    c.next_json();
+    for id in ["a", "b"] {
+        c.send_json(&json!({"id": id, "type": "subscribe", "payload": {"query": "subscription { chatEvents(channelId: \"ch_u1\") { __typename } }"}}));
+    }
+    let e = c.next_json();
+    assert_eq!(
+        (e["type"].as_str(), e["id"].as_str()),
+        (Some("error"), Some("b"))
+    );
     // No init in time.
     let mut c = gql_ws(&server);
     assert_eq!(c.close_code(), Some(4408));

@@ -239,3 +239,71 @@ fn bad_frames_and_messages_get_their_codes_and_nothing_else_is_disturbed() {
     bystander.send_json(&json!({"type": "ping"}));
     assert_eq!(bystander.next_json()["type"], "pong");
 }
+
+#[test]
+fn chat_and_connect_rates_hold_over_websocket() {
+    let server = Server::start(&[
+        ("STREAMHUB_JWT_SECRET", SECRET),
+        ("STREAMHUB_LOG", "warn,streamhub=info"),
+        ("STREAMHUB_SHARDS", "1"),
+        ("STREAMHUB_RATE_CHAT", "2/1m"),
+        ("STREAMHUB_RATE_WS_CONNECT", "3/1m"),
+    ]);
+    let t = token("u8", "x", false);
+    let mut c = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&t))]);
+    let mut kinds = Vec::new();
+    for i in 0..3 {
+        c.send_json(
+            &json!({"type": "send", "room": "ch_u1", "body": "hi", "nonce": format!("n{i}")}),
+        );
+        let r = c.next_json();
+        kinds.push((
+            r["type"].as_str().unwrap().to_owned(),
+            r["code"].as_str().map(str::to_owned),
+        ));
+    }
+    assert_eq!(kinds[0].0, "sent");
+    assert_eq!(kinds[1].0, "sent");
+    assert_eq!(
+        kinds[2],
+        ("error".to_owned(), Some("RATE_LIMITED".to_owned()))
+    );
+    // Connects: the same user's fourth upgrade within the minute is refused with 429.
+    let _b = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&t))]);
+    let _c = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&t))]);
+    let r = server.get(
+        "/ws",
+        &[
+            ("Authorization", &auth(&t)),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    );
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    // Someone else still connects and is served.
+    let mut other = WsClient::connect(&server, "/ws", &[]);
+    other.send_json(&json!({"type": "ping"}));
+    assert_eq!(other.next_json()["type"], "pong");
+}
+
+#[test]
+fn sessions_get_1001_when_the_server_shuts_down() {
+    let mut server = Server::start(&[
+        ("STREAMHUB_LOG", "warn,streamhub=info"),
+        ("STREAMHUB_DRAIN_DELAY", "0s"),
+    ]);
+    let mut room = WsClient::connect(&server, "/ws", &[]);
+    join(&mut room, "ch_u1", None);
+    let mut gql = WsClient::connect(
+        &server,
+        "/graphql",
+        &[("Sec-WebSocket-Protocol", "graphql-transport-ws")],
+    );
+    server.sigterm();
+    assert_eq!(room.close_code(), Some(1001));
+    assert_eq!(gql.close_code(), Some(1001));
+    assert!(server.wait_exit(support::PATIENCE).success());
+}
