@@ -8,12 +8,13 @@ use std::process::Command;
 
 use support::Server;
 
-/// The `kosoku` command, installed with pip the first time if missing.
-fn kosoku() -> String {
-    let found = Command::new("kosoku")
-        .arg("--help")
-        .output()
-        .is_ok_and(|o| o.status.success());
+/// The `kosoku` command line (run through `python3`, so no PATH shim is needed),
+/// installed with pip the first time if missing.
+fn kosoku() -> Command {
+    let found = Command::new("python3")
+        .args(["-c", "import kosoku"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !found {
         let status = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "kosoku"])
@@ -21,7 +22,12 @@ fn kosoku() -> String {
             .expect("running pip (Python 3 is needed for the conformance suite)");
         assert!(status.success(), "pip install kosoku failed");
     }
-    "kosoku".into()
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import sys; from kosoku._cli import main; sys.argv[0] = 'kosoku'; main()",
+    ]);
+    cmd
 }
 
 #[test]
@@ -31,7 +37,7 @@ fn the_conformance_suite_passes_every_case_against_the_echo_endpoint() {
         ("STREAMHUB_LOG", "warn,streamhub=info"),
     ]);
     let out_dir = std::env::temp_dir().join(format!("streamhub-kosoku-{}", std::process::id()));
-    let out = Command::new(kosoku())
+    let out = kosoku()
         .args(["-m", "fuzzingclient"])
         .arg(format!("{}/ws/echo", server.addr))
         .args(["-x", "12.*", "-x", "13.*", "-p", "4", "-o"])
