@@ -183,6 +183,7 @@ fn run_until_closed(
     let res = local.block_on(&rt, async {
         tokio::task::spawn_local(flush_logs());
         tokio::task::spawn_local(Rc::clone(&shard.hub).run());
+        tokio::task::spawn_local(Rc::clone(&shard.hub).run_viewer_counts());
         accept_loop(shard, listener).await
     });
     crate::logging::sink::flush_this_thread();

@@ -166,3 +166,51 @@ fn protocol_missteps_get_their_close_codes() {
     let mut c = gql_ws(&server);
     assert_eq!(c.close_code(), Some(4408));
 }
+
+#[test]
+fn viewer_counts_and_stream_changes_reach_their_subscribers() {
+    let server = server(&[]);
+    let mut c = gql_ws(&server);
+    c.send_json(&json!({"type": "connection_init"}));
+    assert_eq!(c.next_json()["type"], "connection_ack");
+    c.send_json(&json!({"id": "v", "type": "subscribe", "payload": {"query": "subscription { viewerCount(channelId: \"ch_u9\") }"}}));
+    c.send_json(&json!({"id": "s", "type": "subscribe", "payload": {"query": "subscription { streamUpdates(channelId: \"ch_u9\") { isLive title channel { login } } }"}}));
+    let first = c.next_json();
+    assert_eq!(first["id"], "v", "{first}");
+    let before = first["payload"]["data"]["viewerCount"].as_i64().unwrap();
+    // Someone joins the room: the count goes up by one, emitted within a second.
+    let mut viewer = WsClient::connect(&server, "/ws", &[]);
+    viewer.send_json(&json!({"type": "join", "room": "ch_u9"}));
+    assert_eq!(viewer.next_json()["type"], "joined");
+    let next = c.next_json();
+    assert_eq!(next["id"], "v");
+    assert_eq!(next["payload"]["data"]["viewerCount"], before + 1);
+    // The owner goes live with a new title, then offline (whatever it was before).
+    let owner = token("u9", "nine", false);
+    let ok = |q: &str| {
+        let r = server.graphql(Some(&owner), &json!({"query": q}));
+        assert!(r.json().get("errors").is_none(), "{}", r.json());
+    };
+    ok("mutation { endStream { isLive } }");
+    ok("mutation { startStream(input: {title: \"back live\"}) { id } }");
+    ok("mutation { endStream { isLive } }");
+    let mut updates = Vec::new();
+    loop {
+        let m = c.next_json();
+        if m["id"] != "s" {
+            continue;
+        }
+        let u = m["payload"]["data"]["streamUpdates"].clone();
+        let done = u["isLive"] == false && updates.iter().any(|x: &Value| x["isLive"] == true);
+        updates.push(u);
+        if done {
+            break;
+        }
+    }
+    let live = updates.iter().find(|u| u["isLive"] == true).unwrap();
+    assert_eq!(live["title"], "back live");
+    assert_eq!(
+        live["channel"]["login"],
+        updates.last().unwrap()["channel"]["login"]
+    );
+}

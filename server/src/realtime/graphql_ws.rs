@@ -247,7 +247,8 @@ impl Session<'_> {
         };
         let topic = match &*root.name {
             "chatEvents" => Topic::ChatEvents,
-            "streamUpdates" | "viewerCount" => Topic::StreamUpdates,
+            "streamUpdates" => Topic::StreamUpdates,
+            "viewerCount" => Topic::ViewerCount,
             other => {
                 self.queue.push(gqlws::error(
                     &id,

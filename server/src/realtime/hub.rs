@@ -33,6 +33,8 @@ pub enum Topic {
     ChatEvents,
     /// `streamUpdates`: live status, title, category.
     StreamUpdates,
+    /// `viewerCount`: emitted when it changes, at most once a second.
+    ViewerCount,
 }
 
 /// One `graphql-transport-ws` subscription.
@@ -63,6 +65,8 @@ struct Room {
     delivered: u32,
     members: Vec<(ConnId, Rc<SendQueue>)>,
     subs: Vec<Rc<Subscription>>,
+    /// The viewer count last emitted to `viewerCount` subscribers.
+    viewers_sent: Option<u32>,
 }
 
 impl Room {
@@ -120,6 +124,7 @@ impl Hub {
                 delivered: d.channel(channel).log.len() as u32,
                 members: Vec::new(),
                 subs: Vec::new(),
+                viewers_sent: None,
             });
             // Bring the room up to date first, so a newcomer starts exactly at `delivered`.
             pending.extend(catch_up(&d, room_id, room));
@@ -259,6 +264,40 @@ impl Hub {
                     }
                     Notice::Stream(room_id) => self.stream_changed(&room_id),
                 }
+            }
+        }
+    }
+
+    /// Emits changed viewer counts to `viewerCount` subscribers, once a second at most,
+    /// until the shard stops.
+    pub async fn run_viewer_counts(self: Rc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let changed: Vec<(Vec<Rc<Subscription>>, ChannelIx)> = {
+                let mut rooms = self.rooms.borrow_mut();
+                let d = self.domain.store.read();
+                rooms
+                    .values_mut()
+                    .filter_map(|room| {
+                        let subs: Vec<Rc<Subscription>> = room
+                            .subs
+                            .iter()
+                            .filter(|s| s.topic == Topic::ViewerCount && !s.queue.is_closing())
+                            .cloned()
+                            .collect();
+                        let now = d.channel(room.channel).viewers;
+                        if subs.is_empty() || room.viewers_sent == Some(now) {
+                            return None;
+                        }
+                        room.viewers_sent = Some(now);
+                        Some((subs, room.channel))
+                    })
+                    .collect()
+            };
+            for (subs, channel) in changed {
+                self.deliver_to(&subs, Obj::ChannelRoot(channel));
             }
         }
     }
