@@ -14,6 +14,7 @@ pub mod compare;
 pub mod hist;
 pub mod http;
 pub mod pacer;
+pub mod peers;
 pub mod plot;
 pub mod procfs;
 pub mod report;

@@ -1,0 +1,4 @@
+//! The peers' own code, where a peer is more than a main: the `async-graphql` schema is
+//! shared by its binary (`bench/peers/async_graphql.rs`) and the corpus test.
+
+pub mod async_graphql;
