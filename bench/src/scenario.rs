@@ -27,16 +27,7 @@ pub enum Scenario {
 }
 
 /// The channel-page query of BENCH.md: what a viewer's page load sends.
-pub const CHANNEL_PAGE: &str = "query ChannelPage($login: String!) {
-  channel(login: $login) {
-    id login title language tags isLive followerCount viewerIsFollowing viewerCount
-    owner { id login displayName bio }
-    category { id slug name viewerCount }
-    stream { id title startedAt viewerCount category { id name } }
-    followers(first: 10) { totalCount pageInfo { hasNextPage endCursor } nodes { id login displayName } }
-    recentMessages(last: 20) { id seq body sentAt author { id login displayName } }
-  }
-}";
+pub const CHANNEL_PAGE: &str = include_str!("../queries/channel-page.graphql");
 
 const SEND: &str = "mutation Send($c: ID!, $b: String!) { sendChatMessage(channelId: $c, body: $b) { id seq sentAt } }";
 

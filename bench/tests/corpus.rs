@@ -133,16 +133,7 @@ impl Both {
     }
 }
 
-const CHANNEL_PAGE: &str = "query ChannelPage($login: String!) {
-  channel(login: $login) {
-    id login title language tags isLive followerCount viewerIsFollowing viewerCount
-    owner { id login displayName bio }
-    category { id slug name viewerCount }
-    stream { id title startedAt viewerCount category { id name } }
-    followers(first: 10) { totalCount pageInfo { hasNextPage endCursor } nodes { id login displayName } }
-    recentMessages(last: 20) { id seq body sentAt author { id login displayName } }
-  }
-}";
+const CHANNEL_PAGE: &str = include_str!("../queries/channel-page.graphql");
 
 const ALICE: Who = Some(("u1", "alice", false));
 const BOB: Who = Some(("u2", "bob", false));

@@ -66,16 +66,7 @@ impl Fixture {
     }
 }
 
-const CHANNEL_PAGE: &str = "query ChannelPage($login: String!) {
-  channel(login: $login) {
-    id login title language tags isLive followerCount viewerIsFollowing viewerCount
-    owner { id login displayName bio }
-    category { id slug name viewerCount }
-    stream { id title startedAt viewerCount category { id name } }
-    followers(first: 10) { totalCount pageInfo { hasNextPage endCursor } nodes { id login displayName } }
-    recentMessages(last: 20) { id seq body sentAt author { id login displayName } }
-  }
-}";
+const CHANNEL_PAGE: &str = include_str!("../../../bench/queries/channel-page.graphql");
 
 #[test]
 fn the_channel_page_reads_the_store() {

@@ -6,27 +6,24 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use async_graphql_value::ConstValue;
 use graphql_exec::plan::Arg;
 use serde_json::json;
 use streamhub_ws::frame;
 use streamhub_ws::gqlws::{self, close, ClientMsg};
-use streamhub_ws::message::{code, End, Message, Reader};
+use streamhub_ws::message::code;
 use streamhub_ws::queue::SendQueue;
 use streamhub_ws::upgrade::Socket;
 
 use super::hub::{ConnId, Subscription, Topic};
+use super::socket::Protocol;
 use crate::auth::Viewer;
 use crate::conn::ConnState;
 use crate::http::graphql::{run_over_ws, subscription_document};
 use crate::http::graphql_request::from_body;
 use crate::limits::rate::Client;
 use crate::shard::Shard;
-
-/// How long the writer may take to send the last frames once the session ends.
-const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What a session starts with.
 #[derive(Debug)]
@@ -43,55 +40,33 @@ pub struct Start {
 
 /// Runs a session until it closes.
 pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) {
-    let cfg = &shard.node.config;
-    let (mut read, write) = streamhub_ws::upgrade::split(socket);
-    let queue = SendQueue::new(cfg.ws_queue_bytes);
-    let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
-    if !start.origin_ok {
-        queue.close_with(frame::close(code::POLICY, "origin not allowed"));
+    let refuse = if !start.origin_ok {
+        Some((code::POLICY, "origin not allowed"))
     } else if !start.subprotocol {
-        queue.close_with(frame::close(
+        Some((
             close::SUBPROTOCOL_NOT_ACCEPTABLE,
             "Subprotocol not acceptable",
-        ));
+        ))
     } else {
-        let initialized = Cell::new(false);
-        let mut s = Session {
-            shard,
-            queue: &queue,
-            conn: shard.hub.connection(),
-            viewer: start.viewer,
-            ip: start.ip,
-            initialized: &initialized,
-            subs: HashMap::new(),
-        };
-        let mut reader = Reader::new(cfg.ws_max_message_bytes);
-        reader.configure_read(&mut read);
-        let reading = async {
-            loop {
-                match reader.next_split(&mut read, &queue).await {
-                    Ok(Message::Text(t)) => {
-                        if !s.handle(&t) {
-                            break;
-                        }
-                    }
-                    Ok(Message::Binary(_)) => {
-                        queue.close_with(frame::close(
-                            close::BAD_REQUEST,
-                            "Invalid message received",
-                        ));
-                        break;
-                    }
-                    Err(End::Close(c, reason)) => {
-                        queue.close_with(frame::close(c, reason));
-                        break;
-                    }
-                    Err(End::Closed | End::Dropped) => break,
-                }
-            }
-        };
-        let init_watch = async {
-            tokio::time::sleep(cfg.header_timeout).await;
+        None
+    };
+    let initialized = Rc::new(Cell::new(false));
+    let make = |queue: &Rc<SendQueue>| Session {
+        shard,
+        queue: Rc::clone(queue),
+        conn: shard.hub.connection(),
+        viewer: start.viewer,
+        ip: start.ip,
+        initialized: Rc::clone(&initialized),
+        subs: HashMap::new(),
+    };
+    let patience = shard.node.config.header_timeout;
+    // No `connection_init` within the header timeout: 4408.
+    let init_watch = |queue: &Rc<SendQueue>| {
+        let queue = Rc::clone(queue);
+        let initialized = Rc::clone(&initialized);
+        async move {
+            tokio::time::sleep(patience).await;
             if !initialized.get() {
                 queue.close_with(frame::close(
                     close::INIT_TIMEOUT,
@@ -100,30 +75,18 @@ pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) 
                 return;
             }
             std::future::pending::<()>().await;
-        };
-        let pinging =
-            super::session::keepalive(conn, &queue, cfg.ws_ping_interval, cfg.ws_pong_timeout);
-        tokio::select! {
-            () = reading => {}
-            () = init_watch => {}
-            () = pinging => {}
-            () = shard.closing() => {
-                queue.close_with(frame::close(code::GOING_AWAY, "server shutting down"));
-            }
         }
-        // Dropping the session ends its subscriptions.
-    }
-    queue.close_with(frame::close(code::NORMAL, ""));
-    let _ = tokio::time::timeout(FLUSH_PATIENCE, writer).await;
+    };
+    super::socket::run(shard, conn, socket, refuse, make, init_watch).await;
 }
 
 struct Session<'a> {
     shard: &'a Shard,
-    queue: &'a Rc<SendQueue>,
+    queue: Rc<SendQueue>,
     conn: ConnId,
     viewer: Option<Rc<Viewer>>,
     ip: std::net::IpAddr,
-    initialized: &'a Cell<bool>,
+    initialized: Rc<Cell<bool>>,
     /// Active subscriptions: id to room.
     subs: HashMap<String, Box<str>>,
 }
@@ -136,9 +99,11 @@ impl Drop for Session<'_> {
     }
 }
 
-impl Session<'_> {
+impl Protocol for Session<'_> {
+    const BINARY_CLOSE: (u16, &'static str) = (close::BAD_REQUEST, "Invalid message received");
+
     /// Handles one message; false to end the session (a close is queued).
-    fn handle(&mut self, text: &[u8]) -> bool {
+    fn on_text(&mut self, text: &[u8]) -> bool {
         let Some(msg) = gqlws::parse(text) else {
             return self.close(close::BAD_REQUEST, "Invalid message received");
         };
@@ -179,7 +144,9 @@ impl Session<'_> {
         }
         true
     }
+}
 
+impl Session<'_> {
     fn close(&self, c: u16, reason: &str) -> bool {
         self.queue.close_with(frame::close(c, reason));
         false
@@ -279,7 +246,7 @@ impl Session<'_> {
         let sub = Rc::new(Subscription {
             conn: self.conn,
             id: id.as_str().into(),
-            queue: Rc::clone(self.queue),
+            queue: Rc::clone(&self.queue),
             doc: Rc::clone(&doc),
             op,
             vars,

@@ -14,3 +14,4 @@ pub mod fanout;
 pub mod graphql_ws;
 pub mod hub;
 pub mod session;
+mod socket;

@@ -7,21 +7,17 @@
 //! 4008 by its queue.
 
 use std::rc::Rc;
-use std::time::Duration;
-
 use streamhub_ws::frame;
-use streamhub_ws::message::{code, End, Message, Reader};
+use streamhub_ws::message::code;
 use streamhub_ws::queue::SendQueue;
 use streamhub_ws::room::{self, ClientMsg};
 use streamhub_ws::upgrade::Socket;
 
+use super::socket::Protocol;
 use crate::auth::Viewer;
 use crate::conn::ConnState;
 use crate::limits::rate::{Budget, Client};
 use crate::shard::Shard;
-
-/// How long the writer may take to send the last frames once the session ends.
-const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// What a session starts with.
 #[derive(Debug)]
@@ -37,83 +33,24 @@ pub struct Start {
 
 /// Runs a session until it closes.
 pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) {
-    let cfg = &shard.node.config;
-    let (mut read, write) = streamhub_ws::upgrade::split(socket);
-    let queue = SendQueue::new(cfg.ws_queue_bytes);
-    let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
-    if start.origin_ok {
-        let mut s = Session {
-            shard,
-            queue: &queue,
-            conn: shard.hub.connection(),
-            viewer: start.viewer,
-            ip: start.ip,
-            rooms: Vec::new(),
-        };
-        let mut reader = Reader::new(cfg.ws_max_message_bytes);
-        reader.configure_read(&mut read);
-        let reading = async {
-            loop {
-                match reader.next_split(&mut read, &queue).await {
-                    Ok(Message::Text(t)) => {
-                        if !s.handle(&t) {
-                            break;
-                        }
-                    }
-                    Ok(Message::Binary(_)) => {
-                        queue.close_with(frame::close(
-                            code::UNSUPPORTED,
-                            "the room protocol is JSON text",
-                        ));
-                        break;
-                    }
-                    Err(End::Close(c, reason)) => {
-                        queue.close_with(frame::close(c, reason));
-                        break;
-                    }
-                    Err(End::Closed | End::Dropped) => break,
-                }
-            }
-        };
-        let pinging = keepalive(conn, &queue, cfg.ws_ping_interval, cfg.ws_pong_timeout);
-        tokio::select! {
-            () = reading => {}
-            () = pinging => {}
-            () = shard.closing() => {
-                queue.close_with(frame::close(code::GOING_AWAY, "server shutting down"));
-            }
-        }
-        // Dropping the session leaves its rooms.
-    } else {
-        queue.close_with(frame::close(code::POLICY, "origin not allowed"));
-    }
-    // Whatever ended the session, the writer finishes with a close frame.
-    queue.close_with(frame::close(code::NORMAL, ""));
-    let _ = tokio::time::timeout(FLUSH_PATIENCE, writer).await;
-}
-
-/// Pings every `interval`; ends when nothing was read for `interval + patience` (after
-/// queueing a close).
-pub(super) async fn keepalive(
-    conn: &ConnState,
-    queue: &SendQueue,
-    interval: Duration,
-    patience: Duration,
-) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    loop {
-        tick.tick().await;
-        if conn.last_read().elapsed() > interval + patience {
-            queue.close_with(frame::close(code::GOING_AWAY, "no answer to pings"));
-            return;
-        }
-        queue.push(frame::ping(b""));
-    }
+    let refuse = (!start.origin_ok).then_some((code::POLICY, "origin not allowed"));
+    let make = |queue: &Rc<SendQueue>| Session {
+        shard,
+        queue: Rc::clone(queue),
+        conn: shard.hub.connection(),
+        viewer: start.viewer,
+        ip: start.ip,
+        rooms: Vec::new(),
+    };
+    super::socket::run(shard, conn, socket, refuse, make, |_| {
+        std::future::pending()
+    })
+    .await;
 }
 
 struct Session<'a> {
     shard: &'a Shard,
-    queue: &'a Rc<SendQueue>,
+    queue: Rc<SendQueue>,
     conn: crate::realtime::hub::ConnId,
     viewer: Option<Rc<Viewer>>,
     ip: std::net::IpAddr,
@@ -128,9 +65,11 @@ impl Drop for Session<'_> {
     }
 }
 
-impl Session<'_> {
+impl Protocol for Session<'_> {
+    const BINARY_CLOSE: (u16, &'static str) = (code::UNSUPPORTED, "the room protocol is JSON text");
+
     /// Handles one client message; false to end the session (a close is queued).
-    fn handle(&mut self, text: &[u8]) -> bool {
+    fn on_text(&mut self, text: &[u8]) -> bool {
         let msg = match room::parse(text) {
             Ok(m) => m,
             Err(e) => {
@@ -155,7 +94,7 @@ impl Session<'_> {
                 }
             },
             ClientMsg::Join { room: r, since } => {
-                match self.shard.hub.join(self.conn, self.queue, &r, since) {
+                match self.shard.hub.join(self.conn, &self.queue, &r, since) {
                     Ok(true) => self.rooms.push(r.into()),
                     Ok(false) => {}
                     Err((code, message)) => {
