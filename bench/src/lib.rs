@@ -6,11 +6,13 @@
 //! processes and source addresses and times deliveries ([`ws`]); CPU and memory probes
 //! ([`procfs`]); starting servers pinned to a core ([`server`]); the scenarios and
 //! peers ([`scenario`], `bench/peers/`); `compare` ([`compare`]); the JSON of BENCH.md
-//! and the stdout table ([`report`]); latency charts ([`plot`]).
+//! and the stdout table ([`report`]); latency charts ([`plot`]); the WebSocket fan-out
+//! scenario ([`fanout`]).
 //!
 //! Must not know: the server's internals; it talks to servers only over sockets.
 
 pub mod compare;
+pub mod fanout;
 pub mod hist;
 pub mod http;
 pub mod pacer;

@@ -37,6 +37,8 @@ enum Cmd {
     GqlText(LoadArgs),
     /// `sendChatMessage` by many users.
     GqlMutation(LoadArgs),
+    /// One room, many subscribers, a publisher at a fixed rate: deliveries/s and latency.
+    WsFanout(streamhub_bench::fanout::FanoutArgs),
     /// StreamHub against a peer on the same scenario, alternating rounds.
     Compare(CompareArgs),
     /// Draws the latency distributions of result files on one chart (SVG).
@@ -144,6 +146,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::GqlPersisted(args) => single(Scenario::GqlPersisted, args, command),
         Cmd::GqlText(args) => single(Scenario::GqlText, args, command),
         Cmd::GqlMutation(args) => single(Scenario::GqlMutation, args, command),
+        Cmd::WsFanout(args) => {
+            let result = streamhub_bench::fanout::run(&args, &command)?;
+            std::io::stdout().write_all(streamhub_bench::fanout::table(&result).as_bytes())?;
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
         Cmd::Compare(args) => compare_cmd(args, command),
         Cmd::Plot(args) => plot_cmd(&args),
         Cmd::WsWorker(args) => ws::worker_main(&args),

@@ -1,0 +1,181 @@
+//! `ws-fanout`: one room, S subscribers spread over worker processes and source
+//! addresses, one publisher sending P messages a second through the room protocol;
+//! deliveries per second and publish-to-receive latency (each message carries its send
+//! time). The server runs pinned to its core with one shard; the workers are not pinned
+//! (they need the other core and more), which the report says.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::hist::Latency;
+use crate::scenario::{streamhub, token};
+use crate::server::{bin_dir, ServerProc};
+use crate::ws::{collect, spawn_workers, WorkerArgs, STAMP};
+
+/// What a fan-out run needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    /// Subscribers joined to the room.
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: u32,
+    /// Messages published per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// How long to publish.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Bytes of each message's body.
+    #[arg(long, default_value_t = 100)]
+    pub body_bytes: usize,
+    /// Subscribers per worker process (each process has its own descriptor limit).
+    #[arg(long, default_value_t = 5_000)]
+    pub per_process: u32,
+    /// Core for the server.
+    #[arg(long, default_value_t = 0)]
+    pub server_core: usize,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// The room every scenario uses: alice's channel.
+const ROOM: &str = "ch_u1";
+
+/// Runs the scenario against a StreamHub started here; returns the BENCH.md JSON with
+/// the scenario's own fields.
+pub fn run(args: &FanoutArgs, command: &str) -> anyhow::Result<Value> {
+    let dir = bin_dir()?;
+    let mut spec = streamhub(&dir);
+    spec.env
+        .push(("STREAMHUB_RATE_WS_CONNECT".into(), "off".into()));
+    let server = ServerProc::start(&spec, args.server_core)?;
+    let exe = std::env::current_exe()?;
+    let url = format!("ws://{}/ws", server.addr);
+    let before = viewer_count(server.addr)?;
+    let publishes = (args.rate * args.duration.as_secs_f64()).round() as u32;
+    let connect_allowance = Duration::from_secs(5 + u64::from(args.subscribers / 2_000));
+    let hold = connect_allowance + args.duration + Duration::from_secs(3);
+    let subscribers = WorkerArgs {
+        url: url.clone(),
+        connections: args.subscribers,
+        source_ip: None,
+        protocol: None,
+        init: vec![json!({"type": "join", "room": ROOM}).to_string()],
+        publish: None,
+        publish_every: Duration::from_secs(1),
+        publish_count: 0,
+        hold,
+    };
+    let processes = args.subscribers.div_ceil(args.per_process.max(1)).max(1);
+    let connect_started = Instant::now();
+    let subs = spawn_workers(&exe, &subscribers, processes, args.subscribers, 2)?;
+    // Wait until every subscriber has joined (the room's viewer count says so).
+    let want = before + i64::from(args.subscribers);
+    loop {
+        if viewer_count(server.addr)? >= want {
+            break;
+        }
+        if connect_started.elapsed() > connect_allowance {
+            bail!(
+                "only {} of {} subscribers joined within {:?}",
+                viewer_count(server.addr)? - before,
+                args.subscribers,
+                connect_allowance
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let connect_seconds = connect_started.elapsed().as_secs_f64();
+    let padding = "x".repeat(args.body_bytes.saturating_sub(30));
+    let publisher = WorkerArgs {
+        url,
+        connections: 1,
+        source_ip: None,
+        protocol: None,
+        init: vec![json!({"type": "auth", "token": token(2)}).to_string()],
+        publish: Some(
+            json!({"type": "send", "room": ROOM, "body": format!("{STAMP} {padding}")}).to_string(),
+        ),
+        publish_every: Duration::from_secs_f64(1.0 / args.rate.max(0.001)),
+        publish_count: publishes,
+        hold: args.duration + Duration::from_secs(2),
+    };
+    let cpu = crate::procfs::CpuMeter::start(Some(server.pid()))?;
+    let started = Instant::now();
+    let pubs = spawn_workers(&exe, &publisher, 1, 1, 1)?;
+    let (pub_report, _) = collect(pubs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let server_cpu = cpu.share();
+    let (sub_report, latency): (_, Latency) = collect(subs)?;
+    let s = latency.summary();
+    // The publisher also gets its own `sent` acknowledgements; deliveries are what the
+    // subscribers received.
+    let deliveries = sub_report.received;
+    let expected = u64::from(args.subscribers) * pub_report.sent;
+    Ok(json!({
+        "scenario": "ws-fanout",
+        "machine": crate::report::machine(),
+        "setup": format!(
+            "server pinned to core {} with one shard; {} subscriber processes and one publisher, not pinned",
+            args.server_core, processes
+        ),
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "command": command,
+        "runs": [{
+            "server": "streamhub",
+            "subscribers": args.subscribers,
+            "publishes": pub_report.sent,
+            "body_bytes": args.body_bytes,
+            "deliveries": deliveries,
+            "deliveries_expected": expected,
+            "deliveries_per_second": deliveries as f64 / seconds,
+            "p50_us": s.p50_us, "p90_us": s.p90_us, "p99_us": s.p99_us,
+            "p999_us": s.p999_us, "max_us": s.max_us,
+            "errors": sub_report.failed + sub_report.closed_early,
+            "seconds": seconds,
+            "connect_seconds": connect_seconds,
+            "server_cpu": server_cpu,
+            "latency": "publish-to-receive, from the stamp in each message",
+        }],
+    }))
+}
+
+/// The room's viewer count, through GraphQL.
+fn viewer_count(addr: SocketAddr) -> anyhow::Result<i64> {
+    let body =
+        json!({"query": format!("{{ channel(id: \"{ROOM}\") {{ viewerCount }} }}")}).to_string();
+    let req = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(req.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let json_start = out.find("\r\n\r\n").map_or(0, |i| i + 4);
+    let v: Value = serde_json::from_str(&out[json_start..]).context("reading the viewer count")?;
+    v["data"]["channel"]["viewerCount"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no viewer count in {v}"))
+}
+
+/// The result as a short table.
+pub fn table(v: &Value) -> String {
+    let r = &v["runs"][0];
+    format!(
+        "ws-fanout | {}\n{} subscribers, {} publishes of {} bytes: {} of {} deliveries, {:.0} deliveries/s\npublish-to-receive µs: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0}; server CPU {:.0}%; joined in {:.1} s; errors {}\n",
+        v["setup"].as_str().unwrap_or(""),
+        r["subscribers"], r["publishes"], r["body_bytes"], r["deliveries"], r["deliveries_expected"],
+        r["deliveries_per_second"].as_f64().unwrap_or(0.0),
+        r["p50_us"].as_f64().unwrap_or(0.0), r["p90_us"].as_f64().unwrap_or(0.0),
+        r["p99_us"].as_f64().unwrap_or(0.0), r["p999_us"].as_f64().unwrap_or(0.0),
+        r["max_us"].as_f64().unwrap_or(0.0),
+        100.0 * r["server_cpu"].as_f64().unwrap_or(0.0),
+        r["connect_seconds"].as_f64().unwrap_or(0.0), r["errors"],
+    )
+}
