@@ -179,3 +179,109 @@ pub fn table(v: &Value) -> String {
         r["connect_seconds"].as_f64().unwrap_or(0.0), r["errors"],
     )
 }
+
+/// What an idle-connections run needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdleArgs {
+    /// Idle WebSocket connections to open (each joins the room, then stays silent).
+    #[arg(long, default_value_t = 15_000)]
+    pub connections: u32,
+    /// Connections per worker process.
+    #[arg(long, default_value_t = 5_000)]
+    pub per_process: u32,
+    /// How long to hold them once all are open.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub hold: Duration,
+    /// Core for the server.
+    #[arg(long, default_value_t = 0)]
+    pub server_core: usize,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// `ws-idle`: N idle connections (joined to a room); the server's RSS growth per
+/// connection and the connect rate.
+pub fn run_idle(args: &IdleArgs, command: &str) -> anyhow::Result<Value> {
+    let dir = bin_dir()?;
+    let mut spec = streamhub(&dir);
+    spec.env
+        .push(("STREAMHUB_RATE_WS_CONNECT".into(), "off".into()));
+    let server = ServerProc::start(&spec, args.server_core)?;
+    // Warm the server (allocator, first connections) before the baseline.
+    let _ = viewer_count(server.addr)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before_rss = crate::procfs::rss_bytes(server.pid())?;
+    let before = viewer_count(server.addr)?;
+    let allowance = Duration::from_secs(10 + u64::from(args.connections / 1_000));
+    let workers = WorkerArgs {
+        url: format!("ws://{}/ws", server.addr),
+        connections: args.connections,
+        source_ip: None,
+        protocol: None,
+        init: vec![json!({"type": "join", "room": ROOM}).to_string()],
+        publish: None,
+        publish_every: Duration::from_secs(1),
+        publish_count: 0,
+        hold: allowance + args.hold,
+    };
+    let processes = args.connections.div_ceil(args.per_process.max(1)).max(1);
+    let started = Instant::now();
+    let children = spawn_workers(
+        &std::env::current_exe()?,
+        &workers,
+        processes,
+        args.connections,
+        2,
+    )?;
+    let want = before + i64::from(args.connections);
+    while viewer_count(server.addr)? < want {
+        if started.elapsed() > allowance {
+            bail!(
+                "only {} of {} connections joined",
+                viewer_count(server.addr)? - before,
+                args.connections
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let connect_seconds = started.elapsed().as_secs_f64();
+    std::thread::sleep(args.hold);
+    let after_rss = crate::procfs::rss_bytes(server.pid())?;
+    let (report, _) = collect(children)?;
+    let per_conn = after_rss.saturating_sub(before_rss) as f64 / f64::from(args.connections);
+    Ok(json!({
+        "scenario": "ws-idle",
+        "machine": crate::report::machine(),
+        "setup": format!("server pinned to core {} with one shard; {} worker processes, not pinned", args.server_core, processes),
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "command": command,
+        "runs": [{
+            "server": "streamhub",
+            "connections": args.connections,
+            "connected": report.connected,
+            "errors": report.failed + report.closed_early,
+            "rss_before_bytes": before_rss,
+            "rss_after_bytes": after_rss,
+            "bytes_per_connection": per_conn,
+            "connect_seconds": connect_seconds,
+            "connects_per_second": f64::from(args.connections) / connect_seconds,
+        }],
+    }))
+}
+
+/// The idle result as a short table.
+pub fn idle_table(v: &Value) -> String {
+    let r = &v["runs"][0];
+    format!(
+        "ws-idle | {}\n{} connections joined in {:.1} s ({:.0}/s); server RSS {:.1} MiB -> {:.1} MiB: {:.0} bytes per connection; errors {}\n",
+        v["setup"].as_str().unwrap_or(""),
+        r["connected"],
+        r["connect_seconds"].as_f64().unwrap_or(0.0),
+        r["connects_per_second"].as_f64().unwrap_or(0.0),
+        r["rss_before_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+        r["rss_after_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+        r["bytes_per_connection"].as_f64().unwrap_or(0.0),
+        r["errors"],
+    )
+}

@@ -39,6 +39,8 @@ enum Cmd {
     GqlMutation(LoadArgs),
     /// One room, many subscribers, a publisher at a fixed rate: deliveries/s and latency.
     WsFanout(streamhub_bench::fanout::FanoutArgs),
+    /// N idle WebSocket connections: server memory per connection, connect rate.
+    WsIdle(streamhub_bench::fanout::IdleArgs),
     /// StreamHub against a peer on the same scenario, alternating rounds.
     Compare(CompareArgs),
     /// Draws the latency distributions of result files on one chart (SVG).
@@ -149,6 +151,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::WsFanout(args) => {
             let result = streamhub_bench::fanout::run(&args, &command)?;
             std::io::stdout().write_all(streamhub_bench::fanout::table(&result).as_bytes())?;
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Cmd::WsIdle(args) => {
+            let result = streamhub_bench::fanout::run_idle(&args, &command)?;
+            std::io::stdout().write_all(streamhub_bench::fanout::idle_table(&result).as_bytes())?;
             if let Some(path) = &args.json {
                 std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
                     .with_context(|| format!("writing {}", path.display()))?;
