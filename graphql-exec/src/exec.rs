@@ -538,10 +538,14 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         match value {
             Resolved::Null => {}
             Resolved::Error(message) => self.errors.push((at, message)),
-            Resolved::Leaf(leaf) => match serialize_error(&leaf, ty) {
-                None => self.slots[at as usize].node = Node::Leaf(leaf),
-                Some(e) => self.errors.push((at, e.into())),
-            },
+            // Only numbers can fail result coercion; strings skip the check.
+            Resolved::Leaf(leaf @ (Leaf::Int(_) | Leaf::Float(_))) => {
+                match serialize_error(&leaf, ty) {
+                    None => self.slots[at as usize].node = Node::Leaf(leaf),
+                    Some(e) => self.errors.push((at, e.into())),
+                }
+            }
+            Resolved::Leaf(leaf) => self.slots[at as usize].node = Node::Leaf(leaf),
             Resolved::List(items) => {
                 let TypeRef::List(item_ty) = ty else {
                     self.errors.push((
