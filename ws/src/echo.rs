@@ -1,44 +1,40 @@
 //! The conformance echo endpoint (`/ws/echo`, mounted only with `STREAMHUB_WS_ECHO`):
-//! every message is sent back as it came, so a WebSocket conformance suite can drive
-//! the framing, fragmentation, UTF-8 and close handling of [`crate::message`].
+//! every message is sent back as it came, through the same frame reader, message
+//! reader and send queue as the real protocols, so a WebSocket conformance suite drives
+//! the framing, fragmentation, UTF-8 and close handling every session uses.
 
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::rc::Rc;
 
-use crate::message::{close, End, Message, Reader};
+use crate::frame;
+use crate::message::{code, End, Message, Reader};
+use crate::queue::SendQueue;
+use crate::upgrade::Socket;
 
 /// Echoes messages of at most `max_message` bytes until the session ends; `stop`
 /// resolving closes it with 1001.
-pub async fn run<S>(
-    mut ws: WebSocket<S>,
-    max_message: usize,
-    stop: impl std::future::Future<Output = ()>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub async fn run(socket: Socket, max_message: usize, stop: impl std::future::Future<Output = ()>) {
+    let (mut frames, write) = crate::upgrade::split(socket, max_message);
+    // Room for one whole message and its answer.
+    let queue = SendQueue::new(2 * max_message + 1024);
+    let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
     let mut reader = Reader::new(max_message);
-    reader.configure(&mut ws);
-    tokio::pin!(stop);
-    loop {
-        let next = tokio::select! {
-            m = reader.next(&mut ws) => m,
-            () = &mut stop => {
-                close(&mut ws, crate::message::code::GOING_AWAY, "server shutting down").await;
-                return;
-            }
-        };
-        let (opcode, bytes) = match next {
-            Ok(Message::Text(b)) => (OpCode::Text, b),
-            Ok(Message::Binary(b)) => (OpCode::Binary, b),
-            Err(End::Closed | End::Dropped) => return,
-            Err(End::Close(code, reason)) => {
-                close(&mut ws, code, reason).await;
-                return;
-            }
-        };
-        let frame = Frame::new(true, opcode, None, Payload::Borrowed(&bytes));
-        if ws.write_frame(frame).await.is_err() {
-            return;
+    let echo = async {
+        loop {
+            match reader.next(&mut frames, &queue).await {
+                Ok(Message::Text(b)) => queue.push(frame::text(&b)),
+                Ok(Message::Binary(b)) => queue.push(frame::binary(&b)),
+                Err(End::Closed | End::Dropped) => return,
+                Err(End::Close(c, reason)) => {
+                    queue.close_with(frame::close(c, reason));
+                    return;
+                }
+            };
         }
+    };
+    tokio::select! {
+        () = echo => {}
+        () = stop => queue.close_with(frame::close(code::GOING_AWAY, "server shutting down")),
     }
+    queue.close_with(frame::close(code::NORMAL, ""));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }

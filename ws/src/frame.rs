@@ -5,6 +5,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
@@ -31,6 +32,11 @@ fn encode(opcode: u8, parts: &[&[u8]]) -> Bytes {
 /// A whole text message in one frame.
 pub fn text(payload: &[u8]) -> Bytes {
     encode(TEXT, &[payload])
+}
+
+/// A whole binary message in one frame.
+pub fn binary(payload: &[u8]) -> Bytes {
+    encode(BINARY, &[payload])
 }
 
 /// A close frame with a code and a reason (cut to fit the 125-byte control limit).

@@ -1,6 +1,7 @@
 //! streamhub-ws: WebSocket sessions.
 //!
-//! Owns: the upgrade on a shard's HTTP connection ([`upgrade`]), reading whole messages
+//! Owns: the upgrade on a shard's HTTP connection ([`upgrade`]), reading frames with a
+//! buffer an idle connection gives back ([`reader`]), reading whole messages
 //! with size limits that also hold for fragmented messages, UTF-8 checks and the close
 //! code for every protocol error ([`message`]), and the conformance echo endpoint
 //! ([`echo`]), server frames encoded once into shared bytes ([`frame`]), per-connection
@@ -15,5 +16,6 @@ pub mod frame;
 pub mod gqlws;
 pub mod message;
 pub mod queue;
+pub mod reader;
 pub mod room;
 pub mod upgrade;

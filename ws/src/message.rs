@@ -1,13 +1,13 @@
-//! Whole messages from a WebSocket: frames reassembled with a cap on the reassembled
-//! size (fastwebsockets' own collector has none), text checked to be UTF-8 across
-//! fragments, pings answered and closes echoed by fastwebsockets, and every protocol
+//! Whole messages from a WebSocket: frames ([`crate::reader`]) reassembled with a cap on
+//! the reassembled size, text checked to be UTF-8 across fragments, pings answered and
+//! closes checked and echoed through the connection's send queue, and every protocol
 //! error mapped to the close code RFC 6455 gives it.
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 
 use crate::queue::SendQueue;
+use crate::reader::{Frame, FrameReader, Kind, ReadError};
 
 /// Close codes of RFC 6455 and of StreamHub's protocols.
 pub mod code {
@@ -53,7 +53,7 @@ pub enum End {
 #[derive(Debug)]
 pub struct Reader {
     max_message: usize,
-    partial: Option<(OpCode, BytesMut)>,
+    partial: Option<(Kind, BytesMut)>,
 }
 
 impl Reader {
@@ -65,69 +65,32 @@ impl Reader {
         }
     }
 
-    /// Configures `ws` for this reader: pings answered automatically, closes checked
-    /// and answered here, frames over the limit refused before their payload is read.
-    pub fn configure<S>(&self, ws: &mut WebSocket<S>) {
-        ws.set_auto_pong(true);
-        ws.set_auto_close(false);
-        ws.set_writev(false);
-        ws.set_max_message_size(self.max_message.saturating_add(1));
+    /// The largest frame payload to read: a message's limit.
+    pub fn max_frame(&self) -> usize {
+        self.max_message
     }
 
-    /// The next whole message, or why the session ends.
-    pub async fn next<S>(&mut self, ws: &mut WebSocket<S>) -> Result<Message, End>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        loop {
-            let frame = ws.read_frame().await.map_err(end_of)?;
-            if frame.opcode == OpCode::Close {
-                // Echo a valid close; answer a broken one with its error code.
-                let (code, reason) = match check_close(&frame.payload) {
-                    Ok(code) => (code, ""),
-                    Err(End::Close(code, reason)) => (code, reason),
-                    Err(_) => (code::PROTOCOL, ""),
-                };
-                let reply = match code {
-                    0 => Frame::close_raw(Vec::new().into()),
-                    c => Frame::close(c, reason.as_bytes()),
-                };
-                let _ = ws.write_frame(reply).await;
-                return Err(End::Closed);
-            }
-            if let Some(m) = self.feed(frame)? {
-                return Ok(m);
-            }
-        }
-    }
-
-    /// Configures the read half of a split socket: pings and closes are answered here,
-    /// through the connection's send queue.
-    pub fn configure_read<R>(&self, ws: &mut WebSocketRead<R>) {
-        ws.set_auto_pong(false);
-        ws.set_auto_close(false);
-        ws.set_max_message_size(self.max_message.saturating_add(1));
-    }
-
-    /// The next whole message from the read half of a split socket; pongs and the close
-    /// answer go out through `queue`.
-    pub async fn next_split<R>(
+    /// The next whole message; pongs and the answer to a close go out through `queue`.
+    pub async fn next<R>(
         &mut self,
-        ws: &mut WebSocketRead<R>,
+        frames: &mut FrameReader<R>,
         queue: &SendQueue,
     ) -> Result<Message, End>
     where
         R: AsyncRead + Unpin,
     {
         loop {
-            // Nothing is sent by fastwebsockets itself: automatic answers are off.
-            let mut no_send = |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) };
-            let frame = ws.read_frame(&mut no_send).await.map_err(end_of)?;
-            match frame.opcode {
-                OpCode::Ping => {
+            let frame = frames.frame().await.map_err(|e| match e {
+                ReadError::Gone => End::Dropped,
+                ReadError::Protocol(why) => End::Close(code::PROTOCOL, why),
+                ReadError::TooBig => End::Close(code::TOO_BIG, "message too big"),
+            })?;
+            match frame.kind {
+                Kind::Ping => {
                     queue.push(crate::frame::pong(&frame.payload));
                 }
-                OpCode::Close => {
+                Kind::Close => {
+                    // Echo a valid close; answer a broken one with its error code.
                     let reply = match check_close(&frame.payload) {
                         Ok(_) => {
                             crate::frame::close_raw(&frame.payload[..frame.payload.len().min(2)])
@@ -147,12 +110,12 @@ impl Reader {
         }
     }
 
-    /// Takes one frame; a message when it completes one.
-    fn feed(&mut self, frame: Frame<'_>) -> Result<Option<Message>, End> {
-        match frame.opcode {
-            OpCode::Close => Err(End::Closed),
-            OpCode::Ping | OpCode::Pong => Ok(None),
-            OpCode::Text | OpCode::Binary => {
+    /// Takes one data frame (or pong); a message when it completes one.
+    fn feed(&mut self, frame: Frame) -> Result<Option<Message>, End> {
+        match frame.kind {
+            Kind::Close => Err(End::Closed),
+            Kind::Ping | Kind::Pong => Ok(None),
+            Kind::Text | Kind::Binary => {
                 if self.partial.is_some() {
                     return Err(End::Close(
                         code::PROTOCOL,
@@ -160,16 +123,14 @@ impl Reader {
                     ));
                 }
                 if frame.fin {
-                    return finish(frame.opcode, payload_bytes(frame.payload)).map(Some);
+                    return finish(frame.kind, frame.payload.freeze()).map(Some);
                 }
                 self.check_size(frame.payload.len())?;
-                let mut buf = BytesMut::with_capacity(frame.payload.len());
-                buf.extend_from_slice(&frame.payload);
-                self.partial = Some((frame.opcode, buf));
+                self.partial = Some((frame.kind, frame.payload));
                 Ok(None)
             }
-            OpCode::Continuation => {
-                let Some((opcode, mut buf)) = self.partial.take() else {
+            Kind::Continuation => {
+                let Some((kind, mut buf)) = self.partial.take() else {
                     return Err(End::Close(
                         code::PROTOCOL,
                         "a continuation frame with no message to continue",
@@ -178,9 +139,9 @@ impl Reader {
                 self.check_size(buf.len() + frame.payload.len())?;
                 buf.extend_from_slice(&frame.payload);
                 if frame.fin {
-                    finish(opcode, buf.freeze()).map(Some)
+                    finish(kind, buf.freeze()).map(Some)
                 } else {
-                    self.partial = Some((opcode, buf));
+                    self.partial = Some((kind, buf));
                     Ok(None)
                 }
             }
@@ -196,15 +157,8 @@ impl Reader {
     }
 }
 
-fn payload_bytes(p: Payload<'_>) -> Bytes {
-    match p {
-        Payload::Bytes(b) => b.freeze(),
-        other => Bytes::copy_from_slice(&other),
-    }
-}
-
-fn finish(opcode: OpCode, bytes: Bytes) -> Result<Message, End> {
-    if opcode == OpCode::Text {
+fn finish(kind: Kind, bytes: Bytes) -> Result<Message, End> {
+    if kind == Kind::Text {
         if std::str::from_utf8(&bytes).is_err() {
             return Err(End::Close(code::INVALID_DATA, "text is not UTF-8"));
         }
@@ -237,49 +191,34 @@ fn check_close(payload: &[u8]) -> Result<u16, End> {
     }
 }
 
-/// The close code for an error of fastwebsockets.
-fn end_of(e: WebSocketError) -> End {
-    use WebSocketError as E;
-    match e {
-        E::ConnectionClosed | E::UnexpectedEOF | E::IoError(_) => End::Dropped,
-        E::InvalidUTF8 => End::Close(code::INVALID_DATA, "text is not UTF-8"),
-        E::FrameTooLarge => End::Close(code::TOO_BIG, "message too big"),
-        _ => End::Close(code::PROTOCOL, "protocol error"),
-    }
-}
-
-/// Sends a close frame with `code` and `reason` (best effort: the peer may be gone).
-pub async fn close<S>(ws: &mut WebSocket<S>, code: u16, reason: &str)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let _ = ws.write_frame(Frame::close(code, reason.as_bytes())).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frame(fin: bool, opcode: OpCode, data: &[u8]) -> Frame<'static> {
-        Frame::new(fin, opcode, None, Payload::Owned(data.to_vec()))
+    fn frame(fin: bool, kind: Kind, data: &[u8]) -> Frame {
+        Frame {
+            fin,
+            kind,
+            payload: BytesMut::from(data),
+        }
     }
 
     #[test]
     fn fragments_are_reassembled_and_checked_as_a_whole() {
         let mut r = Reader::new(10);
         // "é" split across two fragments is valid UTF-8 as a whole.
-        assert_eq!(r.feed(frame(false, OpCode::Text, &[0xc3])), Ok(None));
+        assert_eq!(r.feed(frame(false, Kind::Text, &[0xc3])), Ok(None));
         assert_eq!(
-            r.feed(frame(false, OpCode::Ping, b"")),
+            r.feed(frame(true, Kind::Pong, b"")),
             Ok(None),
             "control frames interleave"
         );
         assert_eq!(
-            r.feed(frame(true, OpCode::Continuation, &[0xa9])),
+            r.feed(frame(true, Kind::Continuation, &[0xa9])),
             Ok(Some(Message::Text(Bytes::from_static("é".as_bytes()))))
         );
         assert_eq!(
-            r.feed(frame(true, OpCode::Binary, &[1, 2])),
+            r.feed(frame(true, Kind::Binary, &[1, 2])),
             Ok(Some(Message::Binary(Bytes::from_static(&[1, 2]))))
         );
     }
@@ -287,9 +226,9 @@ mod tests {
     #[test]
     fn the_limit_holds_for_the_reassembled_message() {
         let mut r = Reader::new(10);
-        assert_eq!(r.feed(frame(false, OpCode::Binary, &[0; 6])), Ok(None));
+        assert_eq!(r.feed(frame(false, Kind::Binary, &[0; 6])), Ok(None));
         assert_eq!(
-            r.feed(frame(false, OpCode::Continuation, &[0; 6])),
+            r.feed(frame(false, Kind::Continuation, &[0; 6])),
             Err(End::Close(code::TOO_BIG, "message too big"))
         );
     }
@@ -298,21 +237,21 @@ mod tests {
     fn broken_sequences_get_their_close_codes() {
         let mut r = Reader::new(10);
         assert!(matches!(
-            r.feed(frame(true, OpCode::Continuation, b"x")),
+            r.feed(frame(true, Kind::Continuation, b"x")),
             Err(End::Close(code::PROTOCOL, _))
         ));
         let mut r = Reader::new(10);
-        r.feed(frame(false, OpCode::Text, b"a")).unwrap();
+        r.feed(frame(false, Kind::Text, b"a")).unwrap();
         assert!(matches!(
-            r.feed(frame(true, OpCode::Text, b"b")),
+            r.feed(frame(true, Kind::Text, b"b")),
             Err(End::Close(code::PROTOCOL, _))
         ));
         let mut r = Reader::new(10);
         assert!(matches!(
-            r.feed(frame(true, OpCode::Text, &[0xff])),
+            r.feed(frame(true, Kind::Text, &[0xff])),
             Err(End::Close(code::INVALID_DATA, _))
         ));
-        assert_eq!(r.feed(frame(true, OpCode::Close, b"")), Err(End::Closed));
+        assert_eq!(r.feed(frame(true, Kind::Close, b"")), Err(End::Closed));
     }
 
     #[test]

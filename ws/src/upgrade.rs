@@ -41,16 +41,14 @@ pub async fn socket(fut: UpgradeFut) -> Result<Socket, UpgradeError> {
 /// The read half of a split session: frames are read here, while the write half belongs
 /// to the connection's [`crate::queue::SendQueue`] writer.
 pub type ReadSide =
-    fastwebsockets::WebSocketRead<tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>;
+    crate::reader::FrameReader<tokio::io::ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// The write half of a split session.
 pub type WriteSide = tokio::io::WriteHalf<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Splits a socket into its frame reader and its raw writer (pre-encoded frames are
-/// written as they are).
-pub fn split(socket: Socket) -> (ReadSide, WriteSide) {
+/// Splits a socket into its frame reader (payloads up to `max_frame` bytes) and its
+/// raw writer (pre-encoded frames are written as they are).
+pub fn split(socket: Socket, max_frame: usize) -> (ReadSide, WriteSide) {
     let (r, w) = tokio::io::split(socket.into_inner());
-    let (read, _) =
-        fastwebsockets::after_handshake_split(r, tokio::io::sink(), fastwebsockets::Role::Server);
-    (read, w)
+    (crate::reader::FrameReader::new(r, max_frame), w)
 }

@@ -42,7 +42,7 @@ pub(super) async fn run<P, F>(
     F: Future<Output = ()>,
 {
     let cfg = &shard.node.config;
-    let (mut read, write) = streamhub_ws::upgrade::split(socket);
+    let (mut read, write) = streamhub_ws::upgrade::split(socket, cfg.ws_max_message_bytes);
     let queue = SendQueue::new(cfg.ws_queue_bytes);
     let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
     if let Some((c, reason)) = refuse {
@@ -50,10 +50,9 @@ pub(super) async fn run<P, F>(
     } else {
         let mut protocol = make(&queue);
         let mut reader = Reader::new(cfg.ws_max_message_bytes);
-        reader.configure_read(&mut read);
         let reading = async {
             loop {
-                match reader.next_split(&mut read, &queue).await {
+                match reader.next(&mut read, &queue).await {
                     Ok(Message::Text(t)) => {
                         if !protocol.on_text(&t) {
                             break;

@@ -1,0 +1,255 @@
+//! Frames read straight from the socket (RFC 6455, 5.2), with a buffer that starts small
+//! and is given back whenever a frame has been taken whole, so an idle connection holds
+//! a few hundred bytes instead of a reader's fixed buffer. Client frames must be masked;
+//! reserved bits, unknown opcodes, fragmented or long control frames are protocol
+//! errors; a frame over the limit is refused before its payload is read.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// A frame's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Continues a fragmented message.
+    Continuation,
+    /// Text (a message's first frame).
+    Text,
+    /// Binary (a message's first frame).
+    Binary,
+    /// Close.
+    Close,
+    /// Ping.
+    Ping,
+    /// Pong.
+    Pong,
+}
+
+/// One frame, unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The last frame of its message.
+    pub fin: bool,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its payload.
+    pub payload: BytesMut,
+}
+
+/// Why no frame could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The connection ended or failed.
+    #[error("the connection ended")]
+    Gone,
+    /// The peer broke the framing rules.
+    #[error("{0}")]
+    Protocol(&'static str),
+    /// The frame is larger than the limit.
+    #[error("frame too big")]
+    TooBig,
+}
+
+/// How much a read asks for at least (and all an idle connection holds).
+const READ_CHUNK: usize = 512;
+
+/// Reads frames from `io`.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    max_payload: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader refusing payloads over `max_payload` bytes.
+    pub fn new(io: R, max_payload: usize) -> FrameReader<R> {
+        FrameReader {
+            io,
+            buf: BytesMut::new(),
+            max_payload,
+        }
+    }
+
+    /// Reads until at least `n` bytes are buffered.
+    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
+        while self.buf.len() < n {
+            self.buf.reserve((n - self.buf.len()).max(READ_CHUNK));
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Err(ReadError::Gone),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame.
+    pub async fn frame(&mut self) -> Result<Frame, ReadError> {
+        self.fill(2).await?;
+        let (b0, b1) = (self.buf[0], self.buf[1]);
+        if b0 & 0x70 != 0 {
+            return Err(ReadError::Protocol(
+                "reserved bits set without an extension",
+            ));
+        }
+        let kind = match b0 & 0x0f {
+            0x0 => Kind::Continuation,
+            0x1 => Kind::Text,
+            0x2 => Kind::Binary,
+            0x8 => Kind::Close,
+            0x9 => Kind::Ping,
+            0xA => Kind::Pong,
+            _ => return Err(ReadError::Protocol("unknown opcode")),
+        };
+        let fin = b0 & 0x80 != 0;
+        if b1 & 0x80 == 0 {
+            return Err(ReadError::Protocol("client frames must be masked"));
+        }
+        let control = matches!(kind, Kind::Close | Kind::Ping | Kind::Pong);
+        let (len, header) = match b1 & 0x7f {
+            126 => {
+                self.fill(4).await?;
+                (u64::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4)
+            }
+            127 => {
+                self.fill(10).await?;
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&self.buf[2..10]);
+                (u64::from_be_bytes(n), 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        if control && (!fin || len > 125) {
+            return Err(ReadError::Protocol(
+                "control frames are whole and at most 125 bytes",
+            ));
+        }
+        if len > self.max_payload as u64 {
+            return Err(ReadError::TooBig);
+        }
+        let len = len as usize;
+        self.fill(header + 4 + len).await?;
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&self.buf[header..header + 4]);
+        self.buf.advance(header + 4);
+        let mut payload = self.buf.split_to(len);
+        unmask(&mut payload, mask);
+        if self.buf.is_empty() {
+            // Give the buffer back: an idle connection holds none.
+            self.buf = BytesMut::new();
+        }
+        Ok(Frame { fin, kind, payload })
+    }
+}
+
+/// XORs `data` with the 4-byte `mask`, eight bytes at a time.
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![b0];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    async fn read(bytes: Vec<u8>, max: usize) -> Vec<Result<Frame, ReadError>> {
+        let mut r = FrameReader::new(&bytes[..], max);
+        let mut out = Vec::new();
+        loop {
+            let f = r.frame().await;
+            let end = f.is_err();
+            out.push(f);
+            if end {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_of_every_length_form_come_out_unmasked() {
+        let long = vec![7u8; 70_000];
+        let mut bytes = masked(0x81, b"hello");
+        bytes.extend(masked(0x02, &[9u8; 300]));
+        bytes.extend(masked(0x80, &long));
+        bytes.extend(masked(0x89, b"p"));
+        let got = read(bytes, 100_000).await;
+        let f = |i: usize| got[i].as_ref().unwrap();
+        assert_eq!(
+            (f(0).kind, f(0).fin, &f(0).payload[..]),
+            (Kind::Text, true, &b"hello"[..])
+        );
+        assert_eq!(
+            (f(1).kind, f(1).fin, f(1).payload.len()),
+            (Kind::Binary, false, 300)
+        );
+        assert!(f(1).payload.iter().all(|&b| b == 9));
+        assert_eq!(
+            (f(2).kind, &f(2).payload[..]),
+            (Kind::Continuation, &long[..])
+        );
+        assert_eq!(f(3).kind, Kind::Ping);
+        assert_eq!(got[4], Err(ReadError::Gone));
+    }
+
+    #[tokio::test]
+    async fn broken_frames_are_refused_before_their_payload() {
+        assert_eq!(
+            read(masked(0xC1, b"x"), 10).await[0],
+            Err(ReadError::Protocol(
+                "reserved bits set without an extension"
+            ))
+        );
+        assert!(matches!(
+            read(masked(0x83, b"x"), 10).await[0],
+            Err(ReadError::Protocol(_))
+        ));
+        assert!(
+            matches!(
+                read(masked(0x09, b"x"), 10).await[0],
+                Err(ReadError::Protocol(_))
+            ),
+            "fragmented ping"
+        );
+        assert!(matches!(
+            read(masked(0x89, &[0; 126]), 1000).await[0],
+            Err(ReadError::Protocol(_))
+        ));
+        assert_eq!(
+            read(masked(0x81, &[b'a'; 11]), 10).await[0],
+            Err(ReadError::TooBig)
+        );
+        // Unmasked client frame.
+        assert!(matches!(
+            read(vec![0x81, 0x01, b'a'], 10).await[0],
+            Err(ReadError::Protocol(_))
+        ));
+    }
+}
