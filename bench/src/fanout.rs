@@ -40,19 +40,57 @@ pub struct FanoutArgs {
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Also run a peer the same way (`tungstenite-hub`), after StreamHub.
+    #[arg(long)]
+    pub peer: Option<String>,
 }
 
 /// The room every scenario uses: alice's channel.
 const ROOM: &str = "ch_u1";
 
-/// Runs the scenario against a StreamHub started here; returns the BENCH.md JSON with
-/// the scenario's own fields.
+/// Runs the scenario against a StreamHub started here (and then the peer, when asked);
+/// returns the BENCH.md JSON with the scenario's own fields.
 pub fn run(args: &FanoutArgs, command: &str) -> anyhow::Result<Value> {
     let dir = bin_dir()?;
     let mut spec = streamhub(&dir);
     spec.env
         .push(("STREAMHUB_RATE_WS_CONNECT".into(), "off".into()));
-    let server = ServerProc::start(&spec, args.server_core)?;
+    let mut result = run_one(args, command, &spec)?;
+    if let Some(peer) = &args.peer {
+        let other = run_one(args, command, &crate::scenario::peer(peer, &dir)?)?;
+        let rate = |v: &Value| {
+            v["runs"][0]["deliveries_per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+        };
+        let p99 = |v: &Value| v["runs"][0]["p99_us"].as_f64().unwrap_or(0.0);
+        let ratio = json!({
+            "deliveries_per_second": rate(&result) / rate(&other).max(1.0),
+            "p99_us": p99(&result) / p99(&other).max(1.0),
+        });
+        if let Some(runs) = result["runs"].as_array_mut() {
+            runs.push(other["runs"][0].clone());
+        }
+        result["ratio"] = ratio;
+    }
+    Ok(result)
+}
+
+/// One server's run.
+fn run_one(
+    args: &FanoutArgs,
+    command: &str,
+    spec: &crate::server::ServerSpec,
+) -> anyhow::Result<Value> {
+    let server = ServerProc::start(spec, args.server_core)?;
+    let streamhub = spec.name == "streamhub";
+    let viewer_count = |addr: SocketAddr| {
+        if streamhub {
+            viewer_count(addr)
+        } else {
+            peer_members(addr)
+        }
+    };
     let exe = std::env::current_exe()?;
     let url = format!("ws://{}/ws", server.addr);
     let before = viewer_count(server.addr)?;
@@ -126,7 +164,7 @@ pub fn run(args: &FanoutArgs, command: &str) -> anyhow::Result<Value> {
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,
         "runs": [{
-            "server": "streamhub",
+            "server": spec.name,
             "subscribers": args.subscribers,
             "publishes": pub_report.sent,
             "body_bytes": args.body_bytes,
@@ -142,6 +180,22 @@ pub fn run(args: &FanoutArgs, command: &str) -> anyhow::Result<Value> {
             "latency": "publish-to-receive, from the stamp in each message",
         }],
     }))
+}
+
+/// A peer's joined members (`GET /rooms/<id>/members`).
+fn peer_members(addr: SocketAddr) -> anyhow::Result<i64> {
+    let req =
+        format!("GET /rooms/{ROOM}/members HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(req.as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let json_start = out.find("\r\n\r\n").map_or(0, |i| i + 4);
+    let v: Value = serde_json::from_str(&out[json_start..]).context("reading the member count")?;
+    v["members"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no member count in {v}"))
 }
 
 /// The room's viewer count, through GraphQL.
@@ -166,9 +220,24 @@ fn viewer_count(addr: SocketAddr) -> anyhow::Result<i64> {
 
 /// The result as a short table.
 pub fn table(v: &Value) -> String {
-    let r = &v["runs"][0];
+    let mut out = String::new();
+    for r in v["runs"].as_array().into_iter().flatten() {
+        out.push_str(&run_line(v, r));
+    }
+    if let Some(ratio) = v.get("ratio") {
+        out.push_str(&format!(
+            "ratio streamhub/peer: deliveries/s {:.2}x, p99 {:.2}x\n",
+            ratio["deliveries_per_second"].as_f64().unwrap_or(0.0),
+            ratio["p99_us"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    out
+}
+
+fn run_line(v: &Value, r: &Value) -> String {
     format!(
-        "ws-fanout | {}\n{} subscribers, {} publishes of {} bytes: {} of {} deliveries, {:.0} deliveries/s\npublish-to-receive µs: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0}; server CPU {:.0}%; joined in {:.1} s; errors {}\n",
+        "ws-fanout {} | {}\n{} subscribers, {} publishes of {} bytes: {} of {} deliveries, {:.0} deliveries/s\npublish-to-receive µs: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0}; server CPU {:.0}%; joined in {:.1} s; errors {}\n",
+        r["server"].as_str().unwrap_or(""),
         v["setup"].as_str().unwrap_or(""),
         r["subscribers"], r["publishes"], r["body_bytes"], r["deliveries"], r["deliveries_expected"],
         r["deliveries_per_second"].as_f64().unwrap_or(0.0),

@@ -202,7 +202,7 @@ pub fn streamhub(bin_dir: &Path) -> ServerSpec {
 }
 
 /// The peers, by name.
-pub const PEERS: &[&str] = &["axum", "async-graphql"];
+pub const PEERS: &[&str] = &["axum", "async-graphql", "tungstenite-hub"];
 
 /// A peer as its users run it.
 pub fn peer(name: &str, bin_dir: &Path) -> anyhow::Result<ServerSpec> {
@@ -218,6 +218,12 @@ pub fn peer(name: &str, bin_dir: &Path) -> anyhow::Result<ServerSpec> {
             program: bin_dir.join("peer-async-graphql"),
             args: vec!["--listen".into(), "{addr}".into()],
             env: vec![("PEER_JWT_SECRET".into(), BENCH_SECRET.into())],
+        }),
+        "tungstenite-hub" => Ok(ServerSpec {
+            name: "tungstenite-hub".into(),
+            program: bin_dir.join("peer-tungstenite-hub"),
+            args: vec!["--listen".into(), "{addr}".into()],
+            env: vec![],
         }),
         other => bail!("unknown peer `{other}`; peers: {}", PEERS.join(", ")),
     }
