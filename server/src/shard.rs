@@ -69,7 +69,7 @@ impl Shard {
             graphql: GraphQlState::new(&node),
             hub: Rc::new(Hub::new(
                 Arc::clone(&node.domain),
-                node.events.inbox(id),
+                node.events.attach(id),
                 node.config.history_events,
             )),
             limiter: Limiter::new(

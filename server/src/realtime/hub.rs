@@ -79,7 +79,7 @@ impl Room {
 #[derive(Debug)]
 pub struct Hub {
     domain: Arc<Domain>,
-    inbox: Arc<Inbox>,
+    inbox: RefCell<Option<Inbox>>,
     rooms: RefCell<HashMap<Box<str>, Room, foldhash::fast::RandomState>>,
     next_conn: Cell<ConnId>,
     /// Events of a room kept for `since` recovery.
@@ -88,10 +88,10 @@ pub struct Hub {
 
 impl Hub {
     /// A hub over the domain's store, hearing of changes on `inbox`.
-    pub fn new(domain: Arc<Domain>, inbox: Arc<Inbox>, history: u32) -> Hub {
+    pub fn new(domain: Arc<Domain>, inbox: Inbox, history: u32) -> Hub {
         Hub {
             domain,
-            inbox,
+            inbox: RefCell::new(Some(inbox)),
             rooms: RefCell::default(),
             next_conn: Cell::new(1),
             history,
@@ -245,10 +245,20 @@ impl Hub {
     }
 
     /// Delivers rooms' new events to their members, whenever the inbox says rooms
-    /// changed, until the shard stops.
+    /// changed, until the shard stops. After a lap (notices lost to a full ring) every
+    /// room of this shard is brought up to date from the store's log.
     pub async fn run(self: Rc<Self>) {
+        let Some(mut inbox) = self.inbox.borrow_mut().take() else {
+            return;
+        };
         loop {
-            let notices = self.inbox.take().await;
+            let taken = inbox.take().await;
+            let mut notices = taken.notices;
+            if taken.lapped {
+                let rooms: Vec<Box<str>> = self.rooms.borrow().keys().cloned().collect();
+                notices.extend(rooms.iter().cloned().map(Notice::Events));
+                notices.extend(rooms.into_iter().map(Notice::Stream));
+            }
             for n in notices {
                 match n {
                     Notice::Events(room_id) => {
