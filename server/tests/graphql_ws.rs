@@ -214,3 +214,61 @@ fn viewer_counts_and_stream_changes_reach_their_subscribers() {
         updates.last().unwrap()["channel"]["login"]
     );
 }
+
+#[test]
+fn subscriptions_can_be_persisted_by_manifest_id_or_apq() {
+    let dir = std::env::temp_dir().join(format!("streamhub-gqlws-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text =
+        "subscription Chat($c: ID!) { chatEvents(channelId: $c) { ... on ChatMessage { body } } }";
+    let manifest = dir.join("manifest.json");
+    std::fs::write(&manifest, json!({"chat": text}).to_string()).unwrap();
+    let server = server(&[("STREAMHUB_PERSISTED_QUERIES", manifest.to_str().unwrap())]);
+    let mut c = gql_ws(&server);
+    c.send_json(&json!({"type": "connection_init"}));
+    assert_eq!(c.next_json()["type"], "connection_ack");
+    // By the manifest's id.
+    c.send_json(&json!({"id": "m", "type": "subscribe", "payload": {"documentId": "chat", "variables": {"c": "ch_u10"}}}));
+    // By APQ: an unknown hash first, then hash and text.
+    let other = "subscription { chatEvents(channelId: \"ch_u10\") { __typename } }";
+    let hash = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(other.as_bytes()))
+    };
+    let apq = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    c.send_json(&json!({"id": "a1", "type": "subscribe", "payload": {"extensions": apq}}));
+    let e = c.next_json();
+    assert_eq!(
+        (e["type"].as_str(), e["id"].as_str()),
+        (Some("error"), Some("a1"))
+    );
+    assert_eq!(
+        e["payload"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    c.send_json(
+        &json!({"id": "a2", "type": "subscribe", "payload": {"query": other, "extensions": apq}}),
+    );
+    // Both get the next message of the room.
+    let mut sender = WsClient::connect(
+        &server,
+        "/ws",
+        &[(
+            "Authorization",
+            &format!("Bearer {}", token("u2", "bob", false)),
+        )],
+    );
+    sender.send_json(&json!({"type": "send", "room": "ch_u10", "body": "persisted hello"}));
+    let mut got = std::collections::HashMap::new();
+    while got.len() < 2 {
+        let m = c.next_json();
+        assert_eq!(m["type"], "next", "{m}");
+        got.insert(
+            m["id"].as_str().unwrap().to_owned(),
+            m["payload"]["data"]["chatEvents"].clone(),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(got["m"], json!({"body": "persisted hello"}));
+    assert_eq!(got["a2"], json!({"__typename": "ChatMessage"}));
+}
