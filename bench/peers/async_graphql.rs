@@ -2,18 +2,23 @@
 //! async-graphql book shows (`async_graphql_axum`'s request and response extractors,
 //! `DataLoader`s, the Apollo persisted-queries extension), on a one-worker tokio runtime
 //! (the bench pins it to one core, as it pins StreamHub's one shard), over the same store
-//! and demo data. Tokens: HS256 with `PEER_JWT_SECRET`.
+//! and demo data. The schema and resolvers are `streamhub_bench::peers::async_graphql`.
+//!
+//! `--listen ADDR` (default 127.0.0.1:8091), `--demo-data off|small|large|N` (default
+//! small, as STREAMHUB_DEMO_DATA). Tokens: `Authorization: Bearer` HS256 JWTs signed with
+//! `PEER_JWT_SECRET`; a refused token gets 401 with `UNAUTHENTICATED`, as on the server.
 #![allow(missing_docs)]
 
 use std::sync::Arc;
 
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use streamhub_bench::peers::async_graphql::{schema, viewer_data, PeerSchema, PeerViewer};
+use streamhub_bench::peers::async_graphql::{schema, verify_token, viewer_data, PeerSchema};
 use streamhub_server::store::demo::{generate, parse_size};
 use streamhub_server::store::Store;
 
@@ -24,47 +29,32 @@ struct App {
     key: Option<Arc<jsonwebtoken::DecodingKey>>,
 }
 
-#[derive(serde::Deserialize)]
-struct Claims {
-    sub: String,
-    login: String,
-    #[serde(default)]
-    roles: Vec<String>,
+fn unauthenticated(message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]});
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }
 
-async fn graphql(
-    State(app): State<App>,
-    headers: HeaderMap,
-    req: GraphQLRequest,
-) -> GraphQLResponse {
+async fn graphql(State(app): State<App>, headers: HeaderMap, req: GraphQLRequest) -> Response {
     let mut req = req.into_inner();
-    let token = headers
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if let (Some(t), Some(key)) = (token, &app.key) {
-        let v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        match jsonwebtoken::decode::<Claims>(t, key, &v) {
-            Ok(data) => {
-                let c = data.claims;
-                let viewer = PeerViewer {
-                    id: c.sub,
-                    login: c.login,
-                    admin: c.roles.iter().any(|r| r == "admin"),
-                };
-                req = req.data(viewer_data(&app.store, &viewer));
-            }
-            Err(e) => {
-                let resp =
-                    async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
-                        format!("bad token: {e}"),
-                        None,
-                    )]);
-                return resp.into();
-            }
+    if let Some(h) = headers.get("authorization") {
+        let token = h
+            .to_str()
+            .ok()
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        let Some(token) = token else {
+            return unauthenticated("the Authorization header must be `Bearer <token>`");
+        };
+        let Some(key) = &app.key else {
+            return unauthenticated("no PEER_JWT_SECRET is set: tokens cannot be verified");
+        };
+        match verify_token(key, token) {
+            Ok(viewer) => req = req.data(viewer_data(&app.store, &viewer)),
+            Err(e) => return unauthenticated(&e),
         }
     }
-    app.schema.execute(req).await.into()
+    GraphQLResponse::from(app.schema.execute(req).await).into_response()
 }
 
 async fn healthz() -> Json<Value> {

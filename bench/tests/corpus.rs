@@ -21,6 +21,8 @@ struct Both {
     peer: PeerSchema,
     peer_store: Arc<Store>,
     rt: tokio::runtime::Runtime,
+    /// Operations compared so far.
+    ran: std::cell::Cell<usize>,
 }
 
 fn both() -> Both {
@@ -39,6 +41,7 @@ fn both() -> Both {
             .enable_all()
             .build()
             .unwrap(),
+        ran: std::cell::Cell::new(0),
     }
 }
 
@@ -47,6 +50,11 @@ type Who = Option<(&'static str, &'static str, bool)>;
 
 impl Both {
     fn ours(&self, who: Who, query: &str, vars: &Value) -> Value {
+        serde_json::from_slice(&self.ours_raw(who, query, vars)).unwrap()
+    }
+
+    /// Our response's bytes.
+    fn ours_raw(&self, who: Who, query: &str, vars: &Value) -> Vec<u8> {
         let schema = &self.ours.schema;
         let prepared = graphql_exec::persisted::prepare(
             schema,
@@ -63,11 +71,15 @@ impl Both {
             admin,
         });
         let req = self.ours.request(viewer.as_ref());
-        let out = graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars);
-        serde_json::from_slice(&out).unwrap()
+        graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars)
     }
 
     fn peer(&self, who: Who, query: &str, vars: &Value) -> Value {
+        serde_json::from_slice(&self.peer_raw(who, query, vars)).unwrap()
+    }
+
+    /// The peer's response's bytes, as async-graphql-axum writes them.
+    fn peer_raw(&self, who: Who, query: &str, vars: &Value) -> Vec<u8> {
         let mut req = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(vars.clone()));
         if let Some((id, login, admin)) = who {
@@ -79,19 +91,23 @@ impl Both {
             req = req.data(viewer_data(&self.peer_store, &v));
         }
         let resp = self.rt.block_on(self.peer.execute(req));
-        serde_json::to_value(&resp).unwrap()
+        serde_json::to_vec(&resp).unwrap()
     }
 
     fn same(&self, who: Who, query: &str, vars: Value) -> Value {
+        self.ran.set(self.ran.get() + 1);
         let a = self.ours(who, query, &vars);
         let b = self.peer(who, query, &vars);
-        // Where a field errors, async-graphql departs from the specification in two ways
-        // we do not follow: a failing root field nulls all of `data` (GraphQL 6.4.4
-        // nulls only that field, when nullable), and a failing non-null field is left
-        // out of its object instead of nulling the object (6.4.4 again). So `data` is
-        // compared whole when there are no errors, and otherwise root field by root
-        // field for those with no error under them; the errors themselves are compared
-        // below either way.
+        // Where a field errors, async-graphql 7.2 departs from the specification
+        // (GraphQL 6.4.4, "Handling Field Errors"): it leaves the failing field out of
+        // its object, whatever the field's nullability, and an object left with no
+        // fields becomes null. So a nullable root field that fails alone gives
+        // `"data": null` (ours: `{"user": null}`), and a failing non-null field keeps
+        // its nullable parent with the field missing (ours: the parent is null). So
+        // `data` is compared whole when there are no errors, and otherwise root field by
+        // root field for those with no error under them; the errors themselves (count,
+        // paths, codes) are compared either way. `async_graphql_departures` pins the
+        // differences exactly.
         let failed_roots: Vec<&str> = a["errors"]
             .as_array()
             .map(|es| es.iter().filter_map(|e| e["path"][0].as_str()).collect())
@@ -242,6 +258,7 @@ fn queries_give_the_same_json_on_both_engines() {
     run(None, "{ a: channel(login: \"alice\") { title followers(first: 500) { totalCount } } b: category(slug: \"art\") { name } }", json!({}));
     run(None, "{ search(query: \" \") { __typename } }", json!({}));
     assert!(ran >= 40, "only {ran} operations ran");
+    assert!(b.ran.get() >= 55, "only {} operations ran", b.ran.get());
 }
 
 #[test]
@@ -274,10 +291,149 @@ fn mutations_in_the_same_order_give_the_same_results() {
         "mutation { updateProfile(input: {displayName: \"\"}) { displayName } }",
         json!({}),
     );
+    b.same(
+        CAROL,
+        "mutation { a: updateProfile(input: {bio: \"first\"}) { bio } b: updateProfile(input: {bio: \"\"}) { bio } }",
+        json!({}),
+    );
+    // Deleting: the author may, others may not, a deleted message is gone.
+    let eve: Who = Some(("u50", "eve", false));
+    let seq = |who: Who, body: &str| {
+        b.same(who, send, json!({"c": "ch_u1", "b": body}))["data"]["sendChatMessage"]["seq"]
+            .as_i64()
+            .unwrap()
+    };
+    let del = "mutation($c: ID!, $s: Int!) { deleteChatMessage(channelId: $c, messageSeq: $s) }";
+    let code = |who: Who, q: &str, vars: Value| {
+        b.same(who, q, vars)["errors"][0]["extensions"]["code"].clone()
+    };
+    let mine = seq(eve, "mine");
+    let u60: Who = Some(("u60", "u60", false));
+    assert_eq!(
+        code(u60, del, json!({"c": "ch_u1", "s": mine})),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        code(None, del, json!({"c": "ch_u1", "s": mine})),
+        "UNAUTHENTICATED"
+    );
+    b.same(eve, del, json!({"c": "ch_u1", "s": mine}));
+    assert_eq!(
+        code(ALICE, del, json!({"c": "ch_u1", "s": mine})),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        code(ALICE, del, json!({"c": "ch_u1", "s": 100_000})),
+        "NOT_FOUND"
+    );
+    let theirs = seq(eve, "theirs");
+    b.same(BOB, del, json!({"c": "ch_u1", "s": theirs}));
+    let gone = b.same(
+        None,
+        "query($id: ID!) { node(id: $id) { id } }",
+        json!({"id": format!("msg_ch_u1_{theirs}")}),
+    );
+    assert_eq!(gone["data"]["node"], Value::Null);
+    // Bans: staff may, a viewer may not, nobody bans the owner; a banned user's
+    // messages are refused with FORBIDDEN until unbanned.
+    let ban = "mutation($u: ID!, $d: Int, $r: String) { banUser(channelId: \"ch_u1\", userId: $u, durationSeconds: $d, reason: $r) }";
+    let unban = "mutation($u: ID!) { unbanUser(channelId: \"ch_u1\", userId: $u) }";
+    assert_eq!(code(eve, ban, json!({"u": "u60"})), "FORBIDDEN");
+    assert_eq!(code(CAROL, ban, json!({"u": "u1"})), "FORBIDDEN");
+    assert_eq!(code(BOB, ban, json!({"u": "nobody"})), "NOT_FOUND");
+    assert_eq!(
+        code(BOB, ban, json!({"u": "u50", "d": 0})),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        code(BOB, ban, json!({"u": "u50", "r": "x".repeat(301)})),
+        "BAD_USER_INPUT"
+    );
+    b.same(BOB, ban, json!({"u": "u50", "r": "spam"}));
+    assert_eq!(
+        code(eve, send, json!({"c": "ch_u1", "b": "let me in"})),
+        "FORBIDDEN"
+    );
+    b.same(eve, send, json!({"c": "ch_u2", "b": "elsewhere is fine"}));
+    b.same(ALICE, unban, json!({"u": "u50"}));
+    b.same(ALICE, unban, json!({"u": "u50"}));
+    b.same(CAROL, ban, json!({"u": "u50", "d": 3600}));
+    assert_eq!(
+        code(eve, send, json!({"c": "ch_u1", "b": "still banned"})),
+        "FORBIDDEN"
+    );
+    assert_eq!(code(eve, unban, json!({"u": "u50"})), "FORBIDDEN");
+    b.same(CAROL, unban, json!({"u": "u50"}));
+    seq(eve, "back again");
+    // Moderators: the owner and admins; a moderator cannot ban another one.
+    let add = "mutation($u: ID!) { addModerator(channelId: \"ch_u1\", userId: $u) { moderators { login } } }";
+    b.same(BOB, add, json!({"u": "u5"}));
+    b.same(ALICE, add, json!({"u": "u4"}));
+    b.same(ALICE, add, json!({"u": "u4"}));
+    assert_eq!(code(BOB, ban, json!({"u": "u4"})), "FORBIDDEN");
+    b.same(
+        CAROL,
+        "mutation { removeModerator(channelId: \"ch_u1\", userId: \"u4\") { moderators { id } } }",
+        json!({}),
+    );
+    // The channel: the owner's own; bad input is refused.
+    b.same(ALICE, "mutation { updateChannel(input: {title: \"new title\", tags: [\"Rust\", \"gamedev2\"], language: \"de\"}) { title tags language category { slug } } }", json!({}));
+    b.same(
+        ALICE,
+        "mutation { updateChannel(input: {categoryId: null}) { category { slug } } }",
+        json!({}),
+    );
+    b.same(
+        ALICE,
+        "mutation { updateChannel(input: {categoryId: \"cat_chess\"}) { category { slug } } }",
+        json!({}),
+    );
+    b.same(
+        ALICE,
+        "mutation { updateChannel(input: {categoryId: \"cat_none\"}) { id } }",
+        json!({}),
+    );
+    b.same(
+        ALICE,
+        "mutation { updateChannel(input: {language: \"xx\"}) { id } }",
+        json!({}),
+    );
+    b.same(
+        ALICE,
+        "mutation { updateChannel(input: {tags: [\"two words\"]}) { id } }",
+        json!({}),
+    );
+    b.same(
+        None,
+        "mutation { updateChannel(input: {title: \"x\"}) { id } }",
+        json!({}),
+    );
+    // Streams: one at a time (start times differ between the stores: left out).
+    b.same(
+        ALICE,
+        "mutation { startStream(input: {title: \"go\"}) { id } }",
+        json!({}),
+    );
+    b.same(CAROL, "mutation { startStream(input: {title: \"carol live\", categoryId: \"cat_chess\"}) { id title viewerCount category { slug } channel { login isLive } } }", json!({}));
+    b.same(
+        CAROL,
+        "mutation { endStream { login isLive stream { id } } }",
+        json!({}),
+    );
+    b.same(CAROL, "mutation { endStream { isLive } }", json!({}));
+    b.same(None, "{ node(id: \"st200\") { __typename } }", json!({}));
     // What the mutations changed reads the same afterwards (send times are the only
     // thing that differs between the two stores, so they are left out).
     let page_without_times = CHANNEL_PAGE.replace(" sentAt", "");
-    b.same(BOB, &page_without_times, json!({"login": "alice"}));
+    for login in ["alice", "bob", "carol"] {
+        b.same(BOB, &page_without_times, json!({"login": login}));
+        b.same(eve, &page_without_times, json!({"login": login}));
+    }
+    b.same(
+        None,
+        "{ chatHistory(channelId: \"ch_u1\", last: 8) { id seq body author { login } } }",
+        json!({}),
+    );
     b.same(
         None,
         "{ chatHistory(channelId: \"ch_u1\", last: 3) { seq body author { login } } }",
@@ -288,4 +444,50 @@ fn mutations_in_the_same_order_give_the_same_results() {
         "{ user(login: \"carol\") { displayName bio } }",
         json!({}),
     );
+    assert!(b.ran.get() >= 60, "only {} operations ran", b.ran.get());
+}
+
+/// The only differences the corpus meets, pinned so that they stay visible:
+/// - async-graphql leaves a failing field out of its object instead of nulling it (or,
+///   when non-null, nulling its parent), and an object with no fields left is null.
+///   The errors themselves are equal, messages and locations included.
+/// - async-graphql writes an object's keys in the order its fields complete (they are
+///   resolved concurrently, and DataLoader fields finish last), not in selection order
+///   (GraphQL 7.2.2); ours follow the selection, and put `errors` before `data`. So
+///   the bytes of the two responses differ for many operations (45 of 119 in this
+///   corpus, when measured) although the values are equal; with keys put back in
+///   selection order, the error-free ones are byte for byte the same.
+#[test]
+fn async_graphql_departures() {
+    let b = both();
+    let page = include_str!("../queries/channel-page.graphql");
+    let vars = json!({"login": "alice"});
+    let ours = b.ours_raw(None, page, &vars);
+    assert!(
+        ours.starts_with(br#"{"data":{"channel":{"id":"ch_u1","login":"alice","title":"#),
+        "ours keeps the selection's order"
+    );
+    let peer = b.peer_raw(None, page, &vars);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ours).unwrap(),
+        serde_json::from_slice::<Value>(&peer).unwrap()
+    );
+    let pair = |q: &str| (b.ours(None, q, &json!({})), b.peer(None, q, &json!({})));
+    let (ours, peer) = pair("{ user(id: \"u1\", login: \"alice\") { id } }");
+    assert_eq!(ours["data"], json!({"user": null}));
+    assert_eq!(peer["data"], Value::Null);
+    assert_eq!(ours["errors"], peer["errors"]);
+    let (ours, peer) =
+        pair("{ a: channel(login: \"alice\") { title followers(first: 500) { totalCount } } b: category(slug: \"art\") { name } }");
+    assert_eq!(ours["data"], json!({"a": null, "b": {"name": "Art"}}));
+    assert_eq!(
+        peer["data"],
+        json!({"a": {"title": ours_title(&b)}, "b": {"name": "Art"}})
+    );
+    assert_eq!(ours["errors"], peer["errors"]);
+}
+
+fn ours_title(b: &Both) -> Value {
+    b.ours(None, "{ channel(login: \"alice\") { title } }", &json!({}))["data"]["channel"]["title"]
+        .clone()
 }

@@ -5,13 +5,18 @@
 //! results and the bench compares the same work.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{
-    Context, EmptySubscription, Enum, Error, ErrorExtensions, InputObject, Interface, Object,
-    Result, Schema, SimpleObject, Union, ID,
+    Context, EmptySubscription, Enum, Error, ErrorExtensions, InputObject, Interface,
+    MaybeUndefined, Object, Result, Schema, SimpleObject, Union, ID,
 };
+use graphql_exec::exec::FieldError;
+use streamhub_server::auth::policy::{can, Action, ChannelRoles, Denied};
+use streamhub_server::auth::Viewer;
+use streamhub_server::domain::input;
 use streamhub_server::domain::values::date_time;
 use streamhub_server::store::{
     CategoryIx, ChannelIx, Data, Millis, RoomEvent, Store, StreamIx, UserIx,
@@ -79,6 +84,34 @@ pub fn viewer_data(store: &Store, viewer: &PeerViewer) -> ViewerIx {
 /// The viewer of a request, as request data.
 #[derive(Debug, Clone, Copy)]
 pub struct ViewerIx(pub UserIx, pub bool);
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+    login: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// The viewer of an HS256 bearer token (claims `sub`, `login`, `roles`, `exp`), checked
+/// as the server checks them: `exp` and `sub` required, 30 s of leeway, `sub` and
+/// `login` not empty, `admin` in `roles` for the admin role.
+pub fn verify_token(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<PeerViewer, String> {
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.leeway = 30;
+    v.set_required_spec_claims(&["exp", "sub"]);
+    let c = jsonwebtoken::decode::<Claims>(token, key, &v)
+        .map_err(|e| e.to_string())?
+        .claims;
+    if c.sub.is_empty() || c.login.is_empty() {
+        return Err("the token lacks a required claim (sub, login, exp)".to_owned());
+    }
+    Ok(PeerViewer {
+        id: c.sub,
+        login: c.login,
+        admin: c.roles.iter().any(|r| r == "admin"),
+    })
+}
 
 fn now() -> Millis {
     std::time::SystemTime::now()
@@ -960,51 +993,254 @@ pub struct UpdateProfileInput {
     bio: Option<String>,
 }
 
-/// The mutation root (the mutations the bench and the corpus use).
-pub struct Mutation;
-
-fn signed_in(ctx: &Context<'_>) -> Result<ViewerIx> {
-    viewer(ctx).ok_or_else(|| coded("UNAUTHENTICATED", "sign in to do this"))
+/// `UpdateChannelInput`.
+#[derive(InputObject)]
+pub struct UpdateChannelInput {
+    title: Option<String>,
+    language: Option<String>,
+    tags: Option<Vec<String>>,
+    /// Absent: unchanged; null: no category.
+    category_id: MaybeUndefined<ID>,
 }
 
-fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
-    let v = value.trim();
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(coded(
-            "BAD_USER_INPUT",
-            if min > 0 {
-                format!("`{field}` must be {min} to {max} characters, not {n}")
-            } else {
-                format!("`{field}` must be at most {max} characters, not {n}")
-            },
-        ));
+/// `StartStreamInput`.
+#[derive(InputObject)]
+pub struct StartStreamInput {
+    title: String,
+    category_id: Option<ID>,
+}
+
+/// The mutation root: every mutation of schema.graphql, with the server's input rules
+/// ([`streamhub_server::domain::input`]) and authorization module
+/// ([`streamhub_server::auth::policy`]), checked in the same order as the server.
+pub struct Mutation;
+
+/// A channel as the authorization module sees it (as server/src/domain/mutation.rs).
+struct Roles<'a> {
+    d: &'a Data,
+    c: ChannelIx,
+    now: Millis,
+}
+
+impl ChannelRoles for Roles<'_> {
+    fn owner_id(&self) -> &str {
+        &self.d.user(self.d.channel(self.c).owner).id
     }
-    Ok(v.to_owned())
+
+    fn is_moderator(&self, user_id: &str) -> bool {
+        self.d
+            .user_by_id(user_id)
+            .is_some_and(|u| self.d.channel(self.c).moderators.contains(&u))
+    }
+
+    fn is_banned(&self, user_id: &str) -> bool {
+        self.d
+            .user_by_id(user_id)
+            .is_some_and(|u| self.d.is_banned(self.c, u, self.now))
+    }
+}
+
+/// Asks the policy whether the viewer may do `action` on `c`.
+fn check(
+    d: &Data,
+    v: Option<ViewerIx>,
+    action: Action<'_>,
+    c: ChannelIx,
+    now: Millis,
+) -> Result<()> {
+    let viewer = v.map(|v| {
+        let u = d.user(v.0);
+        Viewer {
+            id: Rc::from(&*u.id),
+            login: Rc::from(&*u.login),
+            admin: v.1,
+        }
+    });
+    can(viewer.as_ref(), action, &Roles { d, c, now }).map_err(denied)
+}
+
+fn denied(e: Denied) -> Error {
+    let code = match e {
+        Denied::Unauthenticated => "UNAUTHENTICATED",
+        Denied::Forbidden(_) => "FORBIDDEN",
+    };
+    coded(code, e.to_string())
+}
+
+/// The server's input rules' errors, as async-graphql errors.
+fn input_error(e: FieldError) -> Error {
+    coded(e.code.unwrap_or("BAD_USER_INPUT"), e.message)
+}
+
+fn signed_in(ctx: &Context<'_>) -> Result<ViewerIx> {
+    viewer(ctx).ok_or_else(|| denied(Denied::Unauthenticated))
+}
+
+fn channel_arg(d: &Data, id: &str) -> Result<ChannelIx> {
+    d.channel_by_id(id)
+        .ok_or_else(|| coded("NOT_FOUND", format!("no channel has id `{id}`")))
+}
+
+fn user_arg(d: &Data, id: &str) -> Result<UserIx> {
+    d.user_by_id(id)
+        .ok_or_else(|| coded("NOT_FOUND", format!("no user has id `{id}`")))
+}
+
+fn category_arg(d: &Data, id: &str) -> Result<CategoryIx> {
+    d.category_by_id(id)
+        .ok_or_else(|| coded("BAD_USER_INPUT", format!("no category has id `{id}`")))
 }
 
 #[Object]
 impl Mutation {
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
+        let v = signed_in(ctx)?;
+        let s = store(ctx);
+        let mut d = s.write();
+        check(
+            &d,
+            Some(v),
+            Action::UpdateProfile,
+            d.user(v.0).channel,
+            now(),
+        )?;
+        let name = match &input.display_name {
+            Some(n) => Some(input::display_name(n).map_err(input_error)?.to_owned()),
+            None => None,
+        };
+        let bio = match &input.bio {
+            Some(b) => Some(input::bio(b).map_err(input_error)?.to_owned()),
+            None => None,
+        };
+        let user = &mut d.users[v.0 .0 as usize];
+        if let Some(n) = name {
+            user.display_name = n.into();
+        }
+        if let Some(b) = bio {
+            user.bio = (!b.is_empty()).then(|| b.into());
+        }
+        Ok(User::row(&d, v.0))
+    }
+
+    async fn update_channel(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateChannelInput,
+    ) -> Result<Channel> {
+        let v = signed_in(ctx)?;
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = d.user(v.0).channel;
+        check(&d, Some(v), Action::ManageChannel, c, now())?;
+        let title = input
+            .title
+            .as_deref()
+            .map(input::title)
+            .transpose()
+            .map_err(input_error)?;
+        let language = input
+            .language
+            .as_deref()
+            .map(input::language)
+            .transpose()
+            .map_err(input_error)?;
+        let tags = match &input.tags {
+            Some(items) => {
+                let tags: Vec<&str> = items.iter().map(String::as_str).collect();
+                input::tags(&tags).map_err(input_error)?;
+                Some(tags.into_iter().map(Box::from).collect::<Vec<_>>())
+            }
+            None => None,
+        };
+        let category = match &input.category_id {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(id) => Some(Some(category_arg(&d, id)?)),
+        };
+        let ch = &mut d.channels[c.0 as usize];
+        if let Some(t) = title {
+            ch.title = t.into();
+        }
+        if let Some(l) = language {
+            ch.language = l.into();
+        }
+        if let Some(t) = tags {
+            ch.tags = t;
+        }
+        if let Some(k) = category {
+            ch.category = k;
+        }
+        Ok(Channel::row(&d, c))
+    }
+
+    async fn start_stream(&self, ctx: &Context<'_>, input: StartStreamInput) -> Result<Stream> {
+        let v = signed_in(ctx)?;
+        let t = now();
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = d.user(v.0).channel;
+        check(&d, Some(v), Action::ManageChannel, c, t)?;
+        let title = input::title(&input.title).map_err(input_error)?;
+        let category = match &input.category_id {
+            Some(id) => Some(category_arg(&d, id)?),
+            None => None,
+        };
+        if d.channel(c).stream.is_some() {
+            return Err(coded("BAD_USER_INPUT", "the channel is already live"));
+        }
+        let st = d.start_stream(c, title, category, t);
+        Ok(Stream::row(&d, st))
+    }
+
+    async fn end_stream(&self, ctx: &Context<'_>) -> Result<Channel> {
+        let v = signed_in(ctx)?;
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = d.user(v.0).channel;
+        check(&d, Some(v), Action::ManageChannel, c, now())?;
+        d.end_stream(c);
+        Ok(Channel::row(&d, c))
+    }
+
+    async fn follow(&self, ctx: &Context<'_>, channel_id: ID) -> Result<Channel> {
+        let v = signed_in(ctx)?;
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = channel_arg(&d, &channel_id)?;
+        check(&d, Some(v), Action::Follow, c, now())?;
+        if d.channel(c).owner == v.0 {
+            return Err(coded(
+                "BAD_USER_INPUT",
+                "you cannot follow your own channel",
+            ));
+        }
+        d.follow(v.0, c);
+        Ok(Channel::row(&d, c))
+    }
+
+    async fn unfollow(&self, ctx: &Context<'_>, channel_id: ID) -> Result<Channel> {
+        let v = signed_in(ctx)?;
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = channel_arg(&d, &channel_id)?;
+        check(&d, Some(v), Action::Follow, c, now())?;
+        d.unfollow(v.0, c);
+        Ok(Channel::row(&d, c))
+    }
+
     async fn send_chat_message(
         &self,
         ctx: &Context<'_>,
         channel_id: ID,
         body: String,
     ) -> Result<ChatMessage> {
+        let t = now();
         let s = store(ctx);
         let mut d = s.write();
-        let c = d
-            .channel_by_id(&channel_id)
-            .ok_or_else(|| coded("NOT_FOUND", format!("no channel has id `{}`", channel_id.0)))?;
+        let c = channel_arg(&d, &channel_id)?;
+        check(&d, viewer(ctx), Action::SendChat, c, t)?;
         let v = signed_in(ctx)?;
-        let t = now();
-        if d.is_banned(c, v.0, t) {
-            return Err(coded(
-                "FORBIDDEN",
-                "you are banned from this channel's chat",
-            ));
-        }
-        let body = text("body", &body, 1, 500)?;
+        let body = input::chat_body(&body).map_err(input_error)?;
         let seq = d.append(
             c,
             RoomEvent::Message {
@@ -1016,54 +1252,155 @@ impl Mutation {
         );
         ChatMessage::row(&d, c, seq).ok_or_else(|| Error::new("the message is gone"))
     }
-    async fn follow(&self, ctx: &Context<'_>, channel_id: ID) -> Result<Channel> {
-        let v = signed_in(ctx)?;
-        let c = {
-            let s = store(ctx);
-            let mut d = s.write();
-            let c = d.channel_by_id(&channel_id).ok_or_else(|| {
-                coded("NOT_FOUND", format!("no channel has id `{}`", channel_id.0))
-            })?;
-            if d.channel(c).owner == v.0 {
-                return Err(coded(
-                    "BAD_USER_INPUT",
-                    "you cannot follow your own channel",
-                ));
-            }
-            d.follow(v.0, c);
-            c
-        };
-        Ok(Channel::row(&store(ctx).read(), c))
-    }
-    async fn unfollow(&self, ctx: &Context<'_>, channel_id: ID) -> Result<Channel> {
-        let v = signed_in(ctx)?;
-        let c = {
-            let s = store(ctx);
-            let mut d = s.write();
-            let c = d.channel_by_id(&channel_id).ok_or_else(|| {
-                coded("NOT_FOUND", format!("no channel has id `{}`", channel_id.0))
-            })?;
-            d.unfollow(v.0, c);
-            c
-        };
-        Ok(Channel::row(&store(ctx).read(), c))
-    }
-    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
-        let v = signed_in(ctx)?;
-        let name = input
-            .display_name
-            .map(|n| text("displayName", &n, 1, 25))
-            .transpose()?;
-        let bio = input.bio.map(|b| text("bio", &b, 0, 300)).transpose()?;
+
+    async fn delete_chat_message(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        message_seq: i32,
+    ) -> Result<bool> {
+        let t = now();
         let s = store(ctx);
         let mut d = s.write();
-        let user = &mut d.users[v.0 .0 as usize];
-        if let Some(n) = name {
-            user.display_name = n.into();
+        let c = channel_arg(&d, &channel_id)?;
+        let seq = i64::from(message_seq);
+        let author = match usize::try_from(seq - 1)
+            .ok()
+            .and_then(|i| d.channel(c).log.get(i))
+        {
+            Some(RoomEvent::Message {
+                author,
+                deleted: false,
+                ..
+            }) => *author,
+            _ => {
+                return Err(coded(
+                    "NOT_FOUND",
+                    format!("no message has seq {seq} in this channel"),
+                ))
+            }
+        };
+        let author_id = d.user(author).id.clone();
+        check(
+            &d,
+            viewer(ctx),
+            Action::DeleteMessage {
+                author_id: &author_id,
+            },
+            c,
+            t,
+        )?;
+        if let Some(RoomEvent::Message { deleted, .. }) =
+            d.channels[c.0 as usize].log.get_mut(seq as usize - 1)
+        {
+            *deleted = true;
         }
-        if let Some(b) = bio {
-            user.bio = (!b.is_empty()).then(|| b.into());
+        d.append(
+            c,
+            RoomEvent::Deleted {
+                message_seq: seq as u32,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn ban_user(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        user_id: ID,
+        duration_seconds: Option<i32>,
+        reason: Option<String>,
+    ) -> Result<bool> {
+        let t = now();
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = channel_arg(&d, &channel_id)?;
+        let target = user_arg(&d, &user_id)?;
+        let target_id = d.user(target).id.clone();
+        check(
+            &d,
+            viewer(ctx),
+            Action::Ban {
+                target_id: &target_id,
+            },
+            c,
+            t,
+        )?;
+        let until = match duration_seconds {
+            Some(secs) => {
+                Some(t + input::ban_seconds(i64::from(secs)).map_err(input_error)? * 1000)
+            }
+            None => None,
+        };
+        if let Some(reason) = &reason {
+            input::text("reason", reason, 0, 300).map_err(input_error)?;
         }
-        Ok(User::row(&d, v.0))
+        let bans = &mut d.channels[c.0 as usize].bans;
+        bans.retain(|(u, _)| *u != target);
+        bans.push((target, until));
+        d.append(
+            c,
+            RoomEvent::Banned {
+                user: target,
+                until,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn unban_user(&self, ctx: &Context<'_>, channel_id: ID, user_id: ID) -> Result<bool> {
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = channel_arg(&d, &channel_id)?;
+        let target = user_arg(&d, &user_id)?;
+        check(&d, viewer(ctx), Action::Unban, c, now())?;
+        let bans = &mut d.channels[c.0 as usize].bans;
+        let before = bans.len();
+        bans.retain(|(u, _)| *u != target);
+        Ok(bans.len() != before)
+    }
+
+    async fn add_moderator(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        user_id: ID,
+    ) -> Result<Channel> {
+        self.moderators(ctx, &channel_id, &user_id, true)
+    }
+
+    async fn remove_moderator(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: ID,
+        user_id: ID,
+    ) -> Result<Channel> {
+        self.moderators(ctx, &channel_id, &user_id, false)
+    }
+}
+
+impl Mutation {
+    fn moderators(
+        &self,
+        ctx: &Context<'_>,
+        channel_id: &str,
+        user_id: &str,
+        add: bool,
+    ) -> Result<Channel> {
+        let s = store(ctx);
+        let mut d = s.write();
+        let c = channel_arg(&d, channel_id)?;
+        let target = user_arg(&d, user_id)?;
+        check(&d, viewer(ctx), Action::ManageModerators, c, now())?;
+        let mods = &mut d.channels[c.0 as usize].moderators;
+        if add {
+            if !mods.contains(&target) {
+                mods.push(target);
+            }
+        } else {
+            mods.retain(|&m| m != target);
+        }
+        Ok(Channel::row(&d, c))
     }
 }
