@@ -14,10 +14,10 @@ use async_graphql::{
     MaybeUndefined, Object, Result, Schema, SimpleObject, Union, ID,
 };
 use graphql_exec::exec::FieldError;
-use streamhub_server::auth::policy::{can, Action, ChannelRoles, Denied};
+use streamhub_server::auth::policy::{can, Action, Denied};
 use streamhub_server::auth::Viewer;
-use streamhub_server::domain::input;
 use streamhub_server::domain::values::date_time;
+use streamhub_server::domain::{input, Roles};
 use streamhub_server::store::{
     CategoryIx, ChannelIx, Data, Millis, RoomEvent, Store, StreamIx, UserIx,
 };
@@ -1014,31 +1014,6 @@ pub struct StartStreamInput {
 /// ([`streamhub_server::domain::input`]) and authorization module
 /// ([`streamhub_server::auth::policy`]), checked in the same order as the server.
 pub struct Mutation;
-
-/// A channel as the authorization module sees it (as server/src/domain/mutation.rs).
-struct Roles<'a> {
-    d: &'a Data,
-    c: ChannelIx,
-    now: Millis,
-}
-
-impl ChannelRoles for Roles<'_> {
-    fn owner_id(&self) -> &str {
-        &self.d.user(self.d.channel(self.c).owner).id
-    }
-
-    fn is_moderator(&self, user_id: &str) -> bool {
-        self.d
-            .user_by_id(user_id)
-            .is_some_and(|u| self.d.channel(self.c).moderators.contains(&u))
-    }
-
-    fn is_banned(&self, user_id: &str) -> bool {
-        self.d
-            .user_by_id(user_id)
-            .is_some_and(|u| self.d.is_banned(self.c, u, self.now))
-    }
-}
 
 /// Asks the policy whether the viewer may do `action` on `c`.
 fn check(

@@ -243,6 +243,36 @@ impl Resolver for Request<'_> {
     }
 }
 
+/// A channel of the store as the authorization module sees it, at a time (for bans
+/// that end). Every mutation asks `auth::policy::can` through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles<'a> {
+    /// The store's data.
+    pub d: &'a crate::store::Data,
+    /// The channel.
+    pub c: ChannelIx,
+    /// Now, for timed bans.
+    pub now: Millis,
+}
+
+impl crate::auth::policy::ChannelRoles for Roles<'_> {
+    fn owner_id(&self) -> &str {
+        &self.d.user(self.d.channel(self.c).owner).id
+    }
+
+    fn is_moderator(&self, user_id: &str) -> bool {
+        self.d
+            .user_by_id(user_id)
+            .is_some_and(|u| self.d.channel(self.c).moderators.contains(&u))
+    }
+
+    fn is_banned(&self, user_id: &str) -> bool {
+        self.d
+            .user_by_id(user_id)
+            .is_some_and(|u| self.d.is_banned(self.c, u, self.now))
+    }
+}
+
 /// A subscription field on the event it is rendered for.
 fn subscription_root(d: &crate::store::Data, field: &str, root: &Obj) -> Resolved<Obj> {
     use crate::store::RoomEvent as E;

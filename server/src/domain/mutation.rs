@@ -7,34 +7,9 @@ use graphql_exec::exec::{Args, FieldError, Resolved};
 use super::events::Event;
 use super::input;
 use super::values::{int_arg, str_arg, BAD_USER_INPUT, NOT_FOUND};
-use super::{value, Obj, Request};
-use crate::auth::policy::{can, Action, ChannelRoles, Denied};
-use crate::store::{ChannelIx, Data, Millis, RoomEvent, UserIx};
-
-/// A channel as the authorization module sees it.
-struct Roles<'a> {
-    d: &'a Data,
-    c: ChannelIx,
-    now: Millis,
-}
-
-impl ChannelRoles for Roles<'_> {
-    fn owner_id(&self) -> &str {
-        &self.d.user(self.d.channel(self.c).owner).id
-    }
-
-    fn is_moderator(&self, user_id: &str) -> bool {
-        self.d
-            .user_by_id(user_id)
-            .is_some_and(|u| self.d.channel(self.c).moderators.contains(&u))
-    }
-
-    fn is_banned(&self, user_id: &str) -> bool {
-        self.d
-            .user_by_id(user_id)
-            .is_some_and(|u| self.d.is_banned(self.c, u, self.now))
-    }
-}
+use super::{value, Obj, Request, Roles};
+use crate::auth::policy::{can, Action, Denied};
+use crate::store::{ChannelIx, Data, RoomEvent, UserIx};
 
 fn denied(e: Denied) -> FieldError {
     let code = match e {
