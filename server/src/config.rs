@@ -268,6 +268,11 @@ pub struct Config {
     )]
     pub history_events: u32,
 
+    /// How long each room's events are kept for `since` recovery (and in the embedded
+    /// chat log); an older gap answers `recovered:false`.
+    #[arg(long, env = "STREAMHUB_HISTORY_AGE", value_parser = parse_duration, default_value = "1h", help_heading = "WebSocket")]
+    pub history_age: Duration,
+
     /// How often the server pings each WebSocket connection.
     #[arg(long, env = "STREAMHUB_WS_PING_INTERVAL", value_parser = parse_duration, default_value = "25s", help_heading = "WebSocket")]
     pub ws_ping_interval: Duration,
@@ -307,6 +312,14 @@ impl Config {
             aliases: self.max_aliases,
             root_fields: self.max_root_fields,
             complexity: self.max_complexity,
+        }
+    }
+
+    /// How much of each room's log is kept.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            events: self.history_events,
+            age: i64::try_from(self.history_age.as_millis()).unwrap_or(i64::MAX),
         }
     }
 

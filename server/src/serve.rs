@@ -56,7 +56,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let schema = Arc::new(crate::schema::build().context("building the API schema")?);
     let manifest = load_manifest(&config, &schema)?;
-    let store = Arc::new(Store::new(crate::store::demo::generate(config.demo_data)));
+    let mut data = crate::store::demo::generate(config.demo_data);
+    data.set_retention(config.retention());
+    let store = Arc::new(Store::new(data));
     {
         let d = store.read();
         tracing::info!(

@@ -67,11 +67,7 @@ impl Shard {
             id,
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             graphql: GraphQlState::new(&node),
-            hub: Rc::new(Hub::new(
-                Arc::clone(&node.domain),
-                node.events.attach(id),
-                node.config.history_events,
-            )),
+            hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
             limiter: Limiter::new(
                 node.config.rates(),
                 node.shard_metrics.len(),

@@ -138,6 +138,37 @@ fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
 }
 
 #[test]
+fn history_older_than_its_age_is_not_replayed_and_leaves_the_chat_log() {
+    let server = server(&[("STREAMHUB_HISTORY_AGE", "1s")]);
+    let bob = token("u2", "bob", false);
+    let mut sender = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&bob))]);
+    let mut a = WsClient::connect(&server, "/ws", &[]);
+    let last = join(&mut a, "ch_u3", None)["seq"].as_u64().unwrap();
+    drop(a);
+    for i in 0..3 {
+        sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": format!("old {i}")}));
+        assert_eq!(sender.next_json()["type"], "sent");
+    }
+    // Let the three (and the demo's messages) grow older than the 1 s kept.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut late = WsClient::connect(&server, "/ws", &[]);
+    let j = join(&mut late, "ch_u3", Some(last));
+    assert_eq!(j["recovered"], false, "{j}");
+    assert_eq!(j["seq"], last + 3);
+    // The next message trims the room's log; the chat history reads the same log.
+    sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": "new"}));
+    assert_eq!(sender.next_json()["type"], "sent");
+    let r = server.graphql(
+        None,
+        &json!({"query": "{ channel(id: \"ch_u3\") { recentMessages(last: 50) { seq body } } chatHistory(channelId: \"ch_u3\") { seq } }"}),
+    );
+    let d = &r.json()["data"];
+    let new = json!([{"seq": last + 4, "body": "new"}]);
+    assert_eq!(d["channel"]["recentMessages"], new, "{d}");
+    assert_eq!(d["chatHistory"], json!([{"seq": last + 4}]), "{d}");
+}
+
+#[test]
 fn identity_comes_from_the_header_or_the_auth_message_and_bad_tokens_close_1008() {
     let server = server(&[]);
     let mut anon = WsClient::connect(&server, "/ws", &[]);

@@ -705,7 +705,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     fn row(d: &Data, c: ChannelIx, seq: u32) -> Option<ChatMessage> {
-        match d.channel(c).log.get((seq as usize).checked_sub(1)?)? {
+        match d.channel(c).log.get(seq)? {
             RoomEvent::Message {
                 author,
                 body,
@@ -793,11 +793,9 @@ impl Query {
                 .strip_prefix("msg_")
                 .and_then(|r| r.rsplit_once('_'))
                 .and_then(|(ch, seq)| Some((d.channel_by_id(ch)?, seq.parse::<u32>().ok()?)))
-                .and_then(|(c, seq)| {
-                    match d.channel(c).log.get((seq as usize).checked_sub(1)?)? {
-                        RoomEvent::Message { deleted: false, .. } => ChatMessage::row(&d, c, seq),
-                        _ => None,
-                    }
+                .and_then(|(c, seq)| match d.channel(c).log.get(seq)? {
+                    RoomEvent::Message { deleted: false, .. } => ChatMessage::row(&d, c, seq),
+                    _ => None,
                 })
             {
                 Some(Node::ChatMessage(m))
@@ -1239,9 +1237,9 @@ impl Mutation {
         let mut d = s.write();
         let c = channel_arg(&d, &channel_id)?;
         let seq = i64::from(message_seq);
-        let author = match usize::try_from(seq - 1)
+        let author = match u32::try_from(seq)
             .ok()
-            .and_then(|i| d.channel(c).log.get(i))
+            .and_then(|s| d.channel(c).log.get(s))
         {
             Some(RoomEvent::Message {
                 author,
@@ -1266,7 +1264,7 @@ impl Mutation {
             t,
         )?;
         if let Some(RoomEvent::Message { deleted, .. }) =
-            d.channels[c.0 as usize].log.get_mut(seq as usize - 1)
+            d.channels[c.0 as usize].log.get_mut(seq as u32)
         {
             *deleted = true;
         }

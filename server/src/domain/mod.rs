@@ -277,14 +277,12 @@ impl crate::auth::policy::ChannelRoles for Roles<'_> {
 fn subscription_root(d: &crate::store::Data, field: &str, root: &Obj) -> Resolved<Obj> {
     use crate::store::RoomEvent as E;
     match (field, root) {
-        ("chatEvents", Obj::RoomEvent(c, seq)) => {
-            match d.channel(*c).log.get((*seq as usize).wrapping_sub(1)) {
-                Some(E::Message { .. }) => Resolved::Object(Obj::Message(*c, *seq)),
-                Some(E::Deleted { .. }) => Resolved::Object(Obj::Deleted(*c, *seq)),
-                Some(E::Banned { .. }) => Resolved::Object(Obj::Banned(*c, *seq)),
-                None => Resolved::Error("no such room event".into()),
-            }
-        }
+        ("chatEvents", Obj::RoomEvent(c, seq)) => match d.channel(*c).log.get(*seq) {
+            Some(E::Message { .. }) => Resolved::Object(Obj::Message(*c, *seq)),
+            Some(E::Deleted { .. }) => Resolved::Object(Obj::Deleted(*c, *seq)),
+            Some(E::Banned { .. }) => Resolved::Object(Obj::Banned(*c, *seq)),
+            None => Resolved::Error("no such room event".into()),
+        },
         ("streamUpdates", Obj::ChannelRoot(c)) => Resolved::Object(Obj::StreamUpdate(*c)),
         ("viewerCount", Obj::ChannelRoot(c)) => Resolved::Leaf(graphql_exec::exec::Leaf::Int(
             i64::from(d.channel(*c).viewers),

@@ -176,9 +176,9 @@ fn run(
         "deleteChatMessage" => {
             let c = channel_arg(d, args)?;
             let seq = int_arg(args, "messageSeq").unwrap_or(0);
-            let author = match usize::try_from(seq - 1)
+            let author = match u32::try_from(seq)
                 .ok()
-                .and_then(|i| d.channel(c).log.get(i))
+                .and_then(|s| d.channel(c).log.get(s))
             {
                 Some(RoomEvent::Message {
                     author,
@@ -201,7 +201,7 @@ fn run(
                 c,
             )?;
             if let Some(RoomEvent::Message { deleted, .. }) =
-                d.channels[c.0 as usize].log.get_mut(seq as usize - 1)
+                d.channels[c.0 as usize].log.get_mut(seq as u32)
             {
                 *deleted = true;
             }

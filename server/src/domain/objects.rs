@@ -157,13 +157,13 @@ pub(super) fn resolve(
                 }
             }
             Obj::Message(c, seq) => Ok(message(d, out, *c, *seq, f, name)),
-            Obj::Deleted(c, seq) => Ok(match (f, d.channel(*c).log.get(*seq as usize - 1)) {
+            Obj::Deleted(c, seq) => Ok(match (f, d.channel(*c).log.get(*seq)) {
                 (F::ChannelId, _) => string(out, &d.channel(*c).id),
                 (F::Seq, _) => int(*seq),
                 (F::MessageSeq, Some(RoomEvent::Deleted { message_seq })) => int(*message_seq),
                 (_, _) => unknown("ChatMessageDeleted", name),
             }),
-            Obj::Banned(c, seq) => Ok(match (f, d.channel(*c).log.get(*seq as usize - 1)) {
+            Obj::Banned(c, seq) => Ok(match (f, d.channel(*c).log.get(*seq)) {
                 (F::ChannelId, _) => string(out, &d.channel(*c).id),
                 (F::Seq, _) => int(*seq),
                 (F::UserId, Some(RoomEvent::Banned { user, .. })) => string(out, &d.user(*user).id),
@@ -337,7 +337,7 @@ fn message(
         body,
         sent_at,
         ..
-    }) = d.channel(c).log.get(seq as usize - 1)
+    }) = d.channel(c).log.get(seq)
     else {
         return Resolved::Error("the message is gone".into());
     };

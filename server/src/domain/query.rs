@@ -82,7 +82,7 @@ fn message_by_id(d: &Data, id: &str) -> Option<Obj> {
     let (channel, seq) = id.strip_prefix("msg_")?.rsplit_once('_')?;
     let c = d.channel_by_id(channel)?;
     let seq: u32 = seq.parse().ok()?;
-    match d.channel(c).log.get((seq as usize).checked_sub(1)?)? {
+    match d.channel(c).log.get(seq)? {
         RoomEvent::Message { deleted: false, .. } => Some(Obj::Message(c, seq)),
         _ => None,
     }

@@ -11,12 +11,7 @@ pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 /// The `NOT_FOUND` code.
 pub const NOT_FOUND: &str = "NOT_FOUND";
 
-/// The current time in milliseconds since the epoch.
-pub fn now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
+pub use crate::store::now;
 
 /// A `DateTime`: RFC 3339 in UTC with milliseconds, `2026-11-24T12:00:00.000Z`.
 pub fn date_time(ms: Millis) -> String {

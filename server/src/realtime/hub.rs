@@ -82,19 +82,16 @@ pub struct Hub {
     inbox: RefCell<Option<Inbox>>,
     rooms: RefCell<HashMap<Box<str>, Room, foldhash::fast::RandomState>>,
     next_conn: Cell<ConnId>,
-    /// Events of a room kept for `since` recovery.
-    history: u32,
 }
 
 impl Hub {
     /// A hub over the domain's store, hearing of changes on `inbox`.
-    pub fn new(domain: Arc<Domain>, inbox: Inbox, history: u32) -> Hub {
+    pub fn new(domain: Arc<Domain>, inbox: Inbox) -> Hub {
         Hub {
             domain,
             inbox: RefCell::new(Some(inbox)),
             rooms: RefCell::default(),
             next_conn: Cell::new(1),
-            history,
         }
     }
 
@@ -113,22 +110,27 @@ impl Hub {
         since: Option<u64>,
     ) -> Result<(ChannelIx, u64, Option<std::ops::Range<u64>>), Refusal> {
         let mut pending = Vec::new();
-        let (channel, last) = {
+        let (channel, last, replayable) = {
             let mut rooms = self.rooms.borrow_mut();
             let d = self.domain.store.read();
             let channel = d
                 .channel_by_id(room_id)
                 .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
+            let log = &d.channel(channel).log;
             let room = rooms.entry(room_id.into()).or_insert_with(|| Room {
                 channel,
-                delivered: d.channel(channel).log.len() as u32,
+                delivered: log.last_seq(),
                 members: Vec::new(),
                 subs: Vec::new(),
                 viewers_sent: None,
             });
             // Bring the room up to date first, so a newcomer starts exactly at `delivered`.
             pending.extend(catch_up(&d, room_id, room));
-            (channel, u64::from(room.delivered))
+            let last = u64::from(room.delivered);
+            let replayable = since.is_some_and(|s| {
+                s <= last && log.replayable_after(s as u32, crate::store::now(), d.retention)
+            });
+            (channel, last, replayable)
         };
         self.render_pending(room_id, pending);
         let replay = match since {
@@ -139,7 +141,7 @@ impl Hub {
                     format!("`since` {s} is past the room's last seq {last}"),
                 ))
             }
-            Some(s) if last - s <= u64::from(self.history) => Some(s + 1..last + 1),
+            Some(s) if replayable => Some(s + 1..last + 1),
             Some(_) => None,
         };
         Ok((channel, last, replay))
@@ -220,7 +222,7 @@ impl Hub {
         let Some(seqs) = replay else {
             return Err((
                 "BAD_USER_INPUT",
-                format!("`sinceSeq` is older than the {} events kept", self.history),
+                "`sinceSeq` is older than the history kept".to_owned(),
             ));
         };
         for seq in seqs {
@@ -377,7 +379,7 @@ impl Hub {
 /// Queues every event after `room.delivered` on every room protocol member, each
 /// encoded once, and returns them for the subscriptions (rendered without the lock).
 fn catch_up(d: &Data, room_id: &str, room: &mut Room) -> Vec<(ChannelIx, u32)> {
-    let last = d.channel(room.channel).log.len() as u32;
+    let last = d.channel(room.channel).log.last_seq();
     let mut pending = Vec::new();
     room.members.retain(|(_, q)| !q.is_closing());
     while room.delivered < last {
@@ -402,7 +404,7 @@ fn catch_up(d: &Data, room_id: &str, room: &mut Room) -> Vec<(ChannelIx, u32)> {
 
 /// The room protocol frame of the event at `seq`.
 fn encode(d: &Data, room_id: &str, c: ChannelIx, seq: u32) -> Option<Bytes> {
-    let event = d.channel(c).log.get((seq as usize).checked_sub(1)?)?;
+    let event = d.channel(c).log.get(seq)?;
     Some(match event {
         RoomEvent::Message {
             author,

@@ -7,6 +7,9 @@
 //! dataset ([`demo`]) fills it deterministically.
 
 pub mod demo;
+mod log;
+
+pub use log::{Retention, RoomLog};
 
 use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -26,6 +29,13 @@ pub struct CategoryIx(pub u32);
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
+
+/// The current time in milliseconds since the epoch.
+pub fn now() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
 
 /// A user; every user has exactly one channel.
 #[derive(Debug, Clone)]
@@ -71,8 +81,8 @@ pub struct Channel {
     pub moderators: Vec<UserIx>,
     /// Bans: the user and when the ban ends (None: until unbanned).
     pub bans: Vec<(UserIx, Option<Millis>)>,
-    /// The room's events; an event's seq is its index plus one.
-    pub log: Vec<RoomEvent>,
+    /// The room's recent events; an event's seq is its position since the room began.
+    pub log: RoomLog,
     /// Connections joined to the room across the cluster (kept by the real-time hub;
     /// the demo dataset seeds it for live channels).
     pub viewers: u32,
@@ -147,6 +157,8 @@ pub struct Data {
     pub categories: Vec<Category>,
     /// Live channels, in no order.
     pub live: Vec<ChannelIx>,
+    /// How much of each room's log is kept.
+    pub retention: Retention,
     user_ids: HashMap<Box<str>, UserIx>,
     user_logins: HashMap<Box<str>, UserIx>,
     channel_ids: HashMap<Box<str>, ChannelIx>,
@@ -289,7 +301,7 @@ impl Data {
             followers: Vec::new(),
             moderators: Vec::new(),
             bans: Vec::new(),
-            log: Vec::new(),
+            log: RoomLog::default(),
             viewers: 0,
         });
         u
@@ -367,11 +379,20 @@ impl Data {
         true
     }
 
-    /// Appends an event to `c`'s room and returns its seq.
+    /// Keeps `keep` of every room's log from now on, trimming each at once.
+    pub fn set_retention(&mut self, keep: Retention) {
+        self.retention = keep;
+        let now = now();
+        for c in &mut self.channels {
+            c.log.trim(now, keep);
+        }
+    }
+
+    /// Appends an event to `c`'s room, trims the room's log to [`Data::retention`], and
+    /// returns the event's seq.
     pub fn append(&mut self, c: ChannelIx, event: RoomEvent) -> u32 {
-        let log = &mut self.channels[c.0 as usize].log;
-        log.push(event);
-        log.len() as u32
+        let keep = self.retention;
+        self.channels[c.0 as usize].log.push(event, now(), keep)
     }
 
     /// Whether `u` is banned from `c` at `now`.
@@ -411,15 +432,13 @@ impl Data {
     /// The seqs of the `last` chat messages (deleted ones left out) of `c` before
     /// `before_seq` (exclusive; None: the newest), oldest first.
     pub fn messages(&self, c: ChannelIx, last: usize, before_seq: Option<u32>) -> Vec<u32> {
-        let log = &self.channel(c).log;
-        let end = before_seq.map_or(log.len(), |s| (s.saturating_sub(1) as usize).min(log.len()));
-        let mut out: Vec<u32> = log[..end]
-            .iter()
-            .enumerate()
-            .rev()
+        let mut out: Vec<u32> = self
+            .channel(c)
+            .log
+            .before(before_seq.unwrap_or(u32::MAX))
             .filter(|(_, e)| matches!(e, RoomEvent::Message { deleted: false, .. }))
             .take(last)
-            .map(|(i, _)| i as u32 + 1)
+            .map(|(seq, _)| seq)
             .collect();
         out.reverse();
         out
