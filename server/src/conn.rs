@@ -296,25 +296,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
 
 /// Serves one accepted connection until it closes, times out, or the node stops it;
 /// with TLS configured, after a handshake that must finish within the header timeout.
-/// A connection `over_limit` answers its request with 429 and closes.
+/// A connection `over_limit` answers its request with 429 and closes. A connection that
+/// becomes a WebSocket runs its session here, so the shard counts it as open until the
+/// session ends.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, over_limit: bool) {
+    let state = Rc::new(ConnState::new(peer, Instant::now(), over_limit));
+    // The HTTP side (hyper's connection, TLS) is a future of several KiB: boxed, it is
+    // freed once it hands over a WebSocket, and an idle session keeps only its own state.
+    Box::pin(serve_http(Rc::clone(&shard), stream, Rc::clone(&state))).await;
+    let pending = state.upgrade.borrow_mut().take();
+    if let Some(p) = pending {
+        crate::http::websocket::run(&shard, &state, p).await;
+    }
+}
+
+async fn serve_http(shard: Rc<Shard>, stream: TcpStream, state: Rc<ConnState>) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = shard.node.tls.clone() else {
-        return drive(shard, stream, peer, over_limit).await;
+        return drive(shard, stream, state).await;
     };
     let limit = shard.node.config.header_timeout;
+    let peer = state.peer;
     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => drive(shard, tls, peer, over_limit).await,
+        Ok(Ok(tls)) => drive(shard, tls, state).await,
         Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %peer, "TLS handshake not finished in time"),
     }
 }
 
-async fn drive<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, over_limit: bool)
+async fn drive<S>(shard: Rc<Shard>, stream: S, state: Rc<ConnState>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = Rc::new(ConnState::new(peer, Instant::now(), over_limit));
+    let peer = state.peer;
     let io = TokioIo::new(TrackedIo {
         inner: stream,
         clock: Arc::clone(&state.io),
@@ -375,12 +389,6 @@ where
                 timer.as_mut().reset(Instant::now());
             }
         }
-    }
-    // The connection became a WebSocket: the session runs here, so the shard counts it
-    // as open until it ends.
-    let pending = state.upgrade.borrow_mut().take();
-    if let Some(p) = pending {
-        crate::http::websocket::run(&shard, &state, p).await;
     }
 }
 

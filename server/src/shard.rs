@@ -22,6 +22,7 @@ use crate::limits::rate::Limiter;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
+use crate::realtime::liveness::Liveness;
 
 /// Per-shard state, owned by the shard's thread and shared by its tasks through `Rc`.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct Shard {
     pub limiter: Limiter,
     /// The shard's rooms and their members.
     pub hub: Rc<Hub>,
+    /// The shard's WebSocket sessions: pings and deadlines.
+    pub liveness: Liveness,
     open: Cell<usize>,
     all_closed: Notify,
     closing: Cell<bool>,
@@ -68,6 +71,7 @@ impl Shard {
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             graphql: GraphQlState::new(&node),
             hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
+            liveness: Liveness::new(node.config.ws_ping_interval, node.config.ws_pong_timeout),
             limiter: Limiter::new(
                 node.config.rates(),
                 node.shard_metrics.len(),
@@ -180,10 +184,28 @@ fn run_until_closed(
         tokio::task::spawn_local(flush_logs());
         tokio::task::spawn_local(Rc::clone(&shard.hub).run());
         tokio::task::spawn_local(Rc::clone(&shard.hub).run_viewer_counts());
+        tokio::task::spawn_local(sweep_sessions(Rc::clone(&shard)));
         accept_loop(shard, listener).await
     });
     crate::logging::sink::flush_this_thread();
     res
+}
+
+/// Runs the shard's session sweep until the shard shuts down, then closes every
+/// session with 1001.
+async fn sweep_sessions(shard: Rc<Shard>) {
+    let tick = shard.liveness.tick(shard.node.config.header_timeout);
+    let closing = shard.closing();
+    tokio::pin!(closing);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(tick) => shard.liveness.sweep(tokio::time::Instant::now()),
+            () = &mut closing => {
+                shard.liveness.close_all();
+                return;
+            }
+        }
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result<()> {

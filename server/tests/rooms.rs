@@ -251,6 +251,35 @@ fn a_slow_consumer_is_closed_with_4008_and_the_others_keep_receiving() {
 }
 
 #[test]
+fn the_server_pings_and_closes_only_the_session_that_stops_answering() {
+    let server = server(&[
+        ("STREAMHUB_WS_PING_INTERVAL", "1s"),
+        ("STREAMHUB_WS_PONG_TIMEOUT", "1s"),
+    ]);
+    let mut silent = WsClient::connect(&server, "/ws", &[]);
+    let mut alive = WsClient::connect(&server, "/ws", &[]);
+    let answering = std::thread::spawn(move || {
+        // Answer three pings (about three seconds: past the silent one's 2 s).
+        let mut answered = 0;
+        while answered < 3 {
+            match alive.next() {
+                Some(support::WsFrame::Ping) => {
+                    alive.send_frame(0xA, b"");
+                    answered += 1;
+                }
+                other => panic!("expected pings, got {other:?}"),
+            }
+        }
+        alive
+    });
+    assert!(matches!(silent.next(), Some(support::WsFrame::Ping)));
+    assert_eq!(silent.close_code(), Some(1001), "no answer to pings");
+    let mut alive = answering.join().unwrap();
+    alive.send_json(&json!({"type": "ping"}));
+    assert_eq!(alive.next_json()["type"], "pong", "still served");
+}
+
+#[test]
 fn bad_frames_and_messages_get_their_codes_and_nothing_else_is_disturbed() {
     let server = server(&[("STREAMHUB_WS_MAX_MESSAGE_BYTES", "1KiB")]);
     let mut bystander = WsClient::connect(&server, "/ws", &[]);

@@ -3,8 +3,6 @@
 //! reader and send queue as the real protocols, so a WebSocket conformance suite drives
 //! the framing, fragmentation, UTF-8 and close handling every session uses.
 
-use std::rc::Rc;
-
 use crate::frame;
 use crate::message::{code, End, Message, Reader};
 use crate::queue::SendQueue;
@@ -13,10 +11,9 @@ use crate::upgrade::Socket;
 /// Echoes messages of at most `max_message` bytes until the session ends; `stop`
 /// resolving closes it with 1001.
 pub async fn run(socket: Socket, max_message: usize, stop: impl std::future::Future<Output = ()>) {
-    let (mut frames, write) = crate::upgrade::split(socket, max_message);
+    let (mut frames, mut write) = crate::upgrade::split(socket, max_message);
     // Room for one whole message and its answer.
     let queue = SendQueue::new(2 * max_message + 1024);
-    let writer = tokio::task::spawn_local(Rc::clone(&queue).run_writer(write));
     let mut reader = Reader::new(max_message);
     let echo = async {
         loop {
@@ -31,10 +28,13 @@ pub async fn run(socket: Socket, max_message: usize, stop: impl std::future::Fut
             };
         }
     };
-    tokio::select! {
-        () = echo => {}
-        () = stop => queue.close_with(frame::close(code::GOING_AWAY, "server shutting down")),
-    }
-    queue.close_with(frame::close(code::NORMAL, ""));
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    let session = async {
+        tokio::select! {
+            () = echo => {}
+            () = stop => queue.close_with(frame::close(code::GOING_AWAY, "server shutting down")),
+        }
+    };
+    queue
+        .drive(&mut write, session, std::time::Duration::from_secs(5))
+        .await;
 }

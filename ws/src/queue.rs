@@ -1,16 +1,25 @@
-//! A connection's send queue: frames wait here with a byte limit, and one writer task
-//! writes everything queued since it last woke in one write. A consumer too slow to
+//! A connection's send queue: frames wait here with a byte limit, and the session's
+//! writer writes everything queued since it last woke in one vectored write. A consumer too slow to
 //! keep its queue under the limit is closed with 4008; it never slows anyone else.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::frame;
+
+/// Frames handed to one vectored write at most.
+const MAX_IOV: usize = 64;
 
 /// The close code for a slow consumer.
 pub const SLOW_CONSUMER: u16 = 4008;
@@ -23,6 +32,8 @@ pub struct SendQueue {
     limit: usize,
     /// A close frame is queued: nothing more is accepted, and the writer stops after it.
     closing: Cell<bool>,
+    /// The first frame is partly written: it must be finished before anything else.
+    front_started: Cell<bool>,
     wake: Notify,
 }
 
@@ -34,6 +45,7 @@ impl SendQueue {
             bytes: Cell::new(0),
             limit,
             closing: Cell::new(false),
+            front_started: Cell::new(false),
             wake: Notify::new(),
         })
     }
@@ -46,8 +58,17 @@ impl SendQueue {
         }
         let bytes = self.bytes.get() + frame.len();
         if bytes > self.limit {
-            self.frames.borrow_mut().clear();
-            self.bytes.set(0);
+            // Drop what has not started going out; a partly written frame is finished.
+            let mut q = self.frames.borrow_mut();
+            let keep = if self.front_started.get() {
+                q.pop_front()
+            } else {
+                None
+            };
+            q.clear();
+            self.bytes.set(keep.as_ref().map_or(0, Bytes::len));
+            q.extend(keep);
+            drop(q);
             self.close_with(frame::close(SLOW_CONSUMER, "slow consumer"));
             return false;
         }
@@ -77,46 +98,86 @@ impl SendQueue {
         self.bytes.get()
     }
 
-    /// Writes queued frames until the close frame is out or the socket fails. Each
-    /// wake-up writes everything queued so far in one write.
-    pub async fn run_writer<W: AsyncWrite + Unpin>(self: Rc<Self>, mut w: W) {
-        let mut batch = BytesMut::new();
-        loop {
-            let taken: Vec<Bytes> = {
-                let mut q = self.frames.borrow_mut();
-                if q.is_empty() {
-                    None
-                } else {
-                    Some(q.drain(..).collect())
-                }
+    /// Runs `session` and this queue's writer on `w` together, in the caller's task.
+    /// When the session ends, a normal close is queued (unless one is) and the writer
+    /// has `patience` to send what is left; when the writer ends first (its close frame
+    /// is out, or the socket failed), the session has `patience` to finish, e.g. to read
+    /// the peer's answering close.
+    pub async fn drive<W, F>(&self, w: &mut W, session: F, patience: Duration)
+    where
+        W: AsyncWrite + Unpin,
+        F: Future<Output = ()>,
+    {
+        let writing = self.write_to(w);
+        tokio::pin!(writing);
+        tokio::pin!(session);
+        tokio::select! {
+            () = &mut session => {}
+            () = &mut writing => {
+                let _ = tokio::time::timeout(patience, session).await;
+                return;
             }
-            .unwrap_or_default();
-            if taken.is_empty() {
+        }
+        self.close_with(frame::close(crate::message::code::NORMAL, ""));
+        let _ = tokio::time::timeout(patience, writing).await;
+    }
+
+    /// Writes queued frames to `w` until the close frame is out or the socket fails,
+    /// then shuts the write side. Each wake-up writes everything queued so far with
+    /// vectored writes straight from the queue (no copy); a queue emptied gives its
+    /// memory back. Run it beside the session's reading, in the same task.
+    async fn write_to<W: AsyncWrite + Unpin>(&self, w: &mut W) {
+        loop {
+            if self.frames.borrow().is_empty() {
                 if self.closing.get() {
                     break;
                 }
                 self.wake.notified().await;
                 continue;
             }
-            self.bytes.set(0);
-            let res = if let [one] = &taken[..] {
-                w.write_all(one).await
-            } else {
-                batch.clear();
-                for f in &taken {
-                    batch.extend_from_slice(f);
-                }
-                w.write_all(&batch).await
-            };
-            if res.is_err() {
+            if self.write_queued(w).await.is_err() {
                 // The peer is gone: nothing more can be sent.
                 self.closing.set(true);
-                self.frames.borrow_mut().clear();
+                *self.frames.borrow_mut() = VecDeque::new();
+                self.bytes.set(0);
                 return;
             }
         }
         let _ = w.flush().await;
         let _ = w.shutdown().await;
+    }
+
+    /// Writes until the queue is empty, frames pushed meanwhile included.
+    async fn write_queued<W: AsyncWrite + Unpin>(&self, w: &mut W) -> io::Result<()> {
+        std::future::poll_fn(|cx| loop {
+            let mut q = self.frames.borrow_mut();
+            if q.is_empty() {
+                *q = VecDeque::new();
+                return Poll::Ready(Ok(()));
+            }
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = q
+                .iter()
+                .zip(iov.iter_mut())
+                .map(|(f, s)| *s = IoSlice::new(f))
+                .count();
+            let mut written = ready!(Pin::new(&mut *w).poll_write_vectored(cx, &iov[..n]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.bytes.set(self.bytes.get().saturating_sub(written));
+            self.front_started.set(false);
+            while let Some(front) = q.front_mut() {
+                if front.len() > written {
+                    front.advance(written);
+                    self.front_started.set(written > 0);
+                    break;
+                }
+                written -= front.len();
+                q.pop_front();
+            }
+        })
+        .await
     }
 }
 
@@ -143,8 +204,10 @@ mod tests {
         q.push(frame::text(b"a"));
         q.push(frame::text(b"b"));
         q.close_with(frame::close(1000, ""));
-        let writer = tokio::task::LocalSet::new();
-        writer.run_until(Rc::clone(&q).run_writer(client)).await;
+        let mut client = client;
+        // The session ends at once: the writer still sends everything, close last.
+        q.drive(&mut client, async {}, Duration::from_secs(5)).await;
+        assert_eq!(q.queued_bytes(), 0);
         let mut got = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut server_side, &mut got)
             .await
@@ -154,5 +217,32 @@ mod tests {
             want.extend_from_slice(&f);
         }
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn an_overflow_drops_the_waiting_frames_but_finishes_the_one_half_written() {
+        let q = SendQueue::new(100);
+        let (mut client, mut peer) = tokio::io::duplex(8);
+        let a = frame::text(&[b'a'; 50]);
+        assert!(q.push(a.clone()));
+        let writing = q.drive(&mut client, std::future::pending(), Duration::ZERO);
+        tokio::pin!(writing);
+        // One poll: the pipe takes 8 bytes of `a`, then it is full.
+        tokio::select! {
+            biased;
+            () = &mut writing => unreachable!("the writer waits for the pipe"),
+            () = tokio::task::yield_now() => {}
+        }
+        assert_eq!(q.queued_bytes(), a.len() - 8);
+        assert!(!q.push(frame::text(&[b'b'; 60])), "past the limit");
+        let mut got = Vec::new();
+        let ((), read) = tokio::join!(
+            writing,
+            tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut got)
+        );
+        read.unwrap();
+        let mut want = a.to_vec();
+        want.extend_from_slice(&frame::close(SLOW_CONSUMER, "slow consumer"));
+        assert_eq!(got, want, "the rest of `a`, then the close; `b` never");
     }
 }

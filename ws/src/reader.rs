@@ -1,11 +1,12 @@
-//! Frames read straight from the socket (RFC 6455, 5.2), with a buffer that starts small
-//! and is given back whenever a frame has been taken whole, so an idle connection holds
-//! a few hundred bytes instead of a reader's fixed buffer. Client frames must be masked;
+//! Frames read straight from the socket (RFC 6455, 5.2), with a buffer that exists only
+//! while a frame is partly read: it is given back whenever a frame has been taken whole,
+//! and a read into an empty buffer goes through the stack, so an idle connection holds
+//! no buffer at all. Client frames must be masked;
 //! reserved bits, unknown opcodes, fragmented or long control frames are protocol
 //! errors; a frame over the limit is refused before its payload is read.
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// A frame's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +50,9 @@ pub enum ReadError {
     TooBig,
 }
 
-/// How much a read asks for at least (and all an idle connection holds).
-const READ_CHUNK: usize = 512;
+/// How much one read takes at most into an empty buffer: the bytes are read onto the
+/// stack first, so a connection waiting for its next frame holds no buffer at all.
+const FIRST_READ: usize = 4096;
 
 /// Reads frames from `io`.
 #[derive(Debug)]
@@ -73,13 +75,32 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads until at least `n` bytes are buffered.
     async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
         while self.buf.len() < n {
-            self.buf.reserve((n - self.buf.len()).max(READ_CHUNK));
-            match self.io.read_buf(&mut self.buf).await {
+            let got = if self.buf.is_empty() {
+                self.read_into_empty().await
+            } else {
+                self.buf.reserve(n - self.buf.len());
+                self.io.read_buf(&mut self.buf).await
+            };
+            match got {
                 Ok(0) | Err(_) => return Err(ReadError::Gone),
                 Ok(_) => {}
             }
         }
         Ok(())
+    }
+
+    /// One read while nothing is buffered: into a stack array that lives only while the
+    /// read is polled, then copied into a buffer sized to what came.
+    async fn read_into_empty(&mut self) -> std::io::Result<usize> {
+        let (io, buf) = (&mut self.io, &mut self.buf);
+        std::future::poll_fn(|cx| {
+            let mut chunk = [0u8; FIRST_READ];
+            let mut rb = ReadBuf::new(&mut chunk);
+            std::task::ready!(std::pin::Pin::new(&mut *io).poll_read(cx, &mut rb))?;
+            buf.extend_from_slice(rb.filled());
+            std::task::Poll::Ready(Ok(rb.filled().len()))
+        })
+        .await
     }
 
     /// The next frame.
@@ -251,5 +272,29 @@ mod tests {
             read(vec![0x81, 0x01, b'a'], 10).await[0],
             Err(ReadError::Protocol(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn frames_arriving_in_pieces_are_whole_and_an_idle_reader_holds_no_buffer() {
+        let (mut client, server_side) = tokio::io::duplex(64);
+        let mut r = FrameReader::new(server_side, 1 << 20);
+        let mut bytes = masked(0x81, &[b'x'; 300]);
+        bytes.extend(masked(0x81, b"second"));
+        let send = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // Small pieces: the header, the mask and the payload come in several reads.
+            for piece in bytes.chunks(7) {
+                client.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let first = r.frame().await.unwrap();
+        assert_eq!(&first.payload[..], &[b'x'; 300][..]);
+        let second = r.frame().await.unwrap();
+        assert_eq!(&second.payload[..], b"second");
+        assert_eq!(r.buf.capacity(), 0, "nothing held between frames");
+        drop(send.await.unwrap());
+        assert_eq!(r.frame().await, Err(ReadError::Gone));
     }
 }

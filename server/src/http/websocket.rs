@@ -2,6 +2,8 @@
 //! the connection once hyper hands the socket over (see `conn::drive`), so the shard
 //! counts a session as an open connection and closes it with 1001 when it shuts down.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use fastwebsockets::upgrade::UpgradeFut;
 use hyper::http::request::Parts;
@@ -98,7 +100,7 @@ pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> 
 }
 
 /// Runs an accepted session to its end.
-pub async fn run(shard: &Shard, conn: &ConnState, pending: Pending) {
+pub async fn run(shard: &Shard, conn: &Rc<ConnState>, pending: Pending) {
     let ws = match streamhub_ws::upgrade::socket(pending.fut).await {
         Ok(ws) => ws,
         Err(e) => {

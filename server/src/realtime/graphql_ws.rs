@@ -3,7 +3,6 @@
 //! replay, `streamUpdates`), and queries and mutations over the socket; the protocol's
 //! close codes for every misstep.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -39,7 +38,7 @@ pub struct Start {
 }
 
 /// Runs a session until it closes.
-pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) {
+pub async fn run(shard: &Shard, conn: &Rc<ConnState>, socket: Socket, start: Start) {
     let refuse = if !start.origin_ok {
         Some((code::POLICY, "origin not allowed"))
     } else if !start.subprotocol {
@@ -50,34 +49,18 @@ pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) 
     } else {
         None
     };
-    let initialized = Rc::new(Cell::new(false));
     let make = |queue: &Rc<SendQueue>| Session {
         shard,
         queue: Rc::clone(queue),
         conn: shard.hub.connection(),
         viewer: start.viewer,
         ip: start.ip,
-        initialized: Rc::clone(&initialized),
+        initialized: false,
         subs: HashMap::new(),
     };
-    let patience = shard.node.config.header_timeout;
     // No `connection_init` within the header timeout: 4408.
-    let init_watch = |queue: &Rc<SendQueue>| {
-        let queue = Rc::clone(queue);
-        let initialized = Rc::clone(&initialized);
-        async move {
-            tokio::time::sleep(patience).await;
-            if !initialized.get() {
-                queue.close_with(frame::close(
-                    close::INIT_TIMEOUT,
-                    "Connection initialisation timeout",
-                ));
-                return;
-            }
-            std::future::pending::<()>().await;
-        }
-    };
-    super::socket::run(shard, conn, socket, refuse, make, init_watch).await;
+    let init_within = Some(shard.node.config.header_timeout);
+    super::socket::run(shard, conn, socket, refuse, init_within, make).await;
 }
 
 struct Session<'a> {
@@ -86,7 +69,7 @@ struct Session<'a> {
     conn: ConnId,
     viewer: Option<Rc<Viewer>>,
     ip: std::net::IpAddr,
-    initialized: Rc<Cell<bool>>,
+    initialized: bool,
     /// Active subscriptions: id to room.
     subs: HashMap<String, Box<str>>,
 }
@@ -102,6 +85,10 @@ impl Drop for Session<'_> {
 impl Protocol for Session<'_> {
     const BINARY_CLOSE: (u16, &'static str) = (close::BAD_REQUEST, "Invalid message received");
 
+    fn initialized(&self) -> bool {
+        self.initialized
+    }
+
     /// Handles one message; false to end the session (a close is queued).
     fn on_text(&mut self, text: &[u8]) -> bool {
         let Some(msg) = gqlws::parse(text) else {
@@ -109,7 +96,7 @@ impl Protocol for Session<'_> {
         };
         match msg {
             ClientMsg::ConnectionInit { payload } => {
-                if self.initialized.replace(true) {
+                if std::mem::replace(&mut self.initialized, true) {
                     return self.close(close::TOO_MANY_INITS, "Too many initialisation requests");
                 }
                 if let Some(token) = payload.as_ref().and_then(token_of) {
@@ -125,7 +112,7 @@ impl Protocol for Session<'_> {
             }
             ClientMsg::Pong { .. } => {}
             ClientMsg::Subscribe { id, payload } => {
-                if !self.initialized.get() {
+                if !self.initialized {
                     return self.close(close::UNAUTHORIZED, "Unauthorized");
                 }
                 if self.subs.contains_key(&id) {

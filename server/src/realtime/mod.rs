@@ -1,7 +1,8 @@
 //! Rooms on one node: the domain's room events routed to every shard ([`fanout`]), each
 //! shard's room members and subscriptions and their delivery ([`hub`]), the room
 //! protocol's sessions on `/ws` ([`session`]) and `graphql-transport-ws` sessions on
-//! `/graphql` ([`graphql_ws`]).
+//! `/graphql` ([`graphql_ws`]), and the shard's sweep that pings them and keeps their
+//! deadlines ([`liveness`]).
 //!
 //! A room's order is the store's: an event's seq is its place in the channel's room log,
 //! assigned under the store's lock, so one node has one owner per room. Publishing
@@ -15,5 +16,6 @@
 pub mod fanout;
 pub mod graphql_ws;
 pub mod hub;
+pub mod liveness;
 pub mod session;
 mod socket;

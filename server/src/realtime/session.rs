@@ -32,7 +32,7 @@ pub struct Start {
 }
 
 /// Runs a session until it closes.
-pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) {
+pub async fn run(shard: &Shard, conn: &Rc<ConnState>, socket: Socket, start: Start) {
     let refuse = (!start.origin_ok).then_some((code::POLICY, "origin not allowed"));
     let make = |queue: &Rc<SendQueue>| Session {
         shard,
@@ -42,10 +42,7 @@ pub async fn run(shard: &Shard, conn: &ConnState, socket: Socket, start: Start) 
         ip: start.ip,
         rooms: Vec::new(),
     };
-    super::socket::run(shard, conn, socket, refuse, make, |_| {
-        std::future::pending()
-    })
-    .await;
+    super::socket::run(shard, conn, socket, refuse, None, make).await;
 }
 
 struct Session<'a> {
@@ -69,6 +66,11 @@ impl Protocol for Session<'_> {
     const BINARY_CLOSE: (u16, &'static str) = (code::UNSUPPORTED, "the room protocol is JSON text");
 
     /// Handles one client message; false to end the session (a close is queued).
+    /// The room protocol needs no initialisation.
+    fn initialized(&self) -> bool {
+        true
+    }
+
     fn on_text(&mut self, text: &[u8]) -> bool {
         let msg = match room::parse(text) {
             Ok(m) => m,
