@@ -3,6 +3,8 @@
 //! closes checked and echoed through the connection's send queue, and every protocol
 //! error mapped to the close code RFC 6455 gives it.
 
+use std::task::{ready, Context, Poll};
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
@@ -79,12 +81,30 @@ impl Reader {
     where
         R: AsyncRead + Unpin,
     {
+        std::future::poll_fn(|cx| self.poll_next(cx, frames, queue)).await
+    }
+
+    /// Polls for the next whole message (see [`Reader::next`]).
+    pub fn poll_next<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: &mut FrameReader<R>,
+        queue: &SendQueue,
+    ) -> Poll<Result<Message, End>>
+    where
+        R: AsyncRead + Unpin,
+    {
         loop {
-            let frame = frames.frame().await.map_err(|e| match e {
-                ReadError::Gone => End::Dropped,
-                ReadError::Protocol(why) => End::Close(code::PROTOCOL, why),
-                ReadError::TooBig => End::Close(code::TOO_BIG, "message too big"),
-            })?;
+            let frame = match ready!(frames.poll_frame(cx)) {
+                Ok(f) => f,
+                Err(ReadError::Gone) => return Poll::Ready(Err(End::Dropped)),
+                Err(ReadError::Protocol(why)) => {
+                    return Poll::Ready(Err(End::Close(code::PROTOCOL, why)))
+                }
+                Err(ReadError::TooBig) => {
+                    return Poll::Ready(Err(End::Close(code::TOO_BIG, "message too big")))
+                }
+            };
             match frame.kind {
                 Kind::Ping => {
                     queue.push(crate::frame::pong(&frame.payload));
@@ -99,13 +119,13 @@ impl Reader {
                         Err(_) => crate::frame::close(code::PROTOCOL, ""),
                     };
                     queue.close_with(reply);
-                    return Err(End::Closed);
+                    return Poll::Ready(Err(End::Closed));
                 }
-                _ => {
-                    if let Some(m) = self.feed(frame)? {
-                        return Ok(m);
-                    }
-                }
+                _ => match self.feed(frame) {
+                    Ok(Some(m)) => return Poll::Ready(Ok(m)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
             }
         }
     }

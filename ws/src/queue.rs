@@ -9,14 +9,21 @@ use std::rc::Rc;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::io::AsyncWrite;
 
 use crate::frame;
+
+/// Where a queue's writer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Writing,
+    ShuttingDown,
+    Done,
+}
 
 /// Frames handed to one vectored write at most.
 const MAX_IOV: usize = 64;
@@ -34,7 +41,10 @@ pub struct SendQueue {
     closing: Cell<bool>,
     /// The first frame is partly written: it must be finished before anything else.
     front_started: Cell<bool>,
-    wake: Notify,
+    /// The writer, waiting for frames.
+    writer: RefCell<Option<Waker>>,
+    /// Where the writer is: writing, shutting the write side, or done.
+    stage: Cell<Stage>,
 }
 
 impl SendQueue {
@@ -46,7 +56,8 @@ impl SendQueue {
             limit,
             closing: Cell::new(false),
             front_started: Cell::new(false),
-            wake: Notify::new(),
+            writer: RefCell::new(None),
+            stage: Cell::new(Stage::Writing),
         })
     }
 
@@ -74,7 +85,7 @@ impl SendQueue {
         }
         self.bytes.set(bytes);
         self.frames.borrow_mut().push_back(frame);
-        self.wake.notify_one();
+        self.wake_writer();
         true
     }
 
@@ -85,7 +96,7 @@ impl SendQueue {
         }
         self.bytes.set(self.bytes.get() + close_frame.len());
         self.frames.borrow_mut().push_back(close_frame);
-        self.wake.notify_one();
+        self.wake_writer();
     }
 
     /// Whether a close frame is queued (or sent).
@@ -108,7 +119,7 @@ impl SendQueue {
         W: AsyncWrite + Unpin,
         F: Future<Output = ()>,
     {
-        let writing = self.write_to(w);
+        let writing = std::future::poll_fn(|cx| self.poll_write_to(cx, w));
         tokio::pin!(writing);
         tokio::pin!(session);
         tokio::select! {
@@ -122,34 +133,62 @@ impl SendQueue {
         let _ = tokio::time::timeout(patience, writing).await;
     }
 
-    /// Writes queued frames to `w` until the close frame is out or the socket fails,
-    /// then shuts the write side. Each wake-up writes everything queued so far with
-    /// vectored writes straight from the queue (no copy); a queue emptied gives its
-    /// memory back. Run it beside the session's reading, in the same task.
-    async fn write_to<W: AsyncWrite + Unpin>(&self, w: &mut W) {
-        loop {
-            if self.frames.borrow().is_empty() {
-                if self.closing.get() {
-                    break;
-                }
-                self.wake.notified().await;
-                continue;
-            }
-            if self.write_queued(w).await.is_err() {
-                // The peer is gone: nothing more can be sent.
-                self.closing.set(true);
-                *self.frames.borrow_mut() = VecDeque::new();
-                self.bytes.set(0);
-                return;
-            }
+    fn wake_writer(&self) {
+        let waker = self.writer.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
         }
-        let _ = w.flush().await;
-        let _ = w.shutdown().await;
     }
 
-    /// Writes until the queue is empty, frames pushed meanwhile included.
-    async fn write_queued<W: AsyncWrite + Unpin>(&self, w: &mut W) -> io::Result<()> {
-        std::future::poll_fn(|cx| loop {
+    /// Polls the writer: everything queued is written, frames pushed meanwhile included;
+    /// Ready once the close frame is out and the write side shut, or the socket failed.
+    /// Each wake-up writes all that is queued with vectored writes straight from the
+    /// queue (no copy); a queue emptied gives its memory back.
+    pub fn poll_write_to<W: AsyncWrite + Unpin>(
+        &self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<()> {
+        loop {
+            match self.stage.get() {
+                Stage::Writing => {
+                    if self.frames.borrow().is_empty() {
+                        if self.closing.get() {
+                            self.stage.set(Stage::ShuttingDown);
+                            continue;
+                        }
+                        let mut waiting = self.writer.borrow_mut();
+                        match &*waiting {
+                            Some(w) if w.will_wake(cx.waker()) => {}
+                            _ => *waiting = Some(cx.waker().clone()),
+                        }
+                        return Poll::Pending;
+                    }
+                    if ready!(self.poll_write_queued(cx, w)).is_err() {
+                        // The peer is gone: nothing more can be sent.
+                        self.closing.set(true);
+                        *self.frames.borrow_mut() = VecDeque::new();
+                        self.bytes.set(0);
+                        self.stage.set(Stage::Done);
+                    }
+                }
+                Stage::ShuttingDown => {
+                    let _ = ready!(Pin::new(&mut *w).poll_flush(cx));
+                    let _ = ready!(Pin::new(&mut *w).poll_shutdown(cx));
+                    self.stage.set(Stage::Done);
+                }
+                Stage::Done => return Poll::Ready(()),
+            }
+        }
+    }
+
+    /// Writes until the queue is empty.
+    fn poll_write_queued<W: AsyncWrite + Unpin>(
+        &self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<io::Result<()>> {
+        loop {
             let mut q = self.frames.borrow_mut();
             if q.is_empty() {
                 *q = VecDeque::new();
@@ -176,8 +215,7 @@ impl SendQueue {
                 written -= front.len();
                 q.pop_front();
             }
-        })
-        .await
+        }
     }
 }
 

@@ -6,7 +6,10 @@
 //! errors; a frame over the limit is refused before its payload is read.
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// A frame's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,40 +75,63 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Reads until at least `n` bytes are buffered.
-    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
-        while self.buf.len() < n {
+    /// The next frame.
+    pub async fn frame(&mut self) -> Result<Frame, ReadError> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+
+    /// Polls for the next frame: whatever is buffered is parsed first, and the socket
+    /// is read only for what is missing. Nothing is kept between polls but the buffer.
+    pub fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Frame, ReadError>> {
+        loop {
+            let need = match self.parse()? {
+                Parsed::Frame(f) => return Poll::Ready(Ok(f)),
+                Parsed::Need(n) => n,
+            };
             let got = if self.buf.is_empty() {
-                self.read_into_empty().await
+                ready!(self.poll_read_into_empty(cx))
             } else {
-                self.buf.reserve(n - self.buf.len());
-                self.io.read_buf(&mut self.buf).await
+                ready!(self.poll_read_more(cx, need))
             };
             match got {
-                Ok(0) | Err(_) => return Err(ReadError::Gone),
+                Ok(0) | Err(_) => return Poll::Ready(Err(ReadError::Gone)),
                 Ok(_) => {}
             }
         }
-        Ok(())
     }
 
-    /// One read while nothing is buffered: into a stack array that lives only while the
-    /// read is polled, then copied into a buffer sized to what came.
-    async fn read_into_empty(&mut self) -> std::io::Result<usize> {
-        let (io, buf) = (&mut self.io, &mut self.buf);
-        std::future::poll_fn(|cx| {
-            let mut chunk = [0u8; FIRST_READ];
-            let mut rb = ReadBuf::new(&mut chunk);
-            std::task::ready!(std::pin::Pin::new(&mut *io).poll_read(cx, &mut rb))?;
-            buf.extend_from_slice(rb.filled());
-            std::task::Poll::Ready(Ok(rb.filled().len()))
-        })
-        .await
+    /// One read while nothing is buffered: into a stack array that lives only during the
+    /// call, then copied into a buffer sized to what came.
+    fn poll_read_into_empty(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut chunk = [0u8; FIRST_READ];
+        let mut rb = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        self.buf.extend_from_slice(rb.filled());
+        Poll::Ready(Ok(rb.filled().len()))
     }
 
-    /// The next frame.
-    pub async fn frame(&mut self) -> Result<Frame, ReadError> {
-        self.fill(2).await?;
+    /// One read after what is buffered, of at least what the frame still needs.
+    fn poll_read_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        need: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        let old = self.buf.len();
+        self.buf.resize(need.max(old + FIRST_READ), 0);
+        let mut rb = ReadBuf::new(&mut self.buf[old..]);
+        let res = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+        let n = rb.filled().len();
+        self.buf.truncate(old + n);
+        ready!(res)?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// A whole frame taken from the buffer, or how many bytes the buffer must hold
+    /// before one can be; errors as soon as the header shows them.
+    fn parse(&mut self) -> Result<Parsed, ReadError> {
+        if self.buf.len() < 2 {
+            return Ok(Parsed::Need(2));
+        }
         let (b0, b1) = (self.buf[0], self.buf[1]);
         if b0 & 0x70 != 0 {
             return Err(ReadError::Protocol(
@@ -127,12 +153,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         let control = matches!(kind, Kind::Close | Kind::Ping | Kind::Pong);
         let (len, header) = match b1 & 0x7f {
-            126 => {
-                self.fill(4).await?;
-                (u64::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4)
-            }
+            126 if self.buf.len() < 4 => return Ok(Parsed::Need(4)),
+            126 => (u64::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4),
+            127 if self.buf.len() < 10 => return Ok(Parsed::Need(10)),
             127 => {
-                self.fill(10).await?;
                 let mut n = [0u8; 8];
                 n.copy_from_slice(&self.buf[2..10]);
                 (u64::from_be_bytes(n), 10)
@@ -148,7 +172,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Err(ReadError::TooBig);
         }
         let len = len as usize;
-        self.fill(header + 4 + len).await?;
+        if self.buf.len() < header + 4 + len {
+            return Ok(Parsed::Need(header + 4 + len));
+        }
         let mut mask = [0u8; 4];
         mask.copy_from_slice(&self.buf[header..header + 4]);
         self.buf.advance(header + 4);
@@ -158,8 +184,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // Give the buffer back: an idle connection holds none.
             self.buf = BytesMut::new();
         }
-        Ok(Frame { fin, kind, payload })
+        Ok(Parsed::Frame(Frame { fin, kind, payload }))
     }
+}
+
+/// What the buffer holds.
+enum Parsed {
+    Frame(Frame),
+    Need(usize),
 }
 
 /// XORs `data` with the 4-byte `mask`, eight bytes at a time.

@@ -109,7 +109,15 @@ pub async fn run(shard: &Shard, conn: &Rc<ConnState>, pending: Pending) {
         }
     };
     match pending.kind {
-        Kind::Echo => streamhub_ws::echo::run(ws, ECHO_MAX_MESSAGE, shard.closing()).await,
+        // Boxed: the echo endpoint's state does not widen every session's.
+        Kind::Echo => {
+            Box::pin(streamhub_ws::echo::run(
+                ws,
+                ECHO_MAX_MESSAGE,
+                shard.closing(),
+            ))
+            .await
+        }
         Kind::Room(start) => crate::realtime::session::run(shard, conn, ws, start).await,
         Kind::GraphQl(start) => crate::realtime::graphql_ws::run(shard, conn, ws, start).await,
     }

@@ -37,8 +37,13 @@ pub struct Start {
     pub origin_ok: bool,
 }
 
-/// Runs a session until it closes.
-pub async fn run(shard: &Shard, conn: &Rc<ConnState>, socket: Socket, start: Start) {
+/// A session, to run until it closes.
+pub fn run<'a>(
+    shard: &'a Shard,
+    conn: &Rc<ConnState>,
+    socket: Socket,
+    start: Start,
+) -> impl std::future::Future<Output = ()> + 'a {
     let refuse = if !start.origin_ok {
         Some((code::POLICY, "origin not allowed"))
     } else if !start.subprotocol {
@@ -60,7 +65,7 @@ pub async fn run(shard: &Shard, conn: &Rc<ConnState>, socket: Socket, start: Sta
     };
     // No `connection_init` within the header timeout: 4408.
     let init_within = Some(shard.node.config.header_timeout);
-    super::socket::run(shard, conn, socket, refuse, init_within, make).await;
+    super::socket::run(shard, conn, socket, refuse, init_within, make)
 }
 
 struct Session<'a> {

@@ -31,8 +31,13 @@ pub struct Start {
     pub origin_ok: bool,
 }
 
-/// Runs a session until it closes.
-pub async fn run(shard: &Shard, conn: &Rc<ConnState>, socket: Socket, start: Start) {
+/// A session, to run until it closes.
+pub fn run<'a>(
+    shard: &'a Shard,
+    conn: &Rc<ConnState>,
+    socket: Socket,
+    start: Start,
+) -> impl std::future::Future<Output = ()> + 'a {
     let refuse = (!start.origin_ok).then_some((code::POLICY, "origin not allowed"));
     let make = |queue: &Rc<SendQueue>| Session {
         shard,
@@ -42,7 +47,7 @@ pub async fn run(shard: &Shard, conn: &Rc<ConnState>, socket: Socket, start: Sta
         ip: start.ip,
         rooms: Vec::new(),
     };
-    super::socket::run(shard, conn, socket, refuse, None, make).await;
+    super::socket::run(shard, conn, socket, refuse, None, make)
 }
 
 struct Session<'a> {

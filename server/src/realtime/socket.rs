@@ -3,14 +3,19 @@
 //! session's one task, the shard's sweep (pings, deadlines, 1001 on shutdown), and a
 //! last close frame flushed before the connection is released.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use streamhub_ws::frame;
-use streamhub_ws::message::{End, Message, Reader};
+use streamhub_ws::message::{code, End, Message, Reader};
 use streamhub_ws::queue::SendQueue;
-use streamhub_ws::upgrade::Socket;
+use streamhub_ws::upgrade::{ReadSide, Socket, WriteSide};
+use tokio::time::{sleep, Sleep};
 
+use super::liveness::Registration;
 use crate::conn::ConnState;
 use crate::shard::Shard;
 
@@ -18,7 +23,7 @@ use crate::shard::Shard;
 const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A protocol spoken over a session.
-pub(super) trait Protocol {
+pub(super) trait Protocol: Unpin {
     /// The close for a binary message (both protocols are JSON text).
     const BINARY_CLOSE: (u16, &'static str);
 
@@ -29,58 +34,137 @@ pub(super) trait Protocol {
     fn initialized(&self) -> bool;
 }
 
-/// Runs a session: `refuse` closes it at once with that code and reason; otherwise
-/// `make` builds the protocol over the connection's queue, and the session runs until
-/// the client closes or breaks the protocol, or the shard's sweep closes it (no answer
-/// to pings, not initialised within `init_within`, shutdown: see [`super::liveness`]).
-pub(super) async fn run<P: Protocol>(
-    shard: &Shard,
+/// A session: `refuse` closes it at once with that code and reason; otherwise `make`
+/// builds the protocol over the connection's queue, and the session runs until the
+/// client closes or breaks the protocol, or the shard's sweep closes it (no answer to
+/// pings, not initialised within `init_within`, shutdown: see [`super::liveness`]).
+///
+/// The future is written by hand rather than as an `async fn`: it is all an idle
+/// connection holds (its fields, a few hundred bytes), where a nest of async blocks
+/// kept several copies of its state.
+pub(super) fn run<'a, P: Protocol>(
+    shard: &'a Shard,
     conn: &Rc<ConnState>,
     socket: Socket,
     refuse: Option<(u16, &'static str)>,
     init_within: Option<Duration>,
     make: impl FnOnce(&Rc<SendQueue>) -> P,
-) {
-    let cfg = &shard.node.config;
-    let (mut read, mut write) = streamhub_ws::upgrade::split(socket, cfg.ws_max_message_bytes);
-    let queue = SendQueue::new(cfg.ws_queue_bytes);
+) -> Session<'a, P> {
+    let max = shard.node.config.ws_max_message_bytes;
+    let (read, write) = streamhub_ws::upgrade::split(socket, max);
+    let queue = SendQueue::new(shard.node.config.ws_queue_bytes);
     let registration = shard.liveness.register(&queue, conn, init_within);
     if let Some((c, reason)) = refuse {
         queue.close_with(frame::close(c, reason));
     }
-    let session = async {
-        if queue.is_closing() {
-            return;
-        }
-        let mut protocol = make(&queue);
-        let mut reader = Reader::new(cfg.ws_max_message_bytes);
-        let mut init_pending = init_within.is_some();
+    let protocol = (!queue.is_closing()).then(|| make(&queue));
+    Session {
+        read,
+        write,
+        reader: Reader::new(max),
+        queue,
+        protocol,
+        registration,
+        init_pending: init_within.is_some(),
+        phase: Phase::Running,
+    }
+}
+
+/// A running session (see [`run`]).
+pub(super) struct Session<'a, P> {
+    read: ReadSide,
+    write: WriteSide,
+    reader: Reader,
+    queue: Rc<SendQueue>,
+    /// None once reading has ended (dropping it leaves its rooms and subscriptions).
+    protocol: Option<P>,
+    registration: Registration<'a>,
+    init_pending: bool,
+    phase: Phase,
+}
+
+/// Where a session is.
+enum Phase {
+    /// Reading and writing.
+    Running,
+    /// Reading ended and a close is queued: the writer sends what is left.
+    Flushing(Pin<Box<Sleep>>),
+    /// The writer is done (its close is out): reading goes on until the peer's answer.
+    Lingering(Pin<Box<Sleep>>),
+}
+
+impl<P: Protocol> Session<'_, P> {
+    /// Reads and handles messages until none is ready; true once reading has ended.
+    fn poll_reading(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
-            match reader.next(&mut read, &queue).await {
+            let msg = match self.reader.poll_next(cx, &mut self.read, &self.queue) {
+                Poll::Pending => return false,
+                Poll::Ready(m) => m,
+            };
+            match msg {
                 Ok(Message::Text(t)) => {
+                    let Some(protocol) = self.protocol.as_mut() else {
+                        continue;
+                    };
                     if !protocol.on_text(&t) {
-                        break;
+                        return true;
                     }
-                    if init_pending && protocol.initialized() {
-                        registration.initialized();
-                        init_pending = false;
+                    if self.init_pending && protocol.initialized() {
+                        self.registration.initialized();
+                        self.init_pending = false;
                     }
                 }
                 Ok(Message::Binary(_)) => {
                     let (c, reason) = P::BINARY_CLOSE;
-                    queue.close_with(frame::close(c, reason));
-                    break;
+                    self.queue.close_with(frame::close(c, reason));
+                    return true;
                 }
                 Err(End::Close(c, reason)) => {
-                    queue.close_with(frame::close(c, reason));
-                    break;
+                    self.queue.close_with(frame::close(c, reason));
+                    return true;
                 }
-                Err(End::Closed | End::Dropped) => break,
+                Err(End::Closed | End::Dropped) => return true,
             }
         }
-        // The protocol is dropped here: it leaves its rooms and ends its subscriptions.
-    };
-    // One task per session: the writer runs beside the reading; whatever ends the
-    // session, the writer finishes with a close frame.
-    queue.drive(&mut write, session, FLUSH_PATIENCE).await;
+    }
+}
+
+impl<P: Protocol> Future for Session<'_, P> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.phase {
+                Phase::Running => {
+                    if this.protocol.is_none() || this.poll_reading(cx) {
+                        // Whatever ended the reading, the writer finishes with a close.
+                        this.protocol = None;
+                        this.queue.close_with(frame::close(code::NORMAL, ""));
+                        this.phase = Phase::Flushing(Box::pin(sleep(FLUSH_PATIENCE)));
+                        continue;
+                    }
+                    if this.queue.poll_write_to(cx, &mut this.write).is_ready() {
+                        this.phase = Phase::Lingering(Box::pin(sleep(FLUSH_PATIENCE)));
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+                Phase::Flushing(patience) => {
+                    if this.queue.poll_write_to(cx, &mut this.write).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    return patience.as_mut().poll(cx);
+                }
+                Phase::Lingering(_) => {
+                    if this.poll_reading(cx) {
+                        return Poll::Ready(());
+                    }
+                    if let Phase::Lingering(patience) = &mut this.phase {
+                        return patience.as_mut().poll(cx);
+                    }
+                }
+            }
+        }
+    }
 }
