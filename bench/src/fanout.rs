@@ -170,7 +170,9 @@ fn run_one(
             "body_bytes": args.body_bytes,
             "deliveries": deliveries,
             "deliveries_expected": expected,
-            "deliveries_per_second": deliveries as f64 / seconds,
+            // Over the time they took, from the first arrival to the last (the
+            // publisher's window ends with a hold that delivers nothing).
+            "deliveries_per_second": deliveries as f64 / delivery_span(&sub_report).max(1e-3),
             "p50_us": s.p50_us, "p90_us": s.p90_us, "p99_us": s.p99_us,
             "p999_us": s.p999_us, "max_us": s.max_us,
             "errors": sub_report.failed + sub_report.closed_early,
@@ -232,6 +234,11 @@ pub fn table(v: &Value) -> String {
         ));
     }
     out
+}
+
+/// Seconds from the first delivery to the last.
+fn delivery_span(r: &crate::ws::WorkerReport) -> f64 {
+    r.last_received_ns.saturating_sub(r.first_received_ns) as f64 / 1e9
 }
 
 fn run_line(v: &Value, r: &Value) -> String {

@@ -77,6 +77,10 @@ pub struct WorkerReport {
     pub received: u64,
     /// Connections the server closed before the hold ended.
     pub closed_early: u64,
+    /// When the first and the last stamped message arrived (Unix ns; 0: none).
+    pub first_received_ns: u64,
+    /// See `first_received_ns`.
+    pub last_received_ns: u64,
     /// Received messages' latency (ns, count) since their stamp.
     pub latency: Vec<(u64, u64)>,
     /// The first error, if any.
@@ -281,6 +285,10 @@ async fn session(up: Upgraded, args: WorkerArgs, tally: Rc<RefCell<Tally>>) {
                             {
                                 t.latency
                                     .record(Duration::from_nanos(now.saturating_sub(sent)));
+                                if t.report.first_received_ns == 0 {
+                                    t.report.first_received_ns = now;
+                                }
+                                t.report.last_received_ns = now;
                             }
                         }
                         OpCode::Close => return Ok::<_, WebSocketError>(true),
@@ -388,6 +396,13 @@ pub fn collect(children: Vec<Child>) -> anyhow::Result<(WorkerReport, Latency)> 
         total.connect_seconds = total.connect_seconds.max(r.connect_seconds);
         total.sent += r.sent;
         total.received += r.received;
+        if r.first_received_ns != 0 {
+            total.first_received_ns = match total.first_received_ns {
+                0 => r.first_received_ns,
+                t => t.min(r.first_received_ns),
+            };
+        }
+        total.last_received_ns = total.last_received_ns.max(r.last_received_ns);
         total.closed_early += r.closed_early;
         if total.first_error.is_none() {
             total.first_error = r.first_error;

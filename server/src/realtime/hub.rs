@@ -402,10 +402,16 @@ fn catch_up(d: &Data, room_id: &str, room: &mut Room) -> Vec<(ChannelIx, u32)> {
     pending
 }
 
-/// The room protocol frame of the event at `seq`.
+/// The room protocol frame of the event at `seq`: encoded by the first shard that
+/// delivers it, then shared by every shard (see [`crate::store::RoomLog::frame`]).
 fn encode(d: &Data, room_id: &str, c: ChannelIx, seq: u32) -> Option<Bytes> {
-    let event = d.channel(c).log.get(seq)?;
-    Some(match event {
+    d.channel(c)
+        .log
+        .frame(seq, |event| encode_event(d, room_id, seq, event))
+}
+
+fn encode_event(d: &Data, room_id: &str, seq: u32, event: &RoomEvent) -> Bytes {
+    match event {
         RoomEvent::Message {
             author,
             body,
@@ -435,5 +441,5 @@ fn encode(d: &Data, room_id: &str, c: ChannelIx, seq: u32) -> Option<Bytes> {
             &d.user(*user).id,
             until.map(date_time).as_deref(),
         ),
-    })
+    }
 }

@@ -6,6 +6,9 @@
 //! after `since` is still held and none of them is older than the retention's age.
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
 
 use super::{Millis, RoomEvent};
 
@@ -33,8 +36,19 @@ impl Default for Retention {
 pub struct RoomLog {
     /// The seq of `held[0]` minus one: how many events were dropped from the front.
     dropped: u32,
-    /// The events held, oldest first, each with when it was appended.
-    held: VecDeque<(RoomEvent, Millis)>,
+    /// The events held, oldest first.
+    held: VecDeque<Held>,
+}
+
+/// One event held.
+#[derive(Debug, Clone)]
+struct Held {
+    event: RoomEvent,
+    /// When it was appended.
+    at: Millis,
+    /// Its room-protocol frame, encoded once by whichever shard needs it first and
+    /// shared by all (an event's frame never changes: a deletion is an event of its own).
+    frame: OnceLock<Bytes>,
 }
 
 impl RoomLog {
@@ -56,13 +70,21 @@ impl RoomLog {
     /// The event at `seq`, if still held.
     pub fn get(&self, seq: u32) -> Option<&RoomEvent> {
         let i = seq.checked_sub(self.dropped + 1)?;
-        self.held.get(i as usize).map(|(e, _)| e)
+        self.held.get(i as usize).map(|h| &h.event)
+    }
+
+    /// The room-protocol frame of the event at `seq`, if still held: `encode` makes it
+    /// the first time, on whichever thread asks first; later calls share those bytes.
+    pub fn frame(&self, seq: u32, encode: impl FnOnce(&RoomEvent) -> Bytes) -> Option<Bytes> {
+        let i = seq.checked_sub(self.dropped + 1)?;
+        let h = self.held.get(i as usize)?;
+        Some(h.frame.get_or_init(|| encode(&h.event)).clone())
     }
 
     /// The event at `seq`, mutably, if still held.
     pub fn get_mut(&mut self, seq: u32) -> Option<&mut RoomEvent> {
         let i = seq.checked_sub(self.dropped + 1)?;
-        self.held.get_mut(i as usize).map(|(e, _)| e)
+        self.held.get_mut(i as usize).map(|h| &mut h.event)
     }
 
     /// Held events before `end_seq` (exclusive; clamped to the log), newest first, with
@@ -75,12 +97,16 @@ impl RoomLog {
             .range(..end)
             .enumerate()
             .rev()
-            .map(move |(i, (e, _))| (first + i as u32, e))
+            .map(move |(i, h)| (first + i as u32, &h.event))
     }
 
     /// Appends `event` at `now`, trims the log to `keep`, and returns the event's seq.
     pub fn push(&mut self, event: RoomEvent, now: Millis, keep: Retention) -> u32 {
-        self.held.push_back((event, now));
+        self.held.push_back(Held {
+            event,
+            at: now,
+            frame: OnceLock::new(),
+        });
         self.trim(now, keep);
         self.last_seq()
     }
@@ -89,10 +115,7 @@ impl RoomLog {
     /// `keep.age` old at `now`.
     pub fn trim(&mut self, now: Millis, keep: Retention) {
         while self.held.len() > keep.events as usize
-            || self
-                .held
-                .front()
-                .is_some_and(|&(_, at)| now - at >= keep.age)
+            || self.held.front().is_some_and(|h| now - h.at >= keep.age)
         {
             self.held.pop_front();
             self.dropped += 1;
@@ -111,7 +134,7 @@ impl RoomLog {
         // Events are held in append order, so the oldest one needed is the oldest kept.
         self.held
             .get((since - self.dropped) as usize)
-            .is_some_and(|&(_, at)| now - at < keep.age)
+            .is_some_and(|h| now - h.at < keep.age)
     }
 }
 
@@ -183,5 +206,21 @@ mod tests {
         // At 1350 event 3 is 1050 ms old: a gap starting there is too old, 4.. is not.
         assert!(!log.replayable_after(2, 1350, KEEP));
         assert!(log.replayable_after(3, 1350, KEEP));
+    }
+
+    #[test]
+    fn an_event_is_encoded_once_and_its_bytes_shared() {
+        let mut log = RoomLog::default();
+        log.push(msg(1), 0, KEEP);
+        let calls = std::cell::Cell::new(0);
+        let encode = |e: &RoomEvent| {
+            calls.set(calls.get() + 1);
+            Bytes::from(format!("{e:?}"))
+        };
+        let a = log.frame(1, encode).unwrap();
+        let b = log.frame(1, encode).unwrap();
+        assert_eq!(calls.get(), 1);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(log.frame(2, encode), None);
     }
 }
