@@ -216,6 +216,50 @@ fn viewer_counts_and_stream_changes_reach_their_subscribers() {
 }
 
 #[test]
+fn a_viewer_dependent_subscription_is_rendered_for_each_subscriber() {
+    let server = server(&[]);
+    let follower = token("u40", "forty", false);
+    let r = server.graphql(
+        Some(&follower),
+        &json!({"query": "mutation { follow(channelId: \"ch_u11\") { id } }"}),
+    );
+    assert!(r.json().get("errors").is_none(), "{}", r.json());
+    let query = "subscription { streamUpdates(channelId: \"ch_u11\") { title channel { viewerIsFollowing } } }";
+    let subscribe = |payload: Value| {
+        let mut c = gql_ws(&server);
+        c.send_json(&json!({"type": "connection_init", "payload": payload}));
+        assert_eq!(c.next_json()["type"], "connection_ack");
+        c.send_json(&json!({"id": "s", "type": "subscribe", "payload": {"query": query}}));
+        c
+    };
+    let mut as_follower = subscribe(json!({"token": follower}));
+    let mut as_other = subscribe(json!({"token": token("u41", "fortyone", false)}));
+    let mut anonymous = subscribe(json!({}));
+    // A query over each socket first: every subscription is in place once it answers.
+    for c in [&mut as_follower, &mut as_other, &mut anonymous] {
+        c.send_json(&json!({"id": "q", "type": "subscribe", "payload": {"query": "{ channel(id: \"ch_u11\") { id } }"}}));
+        assert_eq!(c.next_json()["id"], "q");
+        assert_eq!(c.next_json()["type"], "complete");
+    }
+    let owner = token("u11", "eleven", false);
+    let r = server.graphql(
+        Some(&owner),
+        &json!({"query": "mutation { updateChannel(input: {title: \"new title\"}) { id } }"}),
+    );
+    assert!(r.json().get("errors").is_none(), "{}", r.json());
+    for (c, follows) in [
+        (&mut as_follower, true),
+        (&mut as_other, false),
+        (&mut anonymous, false),
+    ] {
+        let m = c.next_json();
+        let u = &m["payload"]["data"]["streamUpdates"];
+        assert_eq!(u["title"], "new title", "{m}");
+        assert_eq!(u["channel"]["viewerIsFollowing"], follows, "{m}");
+    }
+}
+
+#[test]
 fn subscriptions_can_be_persisted_by_manifest_id_or_apq() {
     let dir = std::env::temp_dir().join(format!("streamhub-gqlws-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -32,13 +32,17 @@ pub struct OpInfo {
     pub public: bool,
     /// A mutation that sends a chat message (spends the chat budget).
     pub sends_chat: bool,
+    /// Its result depends on who asks (a subscription's payload is then rendered per
+    /// viewer, not once for all).
+    pub per_viewer: bool,
 }
 
 /// The facts of `plan`.
 pub fn op_info(plan: &Plan) -> OpInfo {
     use async_graphql_parser::types::OperationType;
     OpInfo {
-        public: plan.operation == OperationType::Query && !touches_volatile(&plan.selection),
+        public: plan.operation == OperationType::Query && !touches(&plan.selection, &VOLATILE),
+        per_viewer: touches(&plan.selection, &PER_VIEWER),
         sends_chat: plan.operation == OperationType::Mutation
             && plan
                 .selection
@@ -48,13 +52,17 @@ pub fn op_info(plan: &Plan) -> OpInfo {
     }
 }
 
-fn touches_volatile(s: &Selection) -> bool {
+/// Fields whose value depends on who asks.
+const PER_VIEWER: [&str; 2] = ["viewer", "viewerIsFollowing"];
+
+/// Whether `s` selects any of `fields`, at any depth.
+fn touches(s: &Selection, fields: &[&str]) -> bool {
     s.fields.iter().any(|f| {
-        VOLATILE.contains(&&*f.name)
+        fields.contains(&&*f.name)
             || match &f.children {
                 Children::Leaf => false,
-                Children::Object(sub) => touches_volatile(sub),
-                Children::Abstract(subs) => subs.iter().any(|(_, sub)| touches_volatile(sub)),
+                Children::Object(sub) => touches(sub, fields),
+                Children::Abstract(subs) => subs.iter().any(|(_, sub)| touches(sub, fields)),
             }
     })
 }
@@ -79,6 +87,18 @@ mod tests {
         assert!(!info("{ viewer { id } }").public);
         assert!(!info("{ node(id: \"x\") { ... on Channel { isLive } } }").public);
         assert!(!info("mutation { endStream { title } }").public);
+    }
+
+    #[test]
+    fn viewer_dependent_selections_are_told_apart() {
+        let sub = |s: &str| {
+            info(&format!(
+                "subscription {{ streamUpdates(channelId: \"c\") {{ {s} }} }}"
+            ))
+        };
+        assert!(sub("channel { viewerIsFollowing }").per_viewer);
+        assert!(!sub("title channel { login followerCount }").per_viewer);
+        assert!(info("{ viewer { id } }").per_viewer);
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Doc {
         &self.prepared.plans[index].1
     }
 
+    /// What the HTTP layer derives from the operation at `index`.
+    pub fn info_at(&self, index: usize) -> OpInfo {
+        self.info[index]
+    }
+
     /// The index of the operation `name` (or the only one).
     pub fn operation_index(&self, name: Option<&str>) -> Option<usize> {
         match name {

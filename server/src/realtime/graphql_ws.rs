@@ -243,6 +243,11 @@ impl Session<'_> {
             op,
             vars,
             vars_key: req.variables_key(),
+            viewer: doc
+                .info_at(op)
+                .per_viewer
+                .then(|| self.viewer.clone())
+                .flatten(),
             topic,
         });
         match self.shard.hub.subscribe(sub, &room, since) {

@@ -15,6 +15,7 @@ use streamhub_ws::queue::SendQueue;
 use streamhub_ws::{gqlws, room};
 
 use super::fanout::{Inbox, Notice};
+use crate::auth::Viewer;
 use crate::domain::values::date_time;
 use crate::domain::{Domain, Obj};
 use crate::http::graphql::Doc;
@@ -54,6 +55,9 @@ pub struct Subscription {
     pub vars: Variables,
     /// The variables as sent, to render once per distinct value.
     pub vars_key: String,
+    /// The subscriber, when the selection depends on who asks (then its payload is
+    /// rendered per viewer); None renders it once for everyone.
+    pub viewer: Option<Rc<Viewer>>,
     /// What it listens to.
     pub topic: Topic,
 }
@@ -349,18 +353,24 @@ impl Hub {
         self.deliver_to(&subs, Obj::ChannelRoot(channel));
     }
 
-    /// Renders `root` once per distinct (document, operation, variables) and queues it
-    /// on every subscription.
+    /// Renders `root` once per distinct (document, operation, variables, and viewer
+    /// for selections that depend on one) and queues it on every subscription.
     fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
-        let mut rendered: Vec<(*const Doc, usize, &str, Vec<u8>)> = Vec::new();
+        type Key<'a> = (*const Doc, usize, &'a str, Option<&'a str>);
+        let mut rendered: Vec<(Key<'_>, Vec<u8>)> = Vec::new();
         for s in subs {
-            let key = (Rc::as_ptr(&s.doc), s.op, s.vars_key.as_str());
-            let payload = match rendered.iter().position(|(d, o, v, _)| (*d, *o, *v) == key) {
-                Some(i) => &rendered[i].3,
+            let key = (
+                Rc::as_ptr(&s.doc),
+                s.op,
+                s.vars_key.as_str(),
+                s.viewer.as_deref().map(|v| &*v.id),
+            );
+            let payload = match rendered.iter().position(|(k, _)| *k == key) {
+                Some(i) => &rendered[i].1,
                 None => {
                     let p = self.render(s, root.clone());
-                    rendered.push((key.0, key.1, key.2, p));
-                    &rendered[rendered.len() - 1].3
+                    rendered.push((key, p));
+                    &rendered[rendered.len() - 1].1
                 }
             };
             s.queue.push(gqlws::next(&s.id, payload));
@@ -371,7 +381,7 @@ impl Hub {
     fn render(&self, sub: &Subscription, root: Obj) -> Vec<u8> {
         let schema = &self.domain.schema;
         let plan = sub.doc.plan_at(sub.op);
-        let req = self.domain.request(None);
+        let req = self.domain.request(sub.viewer.as_deref());
         graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars)
     }
 }
