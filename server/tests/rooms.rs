@@ -102,18 +102,26 @@ fn every_member_on_every_shard_gets_every_event_once_in_order() {
     }
 }
 
-#[test]
-fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
-    let server = server(&[("STREAMHUB_HISTORY_EVENTS", "5")]);
+/// A member of `ch_u3` notes the room's last seq and leaves; bob then sends three
+/// messages (`<prefix> 0..2`). Returns bob's connection and that seq.
+fn miss_three(server: &Server, prefix: &str) -> (WsClient, u64) {
     let bob = token("u2", "bob", false);
-    let mut sender = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&bob))]);
-    let mut a = WsClient::connect(&server, "/ws", &[]);
+    let mut sender = WsClient::connect(server, "/ws", &[("Authorization", &auth(&bob))]);
+    let mut a = WsClient::connect(server, "/ws", &[]);
     let last = join(&mut a, "ch_u3", None)["seq"].as_u64().unwrap();
     drop(a);
     for i in 0..3 {
-        sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": format!("missed {i}")}));
+        sender
+            .send_json(&json!({"type": "send", "room": "ch_u3", "body": format!("{prefix} {i}")}));
         assert_eq!(sender.next_json()["type"], "sent");
     }
+    (sender, last)
+}
+
+#[test]
+fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
+    let server = server(&[("STREAMHUB_HISTORY_EVENTS", "5")]);
+    let (mut sender, last) = miss_three(&server, "missed");
     let mut again = WsClient::connect(&server, "/ws", &[]);
     let j = join(&mut again, "ch_u3", Some(last));
     assert_eq!(j["recovered"], true);
@@ -140,15 +148,7 @@ fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
 #[test]
 fn history_older_than_its_age_is_not_replayed_and_leaves_the_chat_log() {
     let server = server(&[("STREAMHUB_HISTORY_AGE", "1s")]);
-    let bob = token("u2", "bob", false);
-    let mut sender = WsClient::connect(&server, "/ws", &[("Authorization", &auth(&bob))]);
-    let mut a = WsClient::connect(&server, "/ws", &[]);
-    let last = join(&mut a, "ch_u3", None)["seq"].as_u64().unwrap();
-    drop(a);
-    for i in 0..3 {
-        sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": format!("old {i}")}));
-        assert_eq!(sender.next_json()["type"], "sent");
-    }
+    let (mut sender, last) = miss_three(&server, "old");
     // Let the three (and the demo's messages) grow older than the 1 s kept.
     std::thread::sleep(Duration::from_millis(1500));
     let mut late = WsClient::connect(&server, "/ws", &[]);

@@ -2,9 +2,9 @@
 //! message), join with `since` recovery, leave, send (rate-limited, ordered by the store,
 //! acknowledged with `sent`), ping/pong both ways, and the close codes of SPEC.md.
 //!
-//! The socket is split: this task reads, a writer task drains the connection's send
-//! queue, so deliveries never wait on a slow reader and a slow consumer is closed with
-//! 4008 by its queue.
+//! Deliveries only queue frames on the connection's send queue, which the session's
+//! writer drains (see `socket.rs`): they never wait on a slow reader, and a slow
+//! consumer is closed with 4008 by its queue.
 
 use std::rc::Rc;
 use streamhub_ws::frame;
