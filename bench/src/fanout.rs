@@ -148,6 +148,7 @@ fn run_one(
     let (pub_report, _) = collect(pubs)?;
     let seconds = started.elapsed().as_secs_f64();
     let server_cpu = cpu.share();
+    let server_cpu_seconds = cpu.used();
     let (sub_report, latency): (_, Latency) = collect(subs)?;
     let s = latency.summary();
     // The publisher also gets its own `sent` acknowledgements; deliveries are what the
@@ -179,6 +180,8 @@ fn run_one(
             "seconds": seconds,
             "connect_seconds": connect_seconds,
             "server_cpu": server_cpu,
+            // The server's CPU time per delivery, publishes and all.
+            "server_cpu_us_per_delivery": 1e6 * server_cpu_seconds / (deliveries.max(1) as f64),
             "latency": "publish-to-receive, from the stamp in each message",
         }],
     }))
@@ -243,7 +246,7 @@ fn delivery_span(r: &crate::ws::WorkerReport) -> f64 {
 
 fn run_line(v: &Value, r: &Value) -> String {
     format!(
-        "ws-fanout {} | {}\n{} subscribers, {} publishes of {} bytes: {} of {} deliveries, {:.0} deliveries/s\npublish-to-receive µs: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0}; server CPU {:.0}%; joined in {:.1} s; errors {}\n",
+        "ws-fanout {} | {}\n{} subscribers, {} publishes of {} bytes: {} of {} deliveries, {:.0} deliveries/s\npublish-to-receive µs: p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0} max {:.0}; server CPU {:.0}% ({:.2} µs per delivery); joined in {:.1} s; errors {}\n",
         r["server"].as_str().unwrap_or(""),
         v["setup"].as_str().unwrap_or(""),
         r["subscribers"], r["publishes"], r["body_bytes"], r["deliveries"], r["deliveries_expected"],
@@ -252,6 +255,7 @@ fn run_line(v: &Value, r: &Value) -> String {
         r["p99_us"].as_f64().unwrap_or(0.0), r["p999_us"].as_f64().unwrap_or(0.0),
         r["max_us"].as_f64().unwrap_or(0.0),
         100.0 * r["server_cpu"].as_f64().unwrap_or(0.0),
+        r["server_cpu_us_per_delivery"].as_f64().unwrap_or(0.0),
         r["connect_seconds"].as_f64().unwrap_or(0.0), r["errors"],
     )
 }

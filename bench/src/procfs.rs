@@ -47,6 +47,11 @@ impl CpuMeter {
         })
     }
 
+    /// CPU seconds used since the start.
+    pub fn used(&self) -> f64 {
+        cpu_seconds(self.pid).map_or(f64::NAN, |cpu| cpu - self.cpu0)
+    }
+
     /// CPU used since the start, as a fraction of one core (1.0 = one core busy).
     pub fn share(&self) -> f64 {
         let wall = self.t0.elapsed().as_secs_f64();
