@@ -67,6 +67,7 @@ pub(super) fn run<'a, P: Protocol>(
         registration,
         init_pending: init_within.is_some(),
         phase: Phase::Running,
+        patience: None,
     }
 }
 
@@ -81,19 +82,36 @@ pub(super) struct Session<'a, P> {
     registration: Registration<'a>,
     init_pending: bool,
     phase: Phase,
+    /// How long the ending phase may last (set when the session starts ending).
+    patience: Option<Pin<Box<Sleep>>>,
 }
 
 /// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Reading and writing.
     Running,
     /// Reading ended and a close is queued: the writer sends what is left.
-    Flushing(Pin<Box<Sleep>>),
+    Flushing,
     /// The writer is done (its close is out): reading goes on until the peer's answer.
-    Lingering(Pin<Box<Sleep>>),
+    Lingering,
 }
 
 impl<P: Protocol> Session<'_, P> {
+    /// Enters an ending phase, which may last `FLUSH_PATIENCE`.
+    fn end_in(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.patience = Some(Box::pin(sleep(FLUSH_PATIENCE)));
+    }
+
+    /// Ready once the ending phase has had its time.
+    fn poll_patience(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.patience {
+            Some(p) => p.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+
     /// Reads and handles messages until none is ready; true once reading has ended.
     fn poll_reading(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
@@ -135,34 +153,30 @@ impl<P: Protocol> Future for Session<'_, P> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            match &mut this.phase {
+            match this.phase {
                 Phase::Running => {
                     if this.protocol.is_none() || this.poll_reading(cx) {
                         // Whatever ended the reading, the writer finishes with a close.
                         this.protocol = None;
                         this.queue.close_with(frame::close(code::NORMAL, ""));
-                        this.phase = Phase::Flushing(Box::pin(sleep(FLUSH_PATIENCE)));
-                        continue;
+                        this.end_in(Phase::Flushing);
+                    } else if this.queue.poll_write_to(cx, &mut this.write).is_ready() {
+                        this.end_in(Phase::Lingering);
+                    } else {
+                        return Poll::Pending;
                     }
-                    if this.queue.poll_write_to(cx, &mut this.write).is_ready() {
-                        this.phase = Phase::Lingering(Box::pin(sleep(FLUSH_PATIENCE)));
-                        continue;
-                    }
-                    return Poll::Pending;
                 }
-                Phase::Flushing(patience) => {
+                Phase::Flushing => {
                     if this.queue.poll_write_to(cx, &mut this.write).is_ready() {
                         return Poll::Ready(());
                     }
-                    return patience.as_mut().poll(cx);
+                    return this.poll_patience(cx);
                 }
-                Phase::Lingering(_) => {
+                Phase::Lingering => {
                     if this.poll_reading(cx) {
                         return Poll::Ready(());
                     }
-                    if let Phase::Lingering(patience) = &mut this.phase {
-                        return patience.as_mut().poll(cx);
-                    }
+                    return this.poll_patience(cx);
                 }
             }
         }
