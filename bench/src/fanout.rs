@@ -1,8 +1,8 @@
 //! `ws-fanout`: one room, S subscribers spread over worker processes and source
 //! addresses, one publisher sending P messages a second through the room protocol;
 //! deliveries per second and publish-to-receive latency (each message carries its send
-//! time). The server runs pinned to its core with one shard; the workers are not pinned
-//! (they need the other core and more), which the report says.
+//! time). The server runs pinned to its core with one shard; the workers run on every
+//! other core, so nothing else runs on the server's.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -110,7 +110,14 @@ fn run_one(
     };
     let processes = args.subscribers.div_ceil(args.per_process.max(1)).max(1);
     let connect_started = Instant::now();
-    let subs = spawn_workers(&exe, &subscribers, processes, args.subscribers, 2)?;
+    let subs = spawn_workers(
+        &exe,
+        &subscribers,
+        processes,
+        args.subscribers,
+        2,
+        args.server_core,
+    )?;
     // Wait until every subscriber has joined (the room's viewer count says so).
     let want = before + i64::from(args.subscribers);
     loop {
@@ -144,7 +151,7 @@ fn run_one(
     };
     let cpu = crate::procfs::CpuMeter::start(Some(server.pid()))?;
     let started = Instant::now();
-    let pubs = spawn_workers(&exe, &publisher, 1, 1, 1)?;
+    let pubs = spawn_workers(&exe, &publisher, 1, 1, 1, args.server_core)?;
     let (pub_report, _) = collect(pubs)?;
     let seconds = started.elapsed().as_secs_f64();
     let server_cpu = cpu.share();
@@ -159,8 +166,8 @@ fn run_one(
         "scenario": "ws-fanout",
         "machine": crate::report::machine(),
         "setup": format!(
-            "server pinned to core {} with one shard; {} subscriber processes and one publisher, not pinned",
-            args.server_core, processes
+            "server pinned to core {} with one shard; {} subscriber processes and one publisher on cores {}",
+            args.server_core, processes, crate::ws::other_cores(args.server_core)
         ),
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,
@@ -313,6 +320,7 @@ pub fn run_idle(args: &IdleArgs, command: &str) -> anyhow::Result<Value> {
         processes,
         args.connections,
         2,
+        args.server_core,
     )?;
     let want = before + i64::from(args.connections);
     while viewer_count(server.addr)? < want {
@@ -333,7 +341,7 @@ pub fn run_idle(args: &IdleArgs, command: &str) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "ws-idle",
         "machine": crate::report::machine(),
-        "setup": format!("server pinned to core {} with one shard; {} worker processes, not pinned", args.server_core, processes),
+        "setup": format!("server pinned to core {} with one shard; {} worker processes on cores {}", args.server_core, processes, crate::ws::other_cores(args.server_core)),
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,
         "runs": [{

@@ -342,6 +342,7 @@ pub fn spawn_workers(
     processes: u32,
     connections: u32,
     first_ip: u8,
+    away_from: usize,
 ) -> anyhow::Result<Vec<Child>> {
     if processes == 0 {
         bail!("at least one worker process is needed");
@@ -350,8 +351,10 @@ pub fn spawn_workers(
     for i in 0..processes {
         let share = connections / processes + u32::from(i < connections % processes);
         let ip = format!("127.0.0.{}", u32::from(first_ip) + i);
-        let mut cmd = Command::new(exe);
-        cmd.args(["ws-worker", "--url", &base.url])
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &other_cores(away_from)])
+            .arg(exe)
+            .args(["ws-worker", "--url", &base.url])
             .args(["--connections", &share.to_string()])
             .args(["--source-ip", &ip])
             .args(["--hold", &humantime::format_duration(base.hold).to_string()])
@@ -411,6 +414,21 @@ pub fn collect(children: Vec<Child>) -> anyhow::Result<(WorkerReport, Latency)> 
     }
     total.latency = latency.to_pairs();
     Ok((total, latency))
+}
+
+/// Every core but `core`, as a `taskset` list ("1" on two cores); `core` itself when it
+/// is the only one.
+pub fn other_cores(core: usize) -> String {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let others: Vec<String> = (0..n)
+        .filter(|&c| c != core)
+        .map(|c| c.to_string())
+        .collect();
+    if others.is_empty() {
+        core.to_string()
+    } else {
+        others.join(",")
+    }
 }
 
 #[cfg(test)]

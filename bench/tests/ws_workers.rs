@@ -74,7 +74,7 @@ fn workers_spread_over_processes_and_addresses_and_time_every_echo() {
         hold: Duration::from_secs(2),
     };
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_streamhub-bench"));
-    let children = spawn_workers(exe, &base, 3, 90, 2).unwrap();
+    let children = spawn_workers(exe, &base, 3, 90, 2, 0).unwrap();
     let (report, latency) = collect(children).unwrap();
 
     assert_eq!(report.connected, 90, "{report:?}");
