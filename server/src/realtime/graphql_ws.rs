@@ -89,6 +89,7 @@ impl Drop for Session<'_> {
 
 impl Protocol for Session<'_> {
     const BINARY_CLOSE: (u16, &'static str) = (close::BAD_REQUEST, "Invalid message received");
+    const INTERNAL_CLOSE: (u16, &'static str) = (close::INTERNAL, "Internal server error");
 
     fn initialized(&self) -> bool {
         self.initialized

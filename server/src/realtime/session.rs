@@ -69,6 +69,7 @@ impl Drop for Session<'_> {
 
 impl Protocol for Session<'_> {
     const BINARY_CLOSE: (u16, &'static str) = (code::UNSUPPORTED, "the room protocol is JSON text");
+    const INTERNAL_CLOSE: (u16, &'static str) = (code::INTERNAL, "internal error");
 
     /// Handles one client message; false to end the session (a close is queued).
     /// The room protocol needs no initialisation.

@@ -27,6 +27,10 @@ pub(super) trait Protocol: Unpin {
     /// The close for a binary message (both protocols are JSON text).
     const BINARY_CLOSE: (u16, &'static str);
 
+    /// The close when handling a message failed inside the server (a bug): the session
+    /// ends with it, every other session goes on.
+    const INTERNAL_CLOSE: (u16, &'static str);
+
     /// Handles one text message; false to end the session (a close is queued).
     fn on_text(&mut self, text: &[u8]) -> bool;
 
@@ -124,8 +128,14 @@ impl<P: Protocol> Session<'_, P> {
                     let Some(protocol) = self.protocol.as_mut() else {
                         continue;
                     };
-                    if !protocol.on_text(&t) {
-                        return true;
+                    match handle(protocol, &t) {
+                        Handled::Go => {}
+                        Handled::End => return true,
+                        Handled::Failed => {
+                            let (c, reason) = P::INTERNAL_CLOSE;
+                            self.queue.close_with(frame::close(c, reason));
+                            return true;
+                        }
                     }
                     if self.init_pending && protocol.initialized() {
                         self.registration.initialized();
@@ -143,6 +153,38 @@ impl<P: Protocol> Session<'_, P> {
                 }
                 Err(End::Closed | End::Dropped) => return true,
             }
+        }
+    }
+}
+
+/// What handling one message came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Handled {
+    /// Go on reading.
+    Go,
+    /// The protocol ended the session (its close is queued).
+    End,
+    /// The handler panicked: the session ends with the protocol's internal close.
+    Failed,
+}
+
+/// Hands `text` to `protocol`; a panic in the handler (a bug) is caught and logged here,
+/// so it costs this session and not the shard's other connections.
+fn handle<P: Protocol>(protocol: &mut P, text: &[u8]) -> Handled {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| protocol.on_text(text))) {
+        Ok(true) => Handled::Go,
+        Ok(false) => Handled::End,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic");
+            tracing::error!(
+                error = why,
+                "a WebSocket message handler failed; closing the session"
+            );
+            Handled::Failed
         }
     }
 }
@@ -180,5 +222,36 @@ impl<P: Protocol> Future for Session<'_, P> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A protocol whose handler fails on `boom` (as a bug would).
+    struct Fragile;
+
+    impl Protocol for Fragile {
+        const BINARY_CLOSE: (u16, &'static str) = (1003, "");
+        const INTERNAL_CLOSE: (u16, &'static str) = (1011, "");
+
+        fn on_text(&mut self, text: &[u8]) -> bool {
+            assert!(text != b"boom", "the handler's bug");
+            text != b"bye"
+        }
+
+        fn initialized(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_ends_only_its_session() {
+        let mut p = Fragile;
+        assert_eq!(handle(&mut p, b"hello"), Handled::Go);
+        assert_eq!(handle(&mut p, b"bye"), Handled::End);
+        assert_eq!(handle(&mut p, b"boom"), Handled::Failed);
+        assert_eq!(handle(&mut p, b"hello"), Handled::Go, "this thread goes on");
     }
 }
