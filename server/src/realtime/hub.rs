@@ -231,7 +231,7 @@ impl Hub {
         };
         for seq in seqs {
             let payload = self.render(&sub, Obj::RoomEvent(channel, seq as u32));
-            sub.queue.push(gqlws::next(&sub.id, &payload));
+            push_next(&sub, payload.as_deref());
         }
         if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
             room.subs.push(sub);
@@ -357,7 +357,7 @@ impl Hub {
     /// for selections that depend on one) and queues it on every subscription.
     fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
         type Key<'a> = (*const Doc, usize, &'a str, Option<&'a str>);
-        let mut rendered: Vec<(Key<'_>, Vec<u8>)> = Vec::new();
+        let mut rendered: Vec<(Key<'_>, Option<Vec<u8>>)> = Vec::new();
         for s in subs {
             let key = (
                 Rc::as_ptr(&s.doc),
@@ -373,16 +373,36 @@ impl Hub {
                     &rendered[rendered.len() - 1].1
                 }
             };
-            s.queue.push(gqlws::next(&s.id, payload));
+            push_next(s, payload.as_deref());
         }
     }
 
-    /// The execution result of a subscription's selection for one event.
-    fn render(&self, sub: &Subscription, root: Obj) -> Vec<u8> {
+    /// The execution result of a subscription's selection for one event; None when
+    /// execution failed inside the server (a panic, i.e. a bug), which is logged and
+    /// costs only the subscriptions that asked for this payload, not the shard's hub.
+    fn render(&self, sub: &Subscription, root: Obj) -> Option<Vec<u8>> {
         let schema = &self.domain.schema;
         let plan = sub.doc.plan_at(sub.op);
-        let req = self.domain.request(sub.viewer.as_deref());
-        graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let req = self.domain.request(sub.viewer.as_deref());
+            graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars)
+        }))
+        .map_err(|_| tracing::error!("a subscription's execution failed; closing its connection"))
+        .ok()
+    }
+}
+
+/// Queues `payload` for `sub` as `next`; without one (its execution failed), closes the
+/// subscriber's connection with 4500.
+fn push_next(sub: &Subscription, payload: Option<&[u8]>) {
+    match payload {
+        Some(p) => {
+            sub.queue.push(gqlws::next(&sub.id, p));
+        }
+        None => sub.queue.close_with(streamhub_ws::frame::close(
+            gqlws::close::INTERNAL,
+            "Internal server error",
+        )),
     }
 }
 
