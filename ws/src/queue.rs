@@ -1,14 +1,14 @@
 //! A connection's send queue: frames wait here with a byte limit, and the session's
-//! writer writes everything queued since it last woke in one vectored write. A consumer too slow to
-//! keep its queue under the limit is closed with 4008; it never slows anyone else.
+//! writer writes everything queued since it last woke in one vectored write. A consumer
+//! too slow to keep its queue under the limit is closed with 4008; it never slows anyone
+//! else.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
-
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
