@@ -67,11 +67,6 @@ impl Reader {
         }
     }
 
-    /// The largest frame payload to read: a message's limit.
-    pub fn max_frame(&self) -> usize {
-        self.max_message
-    }
-
     /// The next whole message; pongs and the answer to a close go out through `queue`.
     pub async fn next<R>(
         &mut self,

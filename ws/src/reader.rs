@@ -57,6 +57,9 @@ pub enum ReadError {
 /// stack first, so a connection waiting for its next frame holds no buffer at all.
 const FIRST_READ: usize = 4096;
 
+/// How much one read takes at most into a partly filled buffer.
+const MAX_READ: usize = 64 * 1024;
+
 /// Reads frames from `io`.
 #[derive(Debug)]
 pub struct FrameReader<R> {
@@ -73,11 +76,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::new(),
             max_payload,
         }
-    }
-
-    /// The next frame.
-    pub async fn frame(&mut self) -> Result<Frame, ReadError> {
-        std::future::poll_fn(|cx| self.poll_frame(cx)).await
     }
 
     /// Polls for the next frame: whatever is buffered is parsed first, and the socket
@@ -110,14 +108,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Poll::Ready(Ok(rb.filled().len()))
     }
 
-    /// One read after what is buffered, of at least what the frame still needs.
+    /// One read after what is buffered, of what the frame still needs (at least
+    /// `FIRST_READ`, at most `MAX_READ`).
     fn poll_read_more(
         &mut self,
         cx: &mut Context<'_>,
         need: usize,
     ) -> Poll<std::io::Result<usize>> {
         let old = self.buf.len();
-        self.buf.resize(need.max(old + FIRST_READ), 0);
+        // The space is zeroed before each read: a large frame comes in pieces of at
+        // most `MAX_READ`, so each byte is zeroed once, not the whole rest every read.
+        let want = need.saturating_sub(old).clamp(FIRST_READ, MAX_READ);
+        self.buf.resize(old + want, 0);
         let mut rb = ReadBuf::new(&mut self.buf[old..]);
         let res = Pin::new(&mut self.io).poll_read(cx, &mut rb);
         let n = rb.filled().len();
@@ -213,6 +215,12 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<R: AsyncRead + Unpin> FrameReader<R> {
+        async fn frame(&mut self) -> Result<Frame, ReadError> {
+            std::future::poll_fn(|cx| self.poll_frame(cx)).await
+        }
+    }
 
     fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [1u8, 2, 3, 4];

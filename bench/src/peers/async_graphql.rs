@@ -870,16 +870,10 @@ impl Query {
         let first = page_size(Some(first), 20, "first")?;
         let start = after_cursor(after)?;
         let d = store(ctx).read();
-        let mut all: Vec<(u64, CategoryIx)> = (0..d.categories.len() as u32)
-            .map(|i| (d.category_viewers(CategoryIx(i)), CategoryIx(i)))
-            .collect();
-        all.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| d.category(a.1).name.cmp(&d.category(b.1).name))
-        });
+        let all = d.categories_by_viewers();
         let total = all.len();
         let (items, start, has_next) = window(total, start, first, |i| {
-            let k = all[i].1;
+            let k = all[i];
             let c = d.category(k);
             Category {
                 ix: k,
@@ -1237,21 +1231,11 @@ impl Mutation {
         let mut d = s.write();
         let c = channel_arg(&d, &channel_id)?;
         let seq = i64::from(message_seq);
-        let author = match u32::try_from(seq)
-            .ok()
-            .and_then(|s| d.channel(c).log.get(s))
-        {
-            Some(RoomEvent::Message {
-                author,
-                deleted: false,
-                ..
-            }) => *author,
-            _ => {
-                return Err(coded(
-                    "NOT_FOUND",
-                    format!("no message has seq {seq} in this channel"),
-                ))
-            }
+        let Some(author) = u32::try_from(seq).ok().and_then(|s| d.message_author(c, s)) else {
+            return Err(coded(
+                "NOT_FOUND",
+                format!("no message has seq {seq} in this channel"),
+            ));
         };
         let author_id = d.user(author).id.clone();
         check(
@@ -1263,17 +1247,7 @@ impl Mutation {
             c,
             t,
         )?;
-        if let Some(RoomEvent::Message { deleted, .. }) =
-            d.channels[c.0 as usize].log.get_mut(seq as u32)
-        {
-            *deleted = true;
-        }
-        d.append(
-            c,
-            RoomEvent::Deleted {
-                message_seq: seq as u32,
-            },
-        );
+        d.delete_message(c, seq as u32);
         Ok(true)
     }
 

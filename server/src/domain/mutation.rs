@@ -176,21 +176,11 @@ fn run(
         "deleteChatMessage" => {
             let c = channel_arg(d, args)?;
             let seq = int_arg(args, "messageSeq").unwrap_or(0);
-            let author = match u32::try_from(seq)
-                .ok()
-                .and_then(|s| d.channel(c).log.get(s))
-            {
-                Some(RoomEvent::Message {
-                    author,
-                    deleted: false,
-                    ..
-                }) => *author,
-                _ => {
-                    return Err(FieldError::new(
-                        NOT_FOUND,
-                        format!("no message has seq {seq} in this channel"),
-                    ))
-                }
+            let Some(author) = u32::try_from(seq).ok().and_then(|s| d.message_author(c, s)) else {
+                return Err(FieldError::new(
+                    NOT_FOUND,
+                    format!("no message has seq {seq} in this channel"),
+                ));
             };
             let author_id = d.user(author).id.clone();
             check(
@@ -200,17 +190,7 @@ fn run(
                 },
                 c,
             )?;
-            if let Some(RoomEvent::Message { deleted, .. }) =
-                d.channels[c.0 as usize].log.get_mut(seq as u32)
-            {
-                *deleted = true;
-            }
-            let at = d.append(
-                c,
-                RoomEvent::Deleted {
-                    message_seq: seq as u32,
-                },
-            );
+            let at = d.delete_message(c, seq as u32);
             events.push(Event::Room {
                 channel_id: d.channel(c).id.clone(),
                 seq: at,

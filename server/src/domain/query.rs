@@ -122,14 +122,8 @@ fn streams(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
 fn categories(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     let first = count_arg(args, "first", 20)?;
     let start = after_arg(args)?;
-    let mut all: Vec<(u64, CategoryIx)> = (0..d.categories.len() as u32)
-        .map(|i| (d.category_viewers(CategoryIx(i)), CategoryIx(i)))
-        .collect();
-    all.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then_with(|| d.category(a.1).name.cmp(&d.category(b.1).name))
-    });
-    let page = Page::of(all.len(), start, first, |i| Obj::Category(all[i].1));
+    let all = d.categories_by_viewers();
+    let page = Page::of(all.len(), start, first, |i| Obj::Category(all[i]));
     Ok(Resolved::Object(Obj::Connection(Rc::new(page))))
 }
 

@@ -202,12 +202,7 @@ pub fn generate(size: DemoSize) -> Data {
             );
             // Now and then a moderator deletes one.
             if k % 17 == 16 {
-                if let Some(RoomEvent::Message { deleted, .. }) =
-                    d.channels[c.0 as usize].log.get_mut(seq)
-                {
-                    *deleted = true;
-                }
-                d.append(c, RoomEvent::Deleted { message_seq: seq });
+                d.delete_message(c, seq);
             }
         }
     }

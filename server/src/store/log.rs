@@ -58,13 +58,9 @@ impl RoomLog {
     }
 
     /// How many events are held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.held.len()
-    }
-
-    /// Whether no event is held.
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
     }
 
     /// The event at `seq`, if still held.

@@ -395,6 +395,29 @@ impl Data {
         self.channels[c.0 as usize].log.push(event, now(), keep)
     }
 
+    /// The author of the chat message at `seq` in `c`, if it is held and not deleted.
+    pub fn message_author(&self, c: ChannelIx, seq: u32) -> Option<UserIx> {
+        match self.channel(c).log.get(seq)? {
+            RoomEvent::Message {
+                author,
+                deleted: false,
+                ..
+            } => Some(*author),
+            _ => None,
+        }
+    }
+
+    /// Marks the message at `seq` in `c` deleted and appends the deletion to the room;
+    /// returns the deletion's seq.
+    pub fn delete_message(&mut self, c: ChannelIx, seq: u32) -> u32 {
+        if let Some(RoomEvent::Message { deleted, .. }) =
+            self.channels[c.0 as usize].log.get_mut(seq)
+        {
+            *deleted = true;
+        }
+        self.append(c, RoomEvent::Deleted { message_seq: seq })
+    }
+
     /// Whether `u` is banned from `c` at `now`.
     pub fn is_banned(&self, c: ChannelIx, u: UserIx, now: Millis) -> bool {
         self.channel(c)
@@ -442,6 +465,18 @@ impl Data {
             .collect();
         out.reverse();
         out
+    }
+
+    /// Every category, most viewers first, ties by name.
+    pub fn categories_by_viewers(&self) -> Vec<CategoryIx> {
+        let mut all: Vec<(u64, CategoryIx)> = (0..self.categories.len() as u32)
+            .map(|i| (self.category_viewers(CategoryIx(i)), CategoryIx(i)))
+            .collect();
+        all.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| self.category(a.1).name.cmp(&self.category(b.1).name))
+        });
+        all.into_iter().map(|(_, k)| k).collect()
     }
 
     /// The viewer count of a category: the sum over its live channels.
