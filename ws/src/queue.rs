@@ -2,6 +2,13 @@
 //! writer writes everything queued since it last woke in one vectored write. A consumer
 //! too slow to keep its queue under the limit is closed with 4008; it never slows anyone
 //! else.
+//!
+//! The limit is judged against what the socket will not take: a burst pushed at once
+//! (events that waited in a cross-shard ring while the shard was busy) may pass it as
+//! long as the writer then gets it into the socket; a queue over the limit while the
+//! socket refuses more is a slow consumer. So a member is treated the same whichever
+//! shard publishes. A burst is bounded upstream: a hub delivers at most a room's history
+//! at once, as shared frames (a queue holds a handle per frame, not a copy).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -41,6 +48,8 @@ pub struct SendQueue {
     closing: Cell<bool>,
     /// The first frame is partly written: it must be finished before anything else.
     front_started: Cell<bool>,
+    /// The socket refused the writer's last write: it is full.
+    blocked: Cell<bool>,
     /// The writer, waiting for frames.
     writer: RefCell<Option<Waker>>,
     /// Where the writer is: writing, shutting the write side, or done.
@@ -56,37 +65,45 @@ impl SendQueue {
             limit,
             closing: Cell::new(false),
             front_started: Cell::new(false),
+            blocked: Cell::new(false),
             writer: RefCell::new(None),
             stage: Cell::new(Stage::Writing),
         })
     }
 
-    /// Queues a frame. Past the limit, the queued frames are dropped and a close 4008
-    /// takes their place; false then (and once closing).
+    /// Queues a frame. Past the limit while the socket is full, the queued frames are
+    /// dropped and a close 4008 takes their place; false then (and once closing). Past
+    /// the limit while the socket still takes data, the writer judges once it has
+    /// written what the socket takes.
     pub fn push(&self, frame: Bytes) -> bool {
         if self.closing.get() {
             return false;
         }
         let bytes = self.bytes.get() + frame.len();
-        if bytes > self.limit {
-            // Drop what has not started going out; a partly written frame is finished.
-            let mut q = self.frames.borrow_mut();
-            let keep = if self.front_started.get() {
-                q.pop_front()
-            } else {
-                None
-            };
-            q.clear();
-            self.bytes.set(keep.as_ref().map_or(0, Bytes::len));
-            q.extend(keep);
-            drop(q);
-            self.close_with(frame::close(SLOW_CONSUMER, "slow consumer"));
+        if bytes > self.limit && self.blocked.get() {
+            self.overflow();
             return false;
         }
         self.bytes.set(bytes);
         self.frames.borrow_mut().push_back(frame);
         self.wake_writer();
         true
+    }
+
+    /// Drops what has not started going out (a partly written frame is finished) and
+    /// queues a close 4008 instead.
+    fn overflow(&self) {
+        let mut q = self.frames.borrow_mut();
+        let keep = if self.front_started.get() {
+            q.pop_front()
+        } else {
+            None
+        };
+        q.clear();
+        self.bytes.set(keep.as_ref().map_or(0, Bytes::len));
+        q.extend(keep);
+        drop(q);
+        self.close_with(frame::close(SLOW_CONSUMER, "slow consumer"));
     }
 
     /// Queues a close frame as the last frame (whatever the limit).
@@ -200,7 +217,16 @@ impl SendQueue {
                 .zip(iov.iter_mut())
                 .map(|(f, s)| *s = IoSlice::new(f))
                 .count();
-            let mut written = ready!(Pin::new(&mut *w).poll_write_vectored(cx, &iov[..n]))?;
+            let poll = Pin::new(&mut *w).poll_write_vectored(cx, &iov[..n]);
+            self.blocked.set(poll.is_pending());
+            let Poll::Ready(written) = poll else {
+                if self.bytes.get() > self.limit && !self.closing.get() {
+                    drop(q);
+                    self.overflow();
+                }
+                return Poll::Pending;
+            };
+            let mut written = written?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -224,10 +250,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn past_the_limit_the_queue_is_replaced_by_a_close_4008() {
+    fn past_the_limit_while_the_socket_is_full_the_queue_is_replaced_by_a_close_4008() {
         let q = SendQueue::new(10);
         assert!(q.push(Bytes::from_static(b"12345")));
         assert!(q.push(Bytes::from_static(b"12345")));
+        // The socket refused the writer's last write.
+        q.blocked.set(true);
         assert!(!q.push(Bytes::from_static(b"1")));
         assert!(q.is_closing());
         let frames: Vec<Bytes> = q.frames.borrow().iter().cloned().collect();
@@ -258,6 +286,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burst_past_the_limit_that_the_socket_takes_is_delivered_whole() {
+        let q = SendQueue::new(100);
+        let (mut client, mut peer) = tokio::io::duplex(1 << 16);
+        let frames: Vec<Bytes> = (0..3).map(|_| frame::text(&[b'a'; 60])).collect();
+        for f in &frames {
+            assert!(
+                q.push(f.clone()),
+                "over the limit, but the socket is not full"
+            );
+        }
+        q.close_with(frame::close(1000, ""));
+        q.drive(&mut client, async {}, Duration::from_secs(5)).await;
+        drop(client);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut got)
+            .await
+            .unwrap();
+        let mut want: Vec<u8> = frames.concat();
+        want.extend_from_slice(&frame::close(1000, ""));
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
     async fn an_overflow_drops_the_waiting_frames_but_finishes_the_one_half_written() {
         let q = SendQueue::new(100);
         let (mut client, mut peer) = tokio::io::duplex(8);
@@ -272,7 +323,10 @@ mod tests {
             () = tokio::task::yield_now() => {}
         }
         assert_eq!(q.queued_bytes(), a.len() - 8);
-        assert!(!q.push(frame::text(&[b'b'; 60])), "past the limit");
+        assert!(
+            !q.push(frame::text(&[b'b'; 60])),
+            "past the limit while the socket is full"
+        );
         let mut got = Vec::new();
         let ((), read) = tokio::join!(
             writing,
@@ -282,5 +336,27 @@ mod tests {
         let mut want = a.to_vec();
         want.extend_from_slice(&frame::close(SLOW_CONSUMER, "slow consumer"));
         assert_eq!(got, want, "the rest of `a`, then the close; `b` never");
+    }
+
+    #[tokio::test]
+    async fn a_queue_over_the_limit_when_the_socket_fills_is_closed_with_4008() {
+        let q = SendQueue::new(100);
+        let (mut client, mut peer) = tokio::io::duplex(8);
+        let a = frame::text(&[b'a'; 60]);
+        assert!(q.push(a.clone()));
+        assert!(
+            q.push(frame::text(&[b'b'; 60])),
+            "a burst: the socket may take it"
+        );
+        let writing = q.drive(&mut client, std::future::pending(), Duration::ZERO);
+        let mut got = Vec::new();
+        let ((), read) = tokio::join!(
+            writing,
+            tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut got)
+        );
+        read.unwrap();
+        let mut want = a.to_vec();
+        want.extend_from_slice(&frame::close(SLOW_CONSUMER, "slow consumer"));
+        assert_eq!(got, want, "the socket filled within `a`: `b` never goes");
     }
 }
