@@ -11,7 +11,8 @@
 //! Status: the schema model with introspection types ([`schema`]), validation
 //! ([`validate`]), variable coercion ([`coerce`]), planning ([`plan`]), level-by-level
 //! execution into JSON ([`exec`]), introspection ([`intro`]) and persisted documents with
-//! the prepared-document cache ([`persisted`]) and limits ([`limits`]) are built; the
+//! the per-thread prepared-document cache ([`persisted`]) and the node-wide registry of
+//! their texts ([`registry`]), and limits ([`limits`]) are built; the
 //! HTTP transport and the streaming domain's resolvers (in the server) follow (issue 5).
 
 pub mod coerce;
@@ -20,5 +21,6 @@ pub mod intro;
 pub mod limits;
 pub mod persisted;
 pub mod plan;
+pub mod registry;
 pub mod schema;
 pub mod validate;

@@ -177,7 +177,9 @@ pub fn prepare(schema: &Schema, text: &str, limits: &Limits) -> Result<Prepared,
 }
 
 /// Prepared documents by hash, at most `capacity` of them, the least recently used
-/// leaving first. One per shard; documents from a manifest are pinned and never leave.
+/// leaving first. One per shard, filled from the node-wide
+/// [`crate::registry::Registry`] on a miss; documents from a manifest are pinned and
+/// leave only when a new manifest replaces theirs.
 /// `T` is what the caller keeps per document: a [`Prepared`], or one wrapped with what
 /// the caller derives from it once.
 #[derive(Debug)]
@@ -205,10 +207,19 @@ impl<T> PlanCache<T> {
         }
     }
 
-    /// Pins a document from a manifest, reachable by its hash and by `id`.
-    pub fn pin(&mut self, id: &str, hash: Hash, prepared: Rc<T>) {
-        self.ids.insert(id.to_owned(), hash);
+    /// Pins a document from a manifest, reachable by its hash and, when given, by `id`.
+    pub fn pin(&mut self, id: Option<&str>, hash: Hash, prepared: Rc<T>) {
+        if let Some(id) = id {
+            self.ids.insert(id.to_owned(), hash);
+        }
+        self.entries.remove(&hash);
         self.pinned.insert(hash, prepared);
+    }
+
+    /// Drops every pinned document and manifest id (a new manifest replaced theirs).
+    pub fn unpin_all(&mut self) {
+        self.pinned.clear();
+        self.ids.clear();
     }
 
     /// The prepared document for a reference, if cached.
@@ -393,7 +404,7 @@ mod tests {
         assert!(c.contains(&docs[2].hash));
         // Pinned documents stay and answer to their manifest id.
         let pinned = Rc::new(prepare(&s, "query P { a }", &Limits::default()).unwrap());
-        c.pin("P1", pinned.hash, Rc::clone(&pinned));
+        c.pin(Some("P1"), pinned.hash, Rc::clone(&pinned));
         for _ in 0..10 {
             let d = Rc::new(prepare(&s, "{ b(x: 3) }", &Limits::default()).unwrap());
             c.insert(d.hash, d);
@@ -403,6 +414,9 @@ mod tests {
             &pinned
         ));
         assert!(c.get(&DocumentRef::Id("nope".into())).is_none());
+        c.unpin_all();
+        assert!(c.get(&DocumentRef::Id("P1".into())).is_none());
+        assert!(!c.contains(&pinned.hash));
         // Many lookups do not grow the use log without bound.
         for _ in 0..1000 {
             c.get(&DocumentRef::Sha256(docs[2].hash));

@@ -174,7 +174,7 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_DEMO_DATA", value_parser = crate::store::demo::parse_size, default_value = "small", help_heading = "Data")]
     pub demo_data: crate::store::demo::DemoSize,
 
-    /// A persisted-query manifest loaded at start: Apollo's format or a Relay id-to-text map.
+    /// A persisted-query manifest loaded at start and again on SIGHUP: Apollo's format or a Relay id-to-text map.
     #[arg(long, env = "STREAMHUB_PERSISTED_QUERIES", help_heading = "GraphQL")]
     pub persisted_queries: Option<std::path::PathBuf>,
 
@@ -190,6 +190,10 @@ pub struct Config {
         help_heading = "GraphQL"
     )]
     pub plan_cache: usize,
+
+    /// Bytes of registered document texts (APQ registrations and documents run as text) kept node-wide for every shard; least recently used leave first, the manifest is not counted.
+    #[arg(long, env = "STREAMHUB_DOCUMENT_REGISTRY_BYTES", value_parser = parse_size, default_value = "16MiB", help_heading = "GraphQL")]
+    pub document_registry_bytes: usize,
 
     /// `max-age` of public GET responses (persisted queries that depend on no viewer and no live counter).
     #[arg(long, env = "STREAMHUB_PUBLIC_MAX_AGE", value_parser = parse_duration, default_value = "30s", help_heading = "GraphQL")]

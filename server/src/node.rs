@@ -1,14 +1,18 @@
-//! Node-wide state shared by every shard: the configuration, the shutdown phase and
-//! the shards' metrics (read only when `/metrics` is scraped).
+//! Node-wide state shared by every shard: the configuration, the shutdown phase, the
+//! persisted documents, the rate limits and per-address connection counts, and the
+//! shards' metrics (read only when `/metrics` is scraped).
 
 use std::sync::Arc;
 
+use graphql_exec::registry::Registry;
 use tokio::sync::watch;
 
 use crate::auth::key::VerifyKey;
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::io_backend::Backend;
+use crate::limits::connections::PerAddress;
+use crate::limits::rate::Limiter;
 use crate::metrics::{NodeInfo, ShardMetrics};
 use crate::realtime::fanout::Fanout;
 
@@ -24,8 +28,9 @@ pub enum Phase {
     Closing,
 }
 
-/// State every shard shares. Nothing here is touched on the request hot path except
-/// the immutable configuration.
+/// State every shard shares. On the request hot path: the immutable configuration, the
+/// rate limits and connection counts (lock-free tables) and the persisted documents'
+/// generation (one atomic); nothing there takes a lock.
 pub struct Node {
     /// The settings the process runs with.
     pub config: Config,
@@ -39,8 +44,13 @@ pub struct Node {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The streaming domain: schema, store and event seam.
     pub domain: Arc<Domain>,
-    /// The persisted-query manifest: (id, text) pairs, checked at start.
-    pub manifest: Vec<(String, String)>,
+    /// The persisted documents' texts, node-wide: the manifest's and the registered
+    /// ones. Shards prepare and cache their own plans from it on a miss.
+    pub persisted: Registry,
+    /// The rate limits, per client, node-wide.
+    pub limiter: Limiter,
+    /// Open connections per client address, node-wide.
+    pub per_address: PerAddress,
     /// Where the domain's events go: every shard's hub, and the counts for `/metrics`.
     pub events: Arc<Fanout>,
     phase: watch::Sender<Phase>,
@@ -56,17 +66,19 @@ impl Node {
         verify_key: VerifyKey,
         tls: Option<tokio_rustls::TlsAcceptor>,
         domain: Arc<Domain>,
-        manifest: Vec<(String, String)>,
+        persisted: Registry,
         events: Arc<Fanout>,
     ) -> Node {
         Node {
+            limiter: Limiter::new(config.rates(), tokio::time::Instant::now()),
+            per_address: PerAddress::new(config.max_connections_per_ip),
             config,
             backend,
             shard_metrics: (0..shards).map(|_| Arc::default()).collect(),
             verify_key,
             tls,
             domain,
-            manifest,
+            persisted,
             events,
             phase: watch::Sender::new(Phase::Serving),
         }

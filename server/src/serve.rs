@@ -1,11 +1,14 @@
 //! `streamhub serve`: starts the shards, then runs the shutdown sequence on SIGTERM or
 //! SIGINT: readiness 503 at once, keep serving for the drain delay, close the
 //! listeners, let connections finish their current response (up to the grace), exit 0.
-//! A second signal during shutdown exits at once.
+//! A second signal during shutdown exits at once. SIGHUP reloads the persisted-query
+//! manifest.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use graphql_exec::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
@@ -30,6 +33,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Signals {
             term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
         }
     };
     let (backend, why) = crate::io_backend::select(config.io)?;
@@ -55,7 +59,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let schema = Arc::new(crate::schema::build().context("building the API schema")?);
-    let manifest = load_manifest(&config, &schema)?;
+    let manifest = match &config.persisted_queries {
+        Some(path) => load_manifest(path, &config, &schema)?,
+        None => Vec::new(),
+    };
+    let persisted = Registry::new(&manifest, config.document_registry_bytes);
     let mut data = crate::store::demo::generate(config.demo_data);
     data.set_retention(config.retention());
     let store = Arc::new(Store::new(data));
@@ -70,7 +78,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let events = Arc::new(Fanout::new(shards));
     let domain = Arc::new(Domain::new(schema, store, events.clone()));
     let node = Arc::new(Node::new(
-        config, backend, shards, verify_key, tls, domain, manifest, events,
+        config, backend, shards, verify_key, tls, domain, persisted, events,
     ));
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -114,15 +122,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads, checks and prepares the persisted-query manifest once, so a bad one stops
-/// the start with its reason instead of failing requests later.
+/// Reads, checks and prepares the persisted-query manifest, so a bad one stops the
+/// start (or, on SIGHUP, is refused) with its reason instead of failing requests later.
 fn load_manifest(
+    path: &Path,
     config: &Config,
     schema: &graphql_exec::schema::Schema,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let Some(path) = &config.persisted_queries else {
-        return Ok(Vec::new());
-    };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the manifest {}", path.display()))?;
     let entries = graphql_exec::persisted::parse_manifest(&text)
@@ -138,6 +144,28 @@ fn load_manifest(
     }
     tracing::info!(operations = entries.len(), path = %path.display(), "persisted-query manifest loaded");
     Ok(entries)
+}
+
+/// On SIGHUP: loads the manifest again and puts it in place of the old one on every
+/// shard; a manifest that cannot be loaded leaves the old one serving, and says why.
+fn reload_manifest(node: &Node) {
+    let Some(path) = &node.config.persisted_queries else {
+        tracing::info!("SIGHUP: no manifest is configured (STREAMHUB_PERSISTED_QUERIES)");
+        return;
+    };
+    match load_manifest(path, &node.config, &node.domain.schema) {
+        Ok(entries) => {
+            node.persisted.replace_manifest(&entries);
+            tracing::info!(
+                operations = entries.len(),
+                "SIGHUP: the new manifest serves on every shard"
+            );
+        }
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "SIGHUP: the new manifest was refused; the previous one keeps serving"
+        ),
+    }
 }
 
 /// With a secret made for this process, logs a ready token for each demo user, so the
@@ -164,10 +192,11 @@ fn log_demo_tokens(key: &VerifyKey) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The signals that start and force shutdown.
+/// The signals that start and force shutdown, and the one that reloads the manifest.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 /// How the shutdown sequence ended.
@@ -186,11 +215,18 @@ async fn shutdown_sequence(
     done: &mut mpsc::Receiver<usize>,
     shards: usize,
 ) -> Outcome {
-    let Signals { mut term, mut int } = signals;
-    let first = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = done.recv() => return Outcome::ShardExited,
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
+    let first = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => reload_manifest(node),
+            _ = done.recv() => return Outcome::ShardExited,
+        }
     };
     let cfg = &node.config;
     tracing::info!(

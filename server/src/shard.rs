@@ -3,8 +3,7 @@
 //! handler receives it. Capabilities that come later (GraphQL plan caches, room hubs,
 //! token caches, rate-limit buckets) become fields here.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
@@ -18,7 +17,6 @@ use tokio::time::Instant;
 
 use crate::auth::Authenticator;
 use crate::http::graphql::GraphQlState;
-use crate::limits::rate::Limiter;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
@@ -39,8 +37,6 @@ pub struct Shard {
     pub auth: Authenticator,
     /// The shard's GraphQL plan cache.
     pub graphql: GraphQlState,
-    /// The shard's share of the rate limits.
-    pub limiter: Limiter,
     /// The shard's rooms and their members.
     pub hub: Rc<Hub>,
     /// The shard's WebSocket sessions: pings and deadlines.
@@ -49,16 +45,10 @@ pub struct Shard {
     all_closed: Notify,
     closing: Cell<bool>,
     closing_notify: Notify,
-    /// Open connections per client address (trusted proxies are not counted).
-    per_ip: RefCell<HashMap<IpAddr, u32, foldhash::fast::RandomState>>,
-    /// This shard's share of `STREAMHUB_MAX_CONNECTIONS_PER_IP`; 0 for no limit.
-    per_ip_limit: u32,
 }
 
 impl Shard {
     fn new(id: usize, node: Arc<Node>) -> Shard {
-        let shards = u32::try_from(node.shard_metrics.len()).unwrap_or(u32::MAX);
-        let per_ip_limit = node.config.max_connections_per_ip.div_ceil(shards.max(1));
         let mut http = http1::Builder::new();
         http.keep_alive(true)
             .max_header_size(node.config.max_header_bytes)
@@ -72,11 +62,6 @@ impl Shard {
             graphql: GraphQlState::new(&node),
             hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
             liveness: Liveness::new(node.config.ws_ping_interval, node.config.ws_pong_timeout),
-            limiter: Limiter::new(
-                node.config.rates(),
-                node.shard_metrics.len(),
-                tokio::time::Instant::now(),
-            ),
             metrics: Arc::clone(&node.shard_metrics[id]),
             node,
             http,
@@ -84,32 +69,17 @@ impl Shard {
             all_closed: Notify::new(),
             closing: Cell::new(false),
             closing_notify: Notify::new(),
-            per_ip: RefCell::default(),
-            per_ip_limit,
         }
     }
 
-    /// Counts a new connection from `ip`. Returns (past its share, counted); a counted
-    /// connection is released when it closes.
+    /// Counts a new connection from `ip` node-wide. Returns (past the limit, counted);
+    /// a counted connection is released when it closes.
     fn admit(&self, ip: IpAddr) -> (bool, bool) {
-        if self.per_ip_limit == 0 || self.node.config.trusted_proxies.contains(ip) {
+        let counts = &self.node.per_address;
+        if !counts.enabled() || self.node.config.trusted_proxies.contains(ip) {
             return (false, false);
         }
-        let mut map = self.per_ip.borrow_mut();
-        let n = map.entry(ip.to_canonical()).or_insert(0);
-        *n += 1;
-        (*n > self.per_ip_limit, true)
-    }
-
-    fn release(&self, ip: IpAddr) {
-        let mut map = self.per_ip.borrow_mut();
-        let ip = ip.to_canonical();
-        if let Some(n) = map.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&ip);
-            }
-        }
+        (counts.admit(ip), true)
     }
 
     /// Resolves once the shard has closed its listener: connections then answer their
@@ -280,7 +250,7 @@ fn spawn_connection(shard: &Rc<Shard>, stream: tokio::net::TcpStream, peer: std:
     tokio::task::spawn_local(async move {
         crate::conn::serve(Rc::clone(&shard), stream, peer, over_limit).await;
         if counted {
-            shard.release(peer.ip());
+            shard.node.per_address.release(peer.ip());
         }
         shard.connection_closed();
     });

@@ -53,10 +53,8 @@ fn the_graphql_http_audit_passes_with_no_error_and_no_warning() {
 }
 
 #[test]
-fn apq_registers_after_the_hash_check_and_then_runs_by_hash() {
-    // One shard: registrations are per shard, and which shard a new connection lands
-    // on is the kernel's choice; with one, the outcome of every request is known.
-    let server = server(&[("STREAMHUB_SHARDS", "1")]);
+fn apq_registers_after_the_hash_check_and_then_runs_by_hash_on_every_shard() {
+    let server = server(&[]);
     let text = "{ category(slug: \"chess\") { name } }";
     let hash = sha256_hex(text);
     let by_hash = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
@@ -72,16 +70,90 @@ fn apq_registers_after_the_hash_check_and_then_runs_by_hash() {
     let wrong = json!({"query": text, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex("x")}}});
     let r = server.graphql(None, &wrong);
     assert_eq!(r.status, 400);
-    // Hash and text register it; the hash alone then runs it, every time.
+    // Hash and text register it, on whichever shard the kernel picks...
     let mut both = by_hash.clone();
     both["query"] = json!(text);
-    assert_eq!(
-        server.graphql(None, &both).json()["data"]["category"]["name"],
-        "Chess"
+    let r = server.post(
+        "/graphql",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "apq-register"),
+        ],
+        both.to_string().as_bytes(),
     );
-    for _ in 0..8 {
-        let r = server.graphql(None, &by_hash).json();
-        assert_eq!(r["data"]["category"]["name"], "Chess", "{r}");
+    assert_eq!(r.json()["data"]["category"]["name"], "Chess");
+    let registered_on = server.shard_of("apq-register");
+    // ...and the hash alone then runs it on every shard, every time: by POST, by GET
+    // and as a `sha256:` documentId, each on a new connection, until both shards have
+    // answered (the access log says which did).
+    let query = format!(
+        "/graphql?extensions=%7B%22persistedQuery%22%3A%7B%22version%22%3A1%2C%22sha256Hash%22%3A%22{hash}%22%7D%7D"
+    );
+    let document_id = format!("/graphql?documentId=sha256:{hash}");
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        let id = format!("apq-{i}");
+        let r = match i % 3 {
+            0 => server.post(
+                "/graphql",
+                &[("Content-Type", "application/json"), ("X-Request-Id", &id)],
+                by_hash.to_string().as_bytes(),
+            ),
+            1 => server.get(&query, &[("X-Request-Id", &id)]),
+            _ => server.get(&document_id, &[("X-Request-Id", &id)]),
+        };
+        assert_eq!(
+            r.json()["data"]["category"]["name"],
+            "Chess",
+            "{:?}",
+            r.json()
+        );
+        shards.insert(server.shard_of(&id));
+        if shards.len() == 2 && i >= 8 {
+            break;
+        }
+    }
+    assert_eq!(shards.len(), 2, "only shard {shards:?} answered");
+    assert!(shards.iter().any(|s| *s != registered_on));
+}
+
+#[test]
+fn the_manifest_reloads_on_sighup_and_a_bad_one_keeps_the_old() {
+    let dir = tempdir::Dir::new();
+    let manifest = |id: &str, body: &str| json!({ id: body }).to_string();
+    let path = dir.file(
+        "manifest.json",
+        &manifest("cat", "{ category(slug: \"art\") { name } }"),
+    );
+    let server = server(&[("STREAMHUB_PERSISTED_QUERIES", path.as_str())]);
+    let run = |id: &str| server.get(&format!("/graphql?documentId={id}"), &[]).json();
+    // Every shard has the first manifest (several new connections, so both shards).
+    for _ in 0..6 {
+        assert_eq!(run("cat")["data"]["category"]["name"], "Art");
+    }
+    dir.file(
+        "manifest.json",
+        &json!({"cat": "{ category(slug: \"chess\") { name } }", "dog": "{ category(slug: \"art\") { slug } }"}).to_string(),
+    );
+    server.sighup();
+    server.wait_for_log(|l| l["message"] == "SIGHUP: the new manifest serves on every shard");
+    for _ in 0..6 {
+        assert_eq!(run("cat")["data"]["category"]["name"], "Chess");
+        assert_eq!(run("dog")["data"]["category"]["slug"], "art");
+    }
+    // A manifest that cannot run is refused, and the last good one keeps serving.
+    dir.file("manifest.json", &manifest("cat", "{ nope }"));
+    server.sighup();
+    let refused = server.wait_for_log(|l| {
+        l["message"] == "SIGHUP: the new manifest was refused; the previous one keeps serving"
+    });
+    assert!(
+        refused["error"].as_str().unwrap().contains("`cat`"),
+        "{refused}"
+    );
+    for _ in 0..6 {
+        assert_eq!(run("cat")["data"]["category"]["name"], "Chess");
+        assert_eq!(run("dog")["data"]["category"]["slug"], "art");
     }
 }
 
@@ -247,23 +319,38 @@ fn the_roles_decide_what_each_token_may_change() {
 
 #[test]
 fn a_burst_past_the_rate_gets_429_and_others_keep_being_served() {
-    let server = server(&[("STREAMHUB_RATE_QUERY", "4/1m"), ("STREAMHUB_SHARDS", "1")]);
+    let server = server(&[("STREAMHUB_RATE_QUERY", "6/1m")]);
     let q = json!({"query": "{ category(slug: \"art\") { name } }"});
     let alice = token("u1", "alice", false);
-    let mut limited = None;
-    for _ in 0..10 {
-        let r = server.graphql(Some(&alice), &q);
-        if r.status == 429 {
-            limited = Some(r);
-            break;
-        }
-        assert_eq!(r.status, 200);
+    let auth = format!("Bearer {alice}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    let body = q.to_string();
+    // One connection, so one shard: it gets the node's whole budget, not a share.
+    let mut one = server.connect();
+    for _ in 0..6 {
+        let r = support::request_with_body(&mut one, "POST", "/graphql", &headers, body.as_bytes())
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.json());
     }
-    let r = limited.expect("the burst was limited");
-    assert_eq!(code(&r.json()), "RATE_LIMITED");
-    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry));
+    // Spent on one shard is spent on all: new connections, on both shards, get 429.
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..10 {
+        let id = format!("burst-{i}");
+        let mut h = headers.to_vec();
+        h.push(("X-Request-Id", &id));
+        let r = server.post("/graphql", &h, body.as_bytes());
+        assert_eq!(r.status, 429);
+        assert_eq!(code(&r.json()), "RATE_LIMITED");
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=10).contains(&retry), "{retry}");
+        shards.insert(server.shard_of(&id));
+    }
+    assert_eq!(shards.len(), 2, "only shard {shards:?} answered");
     // Another user, and anonymous callers, have their own buckets.
+    let q = json!({"query": "{ category(slug: \"art\") { name } }"});
     let bob = token("u2", "bob", false);
     assert_eq!(server.graphql(Some(&bob), &q).status, 200);
     assert_eq!(server.graphql(None, &q).status, 200);

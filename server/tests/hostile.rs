@@ -143,21 +143,26 @@ fn idle_keepalive_connections_are_closed_after_the_keepalive_timeout() {
 
 #[test]
 fn connections_past_the_per_address_limit_get_429_and_trusted_proxies_are_exempt() {
-    let server = Server::start(&[
-        ("STREAMHUB_SHARDS", "1"),
-        ("STREAMHUB_MAX_CONNECTIONS_PER_IP", "3"),
-    ]);
+    let server = Server::start(&[("STREAMHUB_MAX_CONNECTIONS_PER_IP", "3")]);
     let mut held: Vec<_> = (0..3).map(|_| server.connect()).collect();
     for s in &mut held {
         assert_still_serving(s);
     }
-    let mut extra = server.connect();
-    let r = request(&mut extra, "GET", "/healthz", &[]).unwrap();
-    assert_eq!(r.status, 429);
-    assert_eq!(r.header("retry-after"), Some("1"));
-    assert_eq!(r.json()["errors"][0]["extensions"]["code"], "RATE_LIMITED");
-    assert!(r.closes());
-    assert!(closed_by_peer(&mut extra));
+    // The limit is the node's: past it, new connections are refused on every shard,
+    // wherever the kernel put the three held ones.
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let id = format!("over-{i}");
+        let mut extra = server.connect();
+        let r = request(&mut extra, "GET", "/healthz", &[("X-Request-Id", &id)]).unwrap();
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.json()["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+        assert!(r.closes());
+        assert!(closed_by_peer(&mut extra));
+        shards.insert(server.shard_of(&id));
+    }
+    assert_eq!(shards.len(), 2, "only shard {shards:?} refused");
     // The held connections keep being served; once one closes, a new one gets in.
     assert_still_serving(&mut held[0]);
     drop(held.remove(0));
@@ -172,7 +177,6 @@ fn connections_past_the_per_address_limit_get_429_and_trusted_proxies_are_exempt
     assert!(admitted, "a freed slot was never given back");
 
     let behind_alb = Server::start(&[
-        ("STREAMHUB_SHARDS", "1"),
         ("STREAMHUB_MAX_CONNECTIONS_PER_IP", "3"),
         ("STREAMHUB_TRUSTED_PROXIES", "127.0.0.1/32"),
     ]);

@@ -214,10 +214,7 @@ fn origins_outside_the_allow_list_are_closed_with_1008() {
 
 #[test]
 fn a_slow_consumer_is_closed_with_4008_and_the_others_keep_receiving() {
-    let server = server(&[
-        ("STREAMHUB_WS_QUEUE_BYTES", "16KiB"),
-        ("STREAMHUB_SHARDS", "1"),
-    ]);
+    let server = server(&[("STREAMHUB_WS_QUEUE_BYTES", "16KiB")]);
     let mut slow = WsClient::connect_small(&server, "/ws");
     join(&mut slow, "ch_u4", None);
     let mut fast = WsClient::connect(&server, "/ws", &[]);
@@ -305,7 +302,6 @@ fn chat_and_connect_rates_hold_over_websocket() {
     let server = Server::start(&[
         ("STREAMHUB_JWT_SECRET", SECRET),
         ("STREAMHUB_LOG", "warn,streamhub=info"),
-        ("STREAMHUB_SHARDS", "1"),
         ("STREAMHUB_RATE_CHAT", "2/1m"),
         ("STREAMHUB_RATE_WS_CONNECT", "3/1m"),
     ]);

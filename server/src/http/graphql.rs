@@ -1,6 +1,7 @@
 //! `/graphql`: GraphQL over HTTP. A request is read (POST body or GET query string),
 //! its document found in the shard's plan cache (by manifest id, `sha256:` id, APQ hash
-//! or the hash of its text) or prepared and cached, its operation picked, checked
+//! or the hash of its text), else in the node-wide registry, else prepared, registered
+//! node-wide and cached, its operation picked, checked
 //! against the method and the rate limits, its variables coerced, and its plan executed
 //! straight into the response body.
 //!
@@ -9,8 +10,9 @@
 //! validation, limits, variables) is a 4xx; with legacy `application/json` it is a 200
 //! with `errors`. A persisted request is hash, look up, execute: nothing is parsed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use async_graphql_parser::types::OperationType;
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use graphql_exec::persisted::{
     PrepareError, Prepared,
 };
 use graphql_exec::plan::Plan;
+use graphql_exec::registry::Registered;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -42,12 +45,19 @@ use crate::shard::Shard;
 pub struct Doc {
     prepared: Prepared,
     info: Vec<OpInfo>,
+    /// The node-wide registry's entry of a registered document, marked on every use so
+    /// the registry keeps what any shard uses; `None` for a manifest document.
+    registered: Option<Arc<Registered>>,
 }
 
 impl Doc {
-    fn new(prepared: Prepared) -> Doc {
+    fn new(prepared: Prepared, registered: Option<Arc<Registered>>) -> Doc {
         let info = prepared.plans.iter().map(|(_, p)| op_info(p)).collect();
-        Doc { prepared, info }
+        Doc {
+            prepared,
+            info,
+            registered,
+        }
     }
 
     /// The plan of the operation at `index`.
@@ -87,33 +97,67 @@ impl Doc {
     }
 }
 
-/// One shard's GraphQL state: its plan cache.
+/// One shard's GraphQL state: its plan cache, filled from the node-wide registry of
+/// persisted documents (`Node::persisted`) on a miss.
 #[derive(Debug)]
 pub struct GraphQlState {
     cache: RefCell<PlanCache<Doc>>,
+    /// The registry's manifest generation the pinned documents come from.
+    generation: Cell<u64>,
     limits: Limits,
 }
 
 impl GraphQlState {
-    /// The shard's state, with the node's manifest pinned (each shard prepares its own
-    /// copy: plans are not shared across threads).
+    /// The shard's state, empty: documents are prepared on their first use here.
     pub fn new(shard_node: &crate::node::Node) -> GraphQlState {
         let config = &shard_node.config;
-        let limits = config.graphql_limits();
-        let mut cache = PlanCache::new(config.plan_cache);
-        for (id, text) in shard_node.manifest.iter() {
-            // The node prepared each one at start and refused to start on an error.
-            if let Ok(p) = persisted::prepare(&shard_node.domain.schema, text, &limits) {
-                let hash = p.hash;
-                let doc = Rc::new(Doc::new(p));
-                cache.pin(id, hash, Rc::clone(&doc));
-                cache.pin(&format!("sha256:{}", hex_of(&hash)), hash, doc);
-            }
-        }
         GraphQlState {
-            cache: RefCell::new(cache),
-            limits,
+            cache: RefCell::new(PlanCache::new(config.plan_cache)),
+            generation: Cell::new(shard_node.persisted.generation()),
+            limits: config.graphql_limits(),
         }
+    }
+
+    /// The cached document for `r`, or the registry's prepared and cached now; `None`
+    /// when neither has it. A plan-cache hit takes no lock.
+    fn find(&self, shard: &Shard, r: &DocumentRef) -> Result<Option<Rc<Doc>>, Refused> {
+        let registry = &shard.node.persisted;
+        let generation = registry.generation();
+        if generation != self.generation.get() {
+            self.cache.borrow_mut().unpin_all();
+            self.generation.set(generation);
+        }
+        if let Some(doc) = self.cache.borrow_mut().get(r) {
+            if let Some(entry) = &doc.registered {
+                entry.touch(registry);
+            }
+            return Ok(Some(doc));
+        }
+        let Some(found) = registry.find(r) else {
+            return Ok(None);
+        };
+        let mut cache = self.cache.borrow_mut();
+        if let Some(doc) = cache.get(&DocumentRef::Sha256(found.hash)) {
+            // A manifest document already pinned by its hash, now asked for by its id.
+            if let DocumentRef::Id(id) = r {
+                cache.pin(Some(id), found.hash, Rc::clone(&doc));
+            }
+            return Ok(Some(doc));
+        }
+        let prepared = persisted::prepare(&shard.node.domain.schema, &found.text, &self.limits)
+            .map_err(prepare_error)?;
+        let manifest = found.registered.is_none();
+        let doc = Rc::new(Doc::new(prepared, found.registered));
+        if manifest {
+            let id = match r {
+                DocumentRef::Id(id) => Some(id.as_str()),
+                DocumentRef::Sha256(_) => None,
+            };
+            cache.pin(id, found.hash, Rc::clone(&doc));
+        } else {
+            cache.insert(found.hash, Rc::clone(&doc));
+        }
+        Ok(Some(doc))
     }
 }
 
@@ -333,6 +377,7 @@ fn run(
         _ => Budget::Query,
     };
     if let Err(wait) = shard
+        .node
         .limiter
         .check(budget, client, tokio::time::Instant::now())
     {
@@ -375,7 +420,7 @@ fn document(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<Rc<Doc>, Refused>
     };
     if let Some(id) = &req.document_id {
         let r = parse_document_id(id);
-        return state.cache.borrow_mut().get(&r).ok_or_else(|| {
+        return state.find(shard, &r)?.ok_or_else(|| {
             Refused::graphql(one_error(
                 "PERSISTED_QUERY_NOT_FOUND",
                 "no persisted document has this id",
@@ -386,9 +431,7 @@ fn document(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<Rc<Doc>, Refused>
         (Some(h), None) => {
             let hash = parse_hex_hash(h).ok_or_else(not_found)?;
             state
-                .cache
-                .borrow_mut()
-                .get(&DocumentRef::Sha256(hash))
+                .find(shard, &DocumentRef::Sha256(hash))?
                 .ok_or_else(not_found)
         }
         (Some(h), Some(text)) => {
@@ -410,12 +453,13 @@ fn document(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<Rc<Doc>, Refused>
     }
 }
 
-/// A document sent as text: cached by the hash of its text, so text clients skip the
-/// parse too after the first time.
+/// A document sent as text: found by the hash of its text (so text clients skip the
+/// parse too after the first time), or prepared and registered node-wide, so a GET by
+/// its hash works on every shard at once.
 fn text_document(shard: &Shard, text: &str, trusted_only: bool) -> Result<Rc<Doc>, Refused> {
     let state = &shard.graphql;
     let hash = persisted::hash(text);
-    if let Some(doc) = state.cache.borrow_mut().get(&DocumentRef::Sha256(hash)) {
+    if let Some(doc) = state.find(shard, &DocumentRef::Sha256(hash))? {
         return Ok(doc);
     }
     if trusted_only {
@@ -427,7 +471,8 @@ fn text_document(shard: &Shard, text: &str, trusted_only: bool) -> Result<Rc<Doc
     }
     let prepared = persisted::prepare(&shard.node.domain.schema, text, &state.limits)
         .map_err(prepare_error)?;
-    let doc = Rc::new(Doc::new(prepared));
+    let registered = shard.node.persisted.register(text);
+    let doc = Rc::new(Doc::new(prepared, registered));
     state.cache.borrow_mut().insert(hash, Rc::clone(&doc));
     Ok(doc)
 }

@@ -90,6 +90,7 @@ pub async fn handle(
             None => Client::Ip(client_ip),
         };
         match shard
+            .node
             .limiter
             .check(Budget::WsConnect, &client, tokio::time::Instant::now())
         {

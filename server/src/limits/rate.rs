@@ -1,16 +1,16 @@
-//! Token-bucket rate limits per client: the user for authenticated calls, the client
+//! Rate limits per client, exact per node: the user for authenticated calls, the client
 //! address (behind trusted proxies, the forwarded one) for anonymous ones. Each budget
 //! (queries, mutations, chat sends, WebSocket connects) has its own buckets.
 //!
-//! Buckets live per shard, with the node-wide rate split evenly across shards, so
-//! checking one takes no lock. A client whose connections all land on one shard gets
-//! that shard's share; SO_REUSEPORT spreads connections by their addresses, so a client
-//! with several connections spreads over shards too.
-
-use std::cell::RefCell;
-use std::collections::HashMap;
+//! A bucket is one atomic per client and budget in a lock-free table every shard shares
+//! (`papaya`): the generic cell rate algorithm keeps the time at which the bucket will
+//! be full again (its "theoretical arrival time"), and a call is one compare-and-swap
+//! of it. So a client gets the node's whole budget wherever the kernel puts its
+//! connections, and no shard waits on another.
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -59,7 +59,7 @@ pub enum Budget {
 }
 
 /// Who spends it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Client {
     /// An authenticated user, by id.
     User(Rc<str>),
@@ -67,80 +67,160 @@ pub enum Client {
     Ip(IpAddr),
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// A client as the node-wide table keeps it (shareable across threads).
+#[derive(Debug, PartialEq, Eq)]
+enum Key {
+    User(Box<str>),
+    Ip(IpAddr),
 }
 
-#[derive(Debug)]
-struct Buckets {
-    capacity: f64,
-    per_second: f64,
-    map: HashMap<Client, Bucket, foldhash::fast::RandomState>,
-    last_sweep: Instant,
-}
-
-/// Past this many clients, buckets that have refilled completely are dropped (they hold
-/// nothing a new bucket would not).
-const SWEEP_ABOVE: usize = 10_000;
-
-impl Buckets {
-    fn take(&mut self, client: &Client, now: Instant) -> Result<(), Duration> {
-        if self.map.len() > SWEEP_ABOVE
-            && now.duration_since(self.last_sweep) >= Duration::from_secs(1)
-        {
-            let (capacity, rate) = (self.capacity, self.per_second);
-            self.map
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < capacity);
-            self.last_sweep = now;
-        }
-        let capacity = self.capacity;
-        let b = self.map.entry(client.clone()).or_insert(Bucket {
-            tokens: capacity,
-            at: now,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_second).min(capacity);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
+// `Client` is looked up without building a `Key`, so both hash the same way.
+impl Hash for Client {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Client::User(id) => (0u8, &**id).hash(h),
+            Client::Ip(ip) => (1u8, ip).hash(h),
         }
     }
 }
 
-/// One shard's rate limits.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Key::User(id) => (0u8, &**id).hash(h),
+            Key::Ip(ip) => (1u8, ip).hash(h),
+        }
+    }
+}
+
+impl papaya::Equivalent<Key> for Client {
+    fn equivalent(&self, key: &Key) -> bool {
+        match (self, key) {
+            (Client::User(a), Key::User(b)) => **a == **b,
+            (Client::Ip(a), Key::Ip(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Client {
+    fn key(&self) -> Key {
+        match self {
+            Client::User(id) => Key::User(Box::from(&**id)),
+            Client::Ip(ip) => Key::Ip(*ip),
+        }
+    }
+}
+
+/// A bucket's value once a sweep has taken it out of the table: a caller that still
+/// holds it looks again.
+const SWEPT: u64 = u64::MAX;
+
+/// Past this many clients, buckets that have refilled completely are dropped (they hold
+/// nothing a new bucket would not), at most once a second.
+const SWEEP_ABOVE: usize = 10_000;
+
+/// One budget's buckets: for each client, the time (nanoseconds after `epoch`) at
+/// which its bucket is full again.
+#[derive(Debug)]
+struct Buckets {
+    /// Time one call adds (the period over the count).
+    interval: u64,
+    /// How far ahead of now a bucket may run: the burst less one call.
+    tolerance: u64,
+    map: papaya::HashMap<Key, AtomicU64, foldhash::fast::RandomState>,
+    last_sweep: AtomicU64,
+}
+
+impl Buckets {
+    fn new(rate: Rate) -> Buckets {
+        let period = u64::try_from(rate.period.as_nanos()).unwrap_or(u64::MAX);
+        let interval = (period / u64::from(rate.count)).max(1);
+        Buckets {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(rate.count) - 1),
+            map: papaya::HashMap::default(),
+            last_sweep: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self, client: &Client, now: u64) -> Result<(), Duration> {
+        let map = self.map.pin();
+        if map.len() > SWEEP_ABOVE {
+            self.sweep(now);
+        }
+        loop {
+            let full_at = match map.get(client) {
+                Some(b) => b,
+                None => map.get_or_insert_with(client.key(), || AtomicU64::new(0)),
+            };
+            let mut seen = full_at.load(Ordering::Acquire);
+            while seen != SWEPT {
+                let from = seen.max(now);
+                if from - now > self.tolerance {
+                    return Err(Duration::from_nanos(from - now - self.tolerance));
+                }
+                match full_at.compare_exchange_weak(
+                    seen,
+                    from + self.interval,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok(()),
+                    Err(v) => seen = v,
+                }
+            }
+            // A sweep took this bucket out (it was full): take it out now if the sweep
+            // has not yet, and start a new one.
+            let _ = map.remove_if(client, |_, b| b.load(Ordering::Acquire) == SWEPT);
+        }
+    }
+
+    /// Drops full buckets, at most once a second; one caller sweeps, the rest go on.
+    fn sweep(&self, now: u64) {
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1_000_000_000
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.map.pin().retain(|_, b| {
+            let full_at = b.load(Ordering::Acquire);
+            // Marked first, so a concurrent call sees SWEPT and starts a new bucket
+            // instead of spending from one that is leaving.
+            !(full_at <= now
+                && b.compare_exchange(full_at, SWEPT, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok())
+        });
+    }
+}
+
+/// The node's rate limits, shared by every shard.
 #[derive(Debug)]
 pub struct Limiter {
-    budgets: [Option<RefCell<Buckets>>; 4],
+    budgets: [Option<Buckets>; 4],
+    epoch: Instant,
 }
 
 impl Limiter {
-    /// Limits for one of `shards` shards: each budget's node-wide `rates` (by
-    /// [`Budget`] order) split evenly; a burst of at least one call.
-    pub fn new(rates: [Option<Rate>; 4], shards: usize, now: Instant) -> Limiter {
-        let shards = shards.max(1) as f64;
+    /// Limits for the node: each budget's `rates` (by [`Budget`] order) per client.
+    pub fn new(rates: [Option<Rate>; 4], now: Instant) -> Limiter {
         Limiter {
-            budgets: rates.map(|r| {
-                r.map(|r| {
-                    RefCell::new(Buckets {
-                        capacity: (f64::from(r.count) / shards).max(1.0),
-                        per_second: f64::from(r.count) / r.period.as_secs_f64() / shards,
-                        map: HashMap::default(),
-                        last_sweep: now,
-                    })
-                })
-            }),
+            budgets: rates.map(|r| r.map(Buckets::new)),
+            epoch: now,
         }
     }
 
     /// Spends one call of `budget` for `client`, or says how long until one is allowed.
     pub fn check(&self, budget: Budget, client: &Client, now: Instant) -> Result<(), Duration> {
         match &self.budgets[budget as usize] {
-            Some(b) => b.borrow_mut().take(client, now),
+            Some(b) => {
+                let since = now.saturating_duration_since(self.epoch).as_nanos();
+                b.take(client, u64::try_from(since).unwrap_or(u64::MAX - 1))
+            }
             None => Ok(()),
         }
     }
@@ -188,7 +268,7 @@ mod tests {
     #[test]
     fn a_burst_is_allowed_then_refused_with_the_wait_then_refilled() {
         let t0 = Instant::now();
-        let l = Limiter::new([rate("10/10s"), None, None, None], 1, t0);
+        let l = Limiter::new([rate("10/10s"), None, None, None], t0);
         let c = ip("10.0.0.1");
         for _ in 0..10 {
             assert!(l.check(Budget::Query, &c, t0).is_ok());
@@ -214,7 +294,7 @@ mod tests {
     #[test]
     fn clients_and_budgets_are_independent_and_off_is_unlimited() {
         let t0 = Instant::now();
-        let l = Limiter::new([rate("1/1m"), rate("1/1m"), None, None], 1, t0);
+        let l = Limiter::new([rate("1/1m"), rate("1/1m"), None, None], t0);
         let (a, b) = (ip("10.0.0.1"), Client::User(Rc::from("u1")));
         assert!(l.check(Budget::Query, &a, t0).is_ok());
         assert!(l.check(Budget::Query, &a, t0).is_err());
@@ -232,31 +312,53 @@ mod tests {
     }
 
     #[test]
-    fn the_node_rate_is_split_across_shards() {
+    fn every_thread_spends_from_the_same_buckets() {
         let t0 = Instant::now();
-        let l = Limiter::new([rate("100/1s"), None, None, None], 4, t0);
-        let c = ip("10.0.0.1");
-        let allowed = (0..100)
-            .filter(|_| l.check(Budget::Query, &c, t0).is_ok())
-            .count();
-        assert_eq!(allowed, 25);
-        // 25 a second on this shard: one back every 40 ms.
-        assert!(l
-            .check(Budget::Query, &c, t0 + Duration::from_millis(40))
-            .is_ok());
+        let l = Limiter::new([rate("1000/1h"), None, None, None], t0);
+        let allowed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let c = ip("10.0.0.1");
+                    let n = (0..500)
+                        .filter(|_| l.check(Budget::Query, &c, t0).is_ok())
+                        .count();
+                    allowed.fetch_add(n, Ordering::Relaxed);
+                });
+            }
+        });
+        assert_eq!(allowed.into_inner(), 1000, "exactly the node's budget");
     }
 
     #[test]
-    fn full_buckets_are_swept_when_there_are_many_clients() {
+    fn full_buckets_are_swept_when_there_are_many_clients_and_spending_goes_on() {
         let t0 = Instant::now();
-        let l = Limiter::new([rate("5/1s"), None, None, None], 1, t0);
+        let l = Limiter::new([rate("5/1s"), None, None, None], t0);
+        let busy = ip("10.9.9.9");
         for i in 0..(SWEEP_ABOVE as u32 + 10) {
             let c = Client::Ip(IpAddr::from(i.to_be_bytes()));
             l.check(Budget::Query, &c, t0).unwrap();
         }
         let later = t0 + Duration::from_secs(5);
-        l.check(Budget::Query, &ip("10.9.9.9"), later).unwrap();
-        let b = l.budgets[0].as_ref().unwrap().borrow();
+        for _ in 0..5 {
+            l.check(Budget::Query, &busy, later).unwrap();
+        }
+        let b = l.budgets[0].as_ref().unwrap();
         assert!(b.map.len() <= 2, "{} buckets left", b.map.len());
+        // The busy client spent its five after the sweep: its sixth call waits.
+        assert!(l.check(Budget::Query, &busy, later).is_err());
+        // A swept client starts again with a full bucket.
+        let c = Client::Ip(IpAddr::from(7u32.to_be_bytes()));
+        assert!(l.check(Budget::Query, &c, later).is_ok());
+    }
+
+    #[test]
+    fn users_and_addresses_never_share_a_bucket() {
+        let t0 = Instant::now();
+        let l = Limiter::new([rate("1/1m"), None, None, None], t0);
+        let user = Client::User(Rc::from("10.0.0.1"));
+        assert!(l.check(Budget::Query, &ip("10.0.0.1"), t0).is_ok());
+        assert!(l.check(Budget::Query, &user, t0).is_ok());
+        assert!(l.check(Budget::Query, &user, t0).is_err());
     }
 }

@@ -128,6 +128,7 @@ impl Protocol for Session<'_> {
                 let now = tokio::time::Instant::now();
                 if self
                     .shard
+                    .node
                     .limiter
                     .check(Budget::Chat, &client, now)
                     .is_err()

@@ -54,6 +54,14 @@ impl Server {
         server
     }
 
+    /// The shard that answered the request with this `X-Request-Id` (from the access log).
+    pub fn shard_of(&self, request_id: &str) -> u64 {
+        let line = self.wait_for_log(|l| l["request_id"] == request_id);
+        line["shard"]
+            .as_u64()
+            .expect("the access line names its shard")
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -81,12 +89,21 @@ impl Server {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP (reload the manifest).
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .unwrap()
             .success();
-        assert!(ok, "kill -TERM failed");
+        assert!(ok, "kill -{name} failed");
     }
 
     /// Waits for the process to exit.
