@@ -7,7 +7,9 @@
 //! Anonymous Operation and 5.5.1.1 Fragment Name Uniqueness; see
 //! `parser_enforced_rules` in the tests.
 
+mod lex;
 pub mod rules;
+pub mod source;
 mod walk;
 
 use async_graphql_parser::types::ExecutableDocument;
