@@ -6,14 +6,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use async_graphql_parser::parse_query;
+use async_graphql_parser::{parse_query, Error as ParseError};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::limits::{check_cost, check_document, check_nesting, LimitError, Limits};
 use crate::plan::{plan, Plan};
 use crate::schema::Schema;
-use crate::validate::{validate, ValidationError};
+use crate::validate::{source, validate, ValidationError};
 
 /// A document's SHA-256.
 pub type Hash = [u8; 32];
@@ -142,14 +142,17 @@ pub enum PrepareError {
 }
 
 /// Checks the nesting of `text` before parsing, then parses, checks the limits,
-/// validates and plans it; every plan's cost is checked once, here.
+/// validates (the text too, for what the parser loses or refuses without locations) and
+/// plans it; every plan's cost is checked once, here.
 pub fn prepare(schema: &Schema, text: &str, limits: &Limits) -> Result<Prepared, PrepareError> {
     // A valid document within the depth limit nests at most a brace per field level,
     // plus arguments' lists and objects: anything far past that is refused unparsed.
     check_nesting(text, limits.depth * 2 + 16).map_err(PrepareError::Limit)?;
-    let doc = parse_query(text).map_err(|e| PrepareError::Parse(e.to_string()))?;
+    let doc = parse_query(text).map_err(|e| refused(text, &e))?;
     check_document(&doc, limits).map_err(PrepareError::Limit)?;
-    let errors = validate(schema, &doc);
+    // Duplicate fields of an object value are gone from `doc`: they are found in the text.
+    let mut errors = source::duplicate_input_fields(text);
+    errors.extend(validate(schema, &doc));
     if !errors.is_empty() {
         return Err(PrepareError::Invalid(errors));
     }
@@ -174,6 +177,13 @@ pub fn prepare(schema: &Schema, text: &str, limits: &Limits) -> Result<Prepared,
         hash: hash(text),
         plans,
     })
+}
+
+/// Why the parser refused `text`: the validation rules it enforces, with their locations
+/// (see [`source::parser_refusal`]), or the syntax error.
+fn refused(text: &str, e: &ParseError) -> PrepareError {
+    source::parser_refusal(text, e)
+        .map_or_else(|| PrepareError::Parse(e.to_string()), PrepareError::Invalid)
 }
 
 /// Prepared documents by hash, at most `capacity` of them, the least recently used

@@ -2,10 +2,15 @@
 //! GraphQL specification's "Validation" section. Each rule is its own function in
 //! [`rules`], adding errors to a shared list; [`validate`] runs them all.
 //!
-//! Rules the parser already enforces (it refuses the document before validation):
-//! 5.1.1 Executable Definitions, 5.2.1.1 Operation Name Uniqueness, 5.2.2.1 Lone
-//! Anonymous Operation and 5.5.1.1 Fragment Name Uniqueness; see
-//! `parser_enforced_rules` in the tests.
+//! Rules the parsed document cannot show are checked on its text, in [`source`]:
+//! 5.6.3 Input Object Field Uniqueness (the parser keeps the last of two equal keys, so
+//! duplicates are found before they are lost), and 5.1.1 Executable Definitions,
+//! 5.2.1.1 Operation Name Uniqueness, 5.2.2.1 Lone Anonymous Operation and 5.5.1.1
+//! Fragment Name Uniqueness, which the parser enforces by refusing the document without
+//! locations: when it refuses, [`source::parser_refusal`] turns such a refusal into
+//! validation errors with graphql-js's messages and locations (a real syntax error stays
+//! a parse error). [`crate::persisted::prepare`] runs both; see `parser_enforced_rules`
+//! in the tests.
 
 mod lex;
 pub mod rules;

@@ -724,7 +724,7 @@ pub fn fragment_spread_is_possible(cx: &mut Context<'_>) {
 /// Object Required Fields: every literal (field and directive arguments, variables'
 /// default values) coerces to its type, reported with graphql-js's messages. (5.6.3,
 /// field uniqueness, cannot be checked here: the parser keeps one entry per input field
-/// name.)
+/// name; it is checked on the text, in [`super::source::duplicate_input_fields`].)
 pub fn values_of_correct_type(cx: &mut Context<'_>) {
     let schema = cx.schema;
     let mut found = Vec::new();

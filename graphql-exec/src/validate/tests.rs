@@ -3,6 +3,8 @@
 use async_graphql_parser::parse_query;
 
 use super::{rules, validate, Context};
+use crate::limits::Limits;
+use crate::persisted::{prepare, PrepareError};
 use crate::schema::Schema;
 
 const SDL: &str = r#"
@@ -50,17 +52,87 @@ fn fails(rule: fn(&mut Context<'_>), query: &str, expected: &str) {
     );
 }
 
+/// The (message, [(line, column)]) of each error `prepare` refuses `text` with.
+fn invalid(text: &str) -> Vec<(String, Vec<(usize, usize)>)> {
+    match prepare(&schema(), text, &Limits::default()) {
+        Err(PrepareError::Invalid(errors)) => errors
+            .into_iter()
+            .map(|e| {
+                let at = e.locations.iter().map(|p| (p.line, p.column)).collect();
+                (e.message, at)
+            })
+            .collect(),
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
 #[test]
 fn parser_enforced_rules() {
-    // 5.2.1.1, 5.2.2.1, 5.5.1.1: the parser refuses these before validation runs.
-    assert!(parse_query("query A { dog { name } } query A { dog { name } }").is_err());
-    assert!(parse_query("{ dog { name } } query B { dog { name } }").is_err());
-    assert!(
-        parse_query("{ dog { ...F } } fragment F on Dog { name } fragment F on Dog { name }")
-            .is_err()
+    // 5.1.1, 5.2.1.1, 5.2.2.1, 5.5.1.1: the parser refuses these documents, without
+    // saying where; `prepare` reports them as validation errors with graphql-js's
+    // messages and locations.
+    let cases = [
+        (
+            "query A { dog { name } } query A { dog { name } }",
+            "There can be only one operation named \"A\".",
+            vec![(1, 7), (1, 32)],
+        ),
+        (
+            "{ dog { name } } query B { dog { name } }",
+            "This anonymous operation must be the only defined operation.",
+            vec![(1, 1)],
+        ),
+        (
+            "{ dog { ...F } } fragment F on Dog { name } fragment F on Dog { name }",
+            "There can be only one fragment named \"F\".",
+            vec![(1, 27), (1, 54)],
+        ),
+        (
+            "type T { a: Int }",
+            "The \"T\" definition is not executable.",
+            vec![(1, 1)],
+        ),
+    ];
+    for (text, message, at) in cases {
+        assert!(
+            parse_query(text).is_err(),
+            "the parser still refuses {text}"
+        );
+        assert_eq!(invalid(text), vec![(message.to_owned(), at)], "{text}");
+    }
+    // A syntax error stays one.
+    assert!(matches!(
+        prepare(&schema(), "type T { a: Int } { dog", &Limits::default()),
+        Err(PrepareError::Parse(_))
+    ));
+}
+
+#[test]
+fn input_object_field_uniqueness() {
+    // 5.6.3: the parser keeps the last of two equal fields; `prepare` finds them in the
+    // text, and reports them before what the rules find in the parsed document.
+    let message = "There can be only one input field named \"kind\".";
+    assert_eq!(
+        invalid("{ animals(filter: { kind: DOG, kind: CAT }) { __typename } }"),
+        vec![(message.to_owned(), vec![(1, 21), (1, 32)])]
     );
-    // 5.1.1: type system definitions are not executable.
-    assert!(parse_query("type T { a: Int }").is_err());
+    let errors = invalid("{ animals(filter: { kind: DOG, kind: 5 }) { __typename } }");
+    // The value kept is the last; 5.6.1 finds it wrong at the argument's value (the
+    // parser keeps no positions inside a value).
+    let wrong = "Enum \"Kind\" cannot represent non-enum value: 5.";
+    assert_eq!(
+        errors,
+        vec![
+            (message.to_owned(), vec![(1, 21), (1, 32)]),
+            (wrong.to_owned(), vec![(1, 19)])
+        ]
+    );
+    assert!(prepare(
+        &schema(),
+        "{ animals(filter: { kind: DOG }) { __typename } }",
+        &Limits::default()
+    )
+    .is_ok());
 }
 
 #[test]
