@@ -414,6 +414,47 @@ fn bad_input_gets_its_code_and_the_server_keeps_serving() {
     }
 }
 
+#[test]
+fn duplicate_input_fields_and_operation_names_are_validation_errors_with_locations() {
+    let server = server(&[]);
+    let refused = |query: &str| {
+        let r = server.graphql(None, &json!({ "query": query }));
+        assert_eq!(r.status, 200, "{query}");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{:?}",
+            r.header("content-type")
+        );
+        let v = r.json();
+        assert_eq!(code(&v), "GRAPHQL_VALIDATION_FAILED", "{v}");
+        assert!(v.get("data").is_none(), "{v}");
+        v["errors"].clone()
+    };
+    // The parser would keep the second title; the document is refused instead.
+    let errors =
+        refused(r#"mutation { updateChannel(input: { title: "a", title: "b" }) { title } }"#);
+    assert_eq!(
+        errors[0]["message"],
+        "There can be only one input field named \"title\"."
+    );
+    assert_eq!(
+        errors[0]["locations"],
+        json!([{"line": 1, "column": 35}, {"line": 1, "column": 47}])
+    );
+    assert_eq!(errors.as_array().map(Vec::len), Some(1), "{errors}");
+    // Two operations of one name: refused by the parser, reported as validation.
+    let errors = refused("query A { viewer { id } } query A { viewer { login } }");
+    assert_eq!(
+        errors,
+        json!([{
+            "message": "There can be only one operation named \"A\".",
+            "locations": [{"line": 1, "column": 7}, {"line": 1, "column": 33}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}
+        }])
+    );
+}
+
 /// A scratch folder removed on drop.
 mod tempdir {
     pub struct Dir(std::path::PathBuf);
