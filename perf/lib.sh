@@ -17,9 +17,9 @@ free_port() {
 # Command line of a server under test: `server_cmd <name> <addr>`.
 server_cmd() {
   case "$1" in
-    # The same settings as the bench's (bench/src/scenario.rs): no rate limits, the
-    # bench's token secret.
-    streamhub) echo "env STREAMHUB_LISTEN=$2 STREAMHUB_SHARDS=1 STREAMHUB_LOG=warn STREAMHUB_JWT_SECRET=$BENCH_SECRET STREAMHUB_RATE_QUERY=off STREAMHUB_RATE_MUTATION=off STREAMHUB_RATE_CHAT=off STREAMHUB_MAX_CONNECTIONS_PER_IP=0 target/release/streamhub" ;;
+    # The same settings as the bench's (bench/src/scenario.rs): no rate limits unless
+    # the environment sets them (to measure their cost), the bench's token secret.
+    streamhub) echo "env STREAMHUB_LISTEN=$2 STREAMHUB_SHARDS=1 STREAMHUB_LOG=warn STREAMHUB_JWT_SECRET=$BENCH_SECRET STREAMHUB_RATE_QUERY=${STREAMHUB_RATE_QUERY:-off} STREAMHUB_RATE_MUTATION=${STREAMHUB_RATE_MUTATION:-off} STREAMHUB_RATE_CHAT=${STREAMHUB_RATE_CHAT:-off} STREAMHUB_MAX_CONNECTIONS_PER_IP=${STREAMHUB_MAX_CONNECTIONS_PER_IP:-0} target/release/streamhub" ;;
     axum) echo "target/release/peer-axum --listen $2" ;;
     async-graphql) echo "env PEER_JWT_SECRET=$BENCH_SECRET target/release/peer-async-graphql --listen $2" ;;
     *) echo "unknown server $1 (streamhub, axum, async-graphql)" >&2; return 1 ;;

@@ -1,7 +1,9 @@
 //! A shard: one pinned thread with its own current-thread runtime, its own listener and
 //! its own connections. [`Shard`] is the one place per-shard state lives; every request
-//! handler receives it. Capabilities that come later (GraphQL plan caches, room hubs,
-//! token caches, rate-limit buckets) become fields here.
+//! handler receives it: the GraphQL plan cache, the room hub, the token cache and the
+//! session sweep. What must hold node-wide (persisted documents, rate budgets,
+//! per-address connection counts) lives in [`Node`], in structures that take no lock
+//! on the request path.
 
 use std::cell::Cell;
 use std::net::IpAddr;
