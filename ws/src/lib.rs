@@ -1,7 +1,8 @@
 //! streamhub-ws: WebSocket sessions.
 //!
 //! Owns: the upgrade on a shard's HTTP connection ([`upgrade`]), reading frames with no
-//! buffer held while idle, as poll functions a session future drives ([`reader`]),
+//! buffer held while idle, as poll functions a session future drives, and throwing
+//! away (bounded) what a peer still sends after a close for its error ([`reader`]),
 //! reading whole messages
 //! with size limits that also hold for fragmented messages, UTF-8 checks and the close
 //! code for every protocol error ([`message`]), and the conformance echo endpoint

@@ -1,7 +1,8 @@
 //! Whole messages from a WebSocket: frames ([`crate::reader`]) reassembled with a cap on
 //! the reassembled size, text checked to be UTF-8 across fragments, pings answered and
-//! closes checked and echoed through the connection's send queue, and every protocol
-//! error mapped to the close code RFC 6455 gives it.
+//! closes checked and echoed through the connection's send queue, every protocol
+//! error mapped to the close code RFC 6455 gives it, and how what the peer still sends
+//! after such a close is thrown away ([`discard_after`]).
 
 use std::task::{ready, Context, Poll};
 
@@ -9,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
 use crate::queue::SendQueue;
-use crate::reader::{Frame, FrameReader, Kind, ReadError};
+use crate::reader::{Discard, Frame, FrameReader, Kind, ReadError, DISCARD_LIMIT};
 
 /// Close codes of RFC 6455 and of StreamHub's protocols.
 pub mod code {
@@ -49,6 +50,18 @@ pub enum End {
     Dropped,
     /// The peer broke the protocol: close with this code and reason.
     Close(u16, &'static str),
+}
+
+/// How what the peer still sends is thrown away after the server closed with
+/// `close_code` for the peer's error (see [`FrameReader::poll_discard`]): frame by frame,
+/// except after a protocol error, when the framing may be lost and every byte up to EOF
+/// goes; at most [`DISCARD_LIMIT`] bytes either way.
+pub fn discard_after(close_code: u16) -> Discard {
+    if close_code == code::PROTOCOL {
+        Discard::raw(DISCARD_LIMIT)
+    } else {
+        Discard::frames(DISCARD_LIMIT)
+    }
 }
 
 /// Reads whole messages of at most `max_message` bytes.
