@@ -298,6 +298,65 @@ fn bad_frames_and_messages_get_their_codes_and_nothing_else_is_disturbed() {
 }
 
 #[test]
+fn a_client_still_writing_past_its_error_reads_its_close_code() {
+    // The default limit (64 KiB); every client keeps writing 2 MiB past its error.
+    let server = server(&[]);
+    let big = 2 << 20;
+    let filler = support::filler();
+    let mut fragments = support::masked_frame(0x01, &vec![b'x'; 32 << 10]);
+    for _ in 0..62 {
+        fragments.extend(support::masked_frame(0x00, &vec![b'x'; 32 << 10]));
+    }
+    fragments.extend(support::masked_frame(0x80, &vec![b'x'; 32 << 10]));
+    let with_filler = |first: Vec<u8>| [first, filler.clone()].concat();
+    let cases: [(&str, Vec<u8>, bool, u16); 6] = [
+        (
+            "one frame of 2 MiB",
+            support::masked_frame(0x81, &vec![b'x'; big]),
+            false,
+            1009,
+        ),
+        ("2 MiB in fragments of 32 KiB", fragments, false, 1009),
+        (
+            "a reserved bit, then 2 MiB",
+            with_filler(support::masked_frame(0xC1, b"hello")),
+            true,
+            1002,
+        ),
+        (
+            "an unmasked frame, then 2 MiB",
+            with_filler(vec![0x81, 5, b'h', b'e', b'l', b'l', b'o']),
+            true,
+            1002,
+        ),
+        (
+            "text that is not UTF-8, then 2 MiB",
+            with_filler(support::masked_frame(0x81, &[0xff, 0xfe])),
+            false,
+            1007,
+        ),
+        (
+            "a binary message, then 2 MiB",
+            with_filler(support::masked_frame(0x82, b"bin")),
+            false,
+            1003,
+        ),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter_map(|(what, bytes, fin, want)| {
+            support::close_seen_by_a_client_still_writing(&server, "/ws", what, bytes, *fin, *want)
+                .err()
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    // The server is still there for others.
+    let mut other = WsClient::connect(&server, "/ws", &[]);
+    other.send_json(&json!({"type": "ping"}));
+    assert_eq!(other.next_json()["type"], "pong");
+}
+
+#[test]
 fn chat_and_connect_rates_hold_over_websocket() {
     let server = Server::start(&[
         ("STREAMHUB_JWT_SECRET", SECRET),

@@ -79,6 +79,37 @@ fn the_conformance_suite_passes_every_case_against_the_echo_endpoint() {
 }
 
 #[test]
+fn an_echo_client_still_writing_past_its_error_reads_its_close_code() {
+    let server = Server::start(&[("STREAMHUB_WS_ECHO", "true")]);
+    let filler = support::filler();
+    let cases = [
+        (
+            "a reserved bit, then 2 MiB",
+            support::masked_frame(0xC1, b"hello"),
+            true,
+            1002,
+        ),
+        (
+            "text that is not UTF-8, then 2 MiB",
+            support::masked_frame(0x81, &[0xff, 0xfe]),
+            false,
+            1007,
+        ),
+    ];
+    let failed: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(what, first, fin, want)| {
+            let bytes = [first, filler.clone()].concat();
+            support::close_seen_by_a_client_still_writing(
+                &server, "/ws/echo", what, &bytes, fin, want,
+            )
+            .err()
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
 fn the_echo_endpoint_is_not_mounted_by_default() {
     let server = Server::start(&[]);
     let r = server.get(

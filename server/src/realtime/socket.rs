@@ -2,16 +2,24 @@
 //! loop that hands whole text messages to the protocol and the writer beside it in the
 //! session's one task, the shard's sweep (pings, deadlines, 1001 on shutdown), and a
 //! last close frame flushed before the connection is released.
+//!
+//! When the server closes first (the client broke the protocol, sent a message too big
+//! or of the wrong type, or the protocol ended the session), the client may still be
+//! writing: what it sends is read and thrown away, within a byte budget and the
+//! session's patience, until its close frame or EOF, while the writer sends the close
+//! and shuts the write side (FIN). Only then is the socket released, so the kernel has
+//! no unread bytes to answer with a reset that would overtake the close frame.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use streamhub_ws::frame;
-use streamhub_ws::message::{code, End, Message, Reader};
+use streamhub_ws::message::{code, discard_after, End, Message, Reader};
 use streamhub_ws::queue::SendQueue;
+use streamhub_ws::reader::{Discard, DISCARD_LIMIT};
 use streamhub_ws::upgrade::{ReadSide, Socket, WriteSide};
 use tokio::time::{sleep, Sleep};
 
@@ -19,7 +27,8 @@ use super::liveness::Registration;
 use crate::conn::ConnState;
 use crate::shard::Shard;
 
-/// How long the writer may take to send the last frames once the session ends.
+/// How long a session may take to end: the writer to send the last frames, and what the
+/// client still sends after a close for its error to be read and thrown away.
 const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A protocol spoken over a session.
@@ -71,7 +80,7 @@ pub(super) fn run<'a, P: Protocol>(
         registration,
         init_pending: init_within.is_some(),
         phase: Phase::Running,
-        patience: None,
+        ending: None,
     }
 }
 
@@ -86,8 +95,17 @@ pub(super) struct Session<'a, P> {
     registration: Registration<'a>,
     init_pending: bool,
     phase: Phase,
-    /// How long the ending phase may last (set when the session starts ending).
-    patience: Option<Pin<Box<Sleep>>>,
+    /// Set when the session starts ending (so an idle session holds none of it).
+    ending: Option<Box<Ending>>,
+}
+
+/// What an ending session needs.
+#[derive(Debug)]
+struct Ending {
+    /// How long the ending may last.
+    patience: Pin<Box<Sleep>>,
+    /// After the server closed first: what the client still sends, being thrown away.
+    discard: Option<Discard>,
 }
 
 /// Where a session is.
@@ -95,34 +113,55 @@ pub(super) struct Session<'a, P> {
 enum Phase {
     /// Reading and writing.
     Running,
-    /// Reading ended and a close is queued: the writer sends what is left.
+    /// Reading ended (the peer closed or went away) and a close is queued: the writer
+    /// sends what is left.
     Flushing,
+    /// The server closed first: the writer sends what is left, its close last, while
+    /// what the peer still sends is thrown away until its close frame or EOF.
+    Closing,
     /// The writer is done (its close is out): reading goes on until the peer's answer.
     Lingering,
 }
 
+/// How reading ended.
+enum Ended {
+    /// The peer closed (its close is answered) or went away.
+    Peer,
+    /// The server closed (its close is queued): what the peer still sends is thrown
+    /// away like this.
+    Server(Discard),
+}
+
 impl<P: Protocol> Session<'_, P> {
     /// Enters an ending phase, which may last `FLUSH_PATIENCE`.
-    fn end_in(&mut self, phase: Phase) {
+    fn end_in(&mut self, phase: Phase, discard: Option<Discard>) {
         self.phase = phase;
-        self.patience = Some(Box::pin(sleep(FLUSH_PATIENCE)));
+        self.ending = Some(Box::new(Ending {
+            patience: Box::pin(sleep(FLUSH_PATIENCE)),
+            discard,
+        }));
     }
 
     /// Ready once the ending phase has had its time.
     fn poll_patience(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match &mut self.patience {
-            Some(p) => p.as_mut().poll(cx),
+        match &mut self.ending {
+            Some(e) => e.patience.as_mut().poll(cx),
             None => Poll::Ready(()),
         }
     }
 
-    /// Reads and handles messages until none is ready; true once reading has ended.
-    fn poll_reading(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Ready once what the peer still sends has been thrown away (or nothing is to be).
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.ending.as_mut().and_then(|e| e.discard.as_mut()) {
+            Some(d) => self.read.poll_discard(cx, d).map(drop),
+            None => Poll::Ready(()),
+        }
+    }
+
+    /// Reads and handles messages until none is ready, or until reading has ended.
+    fn poll_reading(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         loop {
-            let msg = match self.reader.poll_next(cx, &mut self.read, &self.queue) {
-                Poll::Pending => return false,
-                Poll::Ready(m) => m,
-            };
+            let msg = ready!(self.reader.poll_next(cx, &mut self.read, &self.queue));
             match msg {
                 Ok(Message::Text(t)) => {
                     let Some(protocol) = self.protocol.as_mut() else {
@@ -130,11 +169,13 @@ impl<P: Protocol> Session<'_, P> {
                     };
                     match handle(protocol, &t) {
                         Handled::Go => {}
-                        Handled::End => return true,
+                        Handled::End => {
+                            return Poll::Ready(Ended::Server(Discard::frames(DISCARD_LIMIT)))
+                        }
                         Handled::Failed => {
                             let (c, reason) = P::INTERNAL_CLOSE;
                             self.queue.close_with(frame::close(c, reason));
-                            return true;
+                            return Poll::Ready(Ended::Server(discard_after(c)));
                         }
                     }
                     if self.init_pending && protocol.initialized() {
@@ -145,13 +186,13 @@ impl<P: Protocol> Session<'_, P> {
                 Ok(Message::Binary(_)) => {
                     let (c, reason) = P::BINARY_CLOSE;
                     self.queue.close_with(frame::close(c, reason));
-                    return true;
+                    return Poll::Ready(Ended::Server(discard_after(c)));
                 }
                 Err(End::Close(c, reason)) => {
                     self.queue.close_with(frame::close(c, reason));
-                    return true;
+                    return Poll::Ready(Ended::Server(discard_after(c)));
                 }
-                Err(End::Closed | End::Dropped) => return true,
+                Err(End::Closed | End::Dropped) => return Poll::Ready(Ended::Peer),
             }
         }
     }
@@ -197,15 +238,28 @@ impl<P: Protocol> Future for Session<'_, P> {
         loop {
             match this.phase {
                 Phase::Running => {
-                    if this.protocol.is_none() || this.poll_reading(cx) {
-                        // Whatever ended the reading, the writer finishes with a close.
-                        this.protocol = None;
-                        this.queue.close_with(frame::close(code::NORMAL, ""));
-                        this.end_in(Phase::Flushing);
-                    } else if this.queue.poll_write_to(cx, &mut this.write).is_ready() {
-                        this.end_in(Phase::Lingering);
+                    let ended = if this.protocol.is_none() {
+                        // Refused at the start: the client has not seen its close yet.
+                        Poll::Ready(Ended::Server(Discard::frames(DISCARD_LIMIT)))
                     } else {
-                        return Poll::Pending;
+                        this.poll_reading(cx)
+                    };
+                    match ended {
+                        Poll::Ready(ended) => {
+                            // Whatever ended the reading, the writer finishes with a close.
+                            this.protocol = None;
+                            this.queue.close_with(frame::close(code::NORMAL, ""));
+                            match ended {
+                                Ended::Peer => this.end_in(Phase::Flushing, None),
+                                Ended::Server(d) => this.end_in(Phase::Closing, Some(d)),
+                            }
+                        }
+                        Poll::Pending => {
+                            if this.queue.poll_write_to(cx, &mut this.write).is_pending() {
+                                return Poll::Pending;
+                            }
+                            this.end_in(Phase::Lingering, None);
+                        }
                     }
                 }
                 Phase::Flushing => {
@@ -214,12 +268,27 @@ impl<P: Protocol> Future for Session<'_, P> {
                     }
                     return this.poll_patience(cx);
                 }
-                Phase::Lingering => {
-                    if this.poll_reading(cx) {
+                Phase::Closing => {
+                    // Both, each polled every time: the peer may read only once we do.
+                    let written = this.queue.poll_write_to(cx, &mut this.write).is_ready();
+                    let discarded = this.poll_discard(cx).is_ready();
+                    if written && discarded {
                         return Poll::Ready(());
                     }
                     return this.poll_patience(cx);
                 }
+                Phase::Lingering => match this.poll_reading(cx) {
+                    Poll::Ready(Ended::Peer) => return Poll::Ready(()),
+                    Poll::Ready(Ended::Server(d)) => {
+                        // The peer's answer broke the protocol: throw the rest away,
+                        // within what is left of the patience.
+                        if let Some(e) = this.ending.as_mut() {
+                            e.discard = Some(d);
+                        }
+                        this.phase = Phase::Closing;
+                    }
+                    Poll::Pending => return this.poll_patience(cx),
+                },
             }
         }
     }

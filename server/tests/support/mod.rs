@@ -405,22 +405,34 @@ impl WsClient {
 
     /// Sends one frame (FIN set, masked).
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut f = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
+        self.stream
+            .write_all(&masked_frame(0x80 | opcode, payload))
+            .unwrap();
+    }
+
+    /// Answers the server's close with a close 1000 (and, with `fin`, shuts the write
+    /// side down after it), then reads to the end of the connection: Ok once the server
+    /// has closed it cleanly (EOF), the error when it was reset (on the write or the
+    /// reads). Whatever arrives after the server's close frame is an error too.
+    pub fn answer_close(&mut self, fin: bool) -> std::io::Result<()> {
+        self.stream
+            .write_all(&masked_frame(0x88, &1000u16.to_be_bytes()))?;
+        if fin {
+            self.stream.shutdown(std::net::Shutdown::Write)?;
+        }
+        let mut chunk = [0u8; 4096];
+        let mut after = self.buf.len();
+        loop {
+            match self.stream.read(&mut chunk)? {
+                0 if after == 0 => return Ok(()),
+                0 => {
+                    return Err(std::io::Error::other(format!(
+                        "{after} bytes after the close frame"
+                    )))
+                }
+                n => after += n,
             }
         }
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&f).unwrap();
     }
 
     /// The next frame; None when the connection ended.
@@ -465,6 +477,26 @@ impl WsClient {
     }
 }
 
+/// A masked client frame: `b0` is the first byte as sent (FIN, reserved bits, opcode).
+pub fn masked_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![b0];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
 fn parse_frame(b: &[u8]) -> Option<(WsFrame, usize)> {
     if b.len() < 2 {
         return None;
@@ -494,4 +526,54 @@ fn parse_frame(b: &[u8]) -> Option<(WsFrame, usize)> {
         other => WsFrame::Other(other),
     };
     Some((frame, at))
+}
+
+/// How many connections [`close_seen_by_a_client_still_writing`] tries.
+pub const CLOSE_RUNS: usize = 30;
+
+/// 2 MiB of valid text frames of 32 KiB, for a client to keep writing past its error.
+pub fn filler() -> Vec<u8> {
+    (0..64)
+        .flat_map(|_| masked_frame(0x81, &vec![b'x'; 32 << 10]))
+        .collect()
+}
+
+/// What a client that keeps writing past its error sees, over [`CLOSE_RUNS`]
+/// connections to `path` (`what` names the case): each writes all of `bytes` from a
+/// thread of its own, reads
+/// until the server's close frame, answers it (and shuts its write side when `fin`:
+/// after a framing error the server cannot find frames any more) and reads to the end.
+/// Ok when in every run the server took every byte (no reset), sent `want` and then
+/// ended cleanly (EOF); otherwise how many runs did, and what some others got.
+pub fn close_seen_by_a_client_still_writing(
+    server: &Server,
+    path: &str,
+    what: &str,
+    bytes: &[u8],
+    fin: bool,
+    want: u16,
+) -> Result<(), String> {
+    let bytes = Arc::new(bytes.to_vec());
+    let mut good = 0;
+    let mut bad = Vec::new();
+    for _ in 0..CLOSE_RUNS {
+        let mut c = WsClient::connect(server, path, &[]);
+        let mut w = c.socket().try_clone().unwrap();
+        let flood = Arc::clone(&bytes);
+        let writer = std::thread::spawn(move || w.write_all(&flood));
+        let code = c.close_code();
+        let wrote = writer.join().unwrap();
+        let end = c.answer_close(fin);
+        match (code, &wrote, &end) {
+            (Some(c), Ok(()), Ok(())) if c == want => good += 1,
+            _ => bad.push(format!("close {code:?}, write {wrote:?}, end {end:?}")),
+        }
+    }
+    if good == CLOSE_RUNS {
+        return Ok(());
+    }
+    bad.truncate(3);
+    Err(format!(
+        "{path}, {what}: {want} in {good}/{CLOSE_RUNS} runs; e.g. {bad:?}"
+    ))
 }
