@@ -293,6 +293,10 @@ fn subscriptions_can_be_persisted_by_manifest_id_or_apq() {
     c.send_json(
         &json!({"id": "a2", "type": "subscribe", "payload": {"query": other, "extensions": apq}}),
     );
+    // The connection's messages are handled in order: once the ping is answered, both
+    // subscriptions are in place, so the message sent next reaches them.
+    c.send_json(&json!({"type": "ping"}));
+    assert_eq!(c.next_json()["type"], "pong");
     // Both get the next message of the room.
     let mut sender = WsClient::connect(
         &server,
