@@ -2,7 +2,8 @@
 //! SIGINT: readiness 503 at once, keep serving for the drain delay, close the
 //! listeners, let connections finish their current response (up to the grace), exit 0.
 //! A second signal during shutdown exits at once. SIGHUP reloads the persisted-query
-//! manifest.
+//! manifest. [`start`] is the node without the process around it (logs, signals,
+//! exit): what `serve` runs, on the wall clock.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use crate::config::Config;
 use crate::domain::Domain;
 use crate::node::{Node, Phase};
 use crate::realtime::fanout::Fanout;
-use crate::store::Store;
+use crate::store::{Clock, Store, SystemClock};
 
 /// Runs the server until it has shut down.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -36,6 +37,53 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             hup: signal(SignalKind::hangup()).context("catching SIGHUP")?,
         }
     };
+    let mut running = start(config, Arc::new(SystemClock))?;
+    let shards = running.threads.len();
+    let node = Arc::clone(&running.node);
+    match rt.block_on(shutdown_sequence(&node, signals, &mut running.done, shards)) {
+        Outcome::Clean => {}
+        Outcome::ShardExited => anyhow::bail!("a shard stopped before any shutdown signal"),
+        Outcome::Forced(sig) => {
+            tracing::warn!(signal = sig, "second signal: exiting without waiting");
+            std::process::exit(1);
+        }
+    }
+    running.join()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A node serving on its shards (see [`start`]).
+#[derive(Debug)]
+pub struct Running {
+    /// The address every shard listens on.
+    pub addr: std::net::SocketAddr,
+    /// The node's shared state; advancing its phase to [`Phase::Closing`] closes the
+    /// listeners, and the shards finish once their connections have.
+    pub node: Arc<Node>,
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// Each shard's id once it has finished.
+    done: mpsc::Receiver<usize>,
+}
+
+impl Running {
+    /// Waits for every shard to finish (after [`Phase::Closing`]); the first failure.
+    pub fn join(self) -> anyhow::Result<()> {
+        for t in self.threads {
+            match t.join() {
+                Ok(res) => res.context("a shard failed")?,
+                Err(_) => anyhow::bail!("a shard thread panicked"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts a node for `config` on the calling process: binds the listeners, loads the
+/// keys, TLS, the schema, the manifest and the store (the demo data, its room logs'
+/// ages measured on `clock`), then runs one thread per shard. Logs `listening` once
+/// the shards run.
+pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let (backend, why) = crate::io_backend::select(config.io)?;
     tracing::info!(
         backend = backend.name(),
@@ -64,7 +112,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let persisted = Registry::new(&manifest, config.document_registry_bytes);
-    let mut data = crate::store::demo::generate(config.demo_data);
+    let mut data = crate::store::demo::generate_with_clock(config.demo_data, clock);
     data.set_retention(config.retention());
     let store = Arc::new(Store::new(data));
     {
@@ -82,7 +130,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     ));
 
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let (done_tx, mut done_rx) = mpsc::channel::<usize>(shards);
+    let (done_tx, done) = mpsc::channel::<usize>(shards);
     let mut threads = Vec::with_capacity(shards);
     for (id, listener) in listeners.into_iter().enumerate() {
         let node = Arc::clone(&node);
@@ -94,7 +142,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("spawning a shard thread")?;
         threads.push(handle);
     }
-    drop(done_tx);
     tracing::info!(
         addr = %addr,
         shards,
@@ -103,23 +150,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-
-    match rt.block_on(shutdown_sequence(&node, signals, &mut done_rx, shards)) {
-        Outcome::Clean => {}
-        Outcome::ShardExited => anyhow::bail!("a shard stopped before any shutdown signal"),
-        Outcome::Forced(sig) => {
-            tracing::warn!(signal = sig, "second signal: exiting without waiting");
-            std::process::exit(1);
-        }
-    }
-    for t in threads {
-        match t.join() {
-            Ok(res) => res.context("a shard failed")?,
-            Err(_) => anyhow::bail!("a shard thread panicked"),
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
+    Ok(Running {
+        addr,
+        node,
+        threads,
+        done,
+    })
 }
 
 /// Reads, checks and prepares the persisted-query manifest, so a bad one stops the

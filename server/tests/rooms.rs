@@ -1,14 +1,23 @@
 //! The room protocol on `/ws` against the real binary over real sockets: delivery in seq
 //! order and exactly once to members on every shard while several publishers send (by
-//! the room protocol and by GraphQL), `since` recovery and its limit, authentication
-//! paths, a slow consumer closed with 4008 while the others go on, and bad input.
+//! the room protocol and by GraphQL), `since` recovery and its limits, authentication
+//! paths, a slow consumer closed with 4008 while the others go on, and bad input (its
+//! close code reaches a client still writing). The history's age is tested on the
+//! library's node run in this process, its store on a clock moved by hand.
 
 mod support;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use serde_json::{json, Value};
+use streamhub_server::config::{Cli, Command};
+use streamhub_server::node::Phase;
+use streamhub_server::store::{Clock, Millis};
 use support::{token, Server, WsClient, SECRET};
 
 fn server(extra: &[(&str, &str)]) -> Server {
@@ -104,10 +113,10 @@ fn every_member_on_every_shard_gets_every_event_once_in_order() {
 
 /// A member of `ch_u3` notes the room's last seq and leaves; bob then sends three
 /// messages (`<prefix> 0..2`). Returns bob's connection and that seq.
-fn miss_three(server: &Server, prefix: &str) -> (WsClient, u64) {
+fn miss_three(addr: SocketAddr, prefix: &str) -> (WsClient, u64) {
     let bob = token("u2", "bob", false);
-    let mut sender = WsClient::connect(server, "/ws", &[("Authorization", &auth(&bob))]);
-    let mut a = WsClient::connect(server, "/ws", &[]);
+    let mut sender = WsClient::connect_to(addr, "/ws", &[("Authorization", &auth(&bob))]);
+    let mut a = WsClient::connect_to(addr, "/ws", &[]);
     let last = join(&mut a, "ch_u3", None)["seq"].as_u64().unwrap();
     drop(a);
     for i in 0..3 {
@@ -121,7 +130,7 @@ fn miss_three(server: &Server, prefix: &str) -> (WsClient, u64) {
 #[test]
 fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
     let server = server(&[("STREAMHUB_HISTORY_EVENTS", "5")]);
-    let (mut sender, last) = miss_three(&server, "missed");
+    let (mut sender, last) = miss_three(server.addr, "missed");
     let mut again = WsClient::connect(&server, "/ws", &[]);
     let j = join(&mut again, "ch_u3", Some(last));
     assert_eq!(j["recovered"], true);
@@ -145,27 +154,101 @@ fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
     assert_eq!(late.next_json()["code"], "BAD_USER_INPUT");
 }
 
+/// A store clock the test moves by hand.
+#[derive(Debug)]
+struct HandClock(AtomicI64);
+
+impl Clock for HandClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl HandClock {
+    fn advance(&self, ms: Millis) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
 #[test]
 fn history_older_than_its_age_is_not_replayed_and_leaves_the_chat_log() {
-    let server = server(&[("STREAMHUB_HISTORY_AGE", "1s")]);
-    let (mut sender, last) = miss_three(&server, "old");
-    // Let the three (and the demo's messages) grow older than the 1 s kept.
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut late = WsClient::connect(&server, "/ws", &[]);
-    let j = join(&mut late, "ch_u3", Some(last));
-    assert_eq!(j["recovered"], false, "{j}");
-    assert_eq!(j["seq"], last + 3);
-    // The next message trims the room's log; the chat history reads the same log.
+    // The library's node in this process (the binary's `serve` without its logs and
+    // signals), two shards, its store on a clock moved by hand; clients over sockets.
+    let cli = Cli::try_parse_from([
+        "streamhub",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--jwt-secret",
+        SECRET,
+        "--rate-chat",
+        "off",
+        "--rate-ws-connect",
+        "off",
+    ])
+    .unwrap();
+    let Command::Serve(config) = cli.into_command() else {
+        unreachable!("no subcommand given")
+    };
+    let age = config.retention().age;
+    let clock = Arc::new(HandClock(AtomicI64::new(1_800_000_000_000)));
+    let node = streamhub_server::serve::start(*config, clock.clone()).unwrap();
+    let (mut sender, last) = miss_three(node.addr, "old");
+    let since_last = || {
+        join(
+            &mut WsClient::connect_to(node.addr, "/ws", &[]),
+            "ch_u3",
+            Some(last),
+        )
+    };
+    let history = || {
+        let r = support::graphql_at(
+            node.addr,
+            None,
+            &json!({"query": "{ channel(id: \"ch_u3\") { recentMessages(last: 50) { seq body } } chatHistory(channelId: \"ch_u3\") { seq } }"}),
+        );
+        r.json()["data"].clone()
+    };
+    // Just under the age, the three are replayed and in the chat log.
+    clock.advance(age - 1);
+    let j = since_last();
+    assert_eq!(
+        (j["recovered"].as_bool(), j["seq"].as_u64()),
+        (Some(true), Some(last + 3)),
+        "{j}"
+    );
+    let seqs = |list: &Value| -> Vec<u64> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let d = history();
+    assert!(
+        seqs(&d["chatHistory"]).ends_with(&[last + 1, last + 2, last + 3]),
+        "{d}"
+    );
+    // At the age, they are too old to replay...
+    clock.advance(1);
+    let j = since_last();
+    assert_eq!(
+        (j["recovered"].as_bool(), j["seq"].as_u64()),
+        (Some(false), Some(last + 3)),
+        "{j}"
+    );
+    // ... and the next message trims them from the room's log, which the chat history
+    // reads.
     sender.send_json(&json!({"type": "send", "room": "ch_u3", "body": "new"}));
     assert_eq!(sender.next_json()["type"], "sent");
-    let r = server.graphql(
-        None,
-        &json!({"query": "{ channel(id: \"ch_u3\") { recentMessages(last: 50) { seq body } } chatHistory(channelId: \"ch_u3\") { seq } }"}),
-    );
-    let d = &r.json()["data"];
+    let d = history();
     let new = json!([{"seq": last + 4, "body": "new"}]);
     assert_eq!(d["channel"]["recentMessages"], new, "{d}");
     assert_eq!(d["chatHistory"], json!([{"seq": last + 4}]), "{d}");
+    drop(sender);
+    node.node.advance(Phase::Closing);
+    node.join().unwrap();
 }
 
 #[test]

@@ -131,9 +131,8 @@ impl Hub {
             // Bring the room up to date first, so a newcomer starts exactly at `delivered`.
             pending.extend(catch_up(&d, room_id, room));
             let last = u64::from(room.delivered);
-            let replayable = since.is_some_and(|s| {
-                s <= last && log.replayable_after(s as u32, crate::store::now(), d.retention)
-            });
+            let replayable = since
+                .is_some_and(|s| s <= last && log.replayable_after(s as u32, d.now(), d.retention));
             (channel, last, replayable)
         };
         self.render_pending(room_id, pending);

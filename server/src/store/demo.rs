@@ -2,7 +2,9 @@
 //! set of categories, live streams, follows and chat history. Deterministic: one seeded
 //! generator, so the same size gives the same data on every run.
 
-use super::{Data, Millis, RoomEvent, UserIx};
+use std::sync::Arc;
+
+use super::{Clock, Data, Millis, RoomEvent, SystemClock, UserIx};
 
 /// How much demo data to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +112,15 @@ const LINES: [&str; 12] = [
 /// Chat messages given to each live channel (alice's channel gets twice as many).
 const MESSAGES_PER_LIVE_CHANNEL: u32 = 30;
 
-/// The demo data of `size`.
+/// The demo data of `size`, its room events appended on the wall clock.
 pub fn generate(size: DemoSize) -> Data {
+    generate_with_clock(size, Arc::new(SystemClock))
+}
+
+/// The demo data of `size` in a store reading the time from `clock`.
+pub fn generate_with_clock(size: DemoSize, clock: Arc<dyn Clock>) -> Data {
     let mut d = Data::default();
+    d.set_clock(clock);
     let DemoSize::Users(users) = size else {
         return d;
     };

@@ -4,7 +4,8 @@
 //! Records live in vectors and refer to each other by index ([`UserIx`], ...); ids,
 //! logins and slugs are indexed by hash maps. Readers take the read side of one
 //! `RwLock` for a batch of work; mutations take the write side briefly. The demo
-//! dataset ([`demo`]) fills it deterministically.
+//! dataset ([`demo`]) fills it deterministically. The room logs' ages are measured on
+//! the store's [`Clock`]: the wall clock, unless another is given.
 
 pub mod demo;
 mod log;
@@ -12,7 +13,7 @@ mod log;
 pub use log::{Retention, RoomLog};
 
 use std::collections::HashMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A user's index in [`Data::users`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +36,34 @@ pub fn now() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Where the store reads the time its room logs' ages are measured with (appends,
+/// trims, `since` recovery): the wall clock in the server ([`SystemClock`]); a test can
+/// give one it moves by hand ([`Data::set_clock`]).
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time in milliseconds since the epoch.
+    fn now(&self) -> Millis;
+}
+
+/// The wall clock ([`now`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        now()
+    }
+}
+
+/// The clock a [`Data`] reads: the wall clock unless another is given.
+#[derive(Debug, Clone)]
+struct StoreClock(Arc<dyn Clock>);
+
+impl Default for StoreClock {
+    fn default() -> StoreClock {
+        StoreClock(Arc::new(SystemClock))
+    }
 }
 
 /// A user; every user has exactly one channel.
@@ -159,6 +188,7 @@ pub struct Data {
     pub live: Vec<ChannelIx>,
     /// How much of each room's log is kept.
     pub retention: Retention,
+    clock: StoreClock,
     user_ids: HashMap<Box<str>, UserIx>,
     user_logins: HashMap<Box<str>, UserIx>,
     channel_ids: HashMap<Box<str>, ChannelIx>,
@@ -382,17 +412,29 @@ impl Data {
     /// Keeps `keep` of every room's log from now on, trimming each at once.
     pub fn set_retention(&mut self, keep: Retention) {
         self.retention = keep;
-        let now = now();
+        let now = self.now();
         for c in &mut self.channels {
             c.log.trim(now, keep);
         }
     }
 
-    /// Appends an event to `c`'s room, trims the room's log to [`Data::retention`], and
-    /// returns the event's seq.
+    /// Reads the time from `clock` from now on (set it before anything is appended: the
+    /// ages of events already held were measured on the clock before).
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = StoreClock(clock);
+    }
+
+    /// The time on the store's clock, which the room logs' ages are measured with.
+    pub fn now(&self) -> Millis {
+        self.clock.0.now()
+    }
+
+    /// Appends an event to `c`'s room at the store's time, trims the room's log to
+    /// [`Data::retention`], and returns the event's seq.
     pub fn append(&mut self, c: ChannelIx, event: RoomEvent) -> u32 {
         let keep = self.retention;
-        self.channels[c.0 as usize].log.push(event, now(), keep)
+        let now = self.now();
+        self.channels[c.0 as usize].log.push(event, now, keep)
     }
 
     /// The author of the chat message at `seq` in `c`, if it is held and not deleted.

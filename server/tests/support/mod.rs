@@ -1,5 +1,6 @@
 //! Test support: starts the real `streamhub` binary on an ephemeral port, collects its
-//! JSON log lines, and speaks plain HTTP/1.1 over real sockets.
+//! JSON log lines, and speaks plain HTTP/1.1 and WebSocket over real sockets (to the
+//! binary, or to a node a test runs in its own process).
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -124,10 +125,7 @@ impl Server {
 
     /// A new connection to the server.
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).expect("connecting");
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        s.set_nodelay(true).unwrap();
-        s
+        connect_to(self.addr)
     }
 
     /// One request on a new connection.
@@ -144,13 +142,35 @@ impl Server {
 
     /// POST /graphql with a JSON body, as a token's holder (or anonymously).
     pub fn graphql(&self, token: Option<&str>, body: &serde_json::Value) -> Response {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(a) = &auth {
-            headers.push(("Authorization", a.as_str()));
-        }
-        self.post("/graphql", &headers, body.to_string().as_bytes())
+        graphql_at(self.addr, token, body)
     }
+}
+
+/// A new connection to a server at `addr` (this process's own or another).
+pub fn connect_to(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connecting");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// POST /graphql with a JSON body to a server at `addr`, as a token's holder (or
+/// anonymously), on a new connection.
+pub fn graphql_at(addr: SocketAddr, token: Option<&str>, body: &serde_json::Value) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let mut s = connect_to(addr);
+    request_with_body(
+        &mut s,
+        "POST",
+        "/graphql",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .expect("request failed")
 }
 
 /// The folder of the JavaScript clients the tests run (graphql-http, graphql-ws), with
@@ -356,7 +376,12 @@ pub enum WsFrame {
 impl WsClient {
     /// Opens `path` with extra handshake headers; panics unless the answer is 101.
     pub fn connect(server: &Server, path: &str, headers: &[(&str, &str)]) -> WsClient {
-        WsClient::handshake(server.connect(), path, headers)
+        WsClient::connect_to(server.addr, path, headers)
+    }
+
+    /// Like [`WsClient::connect`], to a server at `addr`.
+    pub fn connect_to(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> WsClient {
+        WsClient::handshake(connect_to(addr), path, headers)
     }
 
     fn handshake(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> WsClient {
