@@ -269,7 +269,11 @@ mod tests {
         assert_ne!(r.generation(), g);
         assert!(r.find(&DocumentRef::Id("ChannelPage".into())).is_none());
         assert!(r.find(&DocumentRef::Id("Other".into())).is_some());
-        assert!(r.find(&DocumentRef::Sha256(hash("{ b }"))).unwrap().registered.is_none());
+        assert!(r
+            .find(&DocumentRef::Sha256(hash("{ b }")))
+            .unwrap()
+            .registered
+            .is_none());
     }
 
     #[test]

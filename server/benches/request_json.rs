@@ -49,7 +49,7 @@ fn main() {
         });
         // What the server runs: serde_json straight into the request's typed shape.
         let ours = median_ns(|| {
-            let r = streamhub_server::http::graphql_request::from_body(black_box(bytes)).unwrap();
+            let r = streamhub_server::graphql::request::from_body(black_box(bytes)).unwrap();
             black_box(r);
         });
         println!(

@@ -2,10 +2,13 @@
 //!
 //! Owns: the configuration ([`config`]), the thread-per-core shards and their listeners
 //! ([`shard`], [`listener`]), the HTTP connection driver with its ALB-friendly timeouts
-//! ([`conn`]), routing and the operations endpoints ([`http`]), per-shard metrics summed at
+//! ([`conn`]), routing and the operations endpoints ([`http`]), the GraphQL service every
+//! transport calls ([`graphql`]), WebSocket sessions, rooms and subscriptions
+//! ([`realtime`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
+//! domain and its store ([`domain`], [`store`], [`schema`]), per-shard metrics summed at
 //! scrape ([`metrics`]), JSON logs ([`logging`]), node-wide state and graceful shutdown
-//! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]) and the `token`
-//! subcommand ([`token`]). Later: auth, limits and the streaming domain.
+//! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]), TLS ([`tls`]) and the
+//! `token` subcommand ([`token`]).
 //!
 //! Must not know: how GraphQL executes (graphql-exec), how WebSocket frames are built
 //! (ws) or how room events cross cores and nodes (pubsub); it wires them to the shard.
@@ -17,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod domain;
+pub mod graphql;
 pub mod http;
 pub mod io_backend;
 pub mod limits;

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use crate::auth::Authenticator;
-use crate::http::graphql::GraphQlState;
+use crate::graphql::documents::Documents;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
@@ -38,7 +38,7 @@ pub struct Shard {
     /// Verifies bearer tokens and remembers them for this shard.
     pub auth: Authenticator,
     /// The shard's GraphQL plan cache.
-    pub graphql: GraphQlState,
+    pub graphql: Documents,
     /// The shard's rooms and their members.
     pub hub: Rc<Hub>,
     /// The shard's WebSocket sessions: pings and deadlines.
@@ -61,7 +61,7 @@ impl Shard {
         Shard {
             id,
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
-            graphql: GraphQlState::new(&node),
+            graphql: Documents::new(&node),
             hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
             liveness: Liveness::new(node.config.ws_ping_interval, node.config.ws_pong_timeout),
             metrics: Arc::clone(&node.shard_metrics[id]),

@@ -1,28 +1,12 @@
-//! `/graphql`: GraphQL over HTTP. A request is read (POST body or GET query string),
-//! its document found in the shard's plan cache (by manifest id, `sha256:` id, APQ hash
-//! or the hash of its text), else in the node-wide registry, else prepared, registered
-//! node-wide and cached, its operation picked, checked
-//! against the method and the rate limits, its variables coerced, and its plan executed
-//! straight into the response body.
-//!
-//! Status codes follow the GraphQL-over-HTTP specification: with
-//! `application/graphql-response+json`, a request that cannot execute (parse,
-//! validation, limits, variables) is a 4xx; with legacy `application/json` it is a 200
-//! with `errors`. A persisted request is hash, look up, execute: nothing is parsed.
+//! `/graphql` over HTTP: a thin layer over the GraphQL service (`crate::graphql`). A
+//! request is read (POST body or GET query string), handed to the service, and its
+//! outcome written as GraphQL over HTTP says: with `application/graphql-response+json`,
+//! a request that cannot execute (parse, validation, limits, variables) is a 4xx; with
+//! legacy `application/json` it is a 200 with `errors`. A persisted GET whose result
+//! depends on no viewer and no live state is served publicly cacheable with an `ETag`.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-use std::sync::Arc;
-
-use async_graphql_parser::types::OperationType;
 use bytes::Bytes;
-use graphql_exec::limits::Limits;
-use graphql_exec::persisted::{
-    self, apq_hash_matches, parse_document_id, parse_hex_hash, DocumentRef, PlanCache,
-    PrepareError, Prepared,
-};
-use graphql_exec::plan::Plan;
-use graphql_exec::registry::Registered;
+use graphql_exec::persisted;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -32,140 +16,15 @@ use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
-use super::graphql_request::{self, negotiate, GraphQlRequest, MediaType};
+use super::media::{negotiate, MediaType};
 use super::Body;
 use crate::auth::Viewer;
-use crate::domain::plan_info::{op_info, OpInfo};
-use crate::domain::Obj;
-use crate::limits::rate::{retry_after_secs, Budget, Client};
+use crate::graphql::request;
+use crate::graphql::service::{self, one_error, Kind, Refusal, Via};
+use crate::limits::rate::Client;
 use crate::shard::Shard;
 
-/// A prepared document with what the HTTP layer derives from each of its operations.
-#[derive(Debug)]
-pub struct Doc {
-    prepared: Prepared,
-    info: Vec<OpInfo>,
-    /// The node-wide registry's entry of a registered document, marked on every use so
-    /// the registry keeps what any shard uses; `None` for a manifest document.
-    registered: Option<Arc<Registered>>,
-}
-
-impl Doc {
-    fn new(prepared: Prepared, registered: Option<Arc<Registered>>) -> Doc {
-        let info = prepared.plans.iter().map(|(_, p)| op_info(p)).collect();
-        Doc {
-            prepared,
-            info,
-            registered,
-        }
-    }
-
-    /// The plan of the operation at `index`.
-    pub fn plan_at(&self, index: usize) -> &Plan {
-        &self.prepared.plans[index].1
-    }
-
-    /// What the HTTP layer derives from the operation at `index`.
-    pub fn info_at(&self, index: usize) -> OpInfo {
-        self.info[index]
-    }
-
-    /// The index of the operation `name` (or the only one).
-    pub fn operation_index(&self, name: Option<&str>) -> Option<usize> {
-        match name {
-            Some(n) => self
-                .prepared
-                .plans
-                .iter()
-                .position(|(op, _)| op.as_deref() == Some(n)),
-            None if self.prepared.plans.len() == 1 => Some(0),
-            None => None,
-        }
-    }
-
-    fn operation(&self, name: Option<&str>) -> Option<(&Plan, OpInfo)> {
-        let i = match name {
-            Some(n) => self
-                .prepared
-                .plans
-                .iter()
-                .position(|(op, _)| op.as_deref() == Some(n))?,
-            None if self.prepared.plans.len() == 1 => 0,
-            None => return None,
-        };
-        Some((&self.prepared.plans[i].1, self.info[i]))
-    }
-}
-
-/// One shard's GraphQL state: its plan cache, filled from the node-wide registry of
-/// persisted documents (`Node::persisted`) on a miss.
-#[derive(Debug)]
-pub struct GraphQlState {
-    cache: RefCell<PlanCache<Doc>>,
-    /// The registry's manifest generation the pinned documents come from.
-    generation: Cell<u64>,
-    limits: Limits,
-}
-
-impl GraphQlState {
-    /// The shard's state, empty: documents are prepared on their first use here.
-    pub fn new(shard_node: &crate::node::Node) -> GraphQlState {
-        let config = &shard_node.config;
-        GraphQlState {
-            cache: RefCell::new(PlanCache::new(config.plan_cache)),
-            generation: Cell::new(shard_node.persisted.generation()),
-            limits: config.graphql_limits(),
-        }
-    }
-
-    /// The cached document for `r`, or the registry's prepared and cached now; `None`
-    /// when neither has it. A plan-cache hit takes no lock.
-    fn find(&self, shard: &Shard, r: &DocumentRef) -> Result<Option<Rc<Doc>>, Refused> {
-        let registry = &shard.node.persisted;
-        let generation = registry.generation();
-        if generation != self.generation.get() {
-            self.cache.borrow_mut().unpin_all();
-            self.generation.set(generation);
-        }
-        if let Some(doc) = self.cache.borrow_mut().get(r) {
-            if let Some(entry) = &doc.registered {
-                entry.touch(registry);
-            }
-            return Ok(Some(doc));
-        }
-        let Some(found) = registry.find(r) else {
-            return Ok(None);
-        };
-        let mut cache = self.cache.borrow_mut();
-        if let Some(doc) = cache.get(&DocumentRef::Sha256(found.hash)) {
-            // A manifest document already pinned by its hash, now asked for by its id.
-            if let DocumentRef::Id(id) = r {
-                cache.pin(Some(id), found.hash, Rc::clone(&doc));
-            }
-            return Ok(Some(doc));
-        }
-        let prepared = persisted::prepare(&shard.node.domain.schema, &found.text, &self.limits)
-            .map_err(prepare_error)?;
-        let manifest = found.registered.is_none();
-        let doc = Rc::new(Doc::new(prepared, found.registered));
-        if manifest {
-            let id = match r {
-                DocumentRef::Id(id) => Some(id.as_str()),
-                DocumentRef::Sha256(_) => None,
-            };
-            cache.pin(id, found.hash, Rc::clone(&doc));
-        } else {
-            cache.insert(found.hash, Rc::clone(&doc));
-        }
-        Ok(Some(doc))
-    }
-}
-
-fn hex_of(hash: &persisted::Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An error that stops the request before execution.
+/// An error that stops the request before execution, in HTTP's terms.
 struct Refused {
     status: StatusCode,
     /// Status when the client asked for legacy `application/json`.
@@ -180,29 +39,46 @@ impl Refused {
         Refused {
             status,
             json_status: status,
-            errors: json!([{ "message": message, "extensions": { "code": code } }]),
+            errors: one_error(code, message),
             extra: Vec::new(),
         }
-    }
-
-    /// A GraphQL error before execution: 400, or 200 for `application/json`.
-    fn graphql(errors: serde_json::Value) -> Refused {
-        Refused {
-            status: StatusCode::BAD_REQUEST,
-            json_status: StatusCode::OK,
-            errors,
-            extra: Vec::new(),
-        }
-    }
-
-    fn with(mut self, name: hyper::header::HeaderName, value: &'static str) -> Refused {
-        self.extra.push((name, HeaderValue::from_static(value)));
-        self
     }
 }
 
-fn one_error(code: &str, message: &str) -> serde_json::Value {
-    json!([{ "message": message, "extensions": { "code": code } }])
+impl From<Refusal> for Refused {
+    fn from(r: Refusal) -> Refused {
+        let (status, json_status) = match r.kind {
+            Kind::BadRequest | Kind::SubscriptionHere => {
+                (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST)
+            }
+            Kind::GraphQl => (StatusCode::BAD_REQUEST, StatusCode::OK),
+            Kind::PersistedNotFound => (StatusCode::OK, StatusCode::OK),
+            Kind::MutationOverGet => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            Kind::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS),
+        };
+        let extra = match r.kind {
+            Kind::PersistedNotFound => vec![(
+                CACHE_CONTROL,
+                HeaderValue::from_static("private, no-cache, must-revalidate"),
+            )],
+            Kind::MutationOverGet => vec![(ALLOW, HeaderValue::from_static("POST"))],
+            Kind::RateLimited(secs) => vec![(RETRY_AFTER, HeaderValue::from(secs))],
+            _ => Vec::new(),
+        };
+        Refused {
+            status,
+            json_status,
+            errors: r.errors,
+            extra,
+        }
+    }
+}
+
+fn hex_of(hash: &persisted::Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Answers `/graphql`.
@@ -253,9 +129,9 @@ pub async fn handle(
                 )
             }
         };
-        graphql_request::from_body(&raw)
+        request::from_body(&raw)
     } else {
-        graphql_request::from_query_string(head.uri.query().unwrap_or(""))
+        request::from_query_string(head.uri.query().unwrap_or(""))
     };
     let request = match request {
         Ok(r) => r,
@@ -272,17 +148,17 @@ pub async fn handle(
     };
     let is_get = head.method == Method::GET;
     let persisted = request.query.is_none();
-    let result = run(shard, &request, is_get, viewer, &client);
-    match result {
-        Ok((body, info)) => {
-            let cache = if is_get && persisted && info.public {
+    let via = if is_get { Via::Get } else { Via::Post };
+    match service::execute(shard, &request, via, viewer, &client) {
+        Ok(done) => {
+            let cache = if is_get && persisted && done.info.public {
                 Caching::Public
             } else {
                 Caching::Private
             };
-            executed(media, body, cache, head, shard)
+            executed(media, done.body, cache, head, shard)
         }
-        Err(r) => respond(media, Err(r)),
+        Err(r) => respond(media, Err(r.into())),
     }
 }
 
@@ -301,205 +177,6 @@ fn check_content_type(head: &Parts) -> Result<(), Refused> {
             "BAD_REQUEST",
             "a POST body must be application/json",
         ))
-    }
-}
-
-/// A query or mutation sent over `graphql-transport-ws`: its execution result, or the
-/// errors that stopped it (as `error` payloads carry them).
-pub fn run_over_ws(
-    shard: &Shard,
-    req: &GraphQlRequest<'_>,
-    viewer: Option<&Viewer>,
-    client: &Client,
-) -> Result<Vec<u8>, serde_json::Value> {
-    run(shard, req, false, viewer, client)
-        .map(|(body, _)| body)
-        .map_err(|r| r.errors)
-}
-
-/// A subscription's document and operation index, or the errors that refuse it.
-pub fn subscription_document(
-    shard: &Shard,
-    req: &GraphQlRequest<'_>,
-) -> Result<(Rc<Doc>, usize), serde_json::Value> {
-    let doc = document(shard, req).map_err(|r| r.errors)?;
-    let index = doc
-        .operation_index(req.operation_name.as_deref())
-        .ok_or_else(|| {
-            one_error(
-                "GRAPHQL_VALIDATION_FAILED",
-                "Must provide operation name if query contains multiple operations.",
-            )
-        })?;
-    Ok((doc, index))
-}
-
-/// Finds or prepares the document, picks the operation, checks it and executes it.
-fn run(
-    shard: &Shard,
-    req: &GraphQlRequest<'_>,
-    is_get: bool,
-    viewer: Option<&Viewer>,
-    client: &Client,
-) -> Result<(Vec<u8>, OpInfo), Refused> {
-    let doc = document(shard, req)?;
-    let Some((plan, info)) = doc.operation(req.operation_name.as_deref()) else {
-        let message = match &req.operation_name {
-            Some(n) => format!("Unknown operation named \"{n}\"."),
-            None => "Must provide operation name if query contains multiple operations.".into(),
-        };
-        return Err(Refused::graphql(one_error(
-            "GRAPHQL_VALIDATION_FAILED",
-            &message,
-        )));
-    };
-    match plan.operation {
-        OperationType::Mutation if is_get => {
-            return Err(Refused::request(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_REQUEST",
-                "mutations are sent with POST",
-            )
-            .with(ALLOW, "POST"));
-        }
-        OperationType::Subscription => {
-            return Err(Refused::request(
-                StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
-                "subscriptions run over WebSocket (graphql-transport-ws on /graphql)",
-            ));
-        }
-        OperationType::Query | OperationType::Mutation => {}
-    }
-    let budget = match plan.operation {
-        OperationType::Mutation if info.sends_chat => Budget::Chat,
-        OperationType::Mutation => Budget::Mutation,
-        _ => Budget::Query,
-    };
-    if let Err(wait) = shard
-        .node
-        .limiter
-        .check(budget, client, tokio::time::Instant::now())
-    {
-        let mut r = Refused::request(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            "too many requests; retry later",
-        );
-        let secs = retry_after_secs(wait);
-        r.extra.push((RETRY_AFTER, HeaderValue::from(secs)));
-        return Err(r);
-    }
-    let schema = &shard.node.domain.schema;
-    let vars = graphql_exec::coerce::coerce_variables(schema, &plan.variables, &req.variables)
-        .map_err(|errors| {
-            Refused::graphql(serde_json::Value::Array(
-                errors
-                    .into_iter()
-                    .map(|e| json!({ "message": e.message, "extensions": { "code": "BAD_USER_INPUT" } }))
-                    .collect(),
-            ))
-        })?;
-    let domain_req = shard.node.domain.request(viewer);
-    let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars);
-    Ok((body, info))
-}
-
-/// The request's document from the cache, or prepared now (and cached).
-fn document(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<Rc<Doc>, Refused> {
-    let trusted_only = shard.node.config.trusted_documents;
-    let state = &shard.graphql;
-    let not_found = || {
-        Refused {
-            status: StatusCode::OK,
-            json_status: StatusCode::OK,
-            errors: one_error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound"),
-            extra: Vec::new(),
-        }
-        .with(CACHE_CONTROL, "private, no-cache, must-revalidate")
-    };
-    if let Some(id) = &req.document_id {
-        let r = parse_document_id(id);
-        return state.find(shard, &r)?.ok_or_else(|| {
-            Refused::graphql(one_error(
-                "PERSISTED_QUERY_NOT_FOUND",
-                "no persisted document has this id",
-            ))
-        });
-    }
-    match (&req.apq_hash, &req.query) {
-        (Some(h), None) => {
-            let hash = parse_hex_hash(h).ok_or_else(not_found)?;
-            state
-                .find(shard, &DocumentRef::Sha256(hash))?
-                .ok_or_else(not_found)
-        }
-        (Some(h), Some(text)) => {
-            if !apq_hash_matches(h, text) {
-                return Err(Refused::request(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_REQUEST",
-                    "provided sha does not match query",
-                ));
-            }
-            text_document(shard, text, trusted_only)
-        }
-        (None, Some(text)) => text_document(shard, text, trusted_only),
-        (None, None) => Err(Refused::request(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "send `query`, `documentId` or an APQ hash",
-        )),
-    }
-}
-
-/// A document sent as text: found by the hash of its text (so text clients skip the
-/// parse too after the first time), or prepared and registered node-wide, so a GET by
-/// its hash works on every shard at once.
-fn text_document(shard: &Shard, text: &str, trusted_only: bool) -> Result<Rc<Doc>, Refused> {
-    let state = &shard.graphql;
-    let hash = persisted::hash(text);
-    if let Some(doc) = state.find(shard, &DocumentRef::Sha256(hash))? {
-        return Ok(doc);
-    }
-    if trusted_only {
-        return Err(Refused::request(
-            StatusCode::BAD_REQUEST,
-            "PERSISTED_QUERY_ID_REQUIRED",
-            "only persisted operations run here: send a documentId",
-        ));
-    }
-    let prepared = persisted::prepare(&shard.node.domain.schema, text, &state.limits)
-        .map_err(prepare_error)?;
-    let registered = shard.node.persisted.register(text);
-    let doc = Rc::new(Doc::new(prepared, registered));
-    state.cache.borrow_mut().insert(hash, Rc::clone(&doc));
-    Ok(doc)
-}
-
-fn prepare_error(e: PrepareError) -> Refused {
-    match e {
-        PrepareError::Parse(message) => {
-            Refused::graphql(one_error("GRAPHQL_PARSE_FAILED", &message))
-        }
-        PrepareError::Invalid(errors) => Refused::graphql(serde_json::Value::Array(
-            errors
-                .into_iter()
-                .map(|e| {
-                    let locations: Vec<_> = e
-                        .locations
-                        .iter()
-                        .map(|p| json!({"line": p.line, "column": p.column}))
-                        .collect();
-                    json!({
-                        "message": e.message,
-                        "locations": locations,
-                        "extensions": { "code": "GRAPHQL_VALIDATION_FAILED" }
-                    })
-                })
-                .collect(),
-        )),
-        PrepareError::Limit(e) => Refused::graphql(one_error("QUERY_TOO_COMPLEX", &e.to_string())),
     }
 }
 

@@ -2,7 +2,7 @@
 //! it, answers it, and records one metrics sample and one access log line.
 
 pub mod graphql;
-pub mod graphql_request;
+pub mod media;
 pub mod meta;
 pub mod ops;
 pub mod response;

@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use async_graphql_value::ConstValue;
-use graphql_exec::plan::Arg;
 use serde_json::json;
 use streamhub_ws::frame;
 use streamhub_ws::gqlws::{self, close, ClientMsg};
@@ -15,12 +13,12 @@ use streamhub_ws::message::code;
 use streamhub_ws::queue::SendQueue;
 use streamhub_ws::upgrade::Socket;
 
-use super::hub::{ConnId, Subscription, Topic};
+use super::hub::{ConnId, Subscription};
 use super::socket::Protocol;
 use crate::auth::Viewer;
 use crate::conn::ConnState;
-use crate::http::graphql::{run_over_ws, subscription_document};
-use crate::http::graphql_request::from_body;
+use crate::graphql::request::from_value;
+use crate::graphql::service::{self, Started};
 use crate::limits::rate::Client;
 use crate::shard::Shard;
 
@@ -146,39 +144,31 @@ impl Session<'_> {
     }
 
     fn subscribe(&mut self, id: String, payload: &serde_json::Value) {
-        let body = payload.to_string();
-        let req = match from_body(body.as_bytes()) {
+        let req = match from_value(payload) {
             Ok(r) => r,
             Err(e) => {
                 self.queue.push(gqlws::error(&id, &bad(&e.to_string())));
                 return;
             }
         };
-        let (doc, op) = match subscription_document(self.shard, &req) {
-            Ok(d) => d,
-            Err(errors) => {
-                self.queue.push(gqlws::error(&id, &errors));
+        let client = match &self.viewer {
+            Some(v) => Client::User(Rc::clone(&v.id)),
+            None => Client::Ip(self.ip),
+        };
+        let start = service::start(self.shard, &req, self.viewer.as_deref(), &client);
+        let s = match start {
+            Err(refusal) => {
+                self.queue.push(gqlws::error(&id, &refusal.errors));
                 return;
             }
-        };
-        let plan = doc.plan_at(op);
-        if plan.operation != async_graphql_parser::types::OperationType::Subscription {
-            // Queries and mutations: one result, then complete.
-            let client = match &self.viewer {
-                Some(v) => Client::User(Rc::clone(&v.id)),
-                None => Client::Ip(self.ip),
-            };
-            match run_over_ws(self.shard, &req, self.viewer.as_deref(), &client) {
-                Ok(result) => {
-                    self.queue.push(gqlws::next(&id, &result));
-                    self.queue.push(gqlws::complete(&id));
-                }
-                Err(errors) => {
-                    self.queue.push(gqlws::error(&id, &errors));
-                }
+            Ok(Started::Executed(done)) => {
+                // Queries and mutations: one result, then complete.
+                self.queue.push(gqlws::next(&id, &done.body));
+                self.queue.push(gqlws::complete(&id));
+                return;
             }
-            return;
-        }
+            Ok(Started::Subscription(s)) => s,
+        };
         if self.subs.len() >= self.shard.node.config.ws_max_subscriptions {
             self.queue.push(gqlws::error(
                 &id,
@@ -186,74 +176,25 @@ impl Session<'_> {
             ));
             return;
         }
-        let schema = &self.shard.node.domain.schema;
-        let vars =
-            match graphql_exec::coerce::coerce_variables(schema, &plan.variables, &req.variables) {
-                Ok(v) => v,
-                Err(errors) => {
-                    let list: Vec<_> = errors
-                    .iter()
-                    .map(
-                        |e| json!({"message": e.message, "extensions": {"code": "BAD_USER_INPUT"}}),
-                    )
-                    .collect();
-                    self.queue
-                        .push(gqlws::error(&id, &serde_json::Value::Array(list)));
-                    return;
-                }
-            };
-        let Some(root) = plan.selection.fields.first() else {
-            return;
-        };
-        let topic = match &*root.name {
-            "chatEvents" => Topic::ChatEvents,
-            "streamUpdates" => Topic::StreamUpdates,
-            "viewerCount" => Topic::ViewerCount,
-            other => {
-                self.queue.push(gqlws::error(
-                    &id,
-                    &bad(&format!("{other} is not a subscription of this server")),
-                ));
-                return;
-            }
-        };
-        let arg = |name: &str| -> Option<ConstValue> {
-            match &root.args.iter().find(|(n, _)| n.as_str() == name)?.1 {
-                Arg::Const(c) => Some(c.clone()),
-                Arg::Dynamic(async_graphql_value::Value::Variable(v)) => vars.get(v).cloned(),
-                Arg::Dynamic(_) => None,
-            }
-        };
-        let room = match arg("channelId") {
-            Some(ConstValue::String(c)) => c,
-            _ => {
-                self.queue
-                    .push(gqlws::error(&id, &bad("`channelId` is required")));
-                return;
-            }
-        };
-        let since = match arg("sinceSeq") {
-            Some(ConstValue::Number(n)) => n.as_u64(),
-            _ => None,
-        };
         let sub = Rc::new(Subscription {
             conn: self.conn,
             id: id.as_str().into(),
             queue: Rc::clone(&self.queue),
-            doc: Rc::clone(&doc),
-            op,
-            vars,
-            vars_key: req.variables_key(),
-            viewer: doc
-                .info_at(op)
+            viewer: s
+                .doc
+                .info_at(s.op)
                 .per_viewer
                 .then(|| self.viewer.clone())
                 .flatten(),
-            topic,
+            doc: s.doc,
+            op: s.op,
+            vars: s.vars,
+            vars_key: s.vars_key,
+            topic: s.topic,
         });
-        match self.shard.hub.subscribe(sub, &room, since) {
+        match self.shard.hub.subscribe(sub, &s.room, s.since) {
             Ok(()) => {
-                self.subs.insert(id, room.into());
+                self.subs.insert(id, s.room.into());
             }
             Err((code, message)) => {
                 self.queue.push(gqlws::error(

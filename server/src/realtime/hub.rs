@@ -18,7 +18,7 @@ use super::fanout::{Inbox, Notice};
 use crate::auth::Viewer;
 use crate::domain::values::date_time;
 use crate::domain::{Domain, Obj};
-use crate::http::graphql::Doc;
+use crate::graphql::documents::Doc;
 use crate::store::{ChannelIx, Data, RoomEvent};
 
 /// A connection's id within its shard.
@@ -36,6 +36,18 @@ pub enum Topic {
     StreamUpdates,
     /// `viewerCount`: emitted when it changes, at most once a second.
     ViewerCount,
+}
+
+impl Topic {
+    /// The topic of a subscription root field; None for a field that is not one.
+    pub fn of_field(name: &str) -> Option<Topic> {
+        match name {
+            "chatEvents" => Some(Topic::ChatEvents),
+            "streamUpdates" => Some(Topic::StreamUpdates),
+            "viewerCount" => Some(Topic::ViewerCount),
+            _ => None,
+        }
+    }
 }
 
 /// One `graphql-transport-ws` subscription.

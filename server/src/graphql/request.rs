@@ -1,5 +1,6 @@
-//! GraphQL over HTTP requests: the JSON body of a POST or the query string of a GET
-//! into one [`GraphQlRequest`], and the response media type a client accepts.
+//! A GraphQL request, however it comes: the JSON body of a POST (or of a batch's
+//! element, or a `graphql-transport-ws` `subscribe` payload, read in place) or the
+//! query string of a GET, into one [`GraphQlRequest`].
 //!
 //! Persisted forms are all read here: APQ's `extensions.persistedQuery`, `documentId`
 //! and Relay's `doc_id`.
@@ -78,6 +79,22 @@ struct PersistedQuery<'a> {
     sha256_hash: Cow<'a, str>,
 }
 
+impl<'a> Body<'a> {
+    fn into_request(self) -> Result<GraphQlRequest<'a>, RequestError> {
+        Ok(GraphQlRequest {
+            query: self.query,
+            operation_name: self.operation_name,
+            variables: self.variables.unwrap_or_default(),
+            apq_hash: self
+                .extensions
+                .and_then(|e| e.persisted_query)
+                .map(PersistedQuery::hash)
+                .transpose()?,
+            document_id: self.document_id,
+        })
+    }
+}
+
 impl<'a> PersistedQuery<'a> {
     fn hash(self) -> Result<Cow<'a, str>, RequestError> {
         if self.version == 1 {
@@ -98,17 +115,18 @@ pub fn from_body(body: &[u8]) -> Result<GraphQlRequest<'_>, RequestError> {
     }
     let b: Body<'_> =
         serde_json::from_slice(body).map_err(|e| RequestError::Json("the body", e.to_string()))?;
-    Ok(GraphQlRequest {
-        query: b.query,
-        operation_name: b.operation_name,
-        variables: b.variables.unwrap_or_default(),
-        apq_hash: b
-            .extensions
-            .and_then(|e| e.persisted_query)
-            .map(PersistedQuery::hash)
-            .transpose()?,
-        document_id: b.document_id,
-    })
+    b.into_request()
+}
+
+/// Reads a request already parsed as JSON (a `subscribe` payload, a batch's element)
+/// in place: nothing is printed and parsed again.
+pub fn from_value(value: &Value) -> Result<GraphQlRequest<'_>, RequestError> {
+    if !value.is_object() {
+        return Err(RequestError::Type("the request", "a JSON object"));
+    }
+    let b =
+        Body::deserialize(value).map_err(|e| RequestError::Json("the request", e.to_string()))?;
+    b.into_request()
 }
 
 /// Reads the query string of a GET (`query`, `operationName`, `variables` and
@@ -143,59 +161,6 @@ pub fn from_query_string(qs: &str) -> Result<GraphQlRequest<'_>, RequestError> {
     Ok(r)
 }
 
-/// The response media types of GraphQL over HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaType {
-    /// `application/graphql-response+json` (the specification's own).
-    GraphQlResponse,
-    /// `application/json` (legacy clients).
-    Json,
-}
-
-impl MediaType {
-    /// The `Content-Type` value.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            MediaType::GraphQlResponse => "application/graphql-response+json; charset=utf-8",
-            MediaType::Json => "application/json; charset=utf-8",
-        }
-    }
-}
-
-/// The media type to answer with for an `Accept` header: the first acceptable one in
-/// the client's order of preference (q-values honoured); `application/json` when there
-/// is no header; None when nothing offered is acceptable (406).
-pub fn negotiate(accept: Option<&str>) -> Option<MediaType> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
-        return Some(MediaType::Json);
-    };
-    let mut best: Option<(f32, usize, MediaType)> = None;
-    for (pos, part) in accept.split(',').enumerate() {
-        let mut params = part.split(';').map(str::trim);
-        let range = params.next().unwrap_or("").to_ascii_lowercase();
-        let q = params
-            .find_map(|p| p.strip_prefix("q="))
-            .and_then(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        if q <= 0.0 {
-            continue;
-        }
-        let media = match range.as_str() {
-            "application/graphql-response+json" => MediaType::GraphQlResponse,
-            "application/json" | "application/*" | "*/*" => MediaType::Json,
-            _ => continue,
-        };
-        let better = match best {
-            None => true,
-            Some((bq, bpos, _)) => q > bq || (q == bq && pos < bpos),
-        };
-        if better {
-            best = Some((q, pos, media));
-        }
-    }
-    best.map(|(_, _, m)| m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +189,26 @@ mod tests {
                 .document_id
                 .as_deref(),
             Some("q1")
+        );
+    }
+
+    #[test]
+    fn parsed_json_reads_as_its_text_does() {
+        for text in [
+            r#"{"query":"{ a }","operationName":"A","variables":{"x":[1,{"y":null}]}}"#,
+            r#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}"#,
+            r#"{"doc_id":"q1","variables":null}"#,
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let r = from_value(&value).unwrap();
+            assert_eq!(r, from_body(text.as_bytes()).unwrap());
+        }
+        let bad = |v: Value| from_value(&v).unwrap_err().to_string();
+        assert_eq!(bad(json!([1])), "the request must be a JSON object");
+        assert!(bad(json!({"query": 7})).starts_with("the request is not valid"));
+        assert!(
+            bad(json!({"extensions": {"persistedQuery": {"version": 2, "sha256Hash": "a"}}}))
+                .contains("version 2")
         );
     }
 
@@ -270,28 +255,5 @@ mod tests {
             from_query_string("variables=%7Bx"),
             Err(RequestError::Json("variables", _))
         ));
-    }
-
-    #[test]
-    fn accept_negotiation() {
-        use MediaType::*;
-        assert_eq!(negotiate(None), Some(Json));
-        assert_eq!(
-            negotiate(Some("application/graphql-response+json")),
-            Some(GraphQlResponse)
-        );
-        assert_eq!(
-            negotiate(Some("application/json, application/graphql-response+json")),
-            Some(Json)
-        );
-        assert_eq!(
-            negotiate(Some(
-                "application/json;q=0.9, application/graphql-response+json"
-            )),
-            Some(GraphQlResponse)
-        );
-        assert_eq!(negotiate(Some("*/*")), Some(Json));
-        assert_eq!(negotiate(Some("text/html")), None);
-        assert_eq!(negotiate(Some("application/json;q=0")), None);
     }
 }

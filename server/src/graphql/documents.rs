@@ -1,0 +1,221 @@
+//! Documents: the shard's cache of prepared documents, filled from the node-wide
+//! registry of persisted documents (`Node::persisted`) on a miss, and how a request
+//! names its document (a manifest id, a `sha256:` id, an APQ hash, or its text).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use graphql_exec::limits::Limits;
+use graphql_exec::persisted::{
+    self, apq_hash_matches, parse_document_id, parse_hex_hash, DocumentRef, PlanCache,
+    PrepareError, Prepared,
+};
+use graphql_exec::plan::Plan;
+use graphql_exec::registry::Registered;
+use serde_json::json;
+
+use super::request::GraphQlRequest;
+use super::service::{one_error, Kind, Refusal};
+use crate::domain::plan_info::{op_info, OpInfo};
+use crate::shard::Shard;
+
+/// A prepared document with what the service derives from each of its operations.
+#[derive(Debug)]
+pub struct Doc {
+    prepared: Prepared,
+    info: Vec<OpInfo>,
+    /// The node-wide registry's entry of a registered document, marked on every use so
+    /// the registry keeps what any shard uses; `None` for a manifest document.
+    registered: Option<Arc<Registered>>,
+}
+
+impl Doc {
+    fn new(prepared: Prepared, registered: Option<Arc<Registered>>) -> Doc {
+        let info = prepared.plans.iter().map(|(_, p)| op_info(p)).collect();
+        Doc {
+            prepared,
+            info,
+            registered,
+        }
+    }
+
+    /// The plan of the operation at `index`.
+    pub fn plan_at(&self, index: usize) -> &Plan {
+        &self.prepared.plans[index].1
+    }
+
+    /// What the service derives from the operation at `index`.
+    pub fn info_at(&self, index: usize) -> OpInfo {
+        self.info[index]
+    }
+
+    /// The index of the operation `name` (or the only one).
+    pub fn operation_index(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            Some(n) => self
+                .prepared
+                .plans
+                .iter()
+                .position(|(op, _)| op.as_deref() == Some(n)),
+            None if self.prepared.plans.len() == 1 => Some(0),
+            None => None,
+        }
+    }
+}
+
+/// One shard's GraphQL state: its plan cache, filled from the node-wide registry of
+/// persisted documents (`Node::persisted`) on a miss.
+#[derive(Debug)]
+pub struct Documents {
+    cache: RefCell<PlanCache<Doc>>,
+    /// The registry's manifest generation the pinned documents come from.
+    generation: Cell<u64>,
+    limits: Limits,
+}
+
+impl Documents {
+    /// The shard's state, empty: documents are prepared on their first use here.
+    pub fn new(shard_node: &crate::node::Node) -> Documents {
+        let config = &shard_node.config;
+        Documents {
+            cache: RefCell::new(PlanCache::new(config.plan_cache)),
+            generation: Cell::new(shard_node.persisted.generation()),
+            limits: config.graphql_limits(),
+        }
+    }
+
+    /// The cached document for `r`, or the registry's prepared and cached now; `None`
+    /// when neither has it. A plan-cache hit takes no lock.
+    fn find(&self, shard: &Shard, r: &DocumentRef) -> Result<Option<Rc<Doc>>, Refusal> {
+        let registry = &shard.node.persisted;
+        let generation = registry.generation();
+        if generation != self.generation.get() {
+            self.cache.borrow_mut().unpin_all();
+            self.generation.set(generation);
+        }
+        if let Some(doc) = self.cache.borrow_mut().get(r) {
+            if let Some(entry) = &doc.registered {
+                entry.touch(registry);
+            }
+            return Ok(Some(doc));
+        }
+        let Some(found) = registry.find(r) else {
+            return Ok(None);
+        };
+        let mut cache = self.cache.borrow_mut();
+        if let Some(doc) = cache.get(&DocumentRef::Sha256(found.hash)) {
+            // A manifest document already pinned by its hash, now asked for by its id.
+            if let DocumentRef::Id(id) = r {
+                cache.pin(Some(id), found.hash, Rc::clone(&doc));
+            }
+            return Ok(Some(doc));
+        }
+        let prepared = persisted::prepare(&shard.node.domain.schema, &found.text, &self.limits)
+            .map_err(prepare_error)?;
+        let manifest = found.registered.is_none();
+        let doc = Rc::new(Doc::new(prepared, found.registered));
+        if manifest {
+            let id = match r {
+                DocumentRef::Id(id) => Some(id.as_str()),
+                DocumentRef::Sha256(_) => None,
+            };
+            cache.pin(id, found.hash, Rc::clone(&doc));
+        } else {
+            cache.insert(found.hash, Rc::clone(&doc));
+        }
+        Ok(Some(doc))
+    }
+}
+
+/// The request's document from the cache, or prepared now (and cached).
+pub fn document(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<Rc<Doc>, Refusal> {
+    let trusted_only = shard.node.config.trusted_documents;
+    let state = &shard.graphql;
+    let not_found = || {
+        Refusal::new(
+            Kind::PersistedNotFound,
+            one_error("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound"),
+        )
+    };
+    if let Some(id) = &req.document_id {
+        let r = parse_document_id(id);
+        return state.find(shard, &r)?.ok_or_else(|| {
+            Refusal::graphql(one_error(
+                "PERSISTED_QUERY_NOT_FOUND",
+                "no persisted document has this id",
+            ))
+        });
+    }
+    match (&req.apq_hash, &req.query) {
+        (Some(h), None) => {
+            let hash = parse_hex_hash(h).ok_or_else(not_found)?;
+            state
+                .find(shard, &DocumentRef::Sha256(hash))?
+                .ok_or_else(not_found)
+        }
+        (Some(h), Some(text)) => {
+            if !apq_hash_matches(h, text) {
+                return Err(Refusal::bad_request(
+                    "BAD_REQUEST",
+                    "provided sha does not match query",
+                ));
+            }
+            text_document(shard, text, trusted_only)
+        }
+        (None, Some(text)) => text_document(shard, text, trusted_only),
+        (None, None) => Err(Refusal::bad_request(
+            "BAD_REQUEST",
+            "send `query`, `documentId` or an APQ hash",
+        )),
+    }
+}
+
+/// A document sent as text: found by the hash of its text (so text clients skip the
+/// parse too after the first time), or prepared and registered node-wide, so a GET by
+/// its hash works on every shard at once.
+fn text_document(shard: &Shard, text: &str, trusted_only: bool) -> Result<Rc<Doc>, Refusal> {
+    let state = &shard.graphql;
+    let hash = persisted::hash(text);
+    if let Some(doc) = state.find(shard, &DocumentRef::Sha256(hash))? {
+        return Ok(doc);
+    }
+    if trusted_only {
+        return Err(Refusal::bad_request(
+            "PERSISTED_QUERY_ID_REQUIRED",
+            "only persisted operations run here: send a documentId",
+        ));
+    }
+    let prepared = persisted::prepare(&shard.node.domain.schema, text, &state.limits)
+        .map_err(prepare_error)?;
+    let registered = shard.node.persisted.register(text);
+    let doc = Rc::new(Doc::new(prepared, registered));
+    state.cache.borrow_mut().insert(hash, Rc::clone(&doc));
+    Ok(doc)
+}
+
+fn prepare_error(e: PrepareError) -> Refusal {
+    match e {
+        PrepareError::Parse(message) => {
+            Refusal::graphql(one_error("GRAPHQL_PARSE_FAILED", &message))
+        }
+        PrepareError::Invalid(errors) => Refusal::graphql(serde_json::Value::Array(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let locations: Vec<_> = e
+                        .locations
+                        .iter()
+                        .map(|p| json!({"line": p.line, "column": p.column}))
+                        .collect();
+                    json!({
+                        "message": e.message,
+                        "locations": locations,
+                        "extensions": { "code": "GRAPHQL_VALIDATION_FAILED" }
+                    })
+                })
+                .collect(),
+        )),
+        PrepareError::Limit(e) => Refusal::graphql(one_error("QUERY_TOO_COMPLEX", &e.to_string())),
+    }
+}

@@ -1,0 +1,267 @@
+//! The GraphQL service every transport calls: find or prepare the document, pick the
+//! operation, check it against how it came and against the rate limits, coerce its
+//! variables, then execute it into JSON, or describe the subscription for the hub.
+//! What stops a request is a [`Refusal`]: its errors and a [`Kind`] each transport
+//! maps to its own form (an HTTP status and headers, a `graphql-transport-ws` `error`).
+
+use std::rc::Rc;
+
+use async_graphql_parser::types::OperationType;
+use async_graphql_value::ConstValue;
+use graphql_exec::coerce::Variables;
+use graphql_exec::plan::Arg;
+use serde_json::{json, Value};
+
+use super::documents::{document, Doc};
+use super::request::GraphQlRequest;
+use crate::auth::Viewer;
+use crate::domain::plan_info::OpInfo;
+use crate::domain::Obj;
+use crate::limits::rate::{retry_after_secs, Budget, Client};
+use crate::realtime::hub::Topic;
+use crate::shard::Shard;
+
+/// What kind of refusal, for the transport to answer in its own form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request is malformed (HTTP: 400 whatever the media type).
+    BadRequest,
+    /// A GraphQL error before execution: parse, validation, limits, variables (HTTP:
+    /// 400, or 200 for legacy `application/json`).
+    GraphQl,
+    /// An APQ hash no one registered (HTTP: 200, revalidate).
+    PersistedNotFound,
+    /// A mutation sent with GET (HTTP: 405, `Allow: POST`).
+    MutationOverGet,
+    /// A subscription sent where only queries and mutations run.
+    SubscriptionHere,
+    /// Over a rate limit; retry after this many seconds (HTTP: 429, `Retry-After`).
+    RateLimited(u64),
+}
+
+/// Why a request was not executed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The kind, for the transport.
+    pub kind: Kind,
+    /// The GraphQL `errors` array.
+    pub errors: Value,
+}
+
+impl Refusal {
+    /// A refusal of `kind` with these errors.
+    pub fn new(kind: Kind, errors: Value) -> Refusal {
+        Refusal { kind, errors }
+    }
+
+    /// A malformed request, with its code and message.
+    pub fn bad_request(code: &str, message: &str) -> Refusal {
+        Refusal::new(Kind::BadRequest, one_error(code, message))
+    }
+
+    /// A GraphQL error before execution.
+    pub fn graphql(errors: Value) -> Refusal {
+        Refusal::new(Kind::GraphQl, errors)
+    }
+}
+
+/// An `errors` array of one error with its code.
+pub fn one_error(code: &str, message: &str) -> Value {
+    json!([{ "message": message, "extensions": { "code": code } }])
+}
+
+/// How a request came, as far as the service cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// HTTP GET: queries only.
+    Get,
+    /// HTTP POST or a WebSocket `subscribe`: queries and mutations.
+    Post,
+}
+
+/// An executed query or mutation: its JSON response and what the transport may derive
+/// from the operation (caching).
+#[derive(Debug)]
+pub struct Executed {
+    /// The response body: `{"data": ...}` with `errors` when some fields failed.
+    pub body: Vec<u8>,
+    /// What is known of the operation.
+    pub info: OpInfo,
+}
+
+/// The document of `req` and the index of the operation to run.
+pub fn operation(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<(Rc<Doc>, usize), Refusal> {
+    let doc = document(shard, req)?;
+    let Some(index) = doc.operation_index(req.operation_name.as_deref()) else {
+        let message = match &req.operation_name {
+            Some(n) => format!("Unknown operation named \"{n}\"."),
+            None => "Must provide operation name if query contains multiple operations.".into(),
+        };
+        return Err(Refusal::graphql(one_error(
+            "GRAPHQL_VALIDATION_FAILED",
+            &message,
+        )));
+    };
+    Ok((doc, index))
+}
+
+/// Runs a query or mutation: checks, rate, variables, execution.
+pub fn execute(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+    via: Via,
+    viewer: Option<&Viewer>,
+    client: &Client,
+) -> Result<Executed, Refusal> {
+    let (doc, index) = operation(shard, req)?;
+    run(shard, &doc, index, req, via, viewer, client)
+}
+
+fn run(
+    shard: &Shard,
+    doc: &Doc,
+    index: usize,
+    req: &GraphQlRequest<'_>,
+    via: Via,
+    viewer: Option<&Viewer>,
+    client: &Client,
+) -> Result<Executed, Refusal> {
+    let (plan, info) = (doc.plan_at(index), doc.info_at(index));
+    let budget = match plan.operation {
+        OperationType::Mutation if via == Via::Get => {
+            return Err(Refusal::new(
+                Kind::MutationOverGet,
+                one_error("BAD_REQUEST", "mutations are sent with POST"),
+            ));
+        }
+        OperationType::Subscription => {
+            return Err(Refusal::new(
+                Kind::SubscriptionHere,
+                one_error(
+                    "BAD_REQUEST",
+                    "subscriptions run over WebSocket (graphql-transport-ws on /graphql)",
+                ),
+            ));
+        }
+        OperationType::Mutation if info.sends_chat => Budget::Chat,
+        OperationType::Mutation => Budget::Mutation,
+        OperationType::Query => Budget::Query,
+    };
+    spend(shard, budget, client)?;
+    let schema = &shard.node.domain.schema;
+    let vars = coerce(shard, doc, index, req)?;
+    let domain_req = shard.node.domain.request(viewer);
+    let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars);
+    Ok(Executed { body, info })
+}
+
+/// Spends one call of `budget` for `client`, or refuses with the wait.
+pub fn spend(shard: &Shard, budget: Budget, client: &Client) -> Result<(), Refusal> {
+    shard
+        .node
+        .limiter
+        .check(budget, client, tokio::time::Instant::now())
+        .map_err(|wait| {
+            Refusal::new(
+                Kind::RateLimited(retry_after_secs(wait)),
+                one_error("RATE_LIMITED", "too many requests; retry later"),
+            )
+        })
+}
+
+fn coerce(
+    shard: &Shard,
+    doc: &Doc,
+    index: usize,
+    req: &GraphQlRequest<'_>,
+) -> Result<Variables, Refusal> {
+    let schema = &shard.node.domain.schema;
+    graphql_exec::coerce::coerce_variables(schema, &doc.plan_at(index).variables, &req.variables)
+        .map_err(|errors| {
+            Refusal::graphql(Value::Array(
+                errors
+                    .into_iter()
+                    .map(|e| json!({ "message": e.message, "extensions": { "code": "BAD_USER_INPUT" } }))
+                    .collect(),
+            ))
+        })
+}
+
+/// A subscription, checked and ready for the shard's hub.
+#[derive(Debug)]
+pub struct Subscribe {
+    /// The prepared document.
+    pub doc: Rc<Doc>,
+    /// The operation's index in it.
+    pub op: usize,
+    /// The coerced variables.
+    pub vars: Variables,
+    /// The variables as sent, to render once per distinct value.
+    pub vars_key: String,
+    /// What it listens to.
+    pub topic: Topic,
+    /// The room (channel id) it listens on.
+    pub room: String,
+    /// `sinceSeq`: replay the room's events after this one first.
+    pub since: Option<u64>,
+}
+
+/// What a `subscribe` (or any transport's request) comes to: a query or mutation, run
+/// at once, or a subscription for the hub.
+#[derive(Debug)]
+pub enum Started {
+    /// A query or mutation, executed.
+    Executed(Executed),
+    /// A subscription to register.
+    Subscription(Subscribe),
+}
+
+/// Runs a query or mutation at once, or checks a subscription and says what it
+/// listens to.
+pub fn start(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+    viewer: Option<&Viewer>,
+    client: &Client,
+) -> Result<Started, Refusal> {
+    let (doc, op) = operation(shard, req)?;
+    let plan = doc.plan_at(op);
+    if plan.operation != OperationType::Subscription {
+        return run(shard, &doc, op, req, Via::Post, viewer, client).map(Started::Executed);
+    }
+    let vars = coerce(shard, &doc, op, req)?;
+    let bad = |message: &str| Refusal::graphql(one_error("BAD_USER_INPUT", message));
+    // Validation allows one root field in a subscription.
+    let Some(root) = plan.selection.fields.first() else {
+        return Err(bad("a subscription selects one field"));
+    };
+    let Some(topic) = Topic::of_field(&root.name) else {
+        return Err(bad(&format!(
+            "{} is not a subscription of this server",
+            root.name
+        )));
+    };
+    let arg = |name: &str| -> Option<ConstValue> {
+        match &root.args.iter().find(|(n, _)| n.as_str() == name)?.1 {
+            Arg::Const(c) => Some(c.clone()),
+            Arg::Dynamic(async_graphql_value::Value::Variable(v)) => vars.get(v).cloned(),
+            Arg::Dynamic(_) => None,
+        }
+    };
+    let Some(ConstValue::String(room)) = arg("channelId") else {
+        return Err(bad("`channelId` is required"));
+    };
+    let since = match arg("sinceSeq") {
+        Some(ConstValue::Number(n)) => n.as_u64(),
+        _ => None,
+    };
+    Ok(Started::Subscription(Subscribe {
+        doc,
+        op,
+        vars_key: req.variables_key(),
+        vars,
+        topic,
+        room,
+        since,
+    }))
+}
