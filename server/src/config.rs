@@ -195,6 +195,24 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_DOCUMENT_REGISTRY_BYTES", value_parser = parse_size, default_value = "16MiB", help_heading = "GraphQL")]
     pub document_registry_bytes: usize,
 
+    /// Operations in one batched POST (a JSON array); 0 turns batching off.
+    #[arg(
+        long,
+        env = "STREAMHUB_MAX_BATCH",
+        default_value_t = 10,
+        help_heading = "GraphQL"
+    )]
+    pub max_batch: usize,
+
+    /// GraphQL operations (and, apart, operation-client pairs) given their own series in `/metrics`; the rest count as operation="other".
+    #[arg(
+        long,
+        env = "STREAMHUB_METRICS_MAX_OPERATIONS",
+        default_value_t = 500,
+        help_heading = "GraphQL"
+    )]
+    pub metrics_max_operations: usize,
+
     /// `max-age` of public GET responses (persisted queries that depend on no viewer and no live counter).
     #[arg(long, env = "STREAMHUB_PUBLIC_MAX_AGE", value_parser = parse_duration, default_value = "30s", help_heading = "GraphQL")]
     pub public_max_age: Duration,

@@ -14,6 +14,7 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, TextEncoder};
 
+use crate::graphql::metrics::{Counters, Series};
 use crate::http::route::Route;
 
 /// Upper bounds of the request duration histogram, in seconds.
@@ -28,29 +29,31 @@ const STATUS_SLOTS: usize = 500;
 
 /// A counter with a single writer: the shard that owns it.
 #[derive(Debug, Default)]
-struct ShardCounter(AtomicU64);
+pub(crate) struct ShardCounter(AtomicU64);
 
 impl ShardCounter {
     /// Adds `n`. Only the owning shard calls this, so load-then-store loses nothing.
-    fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
-    fn get(&self) -> u64 {
+    /// The count so far.
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
 }
 
 /// A histogram with a single writer; bucket counts are not cumulative until rendered.
 #[derive(Debug, Default)]
-struct ShardHistogram {
+pub(crate) struct ShardHistogram {
     buckets: [ShardCounter; DURATION_BUCKETS.len()],
     count: ShardCounter,
     sum_nanos: ShardCounter,
 }
 
 impl ShardHistogram {
-    fn observe(&self, d: Duration) {
+    /// Counts one sample.
+    pub(crate) fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         if let Some(i) = DURATION_BUCKETS.iter().position(|&le| secs <= le) {
             self.buckets[i].add(1);
@@ -70,10 +73,13 @@ pub struct ShardMetrics {
     connections_closed: ShardCounter,
     requests_started: ShardCounter,
     requests_finished: ShardCounter,
+    /// Per-operation GraphQL counters.
+    pub operations: Counters,
 }
 
-impl Default for ShardMetrics {
-    fn default() -> Self {
+impl ShardMetrics {
+    /// A shard's metrics, with room for `operations` GraphQL operation series.
+    pub fn new(operations: usize) -> Self {
         ShardMetrics {
             requests: (0..Route::COUNT * STATUS_SLOTS)
                 .map(|_| ShardCounter::default())
@@ -83,11 +89,10 @@ impl Default for ShardMetrics {
             connections_closed: ShardCounter::default(),
             requests_started: ShardCounter::default(),
             requests_finished: ShardCounter::default(),
+            operations: Counters::new(operations),
         }
     }
-}
 
-impl ShardMetrics {
     /// A connection was accepted.
     pub fn connection_opened(&self) {
         self.connections_opened.add(1);
@@ -131,7 +136,7 @@ pub struct NodeInfo {
 }
 
 /// Renders every shard's metrics, summed, in the Prometheus text format.
-pub fn render(shards: &[std::sync::Arc<ShardMetrics>], info: NodeInfo) -> String {
+pub fn render(shards: &[std::sync::Arc<ShardMetrics>], series: &Series, info: NodeInfo) -> String {
     let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
     let mut families = Vec::new();
 
@@ -155,33 +160,14 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], info: NodeInfo) -> String
         requests,
     ));
 
-    let mut durations = Vec::new();
-    for route in Route::ALL {
-        let count = sum(&|s| s.durations[route.index()].count.get());
-        if count == 0 {
-            continue;
-        }
-        let mut cumulative = 0;
-        let buckets = DURATION_BUCKETS
-            .iter()
-            .enumerate()
-            .map(|(i, &le)| {
-                cumulative += sum(&|s| s.durations[route.index()].buckets[i].get());
-                let mut b = Bucket::default();
-                b.set_upper_bound(le);
-                b.set_cumulative_count(cumulative);
-                b
-            })
-            .collect();
-        let mut h = Histogram::default();
-        h.set_sample_count(count);
-        h.set_sample_sum(sum(&|s| s.durations[route.index()].sum_nanos.get()) as f64 / 1e9);
-        h.set_bucket(buckets);
-        let mut m = Metric::default();
-        m.set_label(labels(&[("route", route.name())]));
-        m.set_histogram(h);
-        durations.push(m);
-    }
+    let durations = Route::ALL
+        .iter()
+        .filter_map(|route| {
+            let hists: Vec<&ShardHistogram> =
+                shards.iter().map(|s| &s.durations[route.index()]).collect();
+            histogram_metric(&[("route", route.name())], &hists)
+        })
+        .collect();
     families.push(family(
         "streamhub_http_request_duration_seconds",
         "Time from a request's head to its response, by route.",
@@ -241,9 +227,18 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], info: NodeInfo) -> String
         ],
     ));
 
-    // A family with no samples yet (no request answered) is left out: the text format
-    // has no way to write it.
-    families.retain(|f| !f.get_metric().is_empty());
+    families.extend(series.render(shards.iter().map(|s| &s.operations)));
+    encode(&families)
+}
+
+/// The Prometheus text of `families`; a family with no samples yet (no request
+/// answered) is left out, as the text format has no way to write it.
+pub(crate) fn encode(families: &[MetricFamily]) -> String {
+    let families: Vec<MetricFamily> = families
+        .iter()
+        .filter(|f| !f.get_metric().is_empty())
+        .cloned()
+        .collect();
     let mut out = Vec::with_capacity(4096);
     // Encoding into a Vec cannot fail: every family above is well formed.
     TextEncoder::new()
@@ -252,7 +247,45 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], info: NodeInfo) -> String
     String::from_utf8(out).expect("the text encoder writes UTF-8")
 }
 
-fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+/// A histogram sample summed over shards' histograms; None when it has no samples.
+pub(crate) fn histogram_metric(
+    pairs: &[(&str, &str)],
+    hists: &[&ShardHistogram],
+) -> Option<Metric> {
+    let sum = |f: &dyn Fn(&ShardHistogram) -> u64| hists.iter().map(|h| f(h)).sum::<u64>();
+    let count = sum(&|h| h.count.get());
+    if count == 0 {
+        return None;
+    }
+    let mut cumulative = 0;
+    let buckets = DURATION_BUCKETS
+        .iter()
+        .enumerate()
+        .map(|(i, &le)| {
+            cumulative += sum(&|h| h.buckets[i].get());
+            let mut b = Bucket::default();
+            b.set_upper_bound(le);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    let mut h = Histogram::default();
+    h.set_sample_count(count);
+    h.set_sample_sum(sum(&|h| h.sum_nanos.get()) as f64 / 1e9);
+    h.set_bucket(buckets);
+    let mut m = Metric::default();
+    m.set_label(labels(pairs));
+    m.set_histogram(h);
+    Some(m)
+}
+
+/// A metric family.
+pub(crate) fn family(
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    metrics: Vec<Metric>,
+) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(name.to_owned());
     f.set_help(help.to_owned());
@@ -273,7 +306,8 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
         .collect()
 }
 
-fn counter_metric(pairs: &[(&str, &str)], value: u64) -> Metric {
+/// A counter sample.
+pub(crate) fn counter_metric(pairs: &[(&str, &str)], value: u64) -> Metric {
     let mut c = Counter::default();
     c.set_value(value as f64);
     let mut m = Metric::default();
@@ -307,12 +341,12 @@ mod tests {
 
     #[test]
     fn shards_are_summed_per_route_and_status() {
-        let a = Arc::new(ShardMetrics::default());
-        let b = Arc::new(ShardMetrics::default());
+        let a = Arc::new(ShardMetrics::new(1));
+        let b = Arc::new(ShardMetrics::new(1));
         a.request_finished(Route::Healthz, 200, Duration::from_micros(50));
         b.request_finished(Route::Healthz, 200, Duration::from_millis(3));
         b.request_finished(Route::NotFound, 404, Duration::from_secs(20));
-        let text = render(&[a, b], info());
+        let text = render(&[a, b], &Series::new(0), info());
         assert!(
             text.contains(r#"streamhub_http_requests_total{route="/healthz",status="200"} 2"#),
             "{text}"
@@ -355,12 +389,12 @@ mod tests {
 
     #[test]
     fn gauges_are_differences_of_counters() {
-        let a = Arc::new(ShardMetrics::default());
+        let a = Arc::new(ShardMetrics::new(1));
         a.connection_opened();
         a.connection_opened();
         a.connection_closed();
         a.request_started();
-        let text = render(&[a], info());
+        let text = render(&[a], &Series::new(0), info());
         assert!(
             text.contains("streamhub_http_connections_open 1\n"),
             "{text}"

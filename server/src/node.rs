@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::auth::key::VerifyKey;
 use crate::config::Config;
 use crate::domain::Domain;
+use crate::graphql::metrics::Series;
 use crate::io_backend::Backend;
 use crate::limits::connections::PerAddress;
 use crate::limits::rate::Limiter;
@@ -38,6 +39,8 @@ pub struct Node {
     pub backend: Backend,
     /// Each shard's metrics, by shard id.
     pub shard_metrics: Vec<Arc<ShardMetrics>>,
+    /// The GraphQL operation series given so far (their slots in every shard's metrics).
+    pub operations: Series,
     /// The key tokens are verified with; each shard verifies and caches on its own.
     pub verify_key: VerifyKey,
     /// TLS termination, when configured.
@@ -69,12 +72,16 @@ impl Node {
         persisted: Registry,
         events: Arc<Fanout>,
     ) -> Node {
+        let operations = Series::new(config.metrics_max_operations);
         Node {
             limiter: Limiter::new(config.rates(), tokio::time::Instant::now()),
             per_address: PerAddress::new(config.max_connections_per_ip),
             config,
             backend,
-            shard_metrics: (0..shards).map(|_| Arc::default()).collect(),
+            shard_metrics: (0..shards)
+                .map(|_| Arc::new(ShardMetrics::new(operations.capacity())))
+                .collect(),
+            operations,
             verify_key,
             tls,
             domain,
@@ -109,6 +116,7 @@ impl Node {
     pub fn render_metrics(&self) -> String {
         crate::metrics::render(
             &self.shard_metrics,
+            &self.operations,
             NodeInfo {
                 io_backend: self.backend.name(),
                 shards: self.shard_metrics.len(),

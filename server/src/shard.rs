@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::auth::Authenticator;
 use crate::graphql::documents::Documents;
+use crate::graphql::metrics::Known;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
@@ -39,6 +40,8 @@ pub struct Shard {
     pub auth: Authenticator,
     /// The shard's GraphQL plan cache.
     pub graphql: Documents,
+    /// The GraphQL operation series this shard was given slots for.
+    pub known_operations: Known,
     /// The shard's rooms and their members.
     pub hub: Rc<Hub>,
     /// The shard's WebSocket sessions: pings and deadlines.
@@ -62,6 +65,7 @@ impl Shard {
             id,
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             graphql: Documents::new(&node),
+            known_operations: Known::default(),
             hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
             liveness: Liveness::new(node.config.ws_ping_interval, node.config.ws_pong_timeout),
             metrics: Arc::clone(&node.shard_metrics[id]),

@@ -45,6 +45,11 @@ impl Doc {
         &self.prepared.plans[index].1
     }
 
+    /// The name of the operation at `index` (None for an anonymous one).
+    pub fn name_at(&self, index: usize) -> Option<&str> {
+        self.prepared.plans[index].0.as_deref()
+    }
+
     /// What the service derives from the operation at `index`.
     pub fn info_at(&self, index: usize) -> OpInfo {
         self.info[index]

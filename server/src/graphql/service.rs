@@ -13,6 +13,7 @@ use graphql_exec::plan::Arg;
 use serde_json::{json, Value};
 
 use super::documents::{document, Doc};
+use super::metrics::{Labels, Outcome};
 use super::request::GraphQlRequest;
 use crate::auth::Viewer;
 use crate::domain::plan_info::OpInfo;
@@ -105,16 +106,105 @@ pub fn operation(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<(Rc<Doc>, us
     Ok((doc, index))
 }
 
-/// Runs a query or mutation: checks, rate, variables, execution.
+/// Who calls: the viewer, the rate-limit client, and the client application's name
+/// (`apollographql-client-name`) for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The authenticated viewer, if any.
+    pub viewer: Option<&'a Viewer>,
+    /// Whose rate budgets are spent.
+    pub client: &'a Client,
+    /// The client application, for the per-operation metrics.
+    pub app: Option<&'a str>,
+}
+
+/// Runs a query or mutation: checks, rate, variables, execution; counted in the
+/// per-operation metrics.
 pub fn execute(
     shard: &Shard,
     req: &GraphQlRequest<'_>,
     via: Via,
-    viewer: Option<&Viewer>,
-    client: &Client,
+    caller: Caller<'_>,
 ) -> Result<Executed, Refusal> {
-    let (doc, index) = operation(shard, req)?;
-    run(shard, &doc, index, req, via, viewer, client)
+    let started = quanta::Instant::now();
+    finish(shard, req, operation(shard, req), via, caller, started)
+}
+
+/// Runs the operation found (or passes on the refusal) and counts it.
+fn finish(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+    found: Result<(Rc<Doc>, usize), Refusal>,
+    via: Via,
+    caller: Caller<'_>,
+    started: quanta::Instant,
+) -> Result<Executed, Refusal> {
+    let (result, found) = match found {
+        Ok((doc, index)) => (
+            run(shard, &doc, index, req, via, caller.viewer, caller.client),
+            Some((doc, index)),
+        ),
+        Err(r) => (Err(r), None),
+    };
+    record(shard, req, found.as_ref(), caller.app, &result, started);
+    result
+}
+
+/// Counts an operation's outcome and duration under its labels.
+fn record(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+    found: Option<&(Rc<Doc>, usize)>,
+    app: Option<&str>,
+    result: &Result<Executed, Refusal>,
+    started: quanta::Instant,
+) {
+    let outcome = match result {
+        Ok(done) if done.body.starts_with(b"{\"errors\"") => Outcome::Error,
+        Ok(_) => Outcome::Ok,
+        Err(_) => Outcome::Refused,
+    };
+    let mut document = String::new();
+    let labels = found.map(|(doc, index)| Labels {
+        document: document_label(req, &mut document),
+        operation: doc.name_at(*index).unwrap_or("anonymous"),
+        client: app.map_or("unknown", app_name),
+    });
+    shard.known_operations.record(
+        &shard.node.operations,
+        &shard.metrics.operations,
+        labels,
+        outcome,
+        started.elapsed(),
+    );
+}
+
+/// Client names longer than this are cut in the metrics' labels.
+const MAX_APP_NAME: usize = 64;
+
+/// A client application's name as the metrics label it: at most [`MAX_APP_NAME`] bytes.
+fn app_name(name: &str) -> &str {
+    let mut end = name.len().min(MAX_APP_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// How the request named its document: the manifest id, `sha256:` and the hash's first
+/// 12 hex digits, or `adhoc` for text.
+fn document_label<'a>(req: &'a GraphQlRequest<'_>, buf: &'a mut String) -> &'a str {
+    let hash = match (&req.document_id, &req.apq_hash) {
+        (Some(id), _) => match id.strip_prefix("sha256:") {
+            Some(hex) => hex,
+            None => return id,
+        },
+        (None, Some(hex)) => hex,
+        (None, None) => return "adhoc",
+    };
+    buf.push_str("sha256:");
+    buf.push_str(hash.get(..12).unwrap_or(hash));
+    buf
 }
 
 fn run(
@@ -221,14 +311,18 @@ pub enum Started {
 pub fn start(
     shard: &Shard,
     req: &GraphQlRequest<'_>,
-    viewer: Option<&Viewer>,
-    client: &Client,
+    caller: Caller<'_>,
 ) -> Result<Started, Refusal> {
-    let (doc, op) = operation(shard, req)?;
-    let plan = doc.plan_at(op);
-    if plan.operation != OperationType::Subscription {
-        return run(shard, &doc, op, req, Via::Post, viewer, client).map(Started::Executed);
+    let started = quanta::Instant::now();
+    let found = operation(shard, req);
+    let subscription = found
+        .as_ref()
+        .is_ok_and(|(doc, op)| doc.plan_at(*op).operation == OperationType::Subscription);
+    if !subscription {
+        return finish(shard, req, found, Via::Post, caller, started).map(Started::Executed);
     }
+    let (doc, op) = found?;
+    let plan = doc.plan_at(op);
     let vars = coerce(shard, &doc, op, req)?;
     let bad = |message: &str| Refusal::graphql(one_error("BAD_USER_INPUT", message));
     // Validation allows one root field in a subscription.

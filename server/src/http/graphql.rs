@@ -20,7 +20,7 @@ use super::media::{negotiate, MediaType};
 use super::Body;
 use crate::auth::Viewer;
 use crate::graphql::request;
-use crate::graphql::service::{self, one_error, Kind, Refusal, Via};
+use crate::graphql::service::{self, one_error, Caller, Kind, Refusal, Via};
 use crate::limits::rate::Client;
 use crate::shard::Shard;
 
@@ -129,6 +129,14 @@ pub async fn handle(
                 )
             }
         };
+        if raw.trim_ascii_start().first() == Some(&b'[') {
+            let caller = Caller {
+                viewer,
+                client: &client,
+                app: app_name(head),
+            };
+            return batch(shard, head, media, &raw, caller);
+        }
         request::from_body(&raw)
     } else {
         request::from_query_string(head.uri.query().unwrap_or(""))
@@ -149,7 +157,12 @@ pub async fn handle(
     let is_get = head.method == Method::GET;
     let persisted = request.query.is_none();
     let via = if is_get { Via::Get } else { Via::Post };
-    match service::execute(shard, &request, via, viewer, &client) {
+    let caller = Caller {
+        viewer,
+        client: &client,
+        app: app_name(head),
+    };
+    match service::execute(shard, &request, via, caller) {
         Ok(done) => {
             let cache = if is_get && persisted && done.info.public {
                 Caching::Public
@@ -160,6 +173,73 @@ pub async fn handle(
         }
         Err(r) => respond(media, Err(r.into())),
     }
+}
+
+/// The client application's name (`apollographql-client-name`), for the metrics.
+fn app_name(head: &Parts) -> Option<&str> {
+    head.headers
+        .get("apollographql-client-name")
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Answers a POSTed batch (a JSON array of requests, as Apollo Client's
+/// `BatchHttpLink` sends): 200 with an array of results in the same order, each
+/// operation read, checked, rate-counted and executed on its own, one after another,
+/// so one's error does not spoil the others and mutations run in order.
+fn batch(
+    shard: &Shard,
+    head: &Parts,
+    media: MediaType,
+    raw: &[u8],
+    caller: Caller<'_>,
+) -> Response<Body> {
+    let max = shard.node.config.max_batch;
+    let refuse = |message: &str| {
+        respond(
+            media,
+            Err(Refused::request(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                message,
+            )),
+        )
+    };
+    if max == 0 {
+        return refuse(
+            "batching is off here (STREAMHUB_MAX_BATCH=0): send one operation per request",
+        );
+    }
+    let items: Vec<serde_json::Value> = match serde_json::from_slice(raw) {
+        Ok(items) => items,
+        Err(e) => return refuse(&format!("the body is not valid: {e}")),
+    };
+    if items.is_empty() {
+        return refuse("a batch must hold at least one operation");
+    }
+    if items.len() > max {
+        return refuse(&format!(
+            "a batch of {} operations is over the limit of {max} (STREAMHUB_MAX_BATCH)",
+            items.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len() * 1024);
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let result = request::from_value(item)
+            .map_err(|e| one_error("BAD_REQUEST", &e.to_string()))
+            .and_then(|req| service::execute(shard, &req, Via::Post, caller).map_err(|r| r.errors));
+        match result {
+            Ok(done) => out.extend_from_slice(&done.body),
+            Err(errors) => {
+                out.extend_from_slice(json!({ "errors": errors }).to_string().as_bytes())
+            }
+        }
+    }
+    out.push(b']');
+    executed(media, out, Caching::Private, head, shard)
 }
 
 fn check_content_type(head: &Parts) -> Result<(), Refused> {

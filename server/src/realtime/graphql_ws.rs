@@ -18,7 +18,7 @@ use super::socket::Protocol;
 use crate::auth::Viewer;
 use crate::conn::ConnState;
 use crate::graphql::request::from_value;
-use crate::graphql::service::{self, Started};
+use crate::graphql::service::{self, Caller, Started};
 use crate::limits::rate::Client;
 use crate::shard::Shard;
 
@@ -155,7 +155,12 @@ impl Session<'_> {
             Some(v) => Client::User(Rc::clone(&v.id)),
             None => Client::Ip(self.ip),
         };
-        let start = service::start(self.shard, &req, self.viewer.as_deref(), &client);
+        let caller = Caller {
+            viewer: self.viewer.as_deref(),
+            client: &client,
+            app: None,
+        };
+        let start = service::start(self.shard, &req, caller);
         let s = match start {
             Err(refusal) => {
                 self.queue.push(gqlws::error(&id, &refusal.errors));
