@@ -1,10 +1,12 @@
 //! The streaming domain: schema.graphql's fields resolved over the [`Store`], for
-//! graphql-exec. [`Domain`] is node-wide; a [`Request`] is one operation's view of it
-//! (the viewer, the time) and is what the engine calls.
+//! graphql-exec, and the schema's cache hints ([`cache_hints`]). [`Domain`] is node-wide;
+//! a [`Request`] is one operation's view of it (the viewer, the time) and is what the
+//! engine calls.
 //!
 //! Fields are resolved a level at a time: every resolver gets all the parents of a
 //! level at once and answers them under one store lock.
 
+pub mod cache_hints;
 pub mod events;
 pub mod input;
 mod mutation;
@@ -33,6 +35,8 @@ pub struct Domain {
     pub store: Arc<Store>,
     /// Where changes are announced.
     pub events: Arc<dyn EventSink>,
+    /// The schema's cache hints ([`cache_hints::HINTS`]), resolved.
+    pub cache_hints: cache_hints::CacheHints,
     types: Types,
 }
 
@@ -140,10 +144,13 @@ impl Domain {
             banned: t("UserBanned"),
             stream_update: t("StreamUpdate"),
         };
+        let cache_hints = cache_hints::CacheHints::new(&schema, cache_hints::HINTS)
+            .unwrap_or_else(|e| panic!("the cache hints fit schema.graphql: {e}"));
         Domain {
             schema,
             store,
             events,
+            cache_hints,
             types,
         }
     }
