@@ -213,7 +213,7 @@ pub struct Config {
     )]
     pub metrics_max_operations: usize,
 
-    /// `max-age` of public GET responses (persisted queries that depend on no viewer and no live counter).
+    /// Cap on the `max-age` of public GET responses (persisted queries whose cache hints allow it); 0 caches nothing publicly.
     #[arg(long, env = "STREAMHUB_PUBLIC_MAX_AGE", value_parser = parse_duration, default_value = "30s", help_heading = "GraphQL")]
     pub public_max_age: Duration,
 

@@ -214,6 +214,112 @@ fn manifest_operations_run_by_id_and_public_gets_are_cacheable() {
     assert_eq!(code(&r.json()), "PERSISTED_QUERY_NOT_FOUND");
 }
 
+/// Runs `text` once as a POST (which registers it node-wide), then GETs it by its
+/// `sha256:` id on a new connection (either shard), as `token`'s holder or anonymously.
+fn persisted_get(server: &Server, text: &str, token: Option<&str>) -> support::Response {
+    let r = server.graphql(token, &json!({ "query": text }));
+    assert!(r.json()["errors"].is_null(), "{text}: {}", r.json());
+    // A POST is never cacheable, whatever it reads.
+    assert_eq!(
+        r.header("cache-control"),
+        Some("private, no-store"),
+        "{text}"
+    );
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let r = server.get(
+        &format!("/graphql?documentId=sha256:{}", sha256_hex(text)),
+        &headers,
+    );
+    assert_eq!(r.status, 200, "{text}");
+    assert!(r.json()["errors"].is_null(), "{text}: {}", r.json());
+    r
+}
+
+/// Public profile data: every field of it has a 300 s hint or inherits one.
+const PROFILE: &str = "{ user(login: \"alice\") { login displayName bio channel { title language tags category { name slug } owner { displayName } } } }";
+
+#[test]
+fn the_cache_hints_make_profile_gets_public_and_live_or_viewer_gets_private() {
+    let server = server(&[]);
+    // Profile data: 300 s by its hints, capped by the default 30 s.
+    let r = persisted_get(&server, PROFILE, None);
+    assert_eq!(
+        r.json()["data"]["user"]["channel"]["owner"]["displayName"],
+        "Alice"
+    );
+    assert_eq!(r.header("cache-control"), Some("public, max-age=30"));
+    assert!(r.header("etag").is_some());
+    // The same text sent as text is not a persisted GET: private.
+    let r = server.get(
+        &format!(
+            "/graphql?query={}",
+            form_urlencoded::byte_serialize(PROFILE.as_bytes()).collect::<String>()
+        ),
+        &[],
+    );
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    // One live counter, live status or chat anywhere in it, and it is private.
+    for text in [
+        "{ user(login: \"alice\") { login channel { title followerCount } } }",
+        "{ channel(login: \"alice\") { title isLive } }",
+        "{ channel(login: \"alice\") { title stream { title } } }",
+        "{ category(slug: \"chess\") { name liveStreamCount } }",
+        "{ channel(login: \"alice\") { followers(first: 2) { nodes { login } } } }",
+        "{ chatHistory(channelId: \"ch_u1\", last: 1) { body } }",
+    ] {
+        let r = persisted_get(&server, text, None);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("private, no-store"),
+            "{text}"
+        );
+        assert!(r.header("etag").is_none(), "{text}");
+    }
+    // Whatever depends on the viewer is private, signed in or not.
+    let bob = token("u2", "bob", false);
+    for (text, who) in [
+        ("{ viewer { login } }", Some(bob.as_str())),
+        ("{ viewer { login } }", None),
+        (
+            "{ channel(login: \"alice\") { title viewerIsFollowing } }",
+            Some(bob.as_str()),
+        ),
+        (
+            "{ user(login: \"bob\") { login roles } }",
+            Some(bob.as_str()),
+        ),
+    ] {
+        let r = persisted_get(&server, text, who);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("private, no-store"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_public_max_age_caps_the_policy_and_never_raises_it() {
+    // `search` is hinted 60 s, profile data 300 s.
+    let search = "{ search(query: \"alice\") { ... on User { login } ... on Channel { title } } }";
+    let capped = server(&[("STREAMHUB_PUBLIC_MAX_AGE", "10s")]);
+    for text in [PROFILE, search] {
+        let r = persisted_get(&capped, text, None);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("public, max-age=10"),
+            "{text}"
+        );
+    }
+    drop(capped);
+    let wide = server(&[("STREAMHUB_PUBLIC_MAX_AGE", "2m")]);
+    let r = persisted_get(&wide, PROFILE, None);
+    assert_eq!(r.header("cache-control"), Some("public, max-age=120"));
+    let r = persisted_get(&wide, search, None);
+    assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+}
+
 #[test]
 fn trusted_documents_mode_runs_only_persisted_operations() {
     let (server, _dir) = manifest_server(&[("STREAMHUB_TRUSTED_DOCUMENTS", "true")]);

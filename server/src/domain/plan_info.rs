@@ -1,48 +1,38 @@
 //! What the HTTP layer needs to know about a planned operation, worked out once per
-//! prepared document: whether its result is the same for everyone for a while (so a GET
-//! of it may be cached publicly) and whether it sends chat.
+//! prepared document: for how long a GET of its result may be cached publicly (from the
+//! schema's cache hints, [`super::cache_hints`]), whether its result depends on who asks,
+//! and whether it sends chat.
 
-use graphql_exec::plan::{Children, Plan, Selection};
+use async_graphql_parser::types::OperationType;
+use graphql_exec::plan::Plan;
+use graphql_exec::schema::Schema;
 
-/// Fields whose value depends on the viewer, or on live state that changes by the
-/// second (counters, live status, chat): a result containing any of them is private.
-const VOLATILE: [&str; 16] = [
-    "viewer",
-    "viewerIsFollowing",
-    "viewerCount",
-    "followerCount",
-    "liveStreamCount",
-    "totalCount",
-    "isLive",
-    "stream",
-    "streams",
-    "categories",
-    "recentMessages",
-    "chatHistory",
-    "followers",
-    "following",
-    "hasNextPage",
-    "roles",
-];
+use super::cache_hints::CacheHints;
 
-/// Facts about one operation.
+/// Facts about one operation; small and `Copy`, since every request reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpInfo {
-    /// A query whose result depends on no viewer and no live state.
-    pub public: bool,
+    /// Seconds its result may be cached publicly: its cache policy's max age for a query
+    /// that depends on no viewer; 0 (not cacheable) otherwise and for mutations and
+    /// subscriptions. Uncapped: the HTTP layer caps it with `public_max_age`.
+    pub max_age: u32,
     /// A mutation that sends a chat message (spends the chat budget).
     pub sends_chat: bool,
-    /// Its result depends on who asks (a subscription's payload is then rendered per
-    /// viewer, not once for all).
+    /// Its result depends on who asks: some field it reads is PRIVATE (a subscription's
+    /// payload is then rendered per viewer, not once for all).
     pub per_viewer: bool,
 }
 
-/// The facts of `plan`.
-pub fn op_info(plan: &Plan) -> OpInfo {
-    use async_graphql_parser::types::OperationType;
+/// The facts of `plan`, with `hints` resolved against `schema`.
+pub fn op_info(schema: &Schema, hints: &CacheHints, plan: &Plan) -> OpInfo {
+    let policy = hints.policy(schema, plan);
     OpInfo {
-        public: plan.operation == OperationType::Query && !touches(&plan.selection, &VOLATILE),
-        per_viewer: touches(&plan.selection, &PER_VIEWER),
+        max_age: if plan.operation == OperationType::Query && !policy.private {
+            policy.max_age
+        } else {
+            0
+        },
+        per_viewer: policy.private,
         sends_chat: plan.operation == OperationType::Mutation
             && plan
                 .selection
@@ -52,41 +42,40 @@ pub fn op_info(plan: &Plan) -> OpInfo {
     }
 }
 
-/// Fields whose value depends on who asks.
-const PER_VIEWER: [&str; 2] = ["viewer", "viewerIsFollowing"];
-
-/// Whether `s` selects any of `fields`, at any depth.
-fn touches(s: &Selection, fields: &[&str]) -> bool {
-    s.fields.iter().any(|f| {
-        fields.contains(&&*f.name)
-            || match &f.children {
-                Children::Leaf => false,
-                Children::Object(sub) => touches(sub, fields),
-                Children::Abstract(subs) => subs.iter().any(|(_, sub)| touches(sub, fields)),
-            }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::cache_hints::HINTS;
     use graphql_exec::limits::Limits;
     use graphql_exec::persisted::prepare;
 
     fn info(q: &str) -> OpInfo {
         let schema = crate::schema::build().unwrap();
+        let hints = CacheHints::new(&schema, HINTS).unwrap();
         let p = prepare(&schema, q, &Limits::default()).unwrap();
-        op_info(p.plan(None).unwrap())
+        op_info(&schema, &hints, p.plan(None).unwrap())
     }
 
     #[test]
-    fn only_viewer_free_and_live_free_queries_are_public() {
-        assert!(info("{ channel(login: \"a\") { title owner { displayName } } }").public);
-        assert!(info("{ category(slug: \"chess\") { name } }").public);
-        assert!(!info("{ channel(login: \"a\") { viewerCount } }").public);
-        assert!(!info("{ viewer { id } }").public);
-        assert!(!info("{ node(id: \"x\") { ... on Channel { isLive } } }").public);
-        assert!(!info("mutation { endStream { title } }").public);
+    fn only_queries_of_public_data_get_a_max_age() {
+        assert_eq!(
+            info("{ channel(login: \"a\") { title owner { displayName } } }").max_age,
+            300
+        );
+        assert_eq!(info("{ category(slug: \"chess\") { name } }").max_age, 300);
+        assert_eq!(info("{ channel(login: \"a\") { viewerCount } }").max_age, 0);
+        assert_eq!(
+            info("{ node(id: \"x\") { ... on Channel { isLive } } }").max_age,
+            0
+        );
+        // PRIVATE, whatever its max age.
+        assert_eq!(info("{ viewer { id } }").max_age, 0);
+        // Mutations and subscriptions never, whatever they read.
+        assert_eq!(info("mutation { endStream { title } }").max_age, 0);
+        assert_eq!(
+            info("subscription { streamUpdates(channelId: \"c\") { title } }").max_age,
+            0
+        );
     }
 
     #[test]
@@ -97,8 +86,10 @@ mod tests {
             ))
         };
         assert!(sub("channel { viewerIsFollowing }").per_viewer);
+        assert!(sub("channel { owner { roles } }").per_viewer);
         assert!(!sub("title channel { login followerCount }").per_viewer);
         assert!(info("{ viewer { id } }").per_viewer);
+        assert!(!info("{ channel(login: \"a\") { viewerCount } }").per_viewer);
     }
 
     #[test]

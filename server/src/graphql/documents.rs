@@ -18,6 +18,7 @@ use serde_json::json;
 use super::request::GraphQlRequest;
 use super::service::{one_error, Kind, Refusal};
 use crate::domain::plan_info::{op_info, OpInfo};
+use crate::domain::Domain;
 use crate::shard::Shard;
 
 /// A prepared document with what the service derives from each of its operations.
@@ -31,8 +32,12 @@ pub struct Doc {
 }
 
 impl Doc {
-    fn new(prepared: Prepared, registered: Option<Arc<Registered>>) -> Doc {
-        let info = prepared.plans.iter().map(|(_, p)| op_info(p)).collect();
+    fn new(domain: &Domain, prepared: Prepared, registered: Option<Arc<Registered>>) -> Doc {
+        let info = prepared
+            .plans
+            .iter()
+            .map(|(_, p)| op_info(&domain.schema, &domain.cache_hints, p))
+            .collect();
         Doc {
             prepared,
             info,
@@ -119,7 +124,7 @@ impl Documents {
         let prepared = persisted::prepare(&shard.node.domain.schema, &found.text, &self.limits)
             .map_err(prepare_error)?;
         let manifest = found.registered.is_none();
-        let doc = Rc::new(Doc::new(prepared, found.registered));
+        let doc = Rc::new(Doc::new(&shard.node.domain, prepared, found.registered));
         if manifest {
             let id = match r {
                 DocumentRef::Id(id) => Some(id.as_str()),
@@ -194,7 +199,7 @@ fn text_document(shard: &Shard, text: &str, trusted_only: bool) -> Result<Rc<Doc
     let prepared = persisted::prepare(&shard.node.domain.schema, text, &state.limits)
         .map_err(prepare_error)?;
     let registered = shard.node.persisted.register(text);
-    let doc = Rc::new(Doc::new(prepared, registered));
+    let doc = Rc::new(Doc::new(&shard.node.domain, prepared, registered));
     state.cache.borrow_mut().insert(hash, Rc::clone(&doc));
     Ok(doc)
 }

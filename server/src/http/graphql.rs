@@ -2,8 +2,11 @@
 //! request is read (POST body or GET query string), handed to the service, and its
 //! outcome written as GraphQL over HTTP says: with `application/graphql-response+json`,
 //! a request that cannot execute (parse, validation, limits, variables) is a 4xx; with
-//! legacy `application/json` it is a 200 with `errors`. A persisted GET whose result
-//! depends on no viewer and no live state is served publicly cacheable with an `ETag`.
+//! legacy `application/json` it is a 200 with `errors`.
+//!
+//! A persisted GET of a query whose cache policy (from the schema's cache hints, worked
+//! out once per document) is public with a max age is served `public, max-age` (capped
+//! by `public_max_age`) with an `ETag`; everything else is `private, no-store`.
 
 use bytes::Bytes;
 use graphql_exec::persisted;
@@ -164,12 +167,15 @@ pub async fn handle(
     };
     match service::execute(shard, &request, via, caller) {
         Ok(done) => {
-            let cache = if is_get && persisted && done.info.public {
-                Caching::Public
+            // The operation's policy, capped by the configured public max age.
+            let cap = shard.node.config.public_max_age.as_secs();
+            let max_age = u64::from(done.info.max_age).min(cap);
+            let cache = if is_get && persisted && max_age > 0 {
+                Caching::Public { max_age }
             } else {
                 Caching::Private
             };
-            executed(media, done.body, cache, head, shard)
+            executed(media, done.body, cache, head)
         }
         Err(r) => respond(media, Err(r.into())),
     }
@@ -239,7 +245,7 @@ fn batch(
         }
     }
     out.push(b']');
-    executed(media, out, Caching::Private, head, shard)
+    executed(media, out, Caching::Private, head)
 }
 
 fn check_content_type(head: &Parts) -> Result<(), Refused> {
@@ -260,23 +266,23 @@ fn check_content_type(head: &Parts) -> Result<(), Refused> {
     }
 }
 
+/// How a response may be cached.
 enum Caching {
-    Public,
+    /// `public, max-age`, with an `ETag`.
+    Public {
+        /// Seconds, more than 0.
+        max_age: u64,
+    },
+    /// `private, no-store`.
     Private,
 }
 
-fn executed(
-    media: MediaType,
-    body: Vec<u8>,
-    caching: Caching,
-    head: &Parts,
-    shard: &Shard,
-) -> Response<Body> {
+fn executed(media: MediaType, body: Vec<u8>, caching: Caching, head: &Parts) -> Response<Body> {
     let mut status = StatusCode::OK;
     let mut etag = None;
     let cache_control = match caching {
         Caching::Private => HeaderValue::from_static("private, no-store"),
-        Caching::Public => {
+        Caching::Public { max_age } => {
             let tag = format!(
                 "\"{}\"",
                 &hex_of(&persisted::hash(std::str::from_utf8(&body).unwrap_or("")))[..32]
@@ -290,8 +296,7 @@ fn executed(
                 status = StatusCode::NOT_MODIFIED;
             }
             etag = HeaderValue::from_str(&tag).ok();
-            let age = shard.node.config.public_max_age.as_secs();
-            HeaderValue::from_str(&format!("public, max-age={age}"))
+            HeaderValue::from_str(&format!("public, max-age={max_age}"))
                 .unwrap_or(HeaderValue::from_static("no-store"))
         }
     };
