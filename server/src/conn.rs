@@ -192,6 +192,13 @@ impl ConnState {
         RequestGuard(self)
     }
 
+    /// Marks a streamed response in progress until the returned guard drops (a
+    /// separate mark from [`ConnState::begin_request`]'s, which ends with the handler).
+    pub fn stream_guard(&self) -> StreamGuard {
+        self.io.set_in_flight(self.io.in_flight() + 1);
+        StreamGuard(Arc::clone(&self.io))
+    }
+
     /// Decides what the watchdog does at `now`.
     pub fn check(&self, now: Instant, t: Timeouts) -> Verdict {
         if let Some(started) = self.io.head_started() {
@@ -225,6 +232,18 @@ impl ConnState {
 /// Marks a request in progress on its connection until dropped.
 #[derive(Debug)]
 pub struct RequestGuard<'a>(&'a ConnState);
+
+/// Marks a streamed response in progress on its connection until dropped: the body
+/// outlives its request's handler, and the connection is busy until the stream ends.
+#[derive(Debug)]
+pub struct StreamGuard(Arc<IoClock>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.set_in_flight(self.0.in_flight().saturating_sub(1));
+        self.0.set_last_io(Instant::now());
+    }
+}
 
 impl Drop for RequestGuard<'_> {
     fn drop(&mut self) {

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::graphql::documents::Documents;
 use crate::graphql::metrics::Known;
+use crate::http::stream::Streams;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
@@ -46,6 +47,8 @@ pub struct Shard {
     pub hub: Rc<Hub>,
     /// The shard's WebSocket sessions: pings and deadlines.
     pub liveness: Liveness,
+    /// The shard's subscriptions streamed over HTTP: heartbeats and their end.
+    pub streams: Streams,
     open: Cell<usize>,
     all_closed: Notify,
     closing: Cell<bool>,
@@ -68,6 +71,7 @@ impl Shard {
             known_operations: Known::default(),
             hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
             liveness: Liveness::new(node.config.ws_ping_interval, node.config.ws_pong_timeout),
+            streams: Streams::default(),
             metrics: Arc::clone(&node.shard_metrics[id]),
             node,
             http,
@@ -161,6 +165,7 @@ fn run_until_closed(
         tokio::task::spawn_local(Rc::clone(&shard.hub).run());
         tokio::task::spawn_local(Rc::clone(&shard.hub).run_viewer_counts());
         tokio::task::spawn_local(sweep_sessions(Rc::clone(&shard)));
+        tokio::task::spawn_local(crate::http::stream::keep(Rc::clone(&shard)));
         accept_loop(shard, listener).await
     });
     crate::logging::sink::flush_this_thread();

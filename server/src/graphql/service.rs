@@ -74,9 +74,10 @@ pub fn one_error(code: &str, message: &str) -> Value {
 /// How a request came, as far as the service cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
-    /// HTTP GET: queries only.
+    /// HTTP GET: queries (and, by `start`, subscriptions), no mutations.
     Get,
-    /// HTTP POST or a WebSocket `subscribe`: queries and mutations.
+    /// HTTP POST or a WebSocket `subscribe`: queries and mutations (and, by `start`,
+    /// subscriptions).
     Post,
 }
 
@@ -229,7 +230,9 @@ fn run(
                 Kind::SubscriptionHere,
                 one_error(
                     "BAD_REQUEST",
-                    "subscriptions run over WebSocket (graphql-transport-ws on /graphql)",
+                    "subscriptions run over WebSocket (graphql-transport-ws on /graphql) \
+                     or a streamed response (Accept: text/event-stream, or \
+                     multipart/mixed;subscriptionSpec=\"1.0\")",
                 ),
             ));
         }
@@ -307,10 +310,12 @@ pub enum Started {
 }
 
 /// Runs a query or mutation at once, or checks a subscription and says what it
-/// listens to.
+/// listens to. Starting a subscription spends no rate budget here: a transport charges
+/// what opens it (a WebSocket upgrade, an HTTP request).
 pub fn start(
     shard: &Shard,
     req: &GraphQlRequest<'_>,
+    via: Via,
     caller: Caller<'_>,
 ) -> Result<Started, Refusal> {
     let started = quanta::Instant::now();
@@ -319,7 +324,7 @@ pub fn start(
         .as_ref()
         .is_ok_and(|(doc, op)| doc.plan_at(*op).operation == OperationType::Subscription);
     if !subscription {
-        return finish(shard, req, found, Via::Post, caller, started).map(Started::Executed);
+        return finish(shard, req, found, via, caller, started).map(Started::Executed);
     }
     let (doc, op) = found?;
     let plan = doc.plan_at(op);

@@ -7,6 +7,14 @@
 //! A persisted GET of a query whose cache policy (from the schema's cache hints, worked
 //! out once per document) is public with a max age is served `public, max-age` (capped
 //! by `public_max_age`) with an `ETag`; everything else is `private, no-store`.
+//!
+//! A request whose `Accept` asks for a stream (`text/event-stream`, or
+//! `multipart/mixed;subscriptionSpec="1.0"`) is answered with one ([`super::stream`]):
+//! a query or mutation as one result and the end, a subscription as its events until
+//! the client leaves or the node closes. Refusals then travel inside the stream, as the
+//! protocols ask. `Last-Event-ID` resumes `chatEvents` like `sinceSeq` (and wins over
+//! it). Opening a subscription this way spends one call of the query budget, as a
+//! WebSocket upgrade spends one of its own.
 
 use bytes::Bytes;
 use graphql_exec::persisted;
@@ -19,12 +27,17 @@ use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
+use std::rc::Rc;
+
 use super::media::{negotiate, MediaType};
-use super::Body;
+use super::stream::{EventStream, Framing, StreamBody, Subscribed};
+use super::{sse, Body};
 use crate::auth::Viewer;
-use crate::graphql::request;
-use crate::graphql::service::{self, one_error, Caller, Kind, Refusal, Via};
-use crate::limits::rate::Client;
+use crate::conn::ConnState;
+use crate::graphql::request::{self, GraphQlRequest};
+use crate::graphql::service::{self, one_error, Caller, Kind, Refusal, Started, Via};
+use crate::limits::rate::{Budget, Client};
+use crate::realtime::hub::{Sink, Subscription, Topic};
 use crate::shard::Shard;
 
 /// An error that stops the request before execution, in HTTP's terms.
@@ -87,13 +100,21 @@ fn hex_of(hash: &persisted::Hash) -> String {
 /// Answers `/graphql`.
 pub async fn handle(
     shard: &Shard,
+    conn: &ConnState,
     head: &Parts,
     body: Incoming,
-    viewer: Option<&Viewer>,
+    viewer: Option<&Rc<Viewer>>,
     client: Client,
 ) -> Response<Body> {
     let accept = head.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
-    let Some(media) = negotiate(accept) else {
+    let framing = Framing::of_accept(accept);
+    // A request that cannot be read is refused in plain JSON, streamed or not.
+    let negotiated = if framing.is_some() {
+        Some(MediaType::Json)
+    } else {
+        negotiate(accept)
+    };
+    let Some(media) = negotiated else {
         return respond(
             MediaType::Json,
             Err(Refused::request(
@@ -134,7 +155,7 @@ pub async fn handle(
         };
         if raw.trim_ascii_start().first() == Some(&b'[') {
             let caller = Caller {
-                viewer,
+                viewer: viewer.map(|v| &**v),
                 client: &client,
                 app: app_name(head),
             };
@@ -161,10 +182,13 @@ pub async fn handle(
     let persisted = request.query.is_none();
     let via = if is_get { Via::Get } else { Via::Post };
     let caller = Caller {
-        viewer,
+        viewer: viewer.map(|v| &**v),
         client: &client,
         app: app_name(head),
     };
+    if let Some(framing) = framing {
+        return streamed(shard, conn, framing, head, &request, via, viewer, caller);
+    }
     match service::execute(shard, &request, via, caller) {
         Ok(done) => {
             // The operation's policy, capped by the configured public max age.
@@ -246,6 +270,101 @@ fn batch(
     }
     out.push(b']');
     executed(media, out, Caching::Private, head)
+}
+
+/// Answers a request with a stream: its subscription's events, or its one result (or
+/// refusal) and the end.
+#[allow(clippy::too_many_arguments)]
+fn streamed(
+    shard: &Shard,
+    conn: &ConnState,
+    framing: Framing,
+    head: &Parts,
+    req: &GraphQlRequest<'_>,
+    via: Via,
+    viewer: Option<&Rc<Viewer>>,
+    caller: Caller<'_>,
+) -> Response<Body> {
+    let stream = shard
+        .streams
+        .open(framing, shard.node.config.ws_queue_bytes);
+    let subscribed = match subscribe(shard, &stream, head, req, via, viewer, caller) {
+        Ok(Some(subscribed)) => Some(subscribed),
+        Ok(None) => {
+            stream.complete();
+            None
+        }
+        Err(errors) => {
+            stream.next(json!({ "errors": errors }).to_string().as_bytes(), None);
+            stream.complete();
+            None
+        }
+    };
+    shard.streams.end_if_closed(&stream);
+    let body = StreamBody::new(stream, subscribed, conn.stream_guard());
+    let mut r = Response::new(Body::Stream(body));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(framing.content_type()),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    // Proxies that buffer responses (nginx) pass this one through as it comes.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// Starts `req` on `stream`: a subscription registered with the hub (Some), or a query
+/// or mutation whose result is queued (None); Err with the `errors` of a refusal.
+#[allow(clippy::too_many_arguments)]
+fn subscribe(
+    shard: &Shard,
+    stream: &Rc<EventStream>,
+    head: &Parts,
+    req: &GraphQlRequest<'_>,
+    via: Via,
+    viewer: Option<&Rc<Viewer>>,
+    caller: Caller<'_>,
+) -> Result<Option<Subscribed>, serde_json::Value> {
+    let s = match service::start(shard, req, via, caller) {
+        Err(refusal) => return Err(refusal.errors),
+        Ok(Started::Executed(done)) => {
+            stream.next(&done.body, None);
+            return Ok(None);
+        }
+        Ok(Started::Subscription(s)) => s,
+    };
+    service::spend(shard, Budget::Query, caller.client).map_err(|r| r.errors)?;
+    let since = match s.topic {
+        Topic::ChatEvents => sse::last_event_id(head).or(s.since),
+        _ => s.since,
+    };
+    let conn = shard.hub.connection();
+    let sub = Rc::new(Subscription {
+        conn,
+        id: "".into(),
+        sink: Sink::Http(Rc::clone(stream)),
+        viewer: s
+            .doc
+            .info_at(s.op)
+            .per_viewer
+            .then(|| viewer.cloned())
+            .flatten(),
+        doc: s.doc,
+        op: s.op,
+        vars: s.vars,
+        vars_key: s.vars_key,
+        topic: s.topic,
+    });
+    shard
+        .hub
+        .subscribe(sub, &s.room, since)
+        .map_err(|(code, message)| one_error(code, &message))?;
+    Ok(Some(Subscribed {
+        hub: Rc::clone(&shard.hub),
+        conn,
+        room: s.room.into(),
+    }))
 }
 
 fn check_content_type(head: &Parts) -> Result<(), Refused> {

@@ -1,19 +1,21 @@
 //! The HTTP request path: every request goes through [`handle`], which routes it, bounds
 //! it, answers it, and records one metrics sample and one access log line.
 
+mod body;
 pub mod graphql;
 pub mod media;
 pub mod meta;
+pub mod multipart;
 pub mod ops;
 pub mod response;
 pub mod route;
+pub mod sse;
+pub mod stream;
 pub mod websocket;
 
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use std::rc::Rc;
 
 use hyper::header::{
@@ -28,8 +30,7 @@ use crate::shard::Shard;
 use response::{error_response, ErrorCode};
 use route::Route;
 
-/// Every response body is a complete buffer.
-pub type Body = Full<Bytes>;
+pub use body::Body;
 
 /// Answers one request on `shard`.
 pub async fn handle(
@@ -135,7 +136,7 @@ pub async fn handle(
         }
     } else {
         let viewer = match &viewer {
-            Some(Ok(v)) => Some(&**v),
+            Some(Ok(v)) => Some(v),
             _ => None,
         };
         let client = match &user {
@@ -147,6 +148,7 @@ pub async fn handle(
             body,
             viewer,
             client,
+            conn,
         };
         within(config.request_timeout, dispatch(shard, route, request)).await
     };
@@ -182,14 +184,18 @@ pub async fn handle(
 struct Incoming<'a> {
     head: &'a hyper::http::request::Parts,
     body: hyper::body::Incoming,
-    viewer: Option<&'a Viewer>,
+    viewer: Option<&'a Rc<Viewer>>,
     client: Client,
+    conn: &'a ConnState,
 }
 
 /// The handler of each route.
 async fn dispatch(shard: &Shard, route: Route, req: Incoming<'_>) -> Response<Body> {
     match route {
-        Route::GraphQl => graphql::handle(shard, req.head, req.body, req.viewer, req.client).await,
+        Route::GraphQl => {
+            let client = req.client;
+            graphql::handle(shard, req.conn, req.head, req.body, req.viewer, client).await
+        }
         Route::Healthz => ops::healthz(),
         // Answered in `handle`, which owns the request head the upgrade needs.
         Route::Ws | Route::WsEcho => {

@@ -13,12 +13,12 @@ use streamhub_ws::message::code;
 use streamhub_ws::queue::SendQueue;
 use streamhub_ws::upgrade::Socket;
 
-use super::hub::{ConnId, Subscription};
+use super::hub::{ConnId, Sink, Subscription};
 use super::socket::Protocol;
 use crate::auth::Viewer;
 use crate::conn::ConnState;
 use crate::graphql::request::from_value;
-use crate::graphql::service::{self, Caller, Started};
+use crate::graphql::service::{self, Caller, Started, Via};
 use crate::limits::rate::Client;
 use crate::shard::Shard;
 
@@ -160,7 +160,7 @@ impl Session<'_> {
             client: &client,
             app: None,
         };
-        let start = service::start(self.shard, &req, caller);
+        let start = service::start(self.shard, &req, Via::Post, caller);
         let s = match start {
             Err(refusal) => {
                 self.queue.push(gqlws::error(&id, &refusal.errors));
@@ -184,7 +184,7 @@ impl Session<'_> {
         let sub = Rc::new(Subscription {
             conn: self.conn,
             id: id.as_str().into(),
-            queue: Rc::clone(&self.queue),
+            sink: Sink::WebSocket(Rc::clone(&self.queue)),
             viewer: s
                 .doc
                 .info_at(s.op)

@@ -2,7 +2,8 @@
 //! subscriptions), and delivery of each room's events in seq order, exactly once:
 //! a room protocol frame is encoded once for all of this shard's members, a
 //! subscription payload rendered once per (document, operation, variables) and spliced
-//! with each subscriber's id.
+//! with each subscriber's framing: a `graphql-transport-ws` `next` with its id on a
+//! WebSocket's send queue, or an SSE event or multipart part on an HTTP stream.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use crate::auth::Viewer;
 use crate::domain::values::date_time;
 use crate::domain::{Domain, Obj};
 use crate::graphql::documents::Doc;
+use crate::http::stream::EventStream;
 use crate::store::{ChannelIx, Data, RoomEvent};
 
 /// A connection's id within its shard.
@@ -50,15 +52,34 @@ impl Topic {
     }
 }
 
-/// One `graphql-transport-ws` subscription.
+/// Where a subscription's events go.
+#[derive(Debug)]
+pub enum Sink {
+    /// A `graphql-transport-ws` connection's send queue: `next` frames with the
+    /// subscription's id.
+    WebSocket(Rc<SendQueue>),
+    /// The HTTP response streaming this one subscription (SSE or multipart).
+    Http(Rc<EventStream>),
+}
+
+impl Sink {
+    fn is_closing(&self) -> bool {
+        match self {
+            Sink::WebSocket(q) => q.is_closing(),
+            Sink::Http(s) => s.is_closing(),
+        }
+    }
+}
+
+/// One GraphQL subscription, over WebSocket or streamed over HTTP.
 #[derive(Debug)]
 pub struct Subscription {
-    /// Its connection.
+    /// Its connection (for an HTTP stream, an id of its own from [`Hub::connection`]).
     pub conn: ConnId,
-    /// The client's operation id.
+    /// The client's operation id (empty for an HTTP stream: one subscription each).
     pub id: Box<str>,
-    /// The connection's send queue.
-    pub queue: Rc<SendQueue>,
+    /// Where its events go.
+    pub sink: Sink,
     /// The prepared document.
     pub doc: Rc<Doc>,
     /// The operation's index in the document.
@@ -226,7 +247,8 @@ impl Hub {
     }
 
     /// Starts a GraphQL subscription on `room`. For `chatEvents` with `since`, the events
-    /// after it are sent first; a gap older than the history kept is refused.
+    /// after it are sent first; a gap older than the history kept is refused with
+    /// `HISTORY_UNAVAILABLE`.
     pub fn subscribe(
         &self,
         sub: Rc<Subscription>,
@@ -236,13 +258,13 @@ impl Hub {
         let (channel, _, replay) = self.open(room_id, since)?;
         let Some(seqs) = replay else {
             return Err((
-                "BAD_USER_INPUT",
+                "HISTORY_UNAVAILABLE",
                 "`sinceSeq` is older than the history kept".to_owned(),
             ));
         };
         for seq in seqs {
             let payload = self.render(&sub, Obj::RoomEvent(channel, seq as u32));
-            push_next(&sub, payload.as_deref());
+            push_next(&sub, payload.as_deref(), Some(seq));
         }
         if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
             room.subs.push(sub);
@@ -311,7 +333,7 @@ impl Hub {
                         let subs: Vec<Rc<Subscription>> = room
                             .subs
                             .iter()
-                            .filter(|s| s.topic == Topic::ViewerCount && !s.queue.is_closing())
+                            .filter(|s| s.topic == Topic::ViewerCount && !s.sink.is_closing())
                             .cloned()
                             .collect();
                         let now = d.channel(room.channel).viewers;
@@ -338,7 +360,7 @@ impl Hub {
             Some(room) => room
                 .subs
                 .iter()
-                .filter(|s| s.topic == Topic::ChatEvents && !s.queue.is_closing())
+                .filter(|s| s.topic == Topic::ChatEvents && !s.sink.is_closing())
                 .cloned()
                 .collect(),
             None => return,
@@ -354,7 +376,7 @@ impl Hub {
                 Some(room) => (
                     room.subs
                         .iter()
-                        .filter(|s| s.topic == Topic::StreamUpdates && !s.queue.is_closing())
+                        .filter(|s| s.topic == Topic::StreamUpdates && !s.sink.is_closing())
                         .cloned()
                         .collect(),
                     room.channel,
@@ -368,6 +390,10 @@ impl Hub {
     /// for selections that depend on one) and queues it on every subscription.
     fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
         type Key<'a> = (*const Doc, usize, &'a str, Option<&'a str>);
+        let seq = match root {
+            Obj::RoomEvent(_, seq) => Some(u64::from(seq)),
+            _ => None,
+        };
         let mut rendered: Vec<(Key<'_>, Option<Vec<u8>>)> = Vec::new();
         for s in subs {
             let key = (
@@ -384,7 +410,7 @@ impl Hub {
                     &rendered[rendered.len() - 1].1
                 }
             };
-            push_next(s, payload.as_deref());
+            push_next(s, payload.as_deref(), seq);
         }
     }
 
@@ -403,19 +429,31 @@ impl Hub {
     }
 }
 
-/// Queues `payload` for `sub` as `next`; without one (its execution failed), closes the
-/// subscriber's connection with 4500.
-fn push_next(sub: &Subscription, payload: Option<&[u8]>) {
-    match payload {
-        Some(p) => {
-            sub.queue.push(gqlws::next(&sub.id, p));
+/// Queues `payload` (the event at `seq`, for room events) for `sub` as `next`; without
+/// one (its execution failed), closes the subscriber's connection with 4500, or ends
+/// its HTTP stream with an `INTERNAL_SERVER_ERROR`.
+fn push_next(sub: &Subscription, payload: Option<&[u8]>, seq: Option<u64>) {
+    match (&sub.sink, payload) {
+        (Sink::WebSocket(q), Some(p)) => {
+            q.push(gqlws::next(&sub.id, p));
         }
-        None => sub.queue.close_with(streamhub_ws::frame::close(
+        (Sink::WebSocket(q), None) => q.close_with(streamhub_ws::frame::close(
             gqlws::close::INTERNAL,
             "Internal server error",
         )),
+        (Sink::Http(s), Some(p)) => {
+            s.next(p, seq);
+        }
+        (Sink::Http(s), None) => {
+            s.next(INTERNAL_ERROR, None);
+            s.complete();
+        }
     }
 }
+
+/// The result an HTTP stream gets when its payload could not be rendered.
+const INTERNAL_ERROR: &[u8] =
+    br#"{"errors":[{"message":"Internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#;
 
 /// Queues every event after `room.delivered` on every room protocol member, each
 /// encoded once, and returns them for the subscriptions (rendered without the lock).
