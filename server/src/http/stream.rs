@@ -74,6 +74,15 @@ impl Framing {
         }
     }
 
+    /// The first bytes, queued at once: hyper sends the response head with the body's
+    /// first bytes, and a client knows its subscription stands once the head is in.
+    fn opening(self) -> Bytes {
+        Bytes::from_static(match self {
+            Framing::Sse => sse::KEEP_ALIVE,
+            Framing::Multipart => multipart::HEAD,
+        })
+    }
+
     fn next(self, payload: &[u8], id: Option<u64>) -> Bytes {
         match self {
             Framing::Sse => sse::next(payload, id),
@@ -135,9 +144,7 @@ impl EventStream {
             end: Cell::new(End::Open),
             reader: RefCell::new(None),
         };
-        if framing == Framing::Multipart {
-            s.push(Bytes::from_static(multipart::HEAD));
-        }
+        s.push(framing.opening());
         Rc::new(s)
     }
 
@@ -353,7 +360,8 @@ mod tests {
         for seq in 1..=4 {
             assert!(s.next(b"{\"data\":{\"n\":12345678}}", Some(seq)));
         }
-        assert_eq!(drain(&s).len(), 4);
+        // The opening keep-alive and the four events.
+        assert_eq!(drain(&s).len(), 5);
         assert!(s.next(b"{\"data\":{\"n\":12345678}}", Some(5)));
         assert!(!s.next(b"{\"data\":{\"n\":12345678}}", Some(6)));
         assert!(s.is_closing());

@@ -602,3 +602,178 @@ pub fn close_seen_by_a_client_still_writing(
         "{path}, {what}: {want} in {good}/{CLOSE_RUNS} runs; e.g. {bad:?}"
     ))
 }
+
+/// A streamed response (SSE or multipart) read as it comes: the head, then the chunked
+/// body, decoded.
+pub struct Streamed {
+    s: TcpStream,
+    /// The response status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: Vec<(String, String)>,
+    raw: Vec<u8>,
+    body: Vec<u8>,
+    ended: bool,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    /// Its `id:`, when it has one.
+    pub id: Option<u64>,
+    /// Its `event:`.
+    pub event: String,
+    /// Its `data:`.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("{e}: {}", self.data))
+    }
+}
+
+impl Streamed {
+    /// POSTs `body` to /graphql with this `Accept` (and any other headers) and reads the
+    /// response head.
+    pub fn open(
+        addr: SocketAddr,
+        accept: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Streamed {
+        let mut s = connect_to(addr);
+        let body = body.to_string();
+        let mut req = format!(
+            "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nAccept: {accept}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = find(&raw, b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).expect("reading a response head");
+            assert!(n > 0, "connection closed before a response head");
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let head = std::str::from_utf8(&raw[..head_end]).unwrap().to_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+            })
+            .collect();
+        raw.drain(..head_end);
+        Streamed {
+            s,
+            status,
+            headers,
+            raw,
+            body: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// A response header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Decodes whole chunks from what was read; reads more when none is whole. False at
+    /// the end of the body (its last chunk) or of the connection.
+    fn fill(&mut self) -> bool {
+        loop {
+            if self.ended {
+                return false;
+            }
+            if let Some(line_end) = find(&self.raw, b"\r\n") {
+                let size_text = std::str::from_utf8(&self.raw[..line_end]).unwrap();
+                let size = usize::from_str_radix(size_text.trim(), 16).expect("a chunk size");
+                let whole = line_end + 2 + size + 2;
+                if self.raw.len() >= whole {
+                    if size == 0 {
+                        self.ended = true;
+                        return false;
+                    }
+                    self.body
+                        .extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+                    self.raw.drain(..whole);
+                    return true;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => self.raw.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Whether the body ended with its last chunk (not cut off).
+    pub fn ended_cleanly(&mut self) -> bool {
+        while self.fill() {}
+        self.ended
+    }
+
+    /// Reads until the body holds `needle`, and takes the body up to its end; None if
+    /// the body ends first.
+    pub fn read_through(&mut self, needle: &[u8]) -> Option<Vec<u8>> {
+        loop {
+            if let Some(i) = find(&self.body, needle) {
+                return Some(self.body.drain(..i + needle.len()).collect());
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// The next SSE event (comments skipped); None when the body ends.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            let block = self.read_through(b"\n\n")?;
+            let text = String::from_utf8(block).unwrap();
+            let mut ev = SseEvent {
+                id: None,
+                event: String::new(),
+                data: String::new(),
+            };
+            for line in text.lines() {
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "id" => ev.id = Some(value.parse().unwrap()),
+                    "event" => ev.event = value.to_owned(),
+                    "data" => ev.data.push_str(value),
+                    _ => {}
+                }
+            }
+            if !ev.event.is_empty() {
+                return Some(ev);
+            }
+        }
+    }
+}
