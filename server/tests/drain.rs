@@ -1,7 +1,8 @@
 //! Graceful shutdown against the real binary: SIGTERM during a steady stream of
 //! requests. Readiness turns 503 at once, requests keep being served through the drain
 //! delay, the listeners close, every request the server accepted is answered, and the
-//! process exits 0.
+//! process exits 0. Open SSE and multipart streams keep getting events through the
+//! drain, then end (`complete`, the final boundary) when the listeners close.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{request, Server};
+use support::{request, Server, Streamed};
 
 #[derive(Default)]
 struct Tally {
@@ -176,5 +177,49 @@ fn an_idle_keepalive_connection_is_closed_once_the_listeners_close() {
     server.wait_for_log(|l| l["message"].as_str().unwrap_or("").starts_with("closing"));
     // The idle connection is closed by the server once it has been idle past the linger.
     assert!(support::closed_by_peer(&mut s));
+    assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn open_http_streams_are_served_through_the_drain_then_end_and_the_process_exits_0() {
+    let mut server = Server::start(&[
+        ("STREAMHUB_DRAIN_DELAY", "1s"),
+        ("STREAMHUB_SHUTDOWN_GRACE", "10s"),
+        ("STREAMHUB_RATE_CHAT", "off"),
+        ("STREAMHUB_JWT_SECRET", support::SECRET),
+    ]);
+    let subscription = serde_json::json!({
+        "query": "subscription { chatEvents(channelId: \"ch_u4\") { ... on ChatMessage { seq body } } }",
+    });
+    let mut sse = Streamed::open(server.addr, "text/event-stream", &subscription, &[]);
+    let mut multipart = Streamed::open(
+        server.addr,
+        "multipart/mixed;subscriptionSpec=1.0",
+        &subscription,
+        &[],
+    );
+    assert_eq!((sse.status, multipart.status), (200, 200));
+    multipart.read_through(b"\r\n--graphql\r\n").unwrap();
+
+    server.sigterm();
+    server.wait_for_log(|l| l["message"].as_str().unwrap_or("").starts_with("draining"));
+    // Still served while draining.
+    let r = server.graphql(
+        Some(&support::token("u2", "bob", false)),
+        &serde_json::json!({"query": "mutation { sendChatMessage(channelId: \"ch_u4\", body: \"while draining\") { seq } }"}),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let e = sse.next_event().expect("the event sent while draining");
+    assert_eq!(e.json()["data"]["chatEvents"]["body"], "while draining");
+    let part = multipart
+        .read_through(b"while draining")
+        .map(String::from_utf8);
+    assert!(part.is_some(), "the multipart stream got the event");
+
+    // Once the listeners close, the streams end: `complete`, the final boundary.
+    assert_eq!(sse.next_event().map(|e| e.event), Some("complete".into()));
+    assert!(sse.ended_cleanly());
+    assert!(multipart.read_through(b"\r\n--graphql--\r\n").is_some());
+    assert!(multipart.ended_cleanly());
     assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }

@@ -320,3 +320,39 @@ fn subscriptions_can_be_persisted_by_manifest_id_or_apq() {
     assert_eq!(got["m"], json!({"body": "persisted hello"}));
     assert_eq!(got["a2"], json!({"__typename": "ChatMessage"}));
 }
+
+#[test]
+fn a_since_seq_older_than_the_history_is_refused_with_history_unavailable() {
+    let server = server(&[("STREAMHUB_HISTORY_EVENTS", "5")]);
+    let bob = token("u2", "bob", false);
+    let seqs: Vec<u64> = (0..7)
+        .map(|i| {
+            let r = server.graphql(
+                Some(&bob),
+                &json!({"query": format!("mutation {{ sendChatMessage(channelId: \"ch_u6\", body: \"m{i}\") {{ seq }} }}")}),
+            );
+            r.json()["data"]["sendChatMessage"]["seq"].as_u64().unwrap()
+        })
+        .collect();
+    let mut c = gql_ws(&server);
+    c.send_json(&json!({"type": "connection_init"}));
+    assert_eq!(c.next_json()["type"], "connection_ack");
+    // The 6 events after the first one sent: more than the 5 kept.
+    c.send_json(&json!({"id": "s", "type": "subscribe", "payload": {
+        "query": "subscription($s: Int) { chatEvents(channelId: \"ch_u6\", sinceSeq: $s) { __typename } }",
+        "variables": {"s": seqs[0]},
+    }}));
+    let e = c.next_json();
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["id"], "s");
+    assert_eq!(e["payload"][0]["extensions"]["code"], "HISTORY_UNAVAILABLE");
+    // One more recent is replayed.
+    c.send_json(&json!({"id": "t", "type": "subscribe", "payload": {
+        "query": "subscription($s: Int) { chatEvents(channelId: \"ch_u6\", sinceSeq: $s) { ... on ChatMessage { seq } } }",
+        "variables": {"s": seqs[6] - 1},
+    }}));
+    assert_eq!(
+        c.next_json()["payload"]["data"]["chatEvents"]["seq"],
+        seqs[6]
+    );
+}
