@@ -64,6 +64,38 @@ fn a_batch_answers_each_operation_on_its_own_in_order() {
 }
 
 #[test]
+fn apollo_clients_batch_http_link_gets_each_result_from_one_post() {
+    let server = server(&[]);
+    let out = std::process::Command::new("node")
+        .arg("batch.mjs")
+        .arg(server.addr.to_string())
+        .current_dir(support::js_dir())
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["posts"], 1,
+        "the three queries went out as one batch: {r}"
+    );
+    let names: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            x["data"]["category"]["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"))
+        })
+        .collect();
+    assert_eq!(names, ["Chess", "Art", "Music"]);
+}
+
+#[test]
 fn batches_past_the_limit_or_while_off_are_refused_and_each_operation_spends_its_budget() {
     let server = server(&[
         ("STREAMHUB_MAX_BATCH", "3"),
