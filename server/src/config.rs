@@ -101,6 +101,10 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_TRUSTED_PROXIES", value_parser = parse_trusted_proxies, default_value = "", help_heading = "HTTP")]
     pub trusted_proxies: TrustedProxies,
 
+    /// Comma-separated origins (`https://app.example.com`) whose pages may call the API (CORS), with credentials; `*` lets any other origin read too, without credentials. Empty: no CORS headers at all.
+    #[arg(long, env = "STREAMHUB_CORS_ORIGINS", value_parser = crate::http::cors::parse_origins, default_value = "", help_heading = "HTTP")]
+    pub cors_origins: crate::http::cors::CorsOrigins,
+
     /// How long an idle keep-alive connection is kept open; keep it above the ALB's idle timeout (60 s).
     #[arg(long, env = "STREAMHUB_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "75s", help_heading = "HTTP")]
     pub keepalive_timeout: Duration,
@@ -513,6 +517,7 @@ mod tests {
                 assert_eq!(c.listen, "127.0.0.1:0".parse().unwrap());
                 assert_eq!(c.keepalive_timeout, Duration::from_secs(75));
                 assert_eq!(c.max_body_bytes, 1 << 20);
+                assert!(c.cors_origins.is_empty());
             }
             Command::Token(_) => panic!("expected serve"),
         }

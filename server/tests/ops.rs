@@ -29,7 +29,7 @@ fn unknown_paths_get_404_and_wrong_methods_405_with_json_errors() {
     let mut s = server.connect();
     let r = support::request(&mut s, "DELETE", "/healthz", &[]).unwrap();
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(
         r.json()["errors"][0]["extensions"]["code"],
         "METHOD_NOT_ALLOWED"

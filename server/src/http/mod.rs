@@ -1,7 +1,10 @@
 //! The HTTP request path: every request goes through [`handle`], which routes it, bounds
-//! it, answers it, and records one metrics sample and one access log line.
+//! it, answers it (`OPTIONS` with 204 and `Allow` on every route), adds CORS headers for
+//! pages on other origins ([`cors`]), and records one metrics sample and one access log
+//! line.
 
 mod body;
+pub mod cors;
 pub mod graphql;
 pub mod media;
 pub mod meta;
@@ -21,9 +24,10 @@ use std::rc::Rc;
 use hyper::header::{
     HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE,
 };
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 
 use crate::auth::{AuthError, Viewer};
+use crate::config::Config;
 use crate::conn::ConnState;
 use crate::limits::rate::{retry_after_secs, Budget, Client};
 use crate::shard::Shard;
@@ -85,6 +89,8 @@ pub async fn handle(
             HeaderValue::from_static(route.allow()),
         );
         r
+    } else if head.method == Method::OPTIONS {
+        options(route, config)
     } else if route == Route::Ws || (route == Route::GraphQl && websocket::is_upgrade(&head)) {
         let client = match &user {
             Some(id) => Client::User(Rc::clone(id)),
@@ -152,6 +158,13 @@ pub async fn handle(
         };
         within(config.request_timeout, dispatch(shard, route, request)).await
     };
+    cors::decorate(
+        &config.cors_origins,
+        route,
+        &head.method,
+        &head.headers,
+        &mut resp,
+    );
 
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
@@ -178,6 +191,21 @@ pub async fn handle(
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// `OPTIONS`: 204 with the route's `Allow` (a CORS preflight's headers are added by
+/// [`cors::decorate`]); 404 where nothing is served.
+fn options(route: Route, config: &Config) -> Response<Body> {
+    if route == Route::NotFound || (route == Route::WsEcho && !config.ws_echo) {
+        return error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route");
+    }
+    let mut r = Response::new(Body::new(bytes::Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r.headers_mut().insert(
+        hyper::header::ALLOW,
+        HeaderValue::from_static(route.allow()),
+    );
+    r
 }
 
 /// What a route handler may read of a request.

@@ -2,7 +2,7 @@
 //! `{"errors":[{"message":"...","extensions":{"code":"..."}}]}`.
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, VARY};
 use hyper::{Response, StatusCode};
 
 use super::Body;
@@ -56,4 +56,56 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// Adds `name` to the response's `Vary` (one header, its names comma-separated), unless
+/// it is there already or `Vary` is `*`.
+pub fn add_vary(headers: &mut HeaderMap, name: &'static str) {
+    let mut names: Vec<&str> = headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names
+        .iter()
+        .any(|n| *n == "*" || n.eq_ignore_ascii_case(name))
+    {
+        return;
+    }
+    if names.is_empty() {
+        headers.insert(VARY, HeaderValue::from_static(name));
+        return;
+    }
+    names.push(name);
+    let joined = names.join(", ");
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(VARY, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_names_merge_into_one_header_once() {
+        let mut h = HeaderMap::new();
+        add_vary(&mut h, "Origin");
+        assert_eq!(h[VARY], "Origin");
+        add_vary(&mut h, "origin");
+        assert_eq!(h[VARY], "Origin");
+        h.insert(VARY, HeaderValue::from_static("Accept, Authorization"));
+        h.append(VARY, HeaderValue::from_static("Origin"));
+        add_vary(&mut h, "Accept-Encoding");
+        assert_eq!(
+            h.get_all(VARY).iter().collect::<Vec<_>>(),
+            ["Accept, Authorization, Origin, Accept-Encoding"]
+        );
+        h.insert(VARY, HeaderValue::from_static("*"));
+        add_vary(&mut h, "Origin");
+        assert_eq!(h[VARY], "*");
+    }
 }

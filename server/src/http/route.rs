@@ -56,20 +56,25 @@ impl Route {
         }
     }
 
-    /// The `Allow` header value of the route: the methods it answers.
+    /// The `Allow` header value of the route: the methods it answers. Every route answers
+    /// `OPTIONS` with 204 and this header (and, on the API routes, a CORS preflight's
+    /// headers: `http::cors`).
     pub fn allow(self) -> &'static str {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics | Route::Schema | Route::Playground => {
-                "GET, HEAD"
+                "GET, HEAD, OPTIONS"
             }
-            Route::GraphQl => "GET, POST",
-            Route::Ws | Route::WsEcho => "GET",
+            Route::GraphQl => "GET, POST, OPTIONS",
+            Route::Ws | Route::WsEcho => "GET, OPTIONS",
             Route::NotFound => "",
         }
     }
 
     /// Whether the route answers `method`.
     pub fn allows(self, method: &Method) -> bool {
+        if method == Method::OPTIONS {
+            return true;
+        }
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics | Route::Schema | Route::Playground => {
                 method == Method::GET || method == Method::HEAD
@@ -119,5 +124,7 @@ mod tests {
         assert_eq!(Route::of("/nope"), Route::NotFound);
         assert!(Route::Healthz.allows(&Method::HEAD));
         assert!(!Route::Readyz.allows(&Method::POST));
+        assert!(Route::GraphQl.allows(&Method::OPTIONS));
+        assert!(!Route::GraphQl.allows(&Method::PUT));
     }
 }
