@@ -105,6 +105,14 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_CORS_ORIGINS", value_parser = crate::http::cors::parse_origins, default_value = "", help_heading = "HTTP")]
     pub cors_origins: crate::http::cors::CorsOrigins,
 
+    /// Compress responses with br or gzip, as the client's Accept-Encoding prefers.
+    #[arg(long, env = "STREAMHUB_COMPRESS", default_value_t = true, action = clap::ArgAction::Set, help_heading = "HTTP")]
+    pub compress: bool,
+
+    /// Smallest response body that is compressed.
+    #[arg(long, env = "STREAMHUB_COMPRESS_MIN_BYTES", value_parser = parse_size, default_value = "1KiB", help_heading = "HTTP")]
+    pub compress_min_bytes: usize,
+
     /// How long an idle keep-alive connection is kept open; keep it above the ALB's idle timeout (60 s).
     #[arg(long, env = "STREAMHUB_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "75s", help_heading = "HTTP")]
     pub keepalive_timeout: Duration,
@@ -518,6 +526,8 @@ mod tests {
                 assert_eq!(c.keepalive_timeout, Duration::from_secs(75));
                 assert_eq!(c.max_body_bytes, 1 << 20);
                 assert!(c.cors_origins.is_empty());
+                assert!(c.compress);
+                assert_eq!(c.compress_min_bytes, 1024);
             }
             Command::Token(_) => panic!("expected serve"),
         }

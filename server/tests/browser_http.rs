@@ -1,16 +1,27 @@
 //! What browser and mobile clients expect of the HTTP API, against the real binary: CORS
-//! for pages on other origins (preflights, actual requests, nothing when it is off).
+//! for pages on other origins (preflights, actual requests, nothing when it is off) and
+//! response compression (br and gzip by `Accept-Encoding`, decoded here with the same
+//! crates to exactly the identity body; ETags per encoding and their 304s), and Node.js's
+//! own `fetch` decoding what the server sends.
 
 mod support;
 
+use std::io::Read;
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use support::{request, Response, Server, WsClient};
 
 const APP: &str = "https://app.example.com";
 /// The log filter: `listening` (which `Server::start` waits for), no access lines.
 const LOG: &str = "warn,streamhub=info,streamhub::access=off";
+const CHANNEL_PAGE: &str = include_str!("../../bench/queries/channel-page.graphql");
+
+fn channel_page_body() -> Vec<u8> {
+    json!({"query": CHANNEL_PAGE, "variables": {"login": "alice"}})
+        .to_string()
+        .into_bytes()
+}
 
 /// POST /graphql with a JSON body and extra headers, on a new connection.
 fn post(server: &Server, headers: &[(&str, &str)], body: &[u8]) -> Response {
@@ -200,4 +211,212 @@ fn without_the_setting_no_response_has_a_cors_header() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has a path"), "{err}");
+}
+
+fn unbrotli(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(b, 4096)
+        .read_to_end(&mut out)
+        .expect("a valid brotli stream");
+    out
+}
+
+fn ungzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("a valid gzip stream");
+    out
+}
+
+#[test]
+fn large_responses_are_compressed_as_accepted_and_decode_to_the_identity_body() {
+    let server = Server::start(&[("STREAMHUB_LOG", LOG)]);
+    let body = channel_page_body();
+    let identity = post(&server, &[], &body);
+    assert_eq!(identity.status, 200);
+    assert!(identity.header("content-encoding").is_none());
+    assert_eq!(identity.json()["data"]["channel"]["login"], "alice");
+    assert!(identity.body.len() > 4000, "{}", identity.body.len());
+    // Compressible, so it varies by Accept-Encoding even when sent as is.
+    assert!(names(&identity, "vary").contains(&"accept-encoding".to_owned()));
+
+    for (accept, want) in [
+        ("br", Some("br")),
+        ("gzip", Some("gzip")),
+        // What browsers send: br preferred when both are equally acceptable.
+        ("gzip, deflate, br, zstd", Some("br")),
+        ("br;q=0.5, gzip", Some("gzip")),
+        ("*", Some("br")),
+        ("br;q=0, gzip;q=0", None),
+        ("identity", None),
+        ("gzip;q=0.2, identity;q=0.9", None),
+        ("deflate", None),
+    ] {
+        let r = post(&server, &[("Accept-Encoding", accept)], &body);
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.header("content-encoding"), want, "{accept}");
+        // The body read is exactly Content-Length bytes (the client reads by it).
+        let decoded = match want {
+            Some("br") => unbrotli(&r.body),
+            Some("gzip") => ungzip(&r.body),
+            _ => r.body.clone(),
+        };
+        assert_eq!(decoded, identity.body, "{accept}");
+        if want.is_some() {
+            assert!(
+                r.body.len() * 2 < identity.body.len(),
+                "{accept}: {} bytes",
+                r.body.len()
+            );
+        }
+        let vary = names(&r, "vary");
+        for v in ["accept", "authorization", "accept-encoding"] {
+            assert!(vary.iter().any(|n| n == v), "{accept}: {v} not in {vary:?}");
+        }
+    }
+    // The SDL and the metrics are compressed too (Prometheus asks for gzip).
+    let sdl = server.get("/graphql/schema.graphql", &[]);
+    let r = server.get("/graphql/schema.graphql", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(ungzip(&r.body), sdl.body);
+    let r = server.get("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert!(String::from_utf8(ungzip(&r.body))
+        .unwrap()
+        .contains("streamhub_http_requests_total"));
+}
+
+#[test]
+fn small_responses_and_a_server_with_compression_off_send_identity() {
+    let server = Server::start(&[("STREAMHUB_LOG", LOG)]);
+    let r = server.get("/healthz", &[("Accept-Encoding", "br, gzip")]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-encoding").is_none());
+    assert!(r.header("vary").is_none(), "{r:?}");
+    assert_eq!(r.json()["status"], "ok");
+    // A WebSocket upgrade asking for br is a plain 101.
+    let mut ws = WsClient::connect(&server, "/ws", &[("Accept-Encoding", "br")]);
+    ws.send_json(&json!({"type": "ping"}));
+    assert_eq!(ws.next_json()["type"], "pong");
+
+    let off = Server::start(&[("STREAMHUB_LOG", LOG), ("STREAMHUB_COMPRESS", "false")]);
+    let r = post(
+        &off,
+        &[("Accept-Encoding", "br, gzip")],
+        &channel_page_body(),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-encoding").is_none());
+    assert_eq!(r.json()["data"]["channel"]["login"], "alice");
+    // A higher threshold leaves the channel page as is too.
+    let high = Server::start(&[
+        ("STREAMHUB_LOG", LOG),
+        ("STREAMHUB_COMPRESS_MIN_BYTES", "64KiB"),
+    ]);
+    let r = post(&high, &[("Accept-Encoding", "br")], &channel_page_body());
+    assert!(r.header("content-encoding").is_none());
+}
+
+#[test]
+fn a_public_get_has_an_etag_per_encoding_and_each_revalidates_with_304() {
+    let server = Server::start(&[("STREAMHUB_LOG", LOG)]);
+    // A public query (no viewer, no live state) large enough to be compressed.
+    let text = "{ search(query: \"e\", first: 40) { __typename ... on User { id login displayName bio createdAt } ... on Channel { id login title language tags } ... on Category { id slug name } } }";
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let register = json!({"query": text, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    assert_eq!(
+        post(&server, &[], register.to_string().as_bytes()).status,
+        200
+    );
+    let path = format!(
+        "/graphql?extensions=%7B%22persistedQuery%22%3A%7B%22version%22%3A1%2C%22sha256Hash%22%3A%22{hash}%22%7D%7D"
+    );
+
+    let identity = server.get(&path, &[]);
+    assert_eq!(identity.status, 200, "{identity:?}");
+    assert!(identity
+        .header("cache-control")
+        .unwrap()
+        .starts_with("public"));
+    assert!(identity.body.len() > 1024, "{}", identity.body.len());
+    let plain_tag = identity.header("etag").expect("an ETag").to_owned();
+
+    let mut tags = vec![plain_tag.clone()];
+    for (coding, decode) in [("br", unbrotli as fn(&[u8]) -> Vec<u8>), ("gzip", ungzip)] {
+        let r = server.get(&path, &[("Accept-Encoding", coding)]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), Some(coding));
+        assert_eq!(decode(&r.body), identity.body, "{coding}");
+        let tag = r.header("etag").expect("an ETag").to_owned();
+        assert!(!tags.contains(&tag), "{tag} is not unique among {tags:?}");
+        tags.push(tag.clone());
+
+        // New connections, so both shards are asked: the variant's tag gets 304 with
+        // its ETag and Vary, no body.
+        for _ in 0..3 {
+            let again = server.get(
+                &path,
+                &[("Accept-Encoding", coding), ("If-None-Match", &tag)],
+            );
+            assert_eq!(again.status, 304, "{coding}: {again:?}");
+            assert!(again.body.is_empty());
+            assert_eq!(again.header("etag"), Some(tag.as_str()));
+            assert!(names(&again, "vary").contains(&"accept-encoding".to_owned()));
+            assert!(again.header("content-encoding").is_none());
+        }
+        // The identity tag does not stand for the compressed variant...
+        let r = server.get(
+            &path,
+            &[("Accept-Encoding", coding), ("If-None-Match", &plain_tag)],
+        );
+        assert_eq!(r.status, 200, "{coding}");
+        assert_eq!(r.header("content-encoding"), Some(coding));
+        // ...nor a variant's tag for the identity body.
+        let r = server.get(&path, &[("If-None-Match", &tag)]);
+        assert_eq!(r.status, 200, "{coding}");
+        assert_eq!(r.body, identity.body);
+    }
+    let r = server.get(&path, &[("If-None-Match", &plain_tag)]);
+    assert_eq!(r.status, 304);
+    // A client holding several variants lists them.
+    let all = tags.join(", ");
+    let r = server.get(
+        &path,
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &all)],
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("etag"), Some(tags[2].as_str()));
+}
+
+/// Node.js's `fetch` (undici) asks for br and gzip itself and decodes what it gets: the
+/// channel page arrives whole.
+#[test]
+fn node_fetch_decodes_the_compressed_channel_page() {
+    let server = Server::start(&[("STREAMHUB_LOG", LOG)]);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    let out = Command::new("node")
+        .arg("fetch.mjs")
+        .arg(format!("http://{}/graphql", server.addr))
+        .arg(CHANNEL_PAGE)
+        .current_dir(&dir)
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let identity = post(&server, &[], &channel_page_body());
+    assert!(
+        got["encoding"] == "br" || got["encoding"] == "gzip",
+        "{got}"
+    );
+    assert!(
+        got["wireBytes"].as_u64().unwrap() * 2 < identity.body.len() as u64,
+        "{got}"
+    );
+    assert_eq!(got["body"], identity.json());
 }

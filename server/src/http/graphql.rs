@@ -21,7 +21,7 @@ use graphql_exec::persisted;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER, VARY,
+    HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, ETAG, RETRY_AFTER, VARY,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -159,7 +159,7 @@ pub async fn handle(
                 client: &client,
                 app: app_name(head),
             };
-            return batch(shard, head, media, &raw, caller);
+            return batch(shard, media, &raw, caller);
         }
         request::from_body(&raw)
     } else {
@@ -199,7 +199,7 @@ pub async fn handle(
             } else {
                 Caching::Private
             };
-            executed(media, done.body, cache, head)
+            executed(media, done.body, cache)
         }
         Err(r) => respond(media, Err(r.into())),
     }
@@ -216,13 +216,7 @@ fn app_name(head: &Parts) -> Option<&str> {
 /// `BatchHttpLink` sends): 200 with an array of results in the same order, each
 /// operation read, checked, rate-counted and executed on its own, one after another,
 /// so one's error does not spoil the others and mutations run in order.
-fn batch(
-    shard: &Shard,
-    head: &Parts,
-    media: MediaType,
-    raw: &[u8],
-    caller: Caller<'_>,
-) -> Response<Body> {
+fn batch(shard: &Shard, media: MediaType, raw: &[u8], caller: Caller<'_>) -> Response<Body> {
     let max = shard.node.config.max_batch;
     let refuse = |message: &str| {
         respond(
@@ -269,7 +263,7 @@ fn batch(
         }
     }
     out.push(b']');
-    executed(media, out, Caching::Private, head)
+    executed(media, out, Caching::Private)
 }
 
 /// Answers a request with a stream: its subscription's events, or its one result (or
@@ -396,8 +390,9 @@ enum Caching {
     Private,
 }
 
-fn executed(media: MediaType, body: Vec<u8>, caching: Caching, head: &Parts) -> Response<Body> {
-    let mut status = StatusCode::OK;
+/// The response of an executed operation: a public one with its `ETag` (the 304 for a
+/// client that holds it is answered once its encoding is known: `http::conditional`).
+fn executed(media: MediaType, body: Vec<u8>, caching: Caching) -> Response<Body> {
     let mut etag = None;
     let cache_control = match caching {
         Caching::Private => HeaderValue::from_static("private, no-store"),
@@ -406,26 +401,12 @@ fn executed(media: MediaType, body: Vec<u8>, caching: Caching, head: &Parts) -> 
                 "\"{}\"",
                 &hex_of(&persisted::hash(std::str::from_utf8(&body).unwrap_or("")))[..32]
             );
-            let matches = head
-                .headers
-                .get(IF_NONE_MATCH)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-            if matches {
-                status = StatusCode::NOT_MODIFIED;
-            }
             etag = HeaderValue::from_str(&tag).ok();
             HeaderValue::from_str(&format!("public, max-age={max_age}"))
                 .unwrap_or(HeaderValue::from_static("no-store"))
         }
     };
-    let body = if status == StatusCode::NOT_MODIFIED {
-        Bytes::new()
-    } else {
-        Bytes::from(body)
-    };
-    let mut r = Response::new(Body::new(body));
-    *r.status_mut() = status;
+    let mut r = Response::new(Body::new(Bytes::from(body)));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(media.content_type()));
     h.insert(CACHE_CONTROL, cache_control);

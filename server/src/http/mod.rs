@@ -1,9 +1,12 @@
 //! The HTTP request path: every request goes through [`handle`], which routes it, bounds
-//! it, answers it (`OPTIONS` with 204 and `Allow` on every route), adds CORS headers for
-//! pages on other origins ([`cors`]), and records one metrics sample and one access log
-//! line.
+//! it, answers it (`OPTIONS` with 204 and `Allow` on every route), then settles how the
+//! answer is sent: compressed as the client accepts ([`compress`]), 304 when the client
+//! already holds it ([`conditional`]), with CORS headers for pages on other origins
+//! ([`cors`]); and records one metrics sample and one access log line.
 
 mod body;
+pub mod compress;
+pub mod conditional;
 pub mod cors;
 pub mod graphql;
 pub mod media;
@@ -24,6 +27,7 @@ use std::rc::Rc;
 use hyper::header::{
     HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE,
 };
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::auth::{AuthError, Viewer};
@@ -61,7 +65,7 @@ pub async fn handle(
     };
     let client_ip = meta::client_ip(conn.peer, &head.headers, &config.trusted_proxies);
 
-    let mut resp = if conn.is_over_limit() {
+    let resp = if conn.is_over_limit() {
         let mut r = error_response(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::RateLimited,
@@ -158,6 +162,7 @@ pub async fn handle(
         };
         within(config.request_timeout, dispatch(shard, route, request)).await
     };
+    let mut resp = represent(&head, resp, config);
     cors::decorate(
         &config.cors_origins,
         route,
@@ -206,6 +211,27 @@ fn options(route: Route, config: &Config) -> Response<Body> {
         HeaderValue::from_static(route.allow()),
     );
     r
+}
+
+/// How a response is sent: compressed when the client takes an encoding (its `ETag` then
+/// names that variant), or 304 when the client already holds that variant.
+fn represent(head: &Parts, mut resp: Response<Body>, config: &Config) -> Response<Body> {
+    let coding = if compress::compressible(&head.method, &resp, config) {
+        compress::vary(&mut resp);
+        compress::negotiate(&head.headers)
+    } else {
+        None
+    };
+    if let Some(c) = coding {
+        conditional::tag_variant(resp.headers_mut(), c.token());
+    }
+    if conditional::client_has(&head.method, &head.headers, &resp) {
+        return conditional::not_modified(resp);
+    }
+    match coding {
+        Some(c) => compress::encode(c, resp),
+        None => resp,
+    }
 }
 
 /// What a route handler may read of a request.
