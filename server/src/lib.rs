@@ -2,7 +2,8 @@
 //!
 //! Owns: the configuration ([`config`]), the thread-per-core shards and their listeners
 //! ([`shard`], [`listener`]), the HTTP connection driver with its ALB-friendly timeouts
-//! ([`conn`]), routing and the operations endpoints ([`http`]), the GraphQL service every
+//! ([`conn`]), the HTTP request path: routing, GraphQL over HTTP and its streams, CORS, response
+//! compression and the operations endpoints ([`http`]), the GraphQL service every
 //! transport calls ([`graphql`]), WebSocket sessions, rooms and subscriptions
 //! ([`realtime`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
 //! domain and its store ([`domain`], [`store`], [`schema`]), per-shard metrics summed at
