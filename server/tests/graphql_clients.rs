@@ -66,18 +66,7 @@ fn a_batch_answers_each_operation_on_its_own_in_order() {
 #[test]
 fn apollo_clients_batch_http_link_gets_each_result_from_one_post() {
     let server = server(&[]);
-    let out = std::process::Command::new("node")
-        .arg("batch.mjs")
-        .arg(server.addr.to_string())
-        .current_dir(support::js_dir())
-        .output()
-        .expect("running node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = support::run_node("batch.mjs", &[&server.addr.to_string()]);
     assert_eq!(
         r["posts"], 1,
         "the three queries went out as one batch: {r}"

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 use support::{token, Server, Streamed, SECRET};
 
@@ -25,21 +23,9 @@ fn server(extra: &[(&str, &str)]) -> Server {
 }
 
 fn node(script: &str, server: &Server, channel: &str) -> Value {
-    let out = Command::new("node")
-        .arg(script)
-        .arg(server.addr.to_string())
-        .arg(token("u1", "alice", false))
-        .arg(token("u2", "bob", false))
-        .arg(channel)
-        .current_dir(support::js_dir())
-        .output()
-        .expect("running node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let addr = server.addr.to_string();
+    let (alice, bob) = (token("u1", "alice", false), token("u2", "bob", false));
+    support::run_node(script, &[&addr, &alice, &bob, channel])
 }
 
 /// Sends a chat message to `channel` as bob; its seq.

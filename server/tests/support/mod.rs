@@ -173,6 +173,23 @@ pub fn graphql_at(addr: SocketAddr, token: Option<&str>, body: &serde_json::Valu
     .expect("request failed")
 }
 
+/// Runs `node <script> <args…>` in [`js_dir`]; the one JSON line it prints (panics with
+/// its stderr when it fails).
+pub fn run_node(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(js_dir())
+        .output()
+        .expect("running node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The folder of the JavaScript clients the tests run (graphql-http, graphql-ws), with
 /// its packages installed (`npm ci` the first time).
 pub fn js_dir() -> std::path::PathBuf {
