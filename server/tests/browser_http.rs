@@ -9,7 +9,7 @@ mod support;
 use std::io::Read;
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{request, Response, Server, WsClient};
 
 const APP: &str = "https://app.example.com";
@@ -395,20 +395,8 @@ fn a_public_get_has_an_etag_per_encoding_and_each_revalidates_with_304() {
 #[test]
 fn node_fetch_decodes_the_compressed_channel_page() {
     let server = Server::start(&[("STREAMHUB_LOG", LOG)]);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    let out = Command::new("node")
-        .arg("fetch.mjs")
-        .arg(format!("http://{}/graphql", server.addr))
-        .arg(CHANNEL_PAGE)
-        .current_dir(&dir)
-        .output()
-        .expect("running node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = format!("http://{}/graphql", server.addr);
+    let got = support::run_node("fetch.mjs", &[&url, CHANNEL_PAGE]);
     let identity = post(&server, &[], &channel_page_body());
     assert!(
         got["encoding"] == "br" || got["encoding"] == "gzip",

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 use support::{token, Server, WsClient, SECRET};
 
@@ -22,23 +20,10 @@ fn server(extra: &[(&str, &str)]) -> Server {
 
 #[test]
 fn the_graphql_ws_client_gets_every_event_sent_by_mutation_and_by_the_room_protocol() {
-    let dir = support::js_dir();
     let server = server(&[]);
-    let out = Command::new("node")
-        .arg("subscribe.mjs")
-        .arg(server.addr.to_string())
-        .arg(token("u1", "alice", false))
-        .arg(token("u2", "bob", false))
-        .arg("ch_u7")
-        .current_dir(&dir)
-        .output()
-        .expect("running node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let addr = server.addr.to_string();
+    let (alice, bob) = (token("u1", "alice", false), token("u2", "bob", false));
+    let r = support::run_node("subscribe.mjs", &[&addr, &alice, &bob, "ch_u7"]);
     assert_eq!(
         r["query"]["data"],
         json!({"viewer": {"login": "alice"}, "category": {"name": "Art"}})
