@@ -11,8 +11,10 @@
 //! instance while a node was cut off from Redis) restarts the kept events after the
 //! gap, since nothing before it could ever be replayed whole again.
 //!
-//! Time is passed in (`now`), never read here, so the module is deterministic; `now`
-//! should be monotonic ([`Instant`]).
+//! Time is passed in (`now`), never read here, so the module is deterministic: an
+//! [`Instant`], or milliseconds on a clock the caller keeps ([`Moment`] for `i64`), which
+//! should not go backwards. An event is too old once `max_age` has passed since it was
+//! recorded.
 
 use std::collections::{vec_deque, VecDeque};
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ pub const DEFAULT_HISTORY_EVENTS: usize = 1000;
 pub struct HistoryLimits {
     /// At most this many of the most recent events (0 keeps none).
     pub max_events: usize,
-    /// Events older than this are dropped; `None` keeps them regardless of age.
+    /// Events this old or older are dropped; `None` keeps them regardless of age.
     pub max_age: Option<Duration>,
 }
 
@@ -69,14 +71,14 @@ pub struct SinceAhead {
 
 /// The answer to [`History::since`].
 #[derive(Debug)]
-pub enum Recovery<'a, T> {
+pub enum Recovery<'a, T, M = Instant> {
     /// Every event after `since`, in order (empty when `since` is the last seq).
-    Replay(Replay<'a, T>),
+    Replay(Replay<'a, T, M>),
     /// Some of the events after `since` are no longer kept: the client must reload.
     NotRecoverable,
 }
 
-impl<T> Recovery<'_, T> {
+impl<T, M> Recovery<'_, T, M> {
     /// Whether the gap was recovered (the protocol's `recovered` flag).
     pub fn is_recovered(&self) -> bool {
         matches!(self, Self::Replay(_))
@@ -85,11 +87,11 @@ impl<T> Recovery<'_, T> {
 
 /// The events of a successful recovery, oldest first, as `(seq, event)`.
 #[derive(Debug, Clone)]
-pub struct Replay<'a, T> {
-    events: vec_deque::Iter<'a, Kept<T>>,
+pub struct Replay<'a, T, M = Instant> {
+    events: vec_deque::Iter<'a, Kept<T, M>>,
 }
 
-impl<'a, T> Iterator for Replay<'a, T> {
+impl<'a, T, M> Iterator for Replay<'a, T, M> {
     type Item = (u64, &'a T);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -101,25 +103,44 @@ impl<'a, T> Iterator for Replay<'a, T> {
     }
 }
 
-impl<T> ExactSizeIterator for Replay<'_, T> {}
+impl<T, M> ExactSizeIterator for Replay<'_, T, M> {}
+
+/// A point in time a history measures ages with.
+pub trait Moment: Copy + Ord {
+    /// How long after `earlier` this is (zero when it is not after).
+    fn since(self, earlier: Self) -> Duration;
+}
+
+impl Moment for Instant {
+    fn since(self, earlier: Self) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+/// Milliseconds on the caller's clock (since the Unix epoch, say).
+impl Moment for i64 {
+    fn since(self, earlier: Self) -> Duration {
+        Duration::from_millis(self.saturating_sub(earlier).max(0) as u64)
+    }
+}
 
 #[derive(Debug, Clone)]
-struct Kept<T> {
+struct Kept<T, M> {
     seq: u64,
-    at: Instant,
+    at: M,
     value: T,
 }
 
-/// One room's recent events. Owned by the shard that orders the room; not shared.
+/// One room's recent events, with its times measured in `M`.
 #[derive(Debug, Clone)]
-pub struct History<T> {
+pub struct History<T, M = Instant> {
     /// Contiguous seqs, oldest first, ending at `last_seq` when not empty.
-    events: VecDeque<Kept<T>>,
+    events: VecDeque<Kept<T, M>>,
     last_seq: u64,
     limits: HistoryLimits,
 }
 
-impl<T> History<T> {
+impl<T, M: Moment> History<T, M> {
     /// The history of a room with no events yet (the next seq is 1).
     pub fn new(limits: HistoryLimits) -> Self {
         Self::starting_after(0, limits)
@@ -157,7 +178,7 @@ impl<T> History<T> {
 
     /// Records the event at `seq`, which happened at `now`, then drops what the limits
     /// no longer allow.
-    pub fn record(&mut self, seq: u64, value: T, now: Instant) -> Recorded {
+    pub fn record(&mut self, seq: u64, value: T, now: M) -> Recorded {
         if seq <= self.last_seq {
             return Recorded::Duplicate;
         }
@@ -182,7 +203,7 @@ impl<T> History<T> {
     }
 
     /// Drops the events older than the age limit at `now`.
-    pub fn prune(&mut self, now: Instant) {
+    pub fn prune(&mut self, now: M) {
         let expired = self.expired(now);
         self.events.drain(..expired);
     }
@@ -192,7 +213,7 @@ impl<T> History<T> {
     ///
     /// # Errors
     /// [`SinceAhead`] when `since` is greater than the last seq.
-    pub fn since(&self, since: u64, now: Instant) -> Result<Recovery<'_, T>, SinceAhead> {
+    pub fn since(&self, since: u64, now: M) -> Result<Recovery<'_, T, M>, SinceAhead> {
         if since > self.last_seq {
             return Err(SinceAhead {
                 since,
@@ -218,13 +239,34 @@ impl<T> History<T> {
         }))
     }
 
+    /// The event at `seq`, if kept (expired or not: [`History::prune`] drops those).
+    pub fn get(&self, seq: u64) -> Option<&T> {
+        let back = self.last_seq.checked_sub(seq)?;
+        let i = self
+            .events
+            .len()
+            .checked_sub(1 + usize::try_from(back).ok()?)?;
+        self.events.get(i).map(|kept| &kept.value)
+    }
+
+    /// The kept events before `end_seq` (exclusive) that have not expired at `now`,
+    /// newest first, as `(seq, event)`.
+    pub fn before(&self, end_seq: u64, now: M) -> impl Iterator<Item = (u64, &T)> {
+        let live = self.expired(now);
+        let end = self.events.partition_point(|kept| kept.seq < end_seq);
+        self.events
+            .range(live.min(end)..end)
+            .rev()
+            .map(|kept| (kept.seq, &kept.value))
+    }
+
     /// The number of kept events that have expired at `now` (they are the oldest).
-    fn expired(&self, now: Instant) -> usize {
+    fn expired(&self, now: M) -> usize {
         match self.limits.max_age {
             None => 0,
             Some(max_age) => self
                 .events
-                .partition_point(|kept| now.saturating_duration_since(kept.at) > max_age),
+                .partition_point(|kept| now.since(kept.at) >= max_age),
         }
     }
 }

@@ -1,20 +1,20 @@
 //! streamhub-pubsub: room fan-out.
 //!
-//! Owns (so far, as a library the shards will plug in):
+//! Owns:
 //! - [`ring`]: the single-producer broadcast ring each shard writes and the other shards
 //!   read, each with its own cursor; a reader that falls a lap behind is told exactly
 //!   which positions it lost instead of slowing the writer.
 //! - [`doorbell`]: batched cross-thread wake-ups a shard's runtime awaits (one wake-up
 //!   per burst, however many publishes).
-//! - [`seq`]: which shard orders a room (a fixed hash of the room id over the shards),
-//!   the per-room seq counters that shard keeps, and how an incoming seq follows the
-//!   last one delivered.
-//! - [`history`]: each room's recent events for `since` recovery: an exact replay of the
-//!   gap or "not recoverable", never a partial replay.
-//! - [`room`]: the event model shared by the hub.
+//! - [`seq`]: how an incoming seq follows the last one delivered (next, stale, a gap).
+//! - [`history`]: each room's recent events for `since` recovery and gap filling,
+//!   accepted at the seq their orderer gave them: an exact replay of a gap or "not
+//!   recoverable", never a partial replay.
+//! - [`room`]: the one event type of the whole path ([`Event`]: a room, a seq and a
+//!   self-contained [`Chat`] event with its frame encoded once).
 //!
-//! Still to come: the per-shard room hubs (subscribers, delivery) and the Redis bridge
-//! between nodes.
+//! The server's hubs (subscribers, delivery), its orderers and the Redis bridge between
+//! nodes are built on these.
 //!
 //! Must not know: WebSocket framing, GraphQL, HTTP or PostgreSQL.
 //!
@@ -31,4 +31,4 @@ pub mod seq;
 pub use doorbell::Doorbell;
 pub use history::{History, HistoryLimits, Recovery};
 pub use ring::{Consumer, Lapped, Producer, Recv};
-pub use room::{RoomEvent, RoomId};
+pub use room::{Author, Chat, ChatEvent, Event, RoomEvent, RoomId};

@@ -1,6 +1,9 @@
-//! The event model shared by the hub: what one room event is once it has a seq.
+//! The event model of the whole path, from the orderer through the rings and the hubs
+//! to every protocol: what one room event is once it has a seq, and what a chat room's
+//! events hold. An event carries what its frames need (a message its author's id, login
+//! and display name), so any shard or node encodes it without asking a store.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -49,9 +52,94 @@ impl<P> RoomEvent<P> {
     }
 }
 
+/// Who wrote a chat message, as its frames show them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Author {
+    /// The user's id.
+    pub id: Box<str>,
+    /// The user's login.
+    pub login: Box<str>,
+    /// The name shown.
+    pub display_name: Box<str>,
+}
+
+/// What happened in a chat room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Chat {
+    /// A chat message.
+    Message {
+        /// Its author.
+        author: Author,
+        /// The text.
+        body: Box<str>,
+        /// When it was sent (milliseconds since the Unix epoch).
+        sent_at: i64,
+    },
+    /// The message at `message_seq` was deleted.
+    Deleted {
+        /// The deleted message's seq.
+        message_seq: u64,
+    },
+    /// A user was banned from the room.
+    Banned {
+        /// The banned user's id.
+        user_id: Box<str>,
+        /// Until when (milliseconds since the Unix epoch; None: until unbanned).
+        until: Option<i64>,
+    },
+}
+
+/// A chat room event's content and its room-protocol frame, encoded once by whichever
+/// shard delivers it first and shared by every other (an event's frame never changes).
+#[derive(Debug)]
+pub struct ChatEvent {
+    /// What happened.
+    pub chat: Chat,
+    frame: OnceLock<Bytes>,
+}
+
+impl ChatEvent {
+    /// An event of `chat`, not encoded yet.
+    pub fn new(chat: Chat) -> ChatEvent {
+        ChatEvent {
+            chat,
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// The event's frame: `encode` makes it the first time, on whichever thread asks
+    /// first; later calls share those bytes.
+    pub fn frame(&self, encode: impl FnOnce(&Chat) -> Bytes) -> Bytes {
+        self.frame.get_or_init(|| encode(&self.chat)).clone()
+    }
+}
+
+impl PartialEq for ChatEvent {
+    fn eq(&self, other: &ChatEvent) -> bool {
+        self.chat == other.chat
+    }
+}
+
+/// One event of a chat room, as every layer passes it on (cheap to clone).
+pub type Event = RoomEvent<Arc<ChatEvent>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_is_encoded_once_and_its_bytes_shared() {
+        let e = ChatEvent::new(Chat::Deleted { message_seq: 3 });
+        let calls = std::cell::Cell::new(0);
+        let encode = |c: &Chat| {
+            calls.set(calls.get() + 1);
+            Bytes::from(format!("{c:?}"))
+        };
+        let a = e.frame(encode);
+        let b = e.frame(encode);
+        assert_eq!(calls.get(), 1);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a copy");
+    }
 
     #[test]
     fn an_event_carries_its_room_seq_and_payload() {

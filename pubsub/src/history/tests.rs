@@ -112,19 +112,20 @@ fn the_age_limit_expires_old_events() {
     for seq in 1..=10 {
         history.record(seq, format!("event {seq}"), t0 + second * seq as u32);
     }
-    // At t0 + 10s nothing is older than 10s.
+    // At t0 + 10.5s nothing is 10s old.
     assert_eq!(
-        replayed(&history, 0, t0 + 10 * second),
+        replayed(&history, 0, t0 + 10 * second + second / 2),
         Some((1..=10).collect())
     );
     // At t0 + 13.5s, events 1..=3 (at 1s, 2s, 3s) are more than 10s old.
     let now = t0 + 13 * second + second / 2;
     assert_eq!(replayed(&history, 3, now), Some((4..=10).collect()));
     assert_eq!(replayed(&history, 2, now), None);
-    // Exactly 10s old is still kept.
+    // Exactly 10s old is too old: at t0 + 14s event 4 is gone too.
+    assert_eq!(replayed(&history, 3, t0 + 14 * second), None);
     assert_eq!(
-        replayed(&history, 3, t0 + 14 * second),
-        Some((4..=10).collect())
+        replayed(&history, 4, t0 + 14 * second),
+        Some((5..=10).collect())
     );
     // Everything expired: only since == last recovers.
     let late = t0 + 60 * second;
@@ -299,8 +300,7 @@ fn since_agrees_with_a_model_that_keeps_everything() {
                     s > restart_after
                         && s >= kept_from
                         && seen.iter().any(|&(seq, at)| {
-                            seq == s
-                                && max_age.is_none_or(|age| query_now.duration_since(at) <= age)
+                            seq == s && max_age.is_none_or(|age| query_now.duration_since(at) < age)
                         })
                 });
                 let expected = recoverable.then(|| (since + 1..=last).collect::<Vec<_>>());
@@ -312,4 +312,26 @@ fn since_agrees_with_a_model_that_keeps_everything() {
             }
         }
     }
+}
+
+#[test]
+fn milliseconds_work_as_time_and_reads_see_what_is_kept() {
+    let mut history: History<String, i64> =
+        History::new(limits(3, Some(Duration::from_millis(100))));
+    for seq in 1..=4 {
+        history.record(seq, format!("event {seq}"), seq as i64 * 10);
+    }
+    // 1 was evicted by count; 2..=4 are kept.
+    assert_eq!(history.get(1), None);
+    assert_eq!(history.get(3).map(String::as_str), Some("event 3"));
+    assert_eq!(history.get(5), None);
+    let newest_first: Vec<u64> = history.before(u64::MAX, 40).map(|(s, _)| s).collect();
+    assert_eq!(newest_first, vec![4, 3, 2]);
+    let before_four: Vec<u64> = history.before(4, 40).map(|(s, _)| s).collect();
+    assert_eq!(before_four, vec![3, 2]);
+    // At 120 event 2 (recorded at 20) is exactly 100 ms old: expired, so not read.
+    let live: Vec<u64> = history.before(u64::MAX, 120).map(|(s, _)| s).collect();
+    assert_eq!(live, vec![4, 3]);
+    assert!(!history.since(1, 120).unwrap().is_recovered());
+    assert!(history.since(2, 120).unwrap().is_recovered());
 }
