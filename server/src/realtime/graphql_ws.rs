@@ -197,7 +197,7 @@ impl<'a> Session<'a> {
                 client: &client,
                 app: None,
             };
-            let s = match service::start(shard, &req, Via::Post, caller) {
+            let s = match service::start(shard, &req, Via::Post, caller).await {
                 Err(refusal) => return Done::Refused(id, refusal.errors),
                 Ok(Started::Executed(done)) => return Done::Executed(id, done.body),
                 Ok(Started::Subscription(s)) => s,
@@ -216,7 +216,7 @@ impl<'a> Session<'a> {
                 vars_key: s.vars_key,
                 topic: s.topic,
             });
-            match shard.hub.subscribe(sub, &s.room, s.since) {
+            match shard.hub.subscribe(sub, &s.room, s.since).await {
                 Ok(()) => Done::Subscribed(id, s.room.into()),
                 Err((code, message)) => Done::Refused(
                     id,

@@ -7,8 +7,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use graphql_exec::coerce::Variables;
@@ -141,7 +144,7 @@ impl Hub {
 
     /// The room, brought up to date, and the seqs to replay after `since`: Ok(None) when
     /// the gap is older than the history kept.
-    fn open(
+    async fn open(
         &self,
         room_id: &str,
         since: Option<u64>,
@@ -168,7 +171,7 @@ impl Hub {
                 .is_some_and(|s| s <= last && log.replayable_after(s as u32, d.now(), d.retention));
             (channel, last, replayable)
         };
-        self.render_pending(room_id, pending);
+        self.render_pending(room_id, pending).await;
         let replay = match since {
             None => Some(0..0),
             Some(s) if s > last => {
@@ -186,7 +189,7 @@ impl Hub {
     /// Joins `conn` to `room` (room protocol). Queues `joined` (with the room's last
     /// seq) and, when `since` is given and within the history kept, every event after it,
     /// in order; later events come by delivery. Returns false when already joined.
-    pub fn join(
+    pub async fn join(
         &self,
         conn: ConnId,
         queue: &Rc<SendQueue>,
@@ -201,7 +204,7 @@ impl Hub {
         {
             return Ok(false);
         }
-        let (channel, last, replay) = self.open(room_id, since)?;
+        let (channel, last, replay) = self.open(room_id, since).await?;
         queue.push(room::joined(
             room_id,
             last,
@@ -249,13 +252,13 @@ impl Hub {
     /// Starts a GraphQL subscription on `room`. For `chatEvents` with `since`, the events
     /// after it are sent first; a gap older than the history kept is refused with
     /// `HISTORY_UNAVAILABLE`.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         sub: Rc<Subscription>,
         room_id: &str,
         since: Option<u64>,
     ) -> Result<(), Refusal> {
-        let (channel, _, replay) = self.open(room_id, since)?;
+        let (channel, _, replay) = self.open(room_id, since).await?;
         let Some(seqs) = replay else {
             return Err((
                 "HISTORY_UNAVAILABLE",
@@ -263,7 +266,7 @@ impl Hub {
             ));
         };
         for seq in seqs {
-            let payload = self.render(&sub, Obj::RoomEvent(channel, seq as u32));
+            let payload = self.render(&sub, Obj::RoomEvent(channel, seq as u32)).await;
             push_next(&sub, payload.as_deref(), Some(seq));
         }
         if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
@@ -309,9 +312,9 @@ impl Hub {
                                 None => Vec::new(),
                             }
                         };
-                        self.render_pending(&room_id, pending);
+                        self.render_pending(&room_id, pending).await;
                     }
-                    Notice::Stream(room_id) => self.stream_changed(&room_id),
+                    Notice::Stream(room_id) => self.stream_changed(&room_id).await,
                 }
             }
         }
@@ -346,13 +349,13 @@ impl Hub {
                     .collect()
             };
             for (subs, channel) in changed {
-                self.deliver_to(&subs, Obj::ChannelRoot(channel));
+                self.deliver_to(&subs, Obj::ChannelRoot(channel)).await;
             }
         }
     }
 
     /// Renders each caught-up event for the room's `chatEvents` subscriptions.
-    fn render_pending(&self, room_id: &str, pending: Vec<(ChannelIx, u32)>) {
+    async fn render_pending(&self, room_id: &str, pending: Vec<(ChannelIx, u32)>) {
         if pending.is_empty() {
             return;
         }
@@ -366,11 +369,11 @@ impl Hub {
             None => return,
         };
         for (channel, seq) in pending {
-            self.deliver_to(&subs, Obj::RoomEvent(channel, seq));
+            self.deliver_to(&subs, Obj::RoomEvent(channel, seq)).await;
         }
     }
 
-    fn stream_changed(&self, room_id: &str) {
+    async fn stream_changed(&self, room_id: &str) {
         let (subs, channel): (Vec<Rc<Subscription>>, ChannelIx) =
             match self.rooms.borrow().get(room_id) {
                 Some(room) => (
@@ -383,12 +386,12 @@ impl Hub {
                 ),
                 None => return,
             };
-        self.deliver_to(&subs, Obj::ChannelRoot(channel));
+        self.deliver_to(&subs, Obj::ChannelRoot(channel)).await;
     }
 
     /// Renders `root` once per distinct (document, operation, variables, and viewer
     /// for selections that depend on one) and queues it on every subscription.
-    fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
+    async fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
         type Key<'a> = (*const Doc, usize, &'a str, Option<&'a str>);
         let seq = match root {
             Obj::RoomEvent(_, seq) => Some(u64::from(seq)),
@@ -405,7 +408,7 @@ impl Hub {
             let payload = match rendered.iter().position(|(k, _)| *k == key) {
                 Some(i) => &rendered[i].1,
                 None => {
-                    let p = self.render(s, root.clone());
+                    let p = self.render(s, root.clone()).await;
                     rendered.push((key, p));
                     &rendered[rendered.len() - 1].1
                 }
@@ -417,15 +420,25 @@ impl Hub {
     /// The execution result of a subscription's selection for one event; None when
     /// execution failed inside the server (a panic, i.e. a bug), which is logged and
     /// costs only the subscriptions that asked for this payload, not the shard's hub.
-    fn render(&self, sub: &Subscription, root: Obj) -> Option<Vec<u8>> {
+    async fn render(&self, sub: &Subscription, root: Obj) -> Option<Vec<u8>> {
         let schema = &self.domain.schema;
         let plan = sub.doc.plan_at(sub.op);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut execution = std::pin::pin!(async {
             let req = self.domain.request(sub.viewer.as_deref());
-            graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars)
-        }))
-        .map_err(|_| tracing::error!("a subscription's execution failed; closing its connection"))
-        .ok()
+            graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars).await
+        });
+        // Each poll is guarded: a panic ends the execution (not polled again) as None.
+        std::future::poll_fn(|cx| {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| execution.as_mut().poll(cx))) {
+                Ok(Poll::Ready(body)) => Poll::Ready(Some(body)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(_) => {
+                    tracing::error!("a subscription's execution failed; closing its connection");
+                    Poll::Ready(None)
+                }
+            }
+        })
+        .await
     }
 }
 
