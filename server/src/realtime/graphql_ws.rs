@@ -177,8 +177,8 @@ impl<'a> Session<'a> {
     }
 
     /// Runs operation `id`: a query or mutation executed, or a subscription registered
-    /// with the hub (which sends its `sinceSeq` replay first). The hub registers it last,
-    /// so a flight dropped before its end leaves no subscription behind.
+    /// with the hub (which sends its `sinceSeq` replay first). A flight dropped before
+    /// its end leaves no subscription behind: the hub takes it out again.
     fn subscribe(&self, id: String, payload: serde_json::Value) -> Flight<'a, Done> {
         let (shard, conn, queue) = (self.shard, self.conn, Rc::clone(&self.queue));
         let viewer = self.viewer.clone();

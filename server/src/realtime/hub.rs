@@ -103,8 +103,11 @@ struct Room {
     channel: ChannelIx,
     /// The last seq delivered to this shard's members.
     delivered: u32,
+    /// The last seq rendered for its `chatEvents` subscriptions (at most `delivered`);
+    /// only the hub's task moves it (see [`Hub::render_chat`]).
+    rendered: u32,
     members: Vec<(ConnId, Rc<SendQueue>)>,
-    subs: Vec<Rc<Subscription>>,
+    subs: Vec<Rc<Subscriber>>,
     /// The viewer count last emitted to `viewerCount` subscribers.
     viewers_sent: Option<u32>,
 }
@@ -115,7 +118,26 @@ impl Room {
     }
 }
 
+/// A subscription as its room holds it, with where it stands in the room's events.
+#[derive(Debug)]
+struct Subscriber {
+    sub: Rc<Subscription>,
+    /// The last room event it was given, or the seq it starts after.
+    after: Cell<u32>,
+    /// Its `sinceSeq` replay is running: deliveries pass it by, the replay sends them.
+    replaying: Cell<bool>,
+    /// It left: a payload still being rendered when it did is not sent to it (its id
+    /// may already name a new subscription).
+    ended: Cell<bool>,
+}
+
 /// One shard's rooms.
+///
+/// Rendering a subscription payload awaits the executor, so other tasks run in
+/// between; a room's order still holds: members are delivered to synchronously, and a
+/// room's `chatEvents` subscriptions are rendered for by the hub's task alone, one event
+/// after another (each subscription's `after` says what it has had), while a
+/// subscription that replays `sinceSeq` sends itself what passes meanwhile.
 #[derive(Debug)]
 pub struct Hub {
     domain: Arc<Domain>,
@@ -142,14 +164,14 @@ impl Hub {
         id
     }
 
-    /// The room, brought up to date, and the seqs to replay after `since`: Ok(None) when
-    /// the gap is older than the history kept.
-    async fn open(
+    /// The room with its members brought up to date, its last seq, and the seqs to
+    /// replay after `since`: None when the gap is older than the history kept. What its
+    /// subscriptions have not had yet, the hub's task renders when it hears of it.
+    fn open(
         &self,
         room_id: &str,
         since: Option<u64>,
     ) -> Result<(ChannelIx, u64, Option<std::ops::Range<u64>>), Refusal> {
-        let mut pending = Vec::new();
         let (channel, last, replayable) = {
             let mut rooms = self.rooms.borrow_mut();
             let d = self.domain.store.read();
@@ -160,18 +182,18 @@ impl Hub {
             let room = rooms.entry(room_id.into()).or_insert_with(|| Room {
                 channel,
                 delivered: log.last_seq(),
+                rendered: log.last_seq(),
                 members: Vec::new(),
                 subs: Vec::new(),
                 viewers_sent: None,
             });
             // Bring the room up to date first, so a newcomer starts exactly at `delivered`.
-            pending.extend(catch_up(&d, room_id, room));
+            catch_up(&d, room_id, room);
             let last = u64::from(room.delivered);
             let replayable = since
                 .is_some_and(|s| s <= last && log.replayable_after(s as u32, d.now(), d.retention));
             (channel, last, replayable)
         };
-        self.render_pending(room_id, pending).await;
         let replay = match since {
             None => Some(0..0),
             Some(s) if s > last => {
@@ -189,7 +211,7 @@ impl Hub {
     /// Joins `conn` to `room` (room protocol). Queues `joined` (with the room's last
     /// seq) and, when `since` is given and within the history kept, every event after it,
     /// in order; later events come by delivery. Returns false when already joined.
-    pub async fn join(
+    pub fn join(
         &self,
         conn: ConnId,
         queue: &Rc<SendQueue>,
@@ -204,7 +226,7 @@ impl Hub {
         {
             return Ok(false);
         }
-        let (channel, last, replay) = self.open(room_id, since).await?;
+        let (channel, last, replay) = self.open(room_id, since)?;
         queue.push(room::joined(
             room_id,
             last,
@@ -250,36 +272,60 @@ impl Hub {
     }
 
     /// Starts a GraphQL subscription on `room`. For `chatEvents` with `since`, the events
-    /// after it are sent first; a gap older than the history kept is refused with
-    /// `HISTORY_UNAVAILABLE`.
+    /// after it are sent first, then live ones, each once and in order; a gap older than
+    /// the history kept is refused with `HISTORY_UNAVAILABLE`. The subscription is in
+    /// its room from the start (deliveries pass it by while it replays); when this
+    /// future is dropped before its end, it leaves the room again.
     pub async fn subscribe(
         &self,
         sub: Rc<Subscription>,
         room_id: &str,
         since: Option<u64>,
     ) -> Result<(), Refusal> {
-        let (channel, _, replay) = self.open(room_id, since).await?;
-        let Some(seqs) = replay else {
+        let (channel, last, replay) = self.open(room_id, since)?;
+        if replay.is_none() {
             return Err((
                 "HISTORY_UNAVAILABLE",
                 "`sinceSeq` is older than the history kept".to_owned(),
             ));
-        };
-        for seq in seqs {
-            let payload = self.render(&sub, Obj::RoomEvent(channel, seq as u32)).await;
-            push_next(&sub, payload.as_deref(), Some(seq));
         }
+        let who = Rc::new(Subscriber {
+            sub,
+            // `open` checked that `since` is at most `last`.
+            after: Cell::new(since.unwrap_or(last) as u32),
+            replaying: Cell::new(true),
+            ended: Cell::new(false),
+        });
         if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
-            room.subs.push(sub);
+            room.subs.push(Rc::clone(&who));
         }
+        Replay {
+            hub: self,
+            room_id,
+            who,
+        }
+        .run(channel)
+        .await;
         Ok(())
     }
 
     /// Stops subscription `id` of `conn` on `room`.
     pub fn unsubscribe(&self, conn: ConnId, id: &str, room_id: &str) {
+        self.remove_subs(room_id, |s| s.sub.conn == conn && &*s.sub.id == id);
+    }
+
+    /// Takes the subscriptions `which` picks out of `room` (marked ended, so a payload
+    /// being rendered for them is not sent), and the room away once nothing is in it.
+    fn remove_subs(&self, room_id: &str, which: impl Fn(&Subscriber) -> bool) {
         let mut rooms = self.rooms.borrow_mut();
         if let Some(room) = rooms.get_mut(room_id) {
-            room.subs.retain(|s| !(s.conn == conn && &*s.id == id));
+            room.subs.retain(|s| {
+                let leaves = which(s);
+                if leaves {
+                    s.ended.set(true);
+                }
+                !leaves
+            });
             if room.is_empty() {
                 rooms.remove(room_id);
             }
@@ -304,15 +350,14 @@ impl Hub {
             for n in notices {
                 match n {
                     Notice::Events(room_id) => {
-                        let pending = {
+                        {
                             let mut rooms = self.rooms.borrow_mut();
                             let d = self.domain.store.read();
-                            match rooms.get_mut(&room_id) {
-                                Some(room) => catch_up(&d, &room_id, room),
-                                None => Vec::new(),
+                            if let Some(room) = rooms.get_mut(&room_id) {
+                                catch_up(&d, &room_id, room);
                             }
-                        };
-                        self.render_pending(&room_id, pending).await;
+                        }
+                        self.render_chat(&room_id).await;
                     }
                     Notice::Stream(room_id) => self.stream_changed(&room_id).await,
                 }
@@ -327,18 +372,13 @@ impl Hub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let changed: Vec<(Vec<Rc<Subscription>>, ChannelIx)> = {
+            let changed: Vec<(Vec<Rc<Subscriber>>, ChannelIx)> = {
                 let mut rooms = self.rooms.borrow_mut();
                 let d = self.domain.store.read();
                 rooms
                     .values_mut()
                     .filter_map(|room| {
-                        let subs: Vec<Rc<Subscription>> = room
-                            .subs
-                            .iter()
-                            .filter(|s| s.topic == Topic::ViewerCount && !s.sink.is_closing())
-                            .cloned()
-                            .collect();
+                        let subs = listening(room, Topic::ViewerCount);
                         let now = d.channel(room.channel).viewers;
                         if subs.is_empty() || room.viewers_sent == Some(now) {
                             return None;
@@ -354,44 +394,57 @@ impl Hub {
         }
     }
 
-    /// Renders each caught-up event for the room's `chatEvents` subscriptions.
-    async fn render_pending(&self, room_id: &str, pending: Vec<(ChannelIx, u32)>) {
-        if pending.is_empty() {
-            return;
-        }
-        let subs: Vec<Rc<Subscription>> = match self.rooms.borrow().get(room_id) {
-            Some(room) => room
-                .subs
-                .iter()
-                .filter(|s| s.topic == Topic::ChatEvents && !s.sink.is_closing())
-                .cloned()
-                .collect(),
-            None => return,
-        };
-        for (channel, seq) in pending {
-            self.deliver_to(&subs, Obj::RoomEvent(channel, seq)).await;
+    /// Renders, for the room's `chatEvents` subscriptions, each event its members were
+    /// delivered, in seq order, one at a time. Only the hub's task calls it, so a room's
+    /// events are never rendered by two at once: each subscription gets each event once,
+    /// in order, except one still replaying (its replay sends the event) or starting
+    /// after it.
+    async fn render_chat(&self, room_id: &str) {
+        loop {
+            let (subs, root) = {
+                let mut rooms = self.rooms.borrow_mut();
+                let Some(room) = rooms.get_mut(room_id) else {
+                    return;
+                };
+                if room.rendered >= room.delivered {
+                    return;
+                }
+                room.rendered += 1;
+                let seq = room.rendered;
+                let subs: Vec<Rc<Subscriber>> = room
+                    .subs
+                    .iter()
+                    .filter(|s| {
+                        s.sub.topic == Topic::ChatEvents
+                            && !s.replaying.get()
+                            && s.after.get() < seq
+                            && !s.sub.sink.is_closing()
+                    })
+                    .cloned()
+                    .collect();
+                for s in &subs {
+                    s.after.set(seq);
+                }
+                (subs, Obj::RoomEvent(room.channel, seq))
+            };
+            if !subs.is_empty() {
+                self.deliver_to(&subs, root).await;
+            }
         }
     }
 
     async fn stream_changed(&self, room_id: &str) {
-        let (subs, channel): (Vec<Rc<Subscription>>, ChannelIx) =
-            match self.rooms.borrow().get(room_id) {
-                Some(room) => (
-                    room.subs
-                        .iter()
-                        .filter(|s| s.topic == Topic::StreamUpdates && !s.sink.is_closing())
-                        .cloned()
-                        .collect(),
-                    room.channel,
-                ),
-                None => return,
-            };
+        let (subs, channel) = match self.rooms.borrow().get(room_id) {
+            Some(room) => (listening(room, Topic::StreamUpdates), room.channel),
+            None => return,
+        };
         self.deliver_to(&subs, Obj::ChannelRoot(channel)).await;
     }
 
     /// Renders `root` once per distinct (document, operation, variables, and viewer
-    /// for selections that depend on one) and queues it on every subscription.
-    async fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj) {
+    /// for selections that depend on one) and queues it on every subscription still
+    /// there when its payload is ready.
+    async fn deliver_to(&self, subs: &[Rc<Subscriber>], root: Obj) {
         type Key<'a> = (*const Doc, usize, &'a str, Option<&'a str>);
         let seq = match root {
             Obj::RoomEvent(_, seq) => Some(u64::from(seq)),
@@ -399,21 +452,24 @@ impl Hub {
         };
         let mut rendered: Vec<(Key<'_>, Option<Vec<u8>>)> = Vec::new();
         for s in subs {
+            let sub = &*s.sub;
             let key = (
-                Rc::as_ptr(&s.doc),
-                s.op,
-                s.vars_key.as_str(),
-                s.viewer.as_deref().map(|v| &*v.id),
+                Rc::as_ptr(&sub.doc),
+                sub.op,
+                sub.vars_key.as_str(),
+                sub.viewer.as_deref().map(|v| &*v.id),
             );
-            let payload = match rendered.iter().position(|(k, _)| *k == key) {
-                Some(i) => &rendered[i].1,
+            let i = match rendered.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
                 None => {
-                    let p = self.render(s, root.clone()).await;
+                    let p = self.render(sub, root.clone()).await;
                     rendered.push((key, p));
-                    &rendered[rendered.len() - 1].1
+                    rendered.len() - 1
                 }
             };
-            push_next(s, payload.as_deref(), seq);
+            if !s.ended.get() {
+                push_next(sub, rendered[i].1.as_deref(), seq);
+            }
         }
     }
 
@@ -439,6 +495,63 @@ impl Hub {
             }
         })
         .await
+    }
+}
+
+/// The room's subscriptions to `topic` whose sinks are open.
+fn listening(room: &Room, topic: Topic) -> Vec<Rc<Subscriber>> {
+    room.subs
+        .iter()
+        .filter(|s| s.sub.topic == topic && !s.sub.sink.is_closing())
+        .cloned()
+        .collect()
+}
+
+/// A subscription's `sinceSeq` replay; dropped before its end (the future subscribing
+/// it was dropped: its connection went away, its request timed out), it takes the
+/// subscription out of its room, as nobody else knows of it yet.
+struct Replay<'h> {
+    hub: &'h Hub,
+    room_id: &'h str,
+    who: Rc<Subscriber>,
+}
+
+impl Replay<'_> {
+    /// Sends the subscription each event after its start up to the last one the room's
+    /// deliveries rendered (read again after each event: they go on meanwhile), then
+    /// hands it over to them, with no await between the last check and the handover.
+    async fn run(&self, channel: ChannelIx) {
+        loop {
+            let seq = {
+                let rendered = self
+                    .hub
+                    .rooms
+                    .borrow()
+                    .get(self.room_id)
+                    .map_or(0, |r| r.rendered);
+                let after = self.who.after.get();
+                if after >= rendered {
+                    self.who.replaying.set(false);
+                    return;
+                }
+                after + 1
+            };
+            let payload = self
+                .hub
+                .render(&self.who.sub, Obj::RoomEvent(channel, seq))
+                .await;
+            push_next(&self.who.sub, payload.as_deref(), Some(u64::from(seq)));
+            self.who.after.set(seq);
+        }
+    }
+}
+
+impl Drop for Replay<'_> {
+    fn drop(&mut self) {
+        if self.who.replaying.get() {
+            self.hub
+                .remove_subs(self.room_id, |s| std::ptr::eq(s, &*self.who));
+        }
     }
 }
 
@@ -469,17 +582,16 @@ const INTERNAL_ERROR: &[u8] =
     br#"{"errors":[{"message":"Internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#;
 
 /// Queues every event after `room.delivered` on every room protocol member, each
-/// encoded once, and returns them for the subscriptions (rendered without the lock).
-fn catch_up(d: &Data, room_id: &str, room: &mut Room) -> Vec<(ChannelIx, u32)> {
+/// encoded once.
+fn catch_up(d: &Data, room_id: &str, room: &mut Room) {
     let last = d.channel(room.channel).log.last_seq();
-    let mut pending = Vec::new();
     room.members.retain(|(_, q)| !q.is_closing());
+    if room.members.is_empty() {
+        room.delivered = room.delivered.max(last);
+        return;
+    }
     while room.delivered < last {
         room.delivered += 1;
-        pending.push((room.channel, room.delivered));
-        if room.members.is_empty() {
-            continue;
-        }
         let Some(frame) = encode(d, room_id, room.channel, room.delivered) else {
             continue;
         };
@@ -488,10 +600,6 @@ fn catch_up(d: &Data, room_id: &str, room: &mut Room) -> Vec<(ChannelIx, u32)> {
             q.push(frame.clone());
         }
     }
-    if room.subs.is_empty() {
-        pending.clear();
-    }
-    pending
 }
 
 /// The room protocol frame of the event at `seq`: encoded by the first shard that

@@ -122,7 +122,7 @@ impl<'a> Protocol<'a> for Session<'a> {
                 // The hub registers the member last, so a flight dropped before its end
                 // leaves no membership behind.
                 return Step::Flight(Box::pin(async move {
-                    let joined = shard.hub.join(conn, &queue, &r, since).await;
+                    let joined = shard.hub.join(conn, &queue, &r, since);
                     Done::Join(r.into(), joined)
                 }));
             }
