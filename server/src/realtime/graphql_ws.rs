@@ -5,7 +5,8 @@
 //!
 //! A `subscribe` is the session's message in flight (see `socket.rs`): it executes its
 //! query or mutation, or registers its subscription with the hub, before the next
-//! message is read.
+//! message is read. Its execution has `STREAMHUB_REQUEST_TIMEOUT`, as over HTTP: past
+//! it the operation gets an `error` with `SERVICE_UNAVAILABLE`.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -22,7 +23,7 @@ use super::socket::{Flight, Protocol, Step};
 use crate::auth::Viewer;
 use crate::conn::ConnState;
 use crate::graphql::request::from_value;
-use crate::graphql::service::{self, Caller, Started, Via};
+use crate::graphql::service::{self, one_error, Caller, Started, Via};
 use crate::limits::rate::Client;
 use crate::shard::Shard;
 
@@ -197,7 +198,14 @@ impl<'a> Session<'a> {
                 client: &client,
                 app: None,
             };
-            let s = match service::start(shard, &req, Via::Post, caller).await {
+            // Bounded as an HTTP request is: past the timeout the execution is dropped.
+            let limit = shard.node.config.request_timeout;
+            let started =
+                tokio::time::timeout(limit, service::start(shard, &req, Via::Post, caller));
+            let Ok(started) = started.await else {
+                return Done::Refused(id, one_error("SERVICE_UNAVAILABLE", "request timed out"));
+            };
+            let s = match started {
                 Err(refusal) => return Done::Refused(id, refusal.errors),
                 Ok(Started::Executed(done)) => return Done::Executed(id, done.body),
                 Ok(Started::Subscription(s)) => s,
