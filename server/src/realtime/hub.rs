@@ -643,3 +643,167 @@ fn encode_event(d: &Data, room_id: &str, seq: u32, event: &RoomEvent) -> Bytes {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Waker};
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::realtime::fanout::Fanout;
+    use crate::store::demo::{generate, DemoSize};
+    use crate::store::Store;
+
+    const ROOM: &str = "ch_u1";
+    const CHAT: &str = "subscription($c: ID!, $s: Int) { chatEvents(channelId: $c, sinceSeq: $s) { ... on ChatMessage { seq } } }";
+
+    /// The JSON of the text frames `queue` has written so far (server frames: unmasked).
+    fn written(queue: &SendQueue) -> Vec<Value> {
+        let mut bytes: Vec<u8> = Vec::new();
+        let _ = queue.poll_write_to(&mut Context::from_waker(Waker::noop()), &mut bytes);
+        let mut b = &bytes[..];
+        let mut out = Vec::new();
+        while b.len() >= 2 {
+            let (len, head) = match b[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+                n => (usize::from(n), 2),
+            };
+            out.push(serde_json::from_slice(&b[head..head + len]).unwrap());
+            b = &b[head + len..];
+        }
+        out
+    }
+
+    /// The seqs of the `chatEvents` payloads written to `queue` so far.
+    fn seqs(queue: &SendQueue) -> Vec<u64> {
+        written(queue)
+            .iter()
+            .map(|f| f["payload"]["data"]["chatEvents"]["seq"].as_u64().unwrap())
+            .collect()
+    }
+
+    fn subscription(
+        hub: &Hub,
+        doc: &Rc<Doc>,
+        conn: ConnId,
+        since: Option<u64>,
+    ) -> Rc<Subscription> {
+        let vars = json!({ "c": ROOM, "s": since });
+        let Value::Object(input) = &vars else {
+            unreachable!()
+        };
+        let schema = &hub.domain.schema;
+        Rc::new(Subscription {
+            conn,
+            id: "1".into(),
+            sink: Sink::WebSocket(SendQueue::new(1 << 20)),
+            doc: Rc::clone(doc),
+            op: 0,
+            vars: graphql_exec::coerce::coerce_variables(schema, &doc.plan_at(0).variables, input)
+                .unwrap(),
+            vars_key: vars.to_string(),
+            viewer: None,
+            topic: Topic::ChatEvents,
+        })
+    }
+
+    fn queue_of(sub: &Subscription) -> &SendQueue {
+        match &sub.sink {
+            Sink::WebSocket(q) => q,
+            Sink::Http(_) => unreachable!(),
+        }
+    }
+
+    /// Lets the hub's task deliver what it has heard of.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Events published, then a member joined and subscriptions started before the hub's
+    /// task heard of them: the members are up to date at once, the subscriptions'
+    /// renders lag; each subscription still gets each event once, in order, from where
+    /// it starts.
+    #[tokio::test]
+    async fn subscriptions_get_each_event_once_from_where_they_start() {
+        let fanout = Arc::new(Fanout::new(1));
+        let inbox = fanout.attach(0);
+        let schema = Arc::new(crate::schema::build().unwrap());
+        let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
+        let domain = Arc::new(Domain::new(schema, store, fanout));
+        let hub = Rc::new(Hub::new(Arc::clone(&domain), inbox));
+        let doc = Rc::new(Doc::from_text(&domain, CHAT));
+        let alice = Viewer {
+            id: "u1".into(),
+            login: "alice".into(),
+            admin: false,
+        };
+        let send = || domain.request(Some(&alice)).send_chat(ROOM, "hi").unwrap();
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                tokio::task::spawn_local(Rc::clone(&hub).run());
+                let early = subscription(&hub, &doc, hub.connection(), None);
+                hub.subscribe(Rc::clone(&early), ROOM, None).await.unwrap();
+                let (a, b) = (u64::from(send()), u64::from(send()));
+                // Before the hub's task runs: a member joins (catching the room's members
+                // up), one subscription replays from before both events, one starts now.
+                let member = SendQueue::new(1 << 20);
+                assert_eq!(hub.join(hub.connection(), &member, ROOM, None), Ok(true));
+                let replayed = subscription(&hub, &doc, hub.connection(), Some(a - 1));
+                hub.subscribe(Rc::clone(&replayed), ROOM, Some(a - 1))
+                    .await
+                    .unwrap();
+                let late = subscription(&hub, &doc, hub.connection(), None);
+                hub.subscribe(Rc::clone(&late), ROOM, None).await.unwrap();
+                settle().await;
+                let c = u64::from(send());
+                settle().await;
+                assert_eq!(seqs(queue_of(&early)), [a, b, c]);
+                assert_eq!(seqs(queue_of(&replayed)), [a, b, c]);
+                assert_eq!(seqs(queue_of(&late)), [c]);
+                let frames = written(&member);
+                assert_eq!(frames[0]["type"], "joined");
+                assert_eq!(frames[0]["seq"], b);
+                assert_eq!(frames[1]["seq"], c);
+                assert_eq!(frames.len(), 2);
+            })
+            .await;
+    }
+
+    /// A subscription whose replay is dropped before its end (its connection went away)
+    /// leaves its room, and the room goes once nothing is in it.
+    #[tokio::test]
+    async fn a_replay_dropped_midway_leaves_nothing_behind() {
+        let fanout = Arc::new(Fanout::new(1));
+        let inbox = fanout.attach(0);
+        let schema = Arc::new(crate::schema::build().unwrap());
+        let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
+        let domain = Arc::new(Domain::new(schema, store, fanout));
+        let hub = Hub::new(Arc::clone(&domain), inbox);
+        let doc = Rc::new(Doc::from_text(&domain, CHAT));
+        let sub = subscription(&hub, &doc, hub.connection(), None);
+        let (_, last, _) = hub.open(ROOM, None).unwrap();
+        let who = Rc::new(Subscriber {
+            sub,
+            after: Cell::new(last as u32),
+            replaying: Cell::new(true),
+            ended: Cell::new(false),
+        });
+        hub.rooms
+            .borrow_mut()
+            .get_mut(ROOM)
+            .unwrap()
+            .subs
+            .push(Rc::clone(&who));
+        drop(Replay {
+            hub: &hub,
+            room_id: ROOM,
+            who: Rc::clone(&who),
+        });
+        assert!(who.ended.get());
+        assert!(hub.rooms.borrow().get(ROOM).is_none());
+    }
+}
