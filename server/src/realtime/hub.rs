@@ -406,6 +406,10 @@ impl Hub {
                 let Some(room) = rooms.get_mut(room_id) else {
                     return;
                 };
+                if room.subs.is_empty() {
+                    // Nobody to render for (a subscription replaying is in `subs`).
+                    room.rendered = room.delivered;
+                }
                 if room.rendered >= room.delivered {
                     return;
                 }
