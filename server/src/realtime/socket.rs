@@ -9,6 +9,9 @@
 //! are answered in the order they came; it keeps writing its queue, and the shard's
 //! sweep keeps pinging and closing it as usual. The future's output goes back to the
 //! protocol ([`Protocol::on_done`]), which updates its state and queues its answer.
+//! The client's pongs are not read meanwhile either, so a flight must end well within
+//! the ping interval and pong timeout (35 s by default) or the sweep takes the session
+//! for silent: an execution is bounded by the request timeout (30 s by default).
 //!
 //! When the server closes first (the client broke the protocol, sent a message too big
 //! or of the wrong type, or the protocol ended the session), the client may still be
