@@ -71,7 +71,13 @@ impl Both {
             admin,
         });
         let req = self.ours.request(viewer.as_ref());
-        graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars)
+        self.rt.block_on(graphql_exec::exec::execute(
+            schema,
+            plan,
+            &req,
+            Obj::Root,
+            &vars,
+        ))
     }
 
     fn peer(&self, who: Who, query: &str, vars: &Value) -> Value {

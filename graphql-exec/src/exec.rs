@@ -2,7 +2,9 @@
 //!
 //! Each level hands the resolver every parent object that needs a field at once
 //! ([`Resolver::resolve`] takes a slice of parents), so a field is resolved once per
-//! level and selection, never once per parent (no N+1, no dataloader timers). Results
+//! level and selection, never once per parent (no N+1, no dataloader timers). The
+//! resolver is async: each batch is awaited in turn, so a resolver that goes to its
+//! store suspends the operation, not the thread, and nothing is boxed per batch. Results
 //! land in a flat arena of compact nodes (breadth-first order is not output order), then
 //! one depth-first pass writes the response with the plan's pre-escaped keys. Null
 //! propagates from a non-null position to the nearest nullable parent, and every error
@@ -181,13 +183,19 @@ impl<O: Clone> Out<'_, O> {
 }
 
 /// What the schema's user supplies: how to resolve a field for a batch of parents.
+///
+/// `resolve` is async so a resolver can await its store (a database round trip, a
+/// cache), once per batch. Its future is not required to be `Send`: an operation runs
+/// on the thread that started it (thread-per-core), hence the allowed lint.
+#[allow(async_fn_in_trait)]
 pub trait Resolver {
     /// The domain's object handle.
     type Object: Clone;
 
     /// Resolves `field` for every one of `parents` (all of type `field.parent`), pushing
-    /// exactly one value per parent, in order, onto `out`.
-    fn resolve(
+    /// exactly one value per parent, in order, onto `out`. Called once per level,
+    /// selection and field, with every parent of the batch.
+    async fn resolve(
         &self,
         field: &PlannedField,
         args: &Args<'_>,
@@ -231,8 +239,10 @@ struct Slot<'p> {
 const NO_PARENT: u32 = u32::MAX;
 
 /// One response: `{"errors":[...],"data":{...}}` as bytes. Introspection fields are
-/// answered by the engine; every other field by `resolver`.
-pub fn execute<R: Resolver>(
+/// answered by the engine; every other field by `resolver`, whose batches are awaited
+/// one after another. Dropping the future stops the execution between two batches (or
+/// inside one, where the resolver awaits): a caller bounds it with a timeout this way.
+pub async fn execute<R: Resolver>(
     schema: &Schema,
     plan: &Plan,
     resolver: &R,
@@ -266,11 +276,11 @@ pub fn execute<R: Resolver>(
         let root = level.pop().expect("the root object was queued");
         for pos in 0..run.included(&plan.selection).len() {
             let mut next = Vec::new();
-            run.batch(&root, Some(pos), &mut next);
-            run.drain(next);
+            run.batch(&root, Some(pos), &mut next).await;
+            run.drain(next).await;
         }
     } else {
-        run.drain(level);
+        run.drain(level).await;
     }
     run.propagate_nulls();
     run.write()
@@ -424,18 +434,19 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
     }
 
     /// Resolves level after level until nothing is left.
-    fn drain(&mut self, mut level: Vec<Batch<'p, R::Object>>) {
+    async fn drain(&mut self, mut level: Vec<Batch<'p, R::Object>>) {
         while !level.is_empty() {
             let mut next = Vec::new();
             for batch in &level {
-                self.batch(batch, None, &mut next);
+                self.batch(batch, None, &mut next).await;
             }
             level = next;
         }
     }
 
-    /// Resolves the included fields of a batch (or only the one at `only`).
-    fn batch(
+    /// Resolves the included fields of a batch (or only the one at `only`), awaiting the
+    /// resolver once per field.
+    async fn batch(
         &mut self,
         batch: &Batch<'p, R::Object>,
         only: Option<usize>,
@@ -488,7 +499,7 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                         values: &mut values,
                         text: &mut self.text,
                     };
-                    self.resolver.resolve(field, &args, parents, &mut out);
+                    self.resolver.resolve(field, &args, parents, &mut out).await;
                     fill(&mut values, n, field);
                     drop(args);
                     for (k, value) in values.drain(..).enumerate() {
@@ -1008,6 +1019,7 @@ fn needs_escape(w: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block_on;
     use crate::plan::plan;
     use async_graphql_parser::parse_query;
     use std::cell::RefCell;
@@ -1051,7 +1063,7 @@ mod tests {
     impl Resolver for Toy {
         type Object = Obj;
 
-        fn resolve(
+        async fn resolve(
             &self,
             f: &PlannedField,
             args: &Args<'_>,
@@ -1062,6 +1074,8 @@ mod tests {
                 format!("{}.{}", self.schema.get(f.parent).name, f.name),
                 parents.len(),
             ));
+            // As a store round trip would: the batch is suspended once before answering.
+            tokio::task::yield_now().await;
             for p in parents {
                 out.push(match (p, &*f.name) {
                     (Obj::Root, "humans") => {
@@ -1129,7 +1143,7 @@ mod tests {
             panic!()
         };
         let vars = crate::coerce::coerce_variables(&toy.schema, &p.variables, &input).unwrap();
-        let bytes = execute(&toy.schema, &p, &toy, Obj::Root, &vars);
+        let bytes = block_on(execute(&toy.schema, &p, &toy, Obj::Root, &vars));
         let text = String::from_utf8(bytes).unwrap();
         let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         (json, toy.calls.into_inner())
@@ -1286,6 +1300,7 @@ mod coercion_tests {
     //! result coercion), and the response order of conditional fields.
 
     use super::*;
+    use crate::block_on;
     use crate::plan::plan;
     use async_graphql_parser::parse_query;
     use serde_json::json;
@@ -1315,7 +1330,7 @@ mod coercion_tests {
     impl Resolver for Echo {
         type Object = ();
 
-        fn resolve(
+        async fn resolve(
             &self,
             f: &PlannedField,
             args: &Args<'_>,
@@ -1358,7 +1373,7 @@ mod coercion_tests {
             panic!()
         };
         let vars = crate::coerce::coerce_variables(&schema, &p.variables, &input).unwrap();
-        String::from_utf8(execute(&schema, &p, &Echo, (), &vars)).unwrap()
+        String::from_utf8(block_on(execute(&schema, &p, &Echo, (), &vars))).unwrap()
     }
 
     fn run(query: &str, vars: serde_json::Value) -> serde_json::Value {

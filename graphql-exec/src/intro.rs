@@ -482,7 +482,13 @@ mod tests {
     impl Resolver for NoFields {
         type Object = ();
 
-        fn resolve(&self, f: &PlannedField, _: &Args<'_>, parents: &[()], out: &mut Out<'_, ()>) {
+        async fn resolve(
+            &self,
+            f: &PlannedField,
+            _: &Args<'_>,
+            parents: &[()],
+            out: &mut Out<'_, ()>,
+        ) {
             out.extend(
                 parents
                     .iter()
@@ -520,7 +526,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"));
         let plan = prepared.plan(None).unwrap();
         assert!(plan.cost <= Limits::default().complexity, "{}", plan.cost);
-        let out = execute(&schema, plan, &NoFields, (), &Default::default());
+        let out = crate::block_on(execute(&schema, plan, &NoFields, (), &Default::default()));
         let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(r.get("errors").is_none(), "{r}");
         let s = &r["data"]["__schema"];

@@ -3,7 +3,8 @@
 //! Owns: building a schema from SDL, parsing operations, validating them against every
 //! rule of the specification's validation section, coercing variables and arguments,
 //! turning an operation into a cached plan, executing a plan level by level straight
-//! into one JSON output buffer, and the persisted-document registry.
+//! into one JSON output buffer (asynchronously: resolvers may await their store, once
+//! per batch), and the persisted-document registry.
 //!
 //! Must not know: streams, chat, users, stores, HTTP or WebSocket. Resolvers are
 //! supplied by the caller through a trait; the streaming schema is only the first user.
@@ -24,3 +25,12 @@ pub mod plan;
 pub mod registry;
 pub mod schema;
 pub mod validate;
+
+/// Runs `f` to its end on a current-thread runtime, as a shard runs an operation.
+#[cfg(test)]
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

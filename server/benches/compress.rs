@@ -37,7 +37,17 @@ fn channel_page() -> Vec<u8> {
     let mut input = serde_json::Map::new();
     input.insert("login".into(), "alice".into());
     let vars = graphql_exec::coerce::coerce_variables(&schema, &plan.variables, &input).unwrap();
-    graphql_exec::exec::execute(&schema, plan, &domain.request(None), Obj::Root, &vars)
+    let req = domain.request(None);
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(graphql_exec::exec::execute(
+            &schema,
+            plan,
+            &req,
+            Obj::Root,
+            &vars,
+        ))
 }
 
 /// This thread's CPU time so far, in ns (the first field of its schedstat): on a shared

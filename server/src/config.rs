@@ -121,7 +121,7 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "10s", help_heading = "HTTP")]
     pub header_timeout: Duration,
 
-    /// How long a request may take from its head to its response; past it the answer is 503.
+    /// How long a request may take from its head to its response; past it the answer is 503 (for a query or mutation over graphql-transport-ws, an error with SERVICE_UNAVAILABLE).
     #[arg(long, env = "STREAMHUB_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "30s", help_heading = "HTTP")]
     pub request_timeout: Duration,
 

@@ -200,7 +200,7 @@ impl Request<'_> {
 impl Resolver for Request<'_> {
     type Object = Obj;
 
-    fn resolve(
+    async fn resolve(
         &self,
         field: &PlannedField,
         args: &Args<'_>,

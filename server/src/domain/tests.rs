@@ -53,7 +53,17 @@ impl Fixture {
         let Value::Object(vars) = vars else { panic!() };
         let vars = coerce_variables(schema, &plan.variables, &vars).unwrap();
         let req = self.domain.request(who);
-        let out = graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars);
+        let out = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(graphql_exec::exec::execute(
+                schema,
+                plan,
+                &req,
+                Obj::Root,
+                &vars,
+            ));
         serde_json::from_slice(&out).unwrap()
     }
 

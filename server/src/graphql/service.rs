@@ -119,20 +119,21 @@ pub struct Caller<'a> {
     pub app: Option<&'a str>,
 }
 
-/// Runs a query or mutation: checks, rate, variables, execution; counted in the
+/// Runs a query or mutation: checks, rate, variables, execution (awaited: a transport
+/// bounds it with its request timeout by dropping the future); counted in the
 /// per-operation metrics.
-pub fn execute(
+pub async fn execute(
     shard: &Shard,
     req: &GraphQlRequest<'_>,
     via: Via,
     caller: Caller<'_>,
 ) -> Result<Executed, Refusal> {
     let started = quanta::Instant::now();
-    finish(shard, req, operation(shard, req), via, caller, started)
+    finish(shard, req, operation(shard, req), via, caller, started).await
 }
 
 /// Runs the operation found (or passes on the refusal) and counts it.
-fn finish(
+async fn finish(
     shard: &Shard,
     req: &GraphQlRequest<'_>,
     found: Result<(Rc<Doc>, usize), Refusal>,
@@ -142,7 +143,7 @@ fn finish(
 ) -> Result<Executed, Refusal> {
     let (result, found) = match found {
         Ok((doc, index)) => (
-            run(shard, &doc, index, req, via, caller.viewer, caller.client),
+            run(shard, &doc, index, req, via, caller.viewer, caller.client).await,
             Some((doc, index)),
         ),
         Err(r) => (Err(r), None),
@@ -208,7 +209,7 @@ fn document_label<'a>(req: &'a GraphQlRequest<'_>, buf: &'a mut String) -> &'a s
     buf
 }
 
-fn run(
+async fn run(
     shard: &Shard,
     doc: &Doc,
     index: usize,
@@ -244,7 +245,7 @@ fn run(
     let schema = &shard.node.domain.schema;
     let vars = coerce(shard, doc, index, req)?;
     let domain_req = shard.node.domain.request(viewer);
-    let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars);
+    let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars).await;
     Ok(Executed { body, info })
 }
 
@@ -312,7 +313,7 @@ pub enum Started {
 /// Runs a query or mutation at once, or checks a subscription and says what it
 /// listens to. Starting a subscription spends no rate budget here: a transport charges
 /// what opens it (a WebSocket upgrade, an HTTP request).
-pub fn start(
+pub async fn start(
     shard: &Shard,
     req: &GraphQlRequest<'_>,
     via: Via,
@@ -324,7 +325,9 @@ pub fn start(
         .as_ref()
         .is_ok_and(|(doc, op)| doc.plan_at(*op).operation == OperationType::Subscription);
     if !subscription {
-        return finish(shard, req, found, via, caller, started).map(Started::Executed);
+        return finish(shard, req, found, via, caller, started)
+            .await
+            .map(Started::Executed);
     }
     let (doc, op) = found?;
     let plan = doc.plan_at(op);

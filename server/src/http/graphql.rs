@@ -159,7 +159,7 @@ pub async fn handle(
                 client: &client,
                 app: app_name(head),
             };
-            return batch(shard, media, &raw, caller);
+            return batch(shard, media, &raw, caller).await;
         }
         request::from_body(&raw)
     } else {
@@ -187,9 +187,9 @@ pub async fn handle(
         app: app_name(head),
     };
     if let Some(framing) = framing {
-        return streamed(shard, conn, framing, head, &request, via, viewer, caller);
+        return streamed(shard, conn, framing, head, &request, via, viewer, caller).await;
     }
-    match service::execute(shard, &request, via, caller) {
+    match service::execute(shard, &request, via, caller).await {
         Ok(done) => {
             // The operation's policy, capped by the configured public max age.
             let cap = shard.node.config.public_max_age.as_secs();
@@ -216,7 +216,7 @@ fn app_name(head: &Parts) -> Option<&str> {
 /// `BatchHttpLink` sends): 200 with an array of results in the same order, each
 /// operation read, checked, rate-counted and executed on its own, one after another,
 /// so one's error does not spoil the others and mutations run in order.
-fn batch(shard: &Shard, media: MediaType, raw: &[u8], caller: Caller<'_>) -> Response<Body> {
+async fn batch(shard: &Shard, media: MediaType, raw: &[u8], caller: Caller<'_>) -> Response<Body> {
     let max = shard.node.config.max_batch;
     let refuse = |message: &str| {
         respond(
@@ -252,9 +252,12 @@ fn batch(shard: &Shard, media: MediaType, raw: &[u8], caller: Caller<'_>) -> Res
         if i > 0 {
             out.push(b',');
         }
-        let result = request::from_value(item)
-            .map_err(|e| one_error("BAD_REQUEST", &e.to_string()))
-            .and_then(|req| service::execute(shard, &req, Via::Post, caller).map_err(|r| r.errors));
+        let result = match request::from_value(item) {
+            Ok(req) => service::execute(shard, &req, Via::Post, caller)
+                .await
+                .map_err(|r| r.errors),
+            Err(e) => Err(one_error("BAD_REQUEST", &e.to_string())),
+        };
         match result {
             Ok(done) => out.extend_from_slice(&done.body),
             Err(errors) => {
@@ -269,7 +272,7 @@ fn batch(shard: &Shard, media: MediaType, raw: &[u8], caller: Caller<'_>) -> Res
 /// Answers a request with a stream: its subscription's events, or its one result (or
 /// refusal) and the end.
 #[allow(clippy::too_many_arguments)]
-fn streamed(
+async fn streamed(
     shard: &Shard,
     conn: &ConnState,
     framing: Framing,
@@ -282,7 +285,7 @@ fn streamed(
     let stream = shard
         .streams
         .open(framing, shard.node.config.ws_queue_bytes);
-    let subscribed = match subscribe(shard, &stream, head, req, via, viewer, caller) {
+    let subscribed = match subscribe(shard, &stream, head, req, via, viewer, caller).await {
         Ok(Some(subscribed)) => Some(subscribed),
         Ok(None) => {
             stream.complete();
@@ -311,7 +314,7 @@ fn streamed(
 /// Starts `req` on `stream`: a subscription registered with the hub (Some), or a query
 /// or mutation whose result is queued (None); Err with the `errors` of a refusal.
 #[allow(clippy::too_many_arguments)]
-fn subscribe(
+async fn subscribe(
     shard: &Shard,
     stream: &Rc<EventStream>,
     head: &Parts,
@@ -320,7 +323,7 @@ fn subscribe(
     viewer: Option<&Rc<Viewer>>,
     caller: Caller<'_>,
 ) -> Result<Option<Subscribed>, serde_json::Value> {
-    let s = match service::start(shard, req, via, caller) {
+    let s = match service::start(shard, req, via, caller).await {
         Err(refusal) => return Err(refusal.errors),
         Ok(Started::Executed(done)) => {
             stream.next(&done.body, None);
@@ -353,6 +356,7 @@ fn subscribe(
     shard
         .hub
         .subscribe(sub, &s.room, since)
+        .await
         .map_err(|(code, message)| one_error(code, &message))?;
     Ok(Some(Subscribed {
         hub: Rc::clone(&shard.hub),

@@ -5,15 +5,22 @@
 //! Deliveries only queue frames on the connection's send queue, which the session's
 //! writer drains (see `socket.rs`): they never wait on a slow reader, and a slow
 //! consumer is closed with 4008 by its queue.
+//!
+//! `join` and `send` go to the hub and the store: each is the session's message in
+//! flight, so the next message is read once it is answered (`sent` follows the order of
+//! the sends).
 
 use std::rc::Rc;
+
+use graphql_exec::exec::FieldError;
 use streamhub_ws::frame;
 use streamhub_ws::message::code;
 use streamhub_ws::queue::SendQueue;
 use streamhub_ws::room::{self, ClientMsg};
 use streamhub_ws::upgrade::Socket;
 
-use super::socket::Protocol;
+use super::hub::Refusal;
+use super::socket::{Protocol, Step};
 use crate::auth::Viewer;
 use crate::conn::ConnState;
 use crate::limits::rate::{Budget, Client};
@@ -67,17 +74,26 @@ impl Drop for Session<'_> {
     }
 }
 
-impl Protocol for Session<'_> {
+/// What a message handled in flight comes to.
+enum Done {
+    /// A join of this room: Ok(true) when joined, Ok(false) when already a member.
+    Join(Box<str>, Result<bool, Refusal>),
+    /// A send with its nonce: the seq its message took.
+    Send(Option<String>, Result<u32, FieldError>),
+}
+
+impl<'a> Protocol<'a> for Session<'a> {
     const BINARY_CLOSE: (u16, &'static str) = (code::UNSUPPORTED, "the room protocol is JSON text");
     const INTERNAL_CLOSE: (u16, &'static str) = (code::INTERNAL, "internal error");
+    type Done = Done;
 
-    /// Handles one client message; false to end the session (a close is queued).
     /// The room protocol needs no initialisation.
     fn initialized(&self) -> bool {
         true
     }
 
-    fn on_text(&mut self, text: &[u8]) -> bool {
+    /// Handles one client message: `join` and `send` in flight, the others at once.
+    fn on_text(&mut self, text: &[u8]) -> Step<'a, Done> {
         let msg = match room::parse(text) {
             Ok(m) => m,
             Err(e) => {
@@ -86,7 +102,7 @@ impl Protocol for Session<'_> {
                     &format!("not a room protocol message: {e}"),
                     None,
                 ));
-                return true;
+                return Step::Done(true);
             }
         };
         match msg {
@@ -98,17 +114,17 @@ impl Protocol for Session<'_> {
                 Err(e) => {
                     self.queue
                         .close_with(frame::close(code::POLICY, &e.to_string()));
-                    return false;
+                    return Step::Done(false);
                 }
             },
             ClientMsg::Join { room: r, since } => {
-                match self.shard.hub.join(self.conn, &self.queue, &r, since) {
-                    Ok(true) => self.rooms.push(r.into()),
-                    Ok(false) => {}
-                    Err((code, message)) => {
-                        self.queue.push(room::error(code, &message, None));
-                    }
-                }
+                let (shard, conn, queue) = (self.shard, self.conn, Rc::clone(&self.queue));
+                // The hub registers the member last, so a flight dropped before its end
+                // leaves no membership behind.
+                return Step::Flight(Box::pin(async move {
+                    let joined = shard.hub.join(conn, &queue, &r, since);
+                    Done::Join(r.into(), joined)
+                }));
             }
             ClientMsg::Leave { room: r } => {
                 if self.shard.hub.leave(self.conn, &r) {
@@ -120,7 +136,6 @@ impl Protocol for Session<'_> {
                 body,
                 nonce,
             } => {
-                let nonce = nonce.as_deref();
                 let client = match &self.viewer {
                     Some(v) => Client::User(Rc::clone(&v.id)),
                     None => Client::Ip(self.ip),
@@ -136,25 +151,55 @@ impl Protocol for Session<'_> {
                     self.queue.push(room::error(
                         "RATE_LIMITED",
                         "too many messages; slow down",
-                        nonce,
+                        nonce.as_deref(),
                     ));
-                    return true;
+                    return Step::Done(true);
                 }
-                let req = self.shard.node.domain.request(self.viewer.as_deref());
-                match req.send_chat(&r, &body) {
-                    Ok(seq) => {
-                        self.queue.push(room::sent(nonce, u64::from(seq)));
-                    }
-                    Err(e) => {
-                        self.queue.push(room::error(
-                            e.code.unwrap_or("INTERNAL_SERVER_ERROR"),
-                            &e.message,
-                            nonce,
-                        ));
-                    }
-                }
+                let (shard, viewer) = (self.shard, self.viewer.clone());
+                return Step::Flight(Box::pin(async move {
+                    let req = shard.node.domain.request(viewer.as_deref());
+                    let sent = req.send_chat(&r, &body);
+                    Done::Send(nonce, sent)
+                }));
+            }
+        }
+        Step::Done(true)
+    }
+
+    /// Records a joined room, or queues the answer to a join or a send.
+    fn on_done(&mut self, done: Done) -> bool {
+        match done {
+            Done::Join(r, Ok(true)) => self.rooms.push(r),
+            Done::Join(_, Ok(false)) => {}
+            Done::Join(_, Err((code, message))) => {
+                self.queue.push(room::error(code, &message, None));
+            }
+            Done::Send(nonce, Ok(seq)) => {
+                self.queue
+                    .push(room::sent(nonce.as_deref(), u64::from(seq)));
+            }
+            Done::Send(nonce, Err(e)) => {
+                self.queue.push(room::error(
+                    e.code.unwrap_or("INTERNAL_SERVER_ERROR"),
+                    &e.message,
+                    nonce.as_deref(),
+                ));
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The session future is what an idle connection holds besides the socket and the
+    /// queue (perf/RESULTS.md, `ws-idle`): 224 bytes for a room protocol session before
+    /// the slot for a message in flight, which adds one pointer pair.
+    #[test]
+    fn an_idle_session_stays_small() {
+        let size = std::mem::size_of::<super::super::socket::Session<'static, Session<'static>>>();
+        assert!(size <= 240, "{size} bytes");
     }
 }

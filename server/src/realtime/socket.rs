@@ -3,6 +3,16 @@
 //! session's one task, the shard's sweep (pings, deadlines, 1001 on shutdown), and a
 //! last close frame flushed before the connection is released.
 //!
+//! A message may be handled asynchronously (it goes to the store, or executes GraphQL):
+//! the protocol then hands the session a future, its one message in flight. While it
+//! runs the session reads nothing more from the client (TCP pushes back), so messages
+//! are answered in the order they came; it keeps writing its queue, and the shard's
+//! sweep keeps pinging and closing it as usual. The future's output goes back to the
+//! protocol ([`Protocol::on_done`]), which updates its state and queues its answer.
+//! The client's pongs are not read meanwhile either, so a flight must end well within
+//! the ping interval and pong timeout (35 s by default) or the sweep takes the session
+//! for silent: an execution is bounded by the request timeout (30 s by default).
+//!
 //! When the server closes first (the client broke the protocol, sent a message too big
 //! or of the wrong type, or the protocol ended the session), the client may still be
 //! writing: what it sends is read and thrown away, within a byte budget and the
@@ -31,8 +41,24 @@ use crate::shard::Shard;
 /// client still sends after a close for its error to be read and thrown away.
 const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
-/// A protocol spoken over a session.
-pub(super) trait Protocol: Unpin {
+/// A message's handling in flight: a future that owns what it needs (`Rc` clones, the
+/// shard), so the session can keep it between polls. It may be dropped at any await
+/// (the connection went away): whatever it registered before completing must undo
+/// itself then, since its output never reaches the protocol.
+pub(super) type Flight<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// What a protocol makes of one text message.
+pub(super) enum Step<'a, T> {
+    /// Handled at once: true to go on reading, false to end the session (a close is
+    /// queued).
+    Done(bool),
+    /// Handled by this future; its output goes to [`Protocol::on_done`], and no other
+    /// message is read meanwhile.
+    Flight(Flight<'a, T>),
+}
+
+/// A protocol spoken over a session whose messages may hold `'a` (the shard).
+pub(super) trait Protocol<'a>: Unpin {
     /// The close for a binary message (both protocols are JSON text).
     const BINARY_CLOSE: (u16, &'static str);
 
@@ -40,8 +66,15 @@ pub(super) trait Protocol: Unpin {
     /// ends with it, every other session goes on.
     const INTERNAL_CLOSE: (u16, &'static str);
 
-    /// Handles one text message; false to end the session (a close is queued).
-    fn on_text(&mut self, text: &[u8]) -> bool;
+    /// What a message handled in flight comes to.
+    type Done;
+
+    /// Handles one text message, at once or through a future.
+    fn on_text(&mut self, text: &[u8]) -> Step<'a, Self::Done>;
+
+    /// Takes the output of the message in flight (its state changes, its answer);
+    /// false to end the session (a close is queued).
+    fn on_done(&mut self, done: Self::Done) -> bool;
 
     /// Whether the client has initialised the session (for protocols with a deadline).
     fn initialized(&self) -> bool;
@@ -54,8 +87,9 @@ pub(super) trait Protocol: Unpin {
 ///
 /// The future is written by hand rather than as an `async fn`: it is all an idle
 /// connection holds (its fields, a few hundred bytes), where a nest of async blocks
-/// kept several copies of its state.
-pub(super) fn run<'a, P: Protocol>(
+/// kept several copies of its state. A message in flight is boxed apart, so an idle
+/// session pays one empty slot (16 bytes) for it.
+pub(super) fn run<'a, P: Protocol<'a>>(
     shard: &'a Shard,
     conn: &Rc<ConnState>,
     socket: Socket,
@@ -77,6 +111,7 @@ pub(super) fn run<'a, P: Protocol>(
         reader: Reader::new(max),
         queue,
         protocol,
+        flight: None,
         registration,
         init_pending: init_within.is_some(),
         phase: Phase::Running,
@@ -85,13 +120,15 @@ pub(super) fn run<'a, P: Protocol>(
 }
 
 /// A running session (see [`run`]).
-pub(super) struct Session<'a, P> {
+pub(super) struct Session<'a, P: Protocol<'a>> {
     read: ReadSide,
     write: WriteSide,
     reader: Reader,
     queue: Rc<SendQueue>,
     /// None once reading has ended (dropping it leaves its rooms and subscriptions).
     protocol: Option<P>,
+    /// The message being handled, if one is: no other is read until it is done.
+    flight: Option<Flight<'a, P::Done>>,
     registration: Registration<'a>,
     init_pending: bool,
     phase: Phase,
@@ -132,7 +169,7 @@ enum Ended {
     Server(Discard),
 }
 
-impl<P: Protocol> Session<'_, P> {
+impl<'a, P: Protocol<'a>> Session<'a, P> {
     /// Enters an ending phase, which may last `FLUSH_PATIENCE`.
     fn end_in(&mut self, phase: Phase, discard: Option<Discard>) {
         self.phase = phase;
@@ -158,29 +195,47 @@ impl<P: Protocol> Session<'_, P> {
         }
     }
 
-    /// Reads and handles messages until none is ready, or until reading has ended.
+    /// Reads and handles messages until none is ready (or the one in flight is not
+    /// done), or until reading has ended.
     fn poll_reading(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
         loop {
+            if let Some(flight) = self.flight.as_mut() {
+                let handled = match guarded(|| flight.as_mut().poll(cx)) {
+                    Some(Poll::Pending) => return Poll::Pending,
+                    Some(Poll::Ready(done)) => {
+                        self.flight = None;
+                        match self.protocol.as_mut() {
+                            Some(p) => guarded(|| p.on_done(done)).into(),
+                            None => Handled::Go,
+                        }
+                    }
+                    None => {
+                        self.flight = None;
+                        Handled::Failed
+                    }
+                };
+                if let Some(ended) = self.handled(handled) {
+                    return Poll::Ready(ended);
+                }
+                continue;
+            }
             let msg = ready!(self.reader.poll_next(cx, &mut self.read, &self.queue));
             match msg {
                 Ok(Message::Text(t)) => {
                     let Some(protocol) = self.protocol.as_mut() else {
                         continue;
                     };
-                    match handle(protocol, &t) {
-                        Handled::Go => {}
-                        Handled::End => {
-                            return Poll::Ready(Ended::Server(Discard::frames(DISCARD_LIMIT)))
+                    let handled = match guarded(|| protocol.on_text(&t)) {
+                        Some(Step::Flight(f)) => {
+                            // Polled at once, at the top of the loop.
+                            self.flight = Some(f);
+                            continue;
                         }
-                        Handled::Failed => {
-                            let (c, reason) = P::INTERNAL_CLOSE;
-                            self.queue.close_with(frame::close(c, reason));
-                            return Poll::Ready(Ended::Server(discard_after(c)));
-                        }
-                    }
-                    if self.init_pending && protocol.initialized() {
-                        self.registration.initialized();
-                        self.init_pending = false;
+                        Some(Step::Done(go_on)) => Some(go_on).into(),
+                        None => Handled::Failed,
+                    };
+                    if let Some(ended) = self.handled(handled) {
+                        return Poll::Ready(ended);
                     }
                 }
                 Ok(Message::Binary(_)) => {
@@ -193,6 +248,25 @@ impl<P: Protocol> Session<'_, P> {
                     return Poll::Ready(Ended::Server(discard_after(c)));
                 }
                 Err(End::Closed | End::Dropped) => return Poll::Ready(Ended::Peer),
+            }
+        }
+    }
+
+    /// Goes on after a message was handled, or says how reading ended.
+    fn handled(&mut self, handled: Handled) -> Option<Ended> {
+        match handled {
+            Handled::Go => {
+                if self.init_pending && self.protocol.as_ref().is_some_and(P::initialized) {
+                    self.registration.initialized();
+                    self.init_pending = false;
+                }
+                None
+            }
+            Handled::End => Some(Ended::Server(Discard::frames(DISCARD_LIMIT))),
+            Handled::Failed => {
+                let (c, reason) = P::INTERNAL_CLOSE;
+                self.queue.close_with(frame::close(c, reason));
+                Some(Ended::Server(discard_after(c)))
             }
         }
     }
@@ -209,12 +283,23 @@ enum Handled {
     Failed,
 }
 
-/// Hands `text` to `protocol`; a panic in the handler (a bug) is caught and logged here,
-/// so it costs this session and not the shard's other connections.
-fn handle<P: Protocol>(protocol: &mut P, text: &[u8]) -> Handled {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| protocol.on_text(text))) {
-        Ok(true) => Handled::Go,
-        Ok(false) => Handled::End,
+impl From<Option<bool>> for Handled {
+    /// A handler's answer (true: go on), or None when it panicked.
+    fn from(answer: Option<bool>) -> Handled {
+        match answer {
+            Some(true) => Handled::Go,
+            Some(false) => Handled::End,
+            None => Handled::Failed,
+        }
+    }
+}
+
+/// Runs one step of a message's handling (`on_text`, a poll of its flight, `on_done`);
+/// a panic in it (a bug) is caught and logged here, so it costs this session and not
+/// the shard's other connections. None when it panicked.
+fn guarded<T>(step: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(t) => Some(t),
         Err(panic) => {
             let why = panic
                 .downcast_ref::<&str>()
@@ -225,12 +310,12 @@ fn handle<P: Protocol>(protocol: &mut P, text: &[u8]) -> Handled {
                 error = why,
                 "a WebSocket message handler failed; closing the session"
             );
-            Handled::Failed
+            None
         }
     }
 }
 
-impl<P: Protocol> Future for Session<'_, P> {
+impl<'a, P: Protocol<'a>> Future for Session<'a, P> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -246,7 +331,8 @@ impl<P: Protocol> Future for Session<'_, P> {
                     };
                     match ended {
                         Poll::Ready(ended) => {
-                            // Whatever ended the reading, the writer finishes with a close.
+                            // Whatever ended the reading (between two messages: none is in
+                            // flight), the writer finishes with a close.
                             this.protocol = None;
                             this.queue.close_with(frame::close(code::NORMAL, ""));
                             match ended {
@@ -298,20 +384,46 @@ impl<P: Protocol> Future for Session<'_, P> {
 mod tests {
     use super::*;
 
-    /// A protocol whose handler fails on `boom` (as a bug would).
+    /// A protocol whose handler fails on `boom`, and whose flight fails on `boom later`
+    /// (as bugs would).
     struct Fragile;
 
-    impl Protocol for Fragile {
+    impl<'a> Protocol<'a> for Fragile {
         const BINARY_CLOSE: (u16, &'static str) = (1003, "");
         const INTERNAL_CLOSE: (u16, &'static str) = (1011, "");
+        type Done = bool;
 
-        fn on_text(&mut self, text: &[u8]) -> bool {
+        fn on_text(&mut self, text: &[u8]) -> Step<'a, bool> {
             assert!(text != b"boom", "the handler's bug");
-            text != b"bye"
+            match text {
+                b"later" => Step::Flight(Box::pin(async { true })),
+                b"boom later" => Step::Flight(Box::pin(async { panic!("the flight's bug") })),
+                _ => Step::Done(text != b"bye"),
+            }
+        }
+
+        fn on_done(&mut self, go_on: bool) -> bool {
+            go_on
         }
 
         fn initialized(&self) -> bool {
             true
+        }
+    }
+
+    /// What handling `text` comes to, its flight run to its end as the session does.
+    fn handle(p: &mut Fragile, text: &[u8]) -> Handled {
+        match guarded(|| p.on_text(text)) {
+            Some(Step::Done(go_on)) => Some(go_on).into(),
+            Some(Step::Flight(mut flight)) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                match guarded(|| flight.as_mut().poll(&mut cx)) {
+                    Some(Poll::Ready(done)) => guarded(|| p.on_done(done)).into(),
+                    Some(Poll::Pending) => unreachable!("the flights here are ready at once"),
+                    None => Handled::Failed,
+                }
+            }
+            None => Handled::Failed,
         }
     }
 
@@ -321,6 +433,8 @@ mod tests {
         assert_eq!(handle(&mut p, b"hello"), Handled::Go);
         assert_eq!(handle(&mut p, b"bye"), Handled::End);
         assert_eq!(handle(&mut p, b"boom"), Handled::Failed);
+        assert_eq!(handle(&mut p, b"later"), Handled::Go);
+        assert_eq!(handle(&mut p, b"boom later"), Handled::Failed);
         assert_eq!(handle(&mut p, b"hello"), Handled::Go, "this thread goes on");
     }
 }
