@@ -183,8 +183,18 @@ pub struct Config {
     pub tls_key: Option<std::path::PathBuf>,
 
     /// Demo data loaded into the embedded store: `off`, `small`, `large` or a user count.
-    #[arg(long, env = "STREAMHUB_DEMO_DATA", value_parser = crate::store::demo::parse_size, default_value = "small", help_heading = "Data")]
-    pub demo_data: crate::store::demo::DemoSize,
+    #[arg(long, env = "STREAMHUB_DEMO_DATA", value_parser = crate::store::memory::demo::parse_size, default_value = "small", help_heading = "Data")]
+    pub demo_data: crate::store::memory::demo::DemoSize,
+
+    /// Entries each shard's cache keeps per table (users, channels, streams, follows,
+    /// rooms' recent messages...); 0 turns the caches off.
+    #[arg(long, env = "STREAMHUB_CACHE_ENTRIES", default_value_t = 100_000, help_heading = "Data")]
+    pub cache_entries: usize,
+
+    /// How long a cached row serves before it is read again (changes on this node drop
+    /// it at once; this bounds what changes elsewhere can leave behind).
+    #[arg(long, env = "STREAMHUB_CACHE_TTL", value_parser = parse_duration, default_value = "30s", help_heading = "Data")]
+    pub cache_ttl: Duration,
 
     /// A persisted-query manifest loaded at start and again on SIGHUP: Apollo's format or a Relay id-to-text map.
     #[arg(long, env = "STREAMHUB_PERSISTED_QUERIES", help_heading = "GraphQL")]
@@ -349,11 +359,19 @@ impl Config {
         }
     }
 
-    /// How much of each room's log is kept.
-    pub fn retention(&self) -> crate::store::Retention {
-        crate::store::Retention {
-            events: self.history_events,
-            age: i64::try_from(self.history_age.as_millis()).unwrap_or(i64::MAX),
+    /// How much of each room's history is kept.
+    pub fn retention(&self) -> streamhub_pubsub::history::HistoryLimits {
+        streamhub_pubsub::history::HistoryLimits {
+            max_events: self.history_events as usize,
+            max_age: Some(self.history_age),
+        }
+    }
+
+    /// What each shard's cache keeps.
+    pub fn cache_limits(&self) -> crate::store::cache::CacheLimits {
+        crate::store::cache::CacheLimits {
+            entries: self.cache_entries,
+            ttl: i64::try_from(self.cache_ttl.as_millis()).unwrap_or(i64::MAX),
         }
     }
 

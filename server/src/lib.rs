@@ -5,8 +5,10 @@
 //! ([`conn`]), the HTTP request path: routing, GraphQL over HTTP and its streams, CORS, response
 //! compression and the operations endpoints ([`http`]), the GraphQL service every
 //! transport calls ([`graphql`]), WebSocket sessions, rooms and subscriptions
-//! ([`realtime`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
-//! domain and its store ([`domain`], [`store`], [`schema`]), per-shard metrics summed at
+//! ([`realtime`]), the node's rooms: histories and the orderer of their events
+//! ([`rooms`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
+//! domain ([`domain`], [`schema`]) over the store seam, its memory implementation and
+//! each shard's read-through cache ([`store`]), per-shard metrics summed at
 //! scrape ([`metrics`]), JSON logs ([`logging`]), node-wide state and graceful shutdown
 //! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]), TLS ([`tls`]) and the
 //! `token` subcommand ([`token`]).
@@ -30,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod realtime;
+pub mod rooms;
 pub mod schema;
 pub mod serve;
 pub mod shard;

@@ -16,6 +16,7 @@ use prometheus::{Encoder, TextEncoder};
 
 use crate::graphql::metrics::{Counters, Series};
 use crate::http::route::Route;
+use crate::store::cache::Kind as CacheKind;
 
 /// Upper bounds of the request duration histogram, in seconds.
 pub const DURATION_BUCKETS: [f64; 16] = [
@@ -75,6 +76,8 @@ pub struct ShardMetrics {
     requests_finished: ShardCounter,
     /// Per-operation GraphQL counters.
     pub operations: Counters,
+    /// The shard cache's lookups: (hits, misses) by table.
+    cache: [[ShardCounter; 2]; CacheKind::ALL.len()],
 }
 
 impl ShardMetrics {
@@ -90,7 +93,18 @@ impl ShardMetrics {
             requests_started: ShardCounter::default(),
             requests_finished: ShardCounter::default(),
             operations: Counters::new(operations),
+            cache: Default::default(),
         }
+    }
+
+    /// A lookup in the shard's cache table `kind`: a hit or a miss.
+    pub fn cache_lookup(&self, kind: CacheKind, hit: bool) {
+        self.cache[kind as usize][usize::from(!hit)].add(1);
+    }
+
+    /// The lookups counted in table `kind` that hit (or missed).
+    pub fn cache_count(&self, kind: CacheKind, hit: bool) -> u64 {
+        self.cache[kind as usize][usize::from(!hit)].get()
     }
 
     /// A connection was accepted.
@@ -225,6 +239,22 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], series: &Series, info: No
             counter_metric(&[("kind", "room")], info.events.0),
             counter_metric(&[("kind", "stream")], info.events.1),
         ],
+    ));
+
+    let mut lookups = Vec::new();
+    for kind in CacheKind::ALL {
+        for (hit, result) in [(true, "hit"), (false, "miss")] {
+            lookups.push(counter_metric(
+                &[("table", kind.name()), ("result", result)],
+                sum(&|s| s.cache_count(kind, hit)),
+            ));
+        }
+    }
+    families.push(family(
+        "streamhub_cache_lookups_total",
+        "Lookups in the shards' read-through caches, by table and result (hit or miss).",
+        MetricType::COUNTER,
+        lookups,
     ));
 
     families.extend(series.render(shards.iter().map(|s| &s.operations)));

@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 
 use crate::auth::key::VerifyKey;
 use crate::config::Config;
-use crate::domain::Domain;
+use crate::domain::{DataLayer, Domain};
 use crate::node::{Node, Phase};
 use crate::realtime::fanout::Fanout;
-use crate::store::{Clock, Store, SystemClock};
+use crate::store::{Clock, SystemClock};
 
 /// Runs the server until it has shut down.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -112,19 +112,9 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
         None => Vec::new(),
     };
     let persisted = Registry::new(&manifest, config.document_registry_bytes);
-    let mut data = crate::store::demo::generate_with_clock(config.demo_data, clock);
-    data.set_retention(config.retention());
-    let store = Arc::new(Store::new(data));
-    {
-        let d = store.read();
-        tracing::info!(
-            users = d.users.len(),
-            live = d.live.len(),
-            "store: embedded, demo data loaded"
-        );
-    }
+    let data = DataLayer::embedded(config.demo_data, config.retention(), clock);
     let events = Arc::new(Fanout::new(shards));
-    let domain = Arc::new(Domain::new(schema, store, events.clone()));
+    let domain = Arc::new(Domain::new(schema, data, events.clone()));
     let node = Arc::new(Node::new(
         config, backend, shards, verify_key, tls, domain, persisted, events,
     ));
@@ -213,7 +203,7 @@ fn log_demo_tokens(key: &VerifyKey) -> anyhow::Result<()> {
     tracing::warn!(
         "no STREAMHUB_JWT_SECRET or STREAMHUB_JWT_PUBLIC_KEY_FILE: tokens are verified with a random secret made for this process"
     );
-    for (id, login, _, admin) in crate::store::demo::NAMED {
+    for (id, login, _, admin) in crate::store::memory::demo::NAMED {
         let roles: Vec<String> = if admin { vec!["admin".into()] } else { vec![] };
         let token = crate::token::sign_with(
             key.algorithm,

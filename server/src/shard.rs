@@ -25,6 +25,7 @@ use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
 use crate::realtime::liveness::Liveness;
+use crate::store::cache::Cache;
 
 /// Per-shard state, owned by the shard's thread and shared by its tasks through `Rc`.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ pub struct Shard {
     pub graphql: Documents,
     /// The GraphQL operation series this shard was given slots for.
     pub known_operations: Known,
-    /// The shard's rooms and their members.
+    /// The shard's rooms and their members, and its cache (kept current by the hub).
     pub hub: Rc<Hub>,
     /// The shard's WebSocket sessions: pings and deadlines.
     pub liveness: Liveness,
@@ -56,6 +57,16 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// A domain request for `viewer`, after this shard has read what mutations that
+    /// answered before now changed (see [`Hub::sync`]).
+    pub async fn request<'a>(
+        &'a self,
+        viewer: Option<&'a crate::auth::Viewer>,
+    ) -> Result<crate::domain::Request<'a>, crate::store::StoreError> {
+        self.hub.sync();
+        self.node.domain.request(self.hub.cache(), viewer).await
+    }
+
     fn new(id: usize, node: Arc<Node>) -> Shard {
         let mut http = http1::Builder::new();
         http.keep_alive(true)
@@ -69,7 +80,15 @@ impl Shard {
             auth: Authenticator::new(node.verify_key.clone(), node.config.jwt_leeway),
             graphql: Documents::new(&node),
             known_operations: Known::default(),
-            hub: Rc::new(Hub::new(Arc::clone(&node.domain), node.events.attach(id))),
+            hub: Rc::new(Hub::new(
+                Arc::clone(&node.domain),
+                Arc::clone(&node.events),
+                node.events.attach(id),
+                Rc::new(Cache::new(
+                    node.config.cache_limits(),
+                    Arc::clone(&node.shard_metrics[id]),
+                )),
+            )),
             liveness: Liveness::new(node.config.ws_ping_interval, node.config.ws_pong_timeout),
             streams: Streams::default(),
             metrics: Arc::clone(&node.shard_metrics[id]),

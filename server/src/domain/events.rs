@@ -1,35 +1,33 @@
-//! The one seam through which the domain tells the real-time side what changed: every
-//! mutation that changes what subscribers see publishes an [`Event`] to the node's
-//! [`EventSink`]. The real-time hub plugs in here; until it does, the node counts them.
+//! The one seam through which the domain tells the rest of the node what changed: every
+//! ordered room event and every mutation's changes are published as a [`Notice`] to the
+//! node's [`EventSink`]: every shard's hub delivers room events and applies changes to
+//! its cache; the node counts them for `/metrics`.
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// What changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A room event (message, deletion, ban) was appended to a channel's room log.
-    Room {
-        /// The channel's id.
-        channel_id: Box<str>,
-        /// The event's seq.
-        seq: u32,
-    },
-    /// A channel went live or offline, or its title or category changed.
-    Stream {
-        /// The channel's id.
-        channel_id: Box<str>,
-    },
+use streamhub_pubsub::Event;
+
+use crate::store::Change;
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A room event (message, deletion, ban), ordered and kept.
+    Room(Event),
+    /// What a mutation changed.
+    Changed(Arc<[Change]>),
 }
 
-/// Where events go.
+/// Where notices go.
 pub trait EventSink: Send + Sync + Debug {
-    /// Publishes one event (called after the change is in the store).
-    fn publish(&self, event: Event);
+    /// Publishes one notice (called after the change is in the store).
+    fn publish(&self, notice: Notice);
 }
 
-/// The sink a node has before a hub is attached: counts events by kind, for
-/// `/metrics`.
+/// Counts of what was published, for `/metrics`: room events, and stream changes (live
+/// status, title, category).
 #[derive(Debug, Default)]
 pub struct Counted {
     room: AtomicU64,
@@ -37,7 +35,7 @@ pub struct Counted {
 }
 
 impl Counted {
-    /// (room events, stream events) published so far.
+    /// (room events, stream changes) published so far.
     pub fn counts(&self) -> (u64, u64) {
         (
             self.room.load(Ordering::Relaxed),
@@ -47,11 +45,18 @@ impl Counted {
 }
 
 impl EventSink for Counted {
-    fn publish(&self, event: Event) {
-        let counter = match event {
-            Event::Room { .. } => &self.room,
-            Event::Stream { .. } => &self.stream,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn publish(&self, notice: Notice) {
+        match notice {
+            Notice::Room(_) => {
+                self.room.fetch_add(1, Ordering::Relaxed);
+            }
+            Notice::Changed(changes) => {
+                let streams = changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Stream(_)))
+                    .count();
+                self.stream.fetch_add(streams as u64, Ordering::Relaxed);
+            }
+        }
     }
 }

@@ -1,14 +1,17 @@
 //! The streaming domain: schema.graphql's fields resolved over the [`Store`], for
 //! graphql-exec, and the schema's cache hints ([`cache_hints`]). [`Domain`] is node-wide;
-//! a [`Request`] is one operation's view of it (the viewer, the time) and is what the
-//! engine calls.
+//! a [`Request`] is one operation's view of it (the viewer, the time, its shard's cache)
+//! and is what the engine calls.
 //!
 //! Fields are resolved a level at a time: every resolver gets all the parents of a
-//! level at once and answers them under one store lock.
+//! level at once and loads what they need in one batch ([`load`]: the shard's cache,
+//! then one store call for the misses). Objects carry rows (`Rc`, from the shard's
+//! cache) or ids, never an index into a store.
 
 pub mod cache_hints;
 pub mod events;
 pub mod input;
+mod load;
 mod mutation;
 mod objects;
 pub mod plan_info;
@@ -21,10 +24,58 @@ use std::sync::Arc;
 use graphql_exec::exec::{Args, FieldError, Out, Resolved, Resolver};
 use graphql_exec::plan::PlannedField;
 use graphql_exec::schema::{Schema, TypeId};
+use streamhub_pubsub::history::HistoryLimits;
+use streamhub_pubsub::{Chat, Event};
 
 use crate::auth::Viewer;
-use crate::store::{CategoryIx, ChannelIx, Millis, Store, StreamIx, UserIx};
-use events::EventSink;
+use crate::realtime::presence::Presence;
+use crate::rooms::{LocalOrderer, Rooms};
+use crate::store::cache::Cache;
+use crate::store::memory::demo::DemoSize;
+use crate::store::memory::MemoryStore;
+use crate::store::cursor::Cursor;
+use crate::store::{
+    Category, Change, Channel, Clock, Command, Membership, Message, Millis, SharedStore,
+    StoreError, Stream, User,
+};
+use events::{EventSink, Notice};
+pub use load::field_error;
+
+/// What a domain serves from: the store, the node's rooms over it, and presence.
+#[derive(Debug, Clone)]
+pub struct DataLayer {
+    /// The data.
+    pub store: SharedStore,
+    /// The rooms: their histories and their orderer.
+    pub rooms: Arc<Rooms>,
+    /// Viewer counts by room.
+    pub presence: Arc<Presence>,
+    /// The time everything is measured with.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl DataLayer {
+    /// The embedded default: the memory store with the demo data of `size`, rooms
+    /// keeping `limits` and ordered on this node, presence seeded by the demo.
+    pub fn embedded(size: DemoSize, limits: HistoryLimits, clock: Arc<dyn Clock>) -> DataLayer {
+        let (memory, viewers) = MemoryStore::demo(size, limits, Arc::clone(&clock));
+        let (users, live) = memory.counts();
+        tracing::info!(users, live, "store: embedded, demo data loaded");
+        let store: SharedStore = Arc::new(memory);
+        let rooms = Arc::new(Rooms::new(
+            Arc::clone(&store),
+            Box::new(LocalOrderer),
+            Arc::clone(&clock),
+            limits,
+        ));
+        DataLayer {
+            store,
+            rooms,
+            presence: Arc::new(Presence::seeded(viewers)),
+            clock,
+        }
+    }
+}
 
 /// The domain shared by every shard.
 #[derive(Debug)]
@@ -32,11 +83,16 @@ pub struct Domain {
     /// The API schema.
     pub schema: Arc<Schema>,
     /// The data.
-    pub store: Arc<Store>,
+    pub store: SharedStore,
+    /// The rooms: their histories and their orderer.
+    pub rooms: Arc<Rooms>,
+    /// Viewer counts by room.
+    pub presence: Arc<Presence>,
     /// Where changes are announced.
     pub events: Arc<dyn EventSink>,
     /// The schema's cache hints ([`cache_hints::HINTS`]), resolved.
     pub cache_hints: cache_hints::CacheHints,
+    clock: Arc<dyn Clock>,
     types: Types,
 }
 
@@ -60,25 +116,25 @@ pub enum Obj {
     /// The query or mutation root.
     Root,
     /// A user.
-    User(UserIx),
+    User(Rc<User>),
     /// A channel.
-    Channel(ChannelIx),
+    Channel(Rc<Channel>),
     /// A stream.
-    Stream(StreamIx),
+    Stream(Rc<Stream>),
     /// A category.
-    Category(CategoryIx),
-    /// The chat message at a seq of a channel's room.
-    Message(ChannelIx, u32),
-    /// The deletion event at a seq.
-    Deleted(ChannelIx, u32),
-    /// The ban event at a seq.
-    Banned(ChannelIx, u32),
+    Category(Rc<Category>),
+    /// A chat message.
+    Message(Rc<Message>),
+    /// A deletion event.
+    Deleted(Event),
+    /// A ban event.
+    Banned(Event),
     /// A channel's stream state, for `streamUpdates`.
-    StreamUpdate(ChannelIx),
-    /// The subscription root for the room event at a seq (`chatEvents`).
-    RoomEvent(ChannelIx, u32),
-    /// The subscription root for a channel (`streamUpdates`, `viewerCount`).
-    ChannelRoot(ChannelIx),
+    StreamUpdate(Rc<Channel>),
+    /// The subscription root for a room event (`chatEvents`).
+    RoomEvent(Event),
+    /// The subscription root for a channel, by id (`streamUpdates`, `viewerCount`).
+    ChannelRoot(Rc<str>),
     /// A page of a connection.
     Connection(Rc<Page>),
     /// The edge at an index of a page.
@@ -87,47 +143,41 @@ pub enum Obj {
     PageInfo(Rc<Page>),
 }
 
-/// One page of a list: its items and where it sits.
+/// One page of a list: its items, each with the cursor of its place.
 #[derive(Debug)]
 pub struct Page {
     /// The items.
     pub items: Vec<Obj>,
-    /// The index of the first item in the whole list.
-    pub start: usize,
+    /// Each item's cursor.
+    pub cursors: Vec<Cursor>,
     /// Whether items follow.
     pub has_next: bool,
     /// The length of the whole list.
     pub total: usize,
 }
 
-impl Page {
-    /// The page of `first` items from `start` of a list of `total`, made by `item`.
-    fn of(total: usize, start: usize, first: usize, item: impl Fn(usize) -> Obj) -> Page {
-        let end = start.saturating_add(first).min(total);
-        let start = start.min(end);
-        Page {
-            items: (start..end).map(item).collect(),
-            start,
-            has_next: end < total,
-            total,
-        }
-    }
-}
-
 /// What `type_of` and the resolvers need to know about one operation.
 #[derive(Debug)]
 pub struct Request<'a> {
     domain: &'a Domain,
+    cache: &'a Cache,
     /// The viewer's user, if signed in.
-    viewer: Option<UserIx>,
+    viewer: Option<Rc<User>>,
     /// The viewer's token.
     token: Option<&'a Viewer>,
     now: Millis,
 }
 
 impl Domain {
-    /// The domain over `store`, for `schema` (which must be schema.graphql).
-    pub fn new(schema: Arc<Schema>, store: Arc<Store>, events: Arc<dyn EventSink>) -> Domain {
+    /// The domain over `data`, for `schema` (which must be schema.graphql), announcing
+    /// to `events`.
+    pub fn new(schema: Arc<Schema>, data: DataLayer, events: Arc<dyn EventSink>) -> Domain {
+        let DataLayer {
+            store,
+            rooms,
+            presence,
+            clock,
+        } = data;
         let t = |name: &str| {
             schema
                 .type_named(name)
@@ -149,51 +199,106 @@ impl Domain {
         Domain {
             schema,
             store,
+            rooms,
+            presence,
             events,
             cache_hints,
+            clock,
             types,
         }
     }
 
-    /// A request for `viewer`. A token whose subject the store does not know yet
-    /// creates that user (and their channel) first; a changed admin role is recorded.
-    pub fn request<'a>(&'a self, viewer: Option<&'a Viewer>) -> Request<'a> {
-        let now = values::now();
-        let user = viewer.map(|v| self.user_for(v, now));
-        Request {
-            domain: self,
-            viewer: user,
-            token: viewer,
-            now,
-        }
+    /// The time requests are served at.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
     }
 
-    fn user_for(&self, v: &Viewer, now: Millis) -> UserIx {
-        {
-            let d = self.store.read();
-            if let Some(u) = d.user_by_id(&v.id) {
-                if d.user(u).admin == v.admin {
-                    return u;
-                }
-            }
+    /// A request for `viewer` on a shard with `cache`. A token whose subject the store
+    /// does not know yet creates that user (and their channel) first; a changed admin
+    /// role is recorded.
+    pub async fn request<'a>(
+        &'a self,
+        cache: &'a Cache,
+        viewer: Option<&'a Viewer>,
+    ) -> Result<Request<'a>, StoreError> {
+        let mut req = Request {
+            domain: self,
+            cache,
+            viewer: None,
+            token: viewer,
+            now: self.now(),
+        };
+        if let Some(v) = viewer {
+            req.viewer = Some(req.user_for(v).await?);
         }
-        let mut d = self.store.write();
-        if let Some(u) = d.user_by_id(&v.id) {
-            d.users[u.0 as usize].admin = v.admin;
-            return u;
-        }
-        let login = d.free_login(&v.login);
-        let u = d.add_user(&v.id, &login, &v.login, v.admin, now);
-        tracing::info!(user = &*v.id, login, "user created from a token");
-        u
+        Ok(req)
     }
 }
 
 impl Request<'_> {
+    async fn user_for(&self, v: &Viewer) -> Result<Rc<User>, StoreError> {
+        if let Some(u) = self.users(&[&v.id]).await?.pop().flatten() {
+            if u.admin == v.admin {
+                return Ok(u);
+            }
+        }
+        self.apply(Command::EnsureUser {
+            id: (*v.id).into(),
+            login: (*v.login).into(),
+            admin: v.admin,
+            now: self.now,
+        })
+        .await?;
+        self.users(&[&v.id])
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| StoreError::NotFound(format!("no user has id `{}`", v.id)))
+    }
+
+    /// Applies a command and announces what it changed: this shard's cache drops it
+    /// at once, every other shard's through the rings before its next request.
+    async fn apply(&self, command: Command) -> Result<crate::store::Applied, StoreError> {
+        let applied = self.domain.store.apply(command).await?;
+        self.announce(&applied.changes);
+        Ok(applied)
+    }
+
+    fn announce(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        for c in changes {
+            self.cache.invalidate(c);
+        }
+        self.domain.events.publish(Notice::Changed(changes.into()));
+    }
+
+    /// Orders, keeps and announces a room event of `channel_id`.
+    async fn publish_room(&self, channel_id: &str, chat: Chat) -> Result<Event, StoreError> {
+        let rooms = &self.domain.rooms;
+        let room = rooms
+            .open(channel_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no channel has id `{channel_id}`")))?;
+        let event = rooms.order(&room, chat).await?;
+        self.domain.store.record(&event).await?;
+        self.cache.room_changed(channel_id);
+        self.domain.events.publish(Notice::Room(event.clone()));
+        Ok(event)
+    }
+
     /// Sends a chat message as this request's viewer (the room protocol's `send`), with
     /// the same checks as `sendChatMessage`: the message's seq.
-    pub fn send_chat(&self, channel_id: &str, body: &str) -> Result<u32, FieldError> {
-        mutation::send_chat_now(self, channel_id, body)
+    pub async fn send_chat(&self, channel_id: &str, body: &str) -> Result<u64, FieldError> {
+        mutation::send_chat(self, channel_id, body)
+            .await
+            .map(|m| m.seq)
+    }
+
+    /// The viewer count of a channel.
+    fn viewers(&self, channel_id: &str) -> u32 {
+        self.domain.presence.count(channel_id)
     }
 }
 
@@ -209,23 +314,23 @@ impl Resolver for Request<'_> {
     ) {
         let schema = &self.domain.schema;
         if Some(field.parent) == schema.mutation {
-            let result = mutation::resolve(self, &field.name, args);
-            out.extend(parents.iter().map(|_| result.clone()));
+            let result = mutation::resolve(self, &field.name, args).await;
+            out.repeat(&result, parents.len());
             return;
         }
-        let d = self.domain.store.read();
         if Some(field.parent) == schema.subscription {
             for p in parents {
-                out.push(subscription_root(&d, &field.name, p));
+                let v = subscription_root(self, &field.name, p).await;
+                out.push(v);
             }
             return;
         }
         if field.parent == schema.query {
-            let result = query::resolve(self, &d, &field.name, args);
-            out.extend(parents.iter().map(|_| result.clone()));
+            let result = query::resolve(self, &field.name, args).await;
+            out.repeat(&result, parents.len());
             return;
         }
-        objects::resolve(self, &d, &field.name, args, parents, out);
+        objects::resolve(self, &field.name, args, parents, out).await;
     }
 
     fn type_of(&self, object: &Obj) -> TypeId {
@@ -235,13 +340,13 @@ impl Resolver for Request<'_> {
             Obj::Channel(_) => t.channel,
             Obj::Stream(_) => t.stream,
             Obj::Category(_) => t.category,
-            Obj::Message(..) => t.chat_message,
-            Obj::Deleted(..) => t.deleted,
-            Obj::Banned(..) => t.banned,
+            Obj::Message(_) => t.chat_message,
+            Obj::Deleted(_) => t.deleted,
+            Obj::Banned(_) => t.banned,
             Obj::StreamUpdate(_) => t.stream_update,
             // Never met in an abstract position.
             Obj::Root
-            | Obj::RoomEvent(..)
+            | Obj::RoomEvent(_)
             | Obj::ChannelRoot(_)
             | Obj::Connection(_)
             | Obj::Edge(..)
@@ -250,50 +355,70 @@ impl Resolver for Request<'_> {
     }
 }
 
-/// A channel of the store as the authorization module sees it, at a time (for bans
-/// that end). Every mutation asks `auth::policy::can` through it.
+/// A channel as the authorization module sees it: its owner and moderators from its
+/// row, and the viewer's ban from the store. Every mutation asks `auth::policy::can`
+/// through it.
 #[derive(Debug, Clone, Copy)]
 pub struct Roles<'a> {
-    /// The store's data.
-    pub d: &'a crate::store::Data,
     /// The channel.
-    pub c: ChannelIx,
-    /// Now, for timed bans.
-    pub now: Millis,
+    pub channel: &'a Channel,
+    /// The viewer's id and what the viewer is in the channel.
+    pub viewer: Option<(&'a str, &'a Membership)>,
 }
 
 impl crate::auth::policy::ChannelRoles for Roles<'_> {
     fn owner_id(&self) -> &str {
-        &self.d.user(self.d.channel(self.c).owner).id
+        &self.channel.owner_id
     }
 
     fn is_moderator(&self, user_id: &str) -> bool {
-        self.d
-            .user_by_id(user_id)
-            .is_some_and(|u| self.d.channel(self.c).moderators.contains(&u))
+        self.channel
+            .moderator_ids
+            .iter()
+            .any(|m| &**m == user_id)
     }
 
     fn is_banned(&self, user_id: &str) -> bool {
-        self.d
-            .user_by_id(user_id)
-            .is_some_and(|u| self.d.is_banned(self.c, u, self.now))
+        self.viewer
+            .is_some_and(|(id, m)| id == user_id && m.ban.is_some())
+    }
+}
+
+/// A room event as the chat message it is, when it is one.
+pub fn message_of(event: &Event) -> Option<Message> {
+    match &event.payload.chat {
+        Chat::Message {
+            author,
+            body,
+            sent_at,
+        } => Some(Message {
+            channel_id: (*event.room).into(),
+            seq: event.seq,
+            author: author.clone(),
+            body: body.clone(),
+            sent_at: *sent_at,
+        }),
+        _ => None,
     }
 }
 
 /// A subscription field on the event it is rendered for.
-fn subscription_root(d: &crate::store::Data, field: &str, root: &Obj) -> Resolved<Obj> {
-    use crate::store::RoomEvent as E;
+async fn subscription_root(cx: &Request<'_>, field: &str, root: &Obj) -> Resolved<Obj> {
     match (field, root) {
-        ("chatEvents", Obj::RoomEvent(c, seq)) => match d.channel(*c).log.get(*seq) {
-            Some(E::Message { .. }) => Resolved::Object(Obj::Message(*c, *seq)),
-            Some(E::Deleted { .. }) => Resolved::Object(Obj::Deleted(*c, *seq)),
-            Some(E::Banned { .. }) => Resolved::Object(Obj::Banned(*c, *seq)),
-            None => Resolved::Error("no such room event".into()),
+        ("chatEvents", Obj::RoomEvent(e)) => match &e.payload.chat {
+            Chat::Message { .. } => match message_of(e) {
+                Some(m) => Resolved::Object(Obj::Message(Rc::new(m))),
+                None => Resolved::Null,
+            },
+            Chat::Deleted { .. } => Resolved::Object(Obj::Deleted(e.clone())),
+            Chat::Banned { .. } => Resolved::Object(Obj::Banned(e.clone())),
         },
-        ("streamUpdates", Obj::ChannelRoot(c)) => Resolved::Object(Obj::StreamUpdate(*c)),
-        ("viewerCount", Obj::ChannelRoot(c)) => Resolved::Leaf(graphql_exec::exec::Leaf::Int(
-            i64::from(d.channel(*c).viewers),
-        )),
+        ("streamUpdates", Obj::ChannelRoot(c)) => match cx.channel(c).await {
+            Ok(Some(ch)) => Resolved::Object(Obj::StreamUpdate(ch)),
+            Ok(None) => Resolved::Error("the channel is gone".into()),
+            Err(e) => Resolved::Error(field_error(e)),
+        },
+        ("viewerCount", Obj::ChannelRoot(c)) => values::int(cx.viewers(c)),
         (other, _) => Resolved::Error(format!("Subscription.{other} has no event here").into()),
     }
 }

@@ -1,15 +1,19 @@
-//! The `Mutation` root's fields: input rules, the authorization module, the change under
-//! the store's write lock, then the event for subscribers.
+//! The `Mutation` root's fields: input rules, the authorization module over rows read
+//! from the store itself (not a cache), then the command, whose changes are announced
+//! (every shard's cache, subscribers); room events are ordered, kept, then published.
+
+use std::rc::Rc;
 
 use async_graphql_value::ConstValue;
-use graphql_exec::exec::{Args, FieldError, Resolved};
+use graphql_exec::exec::{Args, FieldError, Leaf, Resolved};
+use streamhub_pubsub::{Author, Chat};
 
-use super::events::Event;
 use super::input;
+use super::load::field_error;
 use super::values::{int_arg, str_arg, BAD_USER_INPUT, NOT_FOUND};
-use super::{value, Obj, Request, Roles};
+use super::{message_of, value, Obj, Request, Roles};
 use crate::auth::policy::{can, Action, Denied};
-use crate::store::{ChannelIx, Data, RoomEvent, UserIx};
+use crate::store::{Channel, Command, Membership, Message, User};
 
 fn denied(e: Denied) -> FieldError {
     let code = match e {
@@ -20,57 +24,106 @@ fn denied(e: Denied) -> FieldError {
 }
 
 /// Resolves a root mutation field.
-pub(super) fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Resolved<Obj> {
-    let mut events = Vec::new();
-    let result = {
-        let mut d = cx.domain.store.write();
-        run(cx, &mut d, field, args, &mut events)
-    };
-    for e in events {
-        cx.domain.events.publish(e);
-    }
-    value(result)
+pub(super) async fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Resolved<Obj> {
+    value(run(cx, field, args).await)
 }
 
-fn run(
-    cx: &Request<'_>,
-    d: &mut Data,
-    field: &str,
-    args: &Args<'_>,
-    events: &mut Vec<Event>,
-) -> Result<Resolved<Obj>, FieldError> {
+/// The viewer, or `UNAUTHENTICATED`.
+fn viewer<'a>(cx: &'a Request<'_>) -> Result<&'a Rc<User>, FieldError> {
+    cx.viewer.as_ref().ok_or_else(|| denied(Denied::Unauthenticated))
+}
+
+/// A channel from the store itself, or `NOT_FOUND`.
+async fn channel_arg(cx: &Request<'_>, id: &str) -> Result<Rc<Channel>, FieldError> {
+    cx.fresh_channel(id)
+        .await
+        .map_err(field_error)?
+        .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no channel has id `{id}`")))
+}
+
+/// What the viewer is in a channel, from the store.
+async fn membership(cx: &Request<'_>, channel: &Channel) -> Result<Option<Membership>, FieldError> {
+    match &cx.viewer {
+        None => Ok(None),
+        Some(v) => cx
+            .domain
+            .store
+            .membership(&channel.id, Some(&v.id))
+            .await
+            .map_err(field_error),
+    }
+}
+
+/// Asks the authorization module whether the viewer may do `action` on `channel`.
+async fn check(cx: &Request<'_>, action: Action<'_>, channel: &Channel) -> Result<(), FieldError> {
+    let m = membership(cx, channel).await?;
+    let viewer = cx.viewer.as_ref().map(|v| &*v.id).zip(m.as_ref());
+    can(cx.token, action, &Roles { channel, viewer }).map_err(denied)
+}
+
+/// A user that must exist, or `NOT_FOUND`.
+async fn user_arg(cx: &Request<'_>, args: &Args<'_>) -> Result<Rc<User>, FieldError> {
+    let id = str_arg(args, "userId").unwrap_or_default();
+    cx.users(&[id])
+        .await
+        .map_err(field_error)?
+        .pop()
+        .flatten()
+        .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no user has id `{id}`")))
+}
+
+/// A category id that must exist, or `BAD_USER_INPUT`.
+async fn category(cx: &Request<'_>, id: &str) -> Result<Box<str>, FieldError> {
+    match cx.category(id).await.map_err(field_error)? {
+        Some(k) => Ok(k.id.clone()),
+        None => Err(FieldError::new(
+            BAD_USER_INPUT,
+            format!("no category has id `{id}`"),
+        )),
+    }
+}
+
+/// The channel, read again after a change, as the field's value.
+async fn channel_value(cx: &Request<'_>, id: &str) -> Result<Resolved<Obj>, FieldError> {
+    Ok(Resolved::Object(Obj::Channel(channel_arg(cx, id).await?)))
+}
+
+async fn apply(cx: &Request<'_>, command: Command) -> Result<crate::store::Applied, FieldError> {
+    cx.apply(command).await.map_err(field_error)
+}
+
+async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     let now = cx.now;
-    let check = |d: &Data, action: Action<'_>, c: ChannelIx| {
-        can(cx.token, action, &Roles { d, c, now }).map_err(denied)
-    };
-    // Every mutation needs a viewer; the policy says so first for the ones on a channel.
-    let viewer = || cx.viewer.ok_or_else(|| denied(Denied::Unauthenticated));
     match field {
         "updateProfile" => {
-            let v = viewer()?;
-            check(d, Action::UpdateProfile, d.user(v).channel)?;
+            let v = viewer(cx)?;
+            let own = channel_arg(cx, &v.channel_id).await?;
+            check(cx, Action::UpdateProfile, &own).await?;
             let i = object(args, "input");
-            let name = match field_str(i, "displayName") {
-                Some(n) => Some(input::display_name(n)?.to_owned()),
+            let display_name = match field_str(i, "displayName") {
+                Some(n) => Some(input::display_name(n)?.into()),
                 None => None,
             };
             let bio = match field_str(i, "bio") {
-                Some(b) => Some(input::bio(b)?.to_owned()),
+                Some(b) => Some(input::bio(b)?.into()),
                 None => None,
             };
-            let user = &mut d.users[v.0 as usize];
-            if let Some(n) = name {
-                user.display_name = n.into();
-            }
-            if let Some(b) = bio {
-                user.bio = (!b.is_empty()).then(|| b.into());
-            }
-            Ok(Resolved::Object(Obj::User(v)))
+            apply(
+                cx,
+                Command::UpdateProfile {
+                    user_id: v.id.clone(),
+                    display_name,
+                    bio,
+                },
+            )
+            .await?;
+            let user = cx.users(&[&v.id]).await.map_err(field_error)?.pop().flatten();
+            Ok(user.map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
         }
         "updateChannel" => {
-            let v = viewer()?;
-            let c = d.user(v).channel;
-            check(d, Action::ManageChannel, c)?;
+            let v = viewer(cx)?;
+            let own = channel_arg(cx, &v.channel_id).await?;
+            check(cx, Action::ManageChannel, &own).await?;
             let i = object(args, "input");
             let title = field_str(i, "title").map(input::title).transpose()?;
             let language = field_str(i, "language").map(input::language).transpose()?;
@@ -88,126 +141,135 @@ fn run(
                 }
                 _ => None,
             };
-            let category = match i.and_then(|o| o.get("categoryId")) {
+            let category_id = match i.and_then(|o| o.get("categoryId")) {
                 None => None,
                 Some(ConstValue::Null) => Some(None),
-                Some(ConstValue::String(id)) => Some(Some(category(d, id)?)),
+                Some(ConstValue::String(id)) => Some(Some(category(cx, id).await?)),
                 Some(_) => None,
             };
-            let ch = &mut d.channels[c.0 as usize];
-            let mut visible = false;
-            if let Some(t) = title {
-                visible |= *ch.title != *t;
-                ch.title = t.into();
-            }
-            if let Some(l) = language {
-                ch.language = l.into();
-            }
-            if let Some(t) = tags {
-                ch.tags = t;
-            }
-            if let Some(k) = category {
-                visible |= ch.category != k;
-                ch.category = k;
-            }
-            if visible {
-                events.push(Event::Stream {
-                    channel_id: ch.id.clone(),
-                });
-            }
-            Ok(Resolved::Object(Obj::Channel(c)))
+            apply(
+                cx,
+                Command::UpdateChannel {
+                    channel_id: own.id.clone(),
+                    title: title.map(Box::from),
+                    language: language.map(Box::from),
+                    tags,
+                    category_id,
+                },
+            )
+            .await?;
+            channel_value(cx, &own.id).await
         }
         "startStream" => {
-            let v = viewer()?;
-            let c = d.user(v).channel;
-            check(d, Action::ManageChannel, c)?;
+            let v = viewer(cx)?;
+            let own = channel_arg(cx, &v.channel_id).await?;
+            check(cx, Action::ManageChannel, &own).await?;
             let i = object(args, "input");
             let title = input::title(field_str(i, "title").unwrap_or_default())?;
-            let category = match field_str(i, "categoryId") {
-                Some(id) => Some(category(d, id)?),
+            let category_id = match field_str(i, "categoryId") {
+                Some(id) => Some(category(cx, id).await?),
                 None => None,
             };
-            if d.channel(c).stream.is_some() {
-                return Err(FieldError::new(
-                    BAD_USER_INPUT,
-                    "the channel is already live",
-                ));
-            }
-            let s = d.start_stream(c, title, category, now);
-            events.push(Event::Stream {
-                channel_id: d.channel(c).id.clone(),
-            });
-            Ok(Resolved::Object(Obj::Stream(s)))
+            let applied = apply(
+                cx,
+                Command::StartStream {
+                    channel_id: own.id.clone(),
+                    title: title.into(),
+                    category_id,
+                    now,
+                },
+            )
+            .await?;
+            let id = applied.created.unwrap_or_default();
+            let stream = cx.streams(&[&id]).await.map_err(field_error)?.pop().flatten();
+            Ok(stream.map_or(Resolved::Null, |s| Resolved::Object(Obj::Stream(s))))
         }
         "endStream" => {
-            let v = viewer()?;
-            let c = d.user(v).channel;
-            check(d, Action::ManageChannel, c)?;
-            if d.end_stream(c) {
-                events.push(Event::Stream {
-                    channel_id: d.channel(c).id.clone(),
-                });
-            }
-            Ok(Resolved::Object(Obj::Channel(c)))
+            let v = viewer(cx)?;
+            let own = channel_arg(cx, &v.channel_id).await?;
+            check(cx, Action::ManageChannel, &own).await?;
+            apply(
+                cx,
+                Command::EndStream {
+                    channel_id: own.id.clone(),
+                },
+            )
+            .await?;
+            channel_value(cx, &own.id).await
         }
         "follow" | "unfollow" => {
-            let v = viewer()?;
-            let c = channel_arg(d, args)?;
-            check(d, Action::Follow, c)?;
-            if field == "follow" {
-                if d.channel(c).owner == v {
+            let v = viewer(cx)?;
+            let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
+            check(cx, Action::Follow, &c).await?;
+            let (user_id, channel_id) = (v.id.clone(), c.id.clone());
+            let command = if field == "follow" {
+                if c.owner_id == v.id {
                     return Err(FieldError::new(
                         BAD_USER_INPUT,
                         "you cannot follow your own channel",
                     ));
                 }
-                d.follow(v, c);
+                Command::Follow {
+                    user_id,
+                    channel_id,
+                }
             } else {
-                d.unfollow(v, c);
-            }
-            Ok(Resolved::Object(Obj::Channel(c)))
+                Command::Unfollow {
+                    user_id,
+                    channel_id,
+                }
+            };
+            apply(cx, command).await?;
+            channel_value(cx, &c.id).await
         }
         "sendChatMessage" => {
             let channel_id = str_arg(args, "channelId").unwrap_or_default();
             let body = str_arg(args, "body").unwrap_or_default();
-            let (c, seq) = send_chat(cx, d, channel_id, body, events)?;
-            Ok(Resolved::Object(Obj::Message(c, seq)))
+            let m = send_chat(cx, channel_id, body).await?;
+            Ok(Resolved::Object(Obj::Message(Rc::new(m))))
         }
         "deleteChatMessage" => {
-            let c = channel_arg(d, args)?;
+            let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
             let seq = int_arg(args, "messageSeq").unwrap_or(0);
-            let Some(author) = u32::try_from(seq).ok().and_then(|s| d.message_author(c, s)) else {
+            let message = match u64::try_from(seq) {
+                Ok(s) => cx.domain.store.message(&c.id, s).await.map_err(field_error)?,
+                Err(_) => None,
+            };
+            let Some(message) = message else {
                 return Err(FieldError::new(
                     NOT_FOUND,
                     format!("no message has seq {seq} in this channel"),
                 ));
             };
-            let author_id = d.user(author).id.clone();
             check(
-                d,
+                cx,
                 Action::DeleteMessage {
-                    author_id: &author_id,
+                    author_id: &message.author.id,
                 },
-                c,
-            )?;
-            let at = d.delete_message(c, seq as u32);
-            events.push(Event::Room {
-                channel_id: d.channel(c).id.clone(),
-                seq: at,
-            });
-            Ok(Resolved::Leaf(graphql_exec::exec::Leaf::Boolean(true)))
+                &c,
+            )
+            .await?;
+            cx.publish_room(
+                &c.id,
+                Chat::Deleted {
+                    message_seq: message.seq,
+                },
+            )
+            .await
+            .map_err(field_error)?;
+            Ok(Resolved::Leaf(Leaf::Boolean(true)))
         }
         "banUser" => {
-            let c = channel_arg(d, args)?;
-            let target = user_arg(d, args)?;
-            let target_id = d.user(target).id.clone();
+            let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
+            let target = user_arg(cx, args).await?;
             check(
-                d,
+                cx,
                 Action::Ban {
-                    target_id: &target_id,
+                    target_id: &target.id,
                 },
-                c,
-            )?;
+                &c,
+            )
+            .await?;
             let until = match int_arg(args, "durationSeconds") {
                 Some(s) => Some(now + input::ban_seconds(s)? * 1000),
                 None => None,
@@ -215,98 +277,89 @@ fn run(
             if let Some(reason) = str_arg(args, "reason") {
                 input::text("reason", reason, 0, 300)?;
             }
-            let bans = &mut d.channels[c.0 as usize].bans;
-            bans.retain(|(u, _)| *u != target);
-            bans.push((target, until));
-            let seq = d.append(
-                c,
-                RoomEvent::Banned {
-                    user: target,
+            apply(
+                cx,
+                Command::Ban {
+                    channel_id: c.id.clone(),
+                    user_id: target.id.clone(),
                     until,
                 },
-            );
-            events.push(Event::Room {
-                channel_id: d.channel(c).id.clone(),
-                seq,
-            });
-            Ok(Resolved::Leaf(graphql_exec::exec::Leaf::Boolean(true)))
+            )
+            .await?;
+            cx.publish_room(
+                &c.id,
+                Chat::Banned {
+                    user_id: target.id.clone(),
+                    until,
+                },
+            )
+            .await
+            .map_err(field_error)?;
+            Ok(Resolved::Leaf(Leaf::Boolean(true)))
         }
         "unbanUser" => {
-            let c = channel_arg(d, args)?;
-            let target = user_arg(d, args)?;
-            check(d, Action::Unban, c)?;
-            let bans = &mut d.channels[c.0 as usize].bans;
-            let before = bans.len();
-            bans.retain(|(u, _)| *u != target);
-            Ok(Resolved::Leaf(graphql_exec::exec::Leaf::Boolean(
-                bans.len() != before,
-            )))
+            let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
+            let target = user_arg(cx, args).await?;
+            check(cx, Action::Unban, &c).await?;
+            let applied = apply(
+                cx,
+                Command::Unban {
+                    channel_id: c.id.clone(),
+                    user_id: target.id.clone(),
+                },
+            )
+            .await?;
+            Ok(Resolved::Leaf(Leaf::Boolean(!applied.changes.is_empty())))
         }
         "addModerator" | "removeModerator" => {
-            let c = channel_arg(d, args)?;
-            let target = user_arg(d, args)?;
-            check(d, Action::ManageModerators, c)?;
-            let mods = &mut d.channels[c.0 as usize].moderators;
-            if field == "addModerator" {
-                if !mods.contains(&target) {
-                    mods.push(target);
+            let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
+            let target = user_arg(cx, args).await?;
+            check(cx, Action::ManageModerators, &c).await?;
+            let (channel_id, user_id) = (c.id.clone(), target.id.clone());
+            let command = if field == "addModerator" {
+                Command::AddModerator {
+                    channel_id,
+                    user_id,
                 }
             } else {
-                mods.retain(|&m| m != target);
-            }
-            Ok(Resolved::Object(Obj::Channel(c)))
+                Command::RemoveModerator {
+                    channel_id,
+                    user_id,
+                }
+            };
+            apply(cx, command).await?;
+            channel_value(cx, &c.id).await
         }
         other => Err(format!("Mutation.{other} has no resolver").into()),
     }
 }
 
-/// `sendChatMessage`, and the room protocol's `send`: the checks, the append (which
-/// orders it), the event.
-pub(super) fn send_chat(
+/// `sendChatMessage`, and the room protocol's `send`: the checks, then the message is
+/// ordered, kept and published; the message as sent.
+pub(super) async fn send_chat(
     cx: &Request<'_>,
-    d: &mut Data,
     channel_id: &str,
     body: &str,
-    events: &mut Vec<Event>,
-) -> Result<(ChannelIx, u32), FieldError> {
-    let c = d
-        .channel_by_id(channel_id)
+) -> Result<Message, FieldError> {
+    let c = cx
+        .channel(channel_id)
+        .await
+        .map_err(field_error)?
         .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no channel has id `{channel_id}`")))?;
-    let now = cx.now;
-    can(cx.token, Action::SendChat, &Roles { d, c, now }).map_err(denied)?;
-    let v = cx.viewer.ok_or_else(|| denied(Denied::Unauthenticated))?;
+    check(cx, Action::SendChat, &c).await?;
+    let v = viewer(cx)?;
     let body = input::chat_body(body)?;
-    let seq = d.append(
-        c,
-        RoomEvent::Message {
-            author: v,
-            body: body.into(),
-            sent_at: now,
-            deleted: false,
+    let chat = Chat::Message {
+        author: Author {
+            id: v.id.clone(),
+            login: v.login.clone(),
+            display_name: v.display_name.clone(),
         },
-    );
-    events.push(Event::Room {
-        channel_id: d.channel(c).id.clone(),
-        seq,
-    });
-    Ok((c, seq))
-}
-
-/// The room protocol's `send`, as the viewer of `cx`: the message's seq.
-pub(super) fn send_chat_now(
-    cx: &Request<'_>,
-    channel_id: &str,
-    body: &str,
-) -> Result<u32, FieldError> {
-    let mut events = Vec::new();
-    let result = {
-        let mut d = cx.domain.store.write();
-        send_chat(cx, &mut d, channel_id, body, &mut events)
+        body: body.into(),
+        sent_at: cx.now,
     };
-    for e in events {
-        cx.domain.events.publish(e);
-    }
-    result.map(|(_, seq)| seq)
+    let event = cx.publish_room(&c.id, chat).await.map_err(field_error)?;
+    message_of(&event).ok_or_else(|| FieldError::from("the message was not a message"))
 }
 
 fn object<'a>(
@@ -329,19 +382,3 @@ fn field_str<'a>(
     }
 }
 
-fn category(d: &Data, id: &str) -> Result<crate::store::CategoryIx, FieldError> {
-    d.category_by_id(id)
-        .ok_or_else(|| FieldError::new(BAD_USER_INPUT, format!("no category has id `{id}`")))
-}
-
-fn channel_arg(d: &Data, args: &Args<'_>) -> Result<ChannelIx, FieldError> {
-    let id = str_arg(args, "channelId").unwrap_or_default();
-    d.channel_by_id(id)
-        .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no channel has id `{id}`")))
-}
-
-fn user_arg(d: &Data, args: &Args<'_>) -> Result<UserIx, FieldError> {
-    let id = str_arg(args, "userId").unwrap_or_default();
-    d.user_by_id(id)
-        .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no user has id `{id}`")))
-}

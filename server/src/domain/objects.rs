@@ -1,13 +1,18 @@
-//! Fields of the domain's object types, each resolved for a whole level of parents.
+//! Fields of the domain's object types, each resolved for a whole level of parents:
+//! scalars from the rows the objects carry, relations loaded for every parent of the
+//! level in one batch ([`super::load`]).
 
 use std::rc::Rc;
 
 use graphql_exec::exec::{Args, FieldError, Leaf, Out, Resolved};
+use streamhub_pubsub::Chat;
 
+use super::load::field_error;
 use super::query::stream_page;
-use super::values::{after_arg, boolean, count_arg, cursor, int, string, time};
+use super::values::{after_arg, boolean, count_arg, cursor, int, string, time, BAD_USER_INPUT};
 use super::{value, Obj, Page, Request};
-use crate::store::{ChannelIx, Data, RoomEvent, UserIx};
+use crate::store::cursor::Cursor;
+use crate::store::{Channel, StoreError, User};
 
 /// A field name, matched once per batch rather than once per parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,82 +112,128 @@ impl F {
     }
 }
 
-/// Resolves `field` for every parent.
-pub(super) fn resolve(
+/// Resolves `field` for every parent (all of one type).
+pub(super) async fn resolve(
     cx: &Request<'_>,
-    d: &Data,
-    field: &str,
+    name: &str,
     args: &Args<'_>,
     parents: &[Obj],
     out: &mut Out<'_, Obj>,
 ) {
-    let name = field;
     let f = F::of(name);
+    let Some(first) = parents.first() else {
+        return;
+    };
+    // Relations: one batch for the whole level.
+    let batched = match (first, f) {
+        (Obj::Channel(_), F::Owner) => Some(
+            to_users(cx, parents.iter().map(|p| match p {
+                Obj::Channel(c) => Some(&*c.owner_id),
+                _ => None,
+            }))
+            .await,
+        ),
+        (Obj::User(_), F::Channel) => Some(
+            to_channels(cx, parents.iter().map(|p| match p {
+                Obj::User(u) => Some(&*u.channel_id),
+                _ => None,
+            }))
+            .await,
+        ),
+        (Obj::Stream(_), F::Channel) => Some(
+            to_channels(cx, parents.iter().map(|p| match p {
+                Obj::Stream(s) => Some(&*s.channel_id),
+                _ => None,
+            }))
+            .await,
+        ),
+        (Obj::Message(_), F::Channel) => Some(
+            to_channels(cx, parents.iter().map(|p| match p {
+                Obj::Message(m) => Some(&*m.channel_id),
+                _ => None,
+            }))
+            .await,
+        ),
+        (Obj::Message(_), F::Author) => Some(
+            to_users(cx, parents.iter().map(|p| match p {
+                Obj::Message(m) => Some(&*m.author.id),
+                _ => None,
+            }))
+            .await,
+        ),
+        (Obj::Channel(_), F::Stream) => Some(stream_of(cx, parents).await),
+        (Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_), F::Category) => {
+            Some(category_of(cx, parents).await)
+        }
+        (Obj::Channel(_), F::Moderators) => Some(moderators(cx, parents).await),
+        (Obj::Channel(_), F::ViewerIsFollowing) => Some(viewer_follows(cx, parents).await),
+        (Obj::Stream(_), F::ViewerCount) => Some(stream_viewers(cx, parents).await),
+        _ => None,
+    };
+    if let Some(values) = batched {
+        out.extend(values);
+        return;
+    }
     for p in parents {
         let r = match p {
-            Obj::User(u) => user(cx, d, out, *u, f, name, args),
-            Obj::Channel(c) => channel(cx, d, out, *c, f, name, args),
-            Obj::Stream(s) => {
-                let st = d.stream(*s);
-                let live = d.channel(st.channel).stream == Some(*s);
-                Ok(match f {
-                    F::Id => string(out, &st.id),
-                    F::Channel => Resolved::Object(Obj::Channel(st.channel)),
-                    F::Title => string(out, &st.title),
-                    F::Category => opt_category(st.category),
-                    F::Language => string(out, &st.language),
-                    F::StartedAt => time(out, st.started_at),
-                    F::ViewerCount => int(if live {
-                        d.channel(st.channel).viewers
+            Obj::User(u) => user(cx, out, u, f, name, args).await,
+            Obj::Channel(c) => channel(cx, out, c, f, name, args).await,
+            Obj::Stream(st) => Ok(match f {
+                F::Id => string(out, &st.id),
+                F::Title => string(out, &st.title),
+                F::Language => string(out, &st.language),
+                F::StartedAt => time(out, st.started_at),
+                _ => unknown("Stream", name),
+            }),
+            Obj::Category(k) => match f {
+                F::Id => Ok(string(out, &k.id)),
+                F::Slug => Ok(string(out, &k.slug)),
+                F::Name => Ok(string(out, &k.name)),
+                F::ViewerCount | F::LiveStreamCount => cx.live().await.map_err(field_error).map(|live| {
+                    let of = live.iter().filter(|l| l.category_id.as_deref() == Some(&*k.id));
+                    if f == F::ViewerCount {
+                        int(of.map(|l| i64::from(cx.viewers(&l.channel_id))).sum::<i64>())
                     } else {
-                        0
-                    }),
-                    _ => unknown("Stream", name),
-                })
-            }
-            Obj::Category(k) => {
-                let cat = d.category(*k);
-                match f {
-                    F::Id => Ok(string(out, &cat.id)),
-                    F::Slug => Ok(string(out, &cat.slug)),
-                    F::Name => Ok(string(out, &cat.name)),
-                    F::ViewerCount => Ok(int(d.category_viewers(*k) as i64)),
-                    F::LiveStreamCount => Ok(int(d
-                        .live
-                        .iter()
-                        .filter(|&&c| d.channel(c).category == Some(*k))
-                        .count() as i64)),
-                    F::Streams => stream_page(d, &d.live_sorted(Some(*k), None), args),
-                    _ => Ok(unknown("Category", name)),
-                }
-            }
-            Obj::Message(c, seq) => Ok(message(d, out, *c, *seq, f, name)),
-            Obj::Deleted(c, seq) => Ok(match (f, d.channel(*c).log.get(*seq)) {
-                (F::ChannelId, _) => string(out, &d.channel(*c).id),
-                (F::Seq, _) => int(*seq),
-                (F::MessageSeq, Some(RoomEvent::Deleted { message_seq })) => int(*message_seq),
+                        int(of.count() as i64)
+                    }
+                }),
+                F::Streams => stream_page(cx, Some(&k.id), None, args).await,
+                _ => Ok(unknown("Category", name)),
+            },
+            Obj::Message(m) => Ok(match f {
+                F::Id => out.text_concat(&[
+                    "msg_",
+                    &m.channel_id,
+                    "_",
+                    itoa::Buffer::new().format(m.seq),
+                ]),
+                F::Seq => int(m.seq as i64),
+                F::Body => string(out, &m.body),
+                F::SentAt => time(out, m.sent_at),
+                _ => unknown("ChatMessage", name),
+            }),
+            Obj::Deleted(e) => Ok(match (f, &e.payload.chat) {
+                (F::ChannelId, _) => string(out, &e.room),
+                (F::Seq, _) => int(e.seq as i64),
+                (F::MessageSeq, Chat::Deleted { message_seq }) => int(*message_seq as i64),
                 (_, _) => unknown("ChatMessageDeleted", name),
             }),
-            Obj::Banned(c, seq) => Ok(match (f, d.channel(*c).log.get(*seq)) {
-                (F::ChannelId, _) => string(out, &d.channel(*c).id),
-                (F::Seq, _) => int(*seq),
-                (F::UserId, Some(RoomEvent::Banned { user, .. })) => string(out, &d.user(*user).id),
-                (F::Until, Some(RoomEvent::Banned { until, .. })) => {
+            Obj::Banned(e) => Ok(match (f, &e.payload.chat) {
+                (F::ChannelId, _) => string(out, &e.room),
+                (F::Seq, _) => int(e.seq as i64),
+                (F::UserId, Chat::Banned { user_id, .. }) => string(out, user_id),
+                (F::Until, Chat::Banned { until, .. }) => {
                     until.map_or(Resolved::Null, |t| time(out, t))
                 }
                 (_, _) => unknown("UserBanned", name),
             }),
-            Obj::StreamUpdate(c) => {
-                let ch = d.channel(*c);
-                Ok(match f {
-                    F::Channel => Resolved::Object(Obj::Channel(*c)),
-                    F::IsLive => boolean(ch.stream.is_some()),
-                    F::Title => string(out, &ch.title),
-                    F::Category => opt_category(ch.category),
-                    F::ViewerCount => int(ch.viewers),
-                    _ => unknown("StreamUpdate", name),
-                })
-            }
+            Obj::StreamUpdate(ch) => Ok(match f {
+                F::Channel => Resolved::Object(Obj::Channel(Rc::clone(ch))),
+                F::IsLive => boolean(ch.stream_id.is_some()),
+                F::Title => string(out, &ch.title),
+                F::ViewerCount => int(cx.viewers(&ch.id)),
+                _ => unknown("StreamUpdate", name),
+            }),
             Obj::Connection(page) => Ok(match f {
                 F::Edges => Resolved::List(
                     (0..page.items.len() as u32)
@@ -197,19 +248,19 @@ pub(super) fn resolve(
                 _ => unknown("Connection", name),
             }),
             Obj::Edge(page, i) => Ok(match f {
-                F::Cursor => cursor(out, page.start + *i as usize),
+                F::Cursor => cursor(out, &page.cursors[*i as usize]),
                 F::Node => Resolved::Object(page.items[*i as usize].clone()),
                 _ => unknown("Edge", name),
             }),
             Obj::PageInfo(page) => Ok(match f {
                 F::HasNextPage => boolean(page.has_next),
-                F::EndCursor => match page.items.len() {
-                    0 => Resolved::Null,
-                    n => cursor(out, page.start + n - 1),
+                F::EndCursor => match page.cursors.last() {
+                    None => Resolved::Null,
+                    Some(c) => cursor(out, c),
                 },
                 _ => unknown("PageInfo", name),
             }),
-            Obj::Root | Obj::RoomEvent(..) | Obj::ChannelRoot(_) => Ok(unknown("root", name)),
+            Obj::Root | Obj::RoomEvent(_) | Obj::ChannelRoot(_) => Ok(unknown("root", name)),
         };
         out.push(value(r));
     }
@@ -219,20 +270,228 @@ fn unknown(ty: &str, field: &str) -> Resolved<Obj> {
     Resolved::Error(format!("{ty}.{field} has no resolver").into())
 }
 
-fn opt_category(k: Option<crate::store::CategoryIx>) -> Resolved<Obj> {
-    k.map_or(Resolved::Null, |k| Resolved::Object(Obj::Category(k)))
+/// The value of a to-one relation whose row is missing.
+fn missing(what: &str) -> Resolved<Obj> {
+    Resolved::Error(format!("the {what} is gone").into())
 }
 
-fn user(
+/// Every parent's user (by id; None: null), in one load.
+async fn to_users<'p>(
     cx: &Request<'_>,
-    d: &Data,
+    ids: impl Iterator<Item = Option<&'p str>>,
+) -> Vec<Resolved<Obj>> {
+    let ids: Vec<Option<&str>> = ids.collect();
+    let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
+    match cx.users(&wanted).await {
+        Err(e) => ids.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Ok(rows) => {
+            let mut rows = rows.into_iter();
+            ids.iter()
+                .map(|id| match id {
+                    None => Resolved::Null,
+                    Some(_) => rows
+                        .next()
+                        .flatten()
+                        .map_or_else(|| missing("user"), |u| Resolved::Object(Obj::User(u))),
+                })
+                .collect()
+        }
+    }
+}
+
+/// Every parent's channel (by id; None: null), in one load.
+async fn to_channels<'p>(
+    cx: &Request<'_>,
+    ids: impl Iterator<Item = Option<&'p str>>,
+) -> Vec<Resolved<Obj>> {
+    let ids: Vec<Option<&str>> = ids.collect();
+    let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
+    match cx.channels(&wanted).await {
+        Err(e) => ids.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Ok(rows) => {
+            let mut rows = rows.into_iter();
+            ids.iter()
+                .map(|id| match id {
+                    None => Resolved::Null,
+                    Some(_) => rows.next().flatten().map_or_else(
+                        || missing("channel"),
+                        |c| Resolved::Object(Obj::Channel(c)),
+                    ),
+                })
+                .collect()
+        }
+    }
+}
+
+/// `Channel.stream` for every parent, in one load.
+async fn stream_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+    let ids: Vec<Option<&str>> = parents
+        .iter()
+        .map(|p| match p {
+            Obj::Channel(c) => c.stream_id.as_deref(),
+            _ => None,
+        })
+        .collect();
+    let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
+    match cx.streams(&wanted).await {
+        Err(e) => ids.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Ok(rows) => {
+            let mut rows = rows.into_iter();
+            ids.iter()
+                .map(|id| match id {
+                    None => Resolved::Null,
+                    // A live channel's stream that is gone reads as offline.
+                    Some(_) => rows
+                        .next()
+                        .flatten()
+                        .map_or(Resolved::Null, |s| Resolved::Object(Obj::Stream(s))),
+                })
+                .collect()
+        }
+    }
+}
+
+/// `category` of channels, streams and stream updates, from the categories (cached).
+async fn category_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+    let all = match cx.categories().await {
+        Ok(all) => all,
+        Err(e) => return parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+    };
+    parents
+        .iter()
+        .map(|p| {
+            let id = match p {
+                Obj::Channel(c) | Obj::StreamUpdate(c) => c.category_id.as_deref(),
+                Obj::Stream(s) => s.category_id.as_deref(),
+                _ => None,
+            };
+            id.and_then(|id| all.iter().find(|k| &*k.id == id))
+                .map_or(Resolved::Null, |k| Resolved::Object(Obj::Category(Rc::clone(k))))
+        })
+        .collect()
+}
+
+/// `Channel.moderators` for every parent, in one load.
+async fn moderators(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+    let channels: Vec<&Channel> = parents
+        .iter()
+        .filter_map(|p| match p {
+            Obj::Channel(c) => Some(&**c),
+            _ => None,
+        })
+        .collect();
+    let wanted: Vec<&str> = channels
+        .iter()
+        .flat_map(|c| c.moderator_ids.iter().map(|m| &**m))
+        .collect();
+    let rows = match cx.users(&wanted).await {
+        Ok(rows) => rows,
+        Err(e) => return parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+    };
+    let mut rows = rows.into_iter();
+    channels
+        .iter()
+        .map(|c| {
+            Resolved::List(
+                c.moderator_ids
+                    .iter()
+                    .filter_map(|_| rows.next().flatten())
+                    .map(|u| Resolved::Object(Obj::User(u)))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `Channel.viewerIsFollowing` for every parent, in one load.
+async fn viewer_follows(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+    let Some(v) = &cx.viewer else {
+        return parents.iter().map(|_| boolean(false)).collect();
+    };
+    let ids: Vec<&str> = parents
+        .iter()
+        .map(|p| match p {
+            Obj::Channel(c) => &*c.id,
+            _ => "",
+        })
+        .collect();
+    match cx.follows(&v.id, &ids).await {
+        Ok(yes) => yes.into_iter().map(boolean).collect(),
+        Err(e) => parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+    }
+}
+
+/// `Stream.viewerCount`: its channel's viewers while it is the channel's live stream,
+/// else 0; the channels in one load.
+async fn stream_viewers(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+    let streams: Vec<&crate::store::Stream> = parents
+        .iter()
+        .filter_map(|p| match p {
+            Obj::Stream(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    let ids: Vec<&str> = streams.iter().map(|s| &*s.channel_id).collect();
+    match cx.channels(&ids).await {
+        Err(e) => parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Ok(channels) => streams
+            .iter()
+            .zip(channels)
+            .map(|(s, c)| {
+                let live = c.is_some_and(|c| c.stream_id.as_deref() == Some(&*s.id));
+                int(if live { cx.viewers(&s.channel_id) } else { 0 })
+            })
+            .collect(),
+    }
+}
+
+/// The key a follow list's page starts after.
+fn follow_after(args: &Args<'_>) -> Result<Option<u64>, FieldError> {
+    match after_arg(args)? {
+        None => Ok(None),
+        Some(Cursor::Follow(key)) => Ok(Some(key)),
+        Some(other) => Err(FieldError::new(
+            BAD_USER_INPUT,
+            format!("`{}` is not a cursor of this list", other.encode()),
+        )),
+    }
+}
+
+/// A page of users or channels from a follow list's keys and ids.
+async fn follow_page(
+    cx: &Request<'_>,
+    page: crate::store::KeyPage,
+    users: bool,
+) -> Result<Resolved<Obj>, StoreError> {
+    let ids: Vec<&str> = page.items.iter().map(|(_, id)| &**id).collect();
+    let (mut items, mut cursors) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+    let objs: Vec<Option<Obj>> = if users {
+        cx.users(&ids).await?.into_iter().map(|u| u.map(Obj::User)).collect()
+    } else {
+        cx.channels(&ids).await?.into_iter().map(|c| c.map(Obj::Channel)).collect()
+    };
+    for ((key, _), obj) in page.items.iter().zip(objs) {
+        if let Some(obj) = obj {
+            items.push(obj);
+            cursors.push(Cursor::Follow(*key));
+        }
+    }
+    Ok(Resolved::Object(Obj::Connection(Rc::new(Page {
+        items,
+        cursors,
+        has_next: page.has_next,
+        total: page.total,
+    }))))
+}
+
+async fn user(
+    cx: &Request<'_>,
     out: &mut Out<'_, Obj>,
-    u: UserIx,
+    user: &Rc<User>,
     f: F,
     name: &str,
     args: &Args<'_>,
 ) -> Result<Resolved<Obj>, FieldError> {
-    let user = d.user(u);
     Ok(match f {
         F::Id => string(out, &user.id),
         F::Login => string(out, &user.login),
@@ -243,7 +502,7 @@ fn user(
             .map_or(Resolved::Null, |b| string(out, b)),
         F::Roles => {
             let admin = match cx.token {
-                Some(t) if cx.viewer == Some(u) => t.admin,
+                Some(t) if *t.id == *user.id => t.admin,
                 _ => user.admin,
             };
             let mut roles = vec![Resolved::Leaf(Leaf::Enum("VIEWER"))];
@@ -253,106 +512,59 @@ fn user(
             Resolved::List(roles)
         }
         F::CreatedAt => time(out, user.created_at),
-        F::Channel => Resolved::Object(Obj::Channel(user.channel)),
         F::Following => {
             let first = count_arg(args, "first", 20)?;
-            let start = after_arg(args)?;
-            let list = &user.following;
-            // Newest follow first.
-            let page = Page::of(list.len(), start, first, |i| {
-                Obj::Channel(list[list.len() - 1 - i])
-            });
-            Resolved::Object(Obj::Connection(Rc::new(page)))
+            let after = follow_after(args)?;
+            let page = cx
+                .domain
+                .store
+                .following(&user.id, after, first)
+                .await
+                .map_err(field_error)?;
+            follow_page(cx, page, false).await.map_err(field_error)?
         }
         _ => unknown("User", name),
     })
 }
 
-fn channel(
+async fn channel(
     cx: &Request<'_>,
-    d: &Data,
     out: &mut Out<'_, Obj>,
-    c: ChannelIx,
+    ch: &Rc<Channel>,
     f: F,
     name: &str,
     args: &Args<'_>,
 ) -> Result<Resolved<Obj>, FieldError> {
-    let ch = d.channel(c);
     Ok(match f {
         F::Id => string(out, &ch.id),
-        F::Login => string(out, d.channel_login(c)),
-        F::Owner => Resolved::Object(Obj::User(ch.owner)),
+        F::Login => string(out, &ch.login),
         F::Title => string(out, &ch.title),
         F::Language => string(out, &ch.language),
         F::Tags => Resolved::List(ch.tags.iter().map(|t| string(out, t)).collect()),
-        F::Category => opt_category(ch.category),
-        F::IsLive => boolean(ch.stream.is_some()),
-        F::Stream => ch
-            .stream
-            .map_or(Resolved::Null, |s| Resolved::Object(Obj::Stream(s))),
-        F::FollowerCount => int(ch.followers.len() as i64),
+        F::IsLive => boolean(ch.stream_id.is_some()),
+        F::FollowerCount => int(ch.follower_count),
         F::Followers => {
             let first = count_arg(args, "first", 20)?;
-            let start = after_arg(args)?;
-            let list = &ch.followers;
-            // Newest follower first.
-            let page = Page::of(list.len(), start, first, |i| {
-                Obj::User(list[list.len() - 1 - i])
-            });
-            Resolved::Object(Obj::Connection(Rc::new(page)))
-        }
-        F::Moderators => Resolved::List(
-            ch.moderators
-                .iter()
-                .map(|&m| Resolved::Object(Obj::User(m)))
-                .collect(),
-        ),
-        F::ViewerIsFollowing => {
-            boolean(cx.viewer.is_some_and(|v| d.user(v).following.contains(&c)))
+            let after = follow_after(args)?;
+            let page = cx
+                .domain
+                .store
+                .followers(&ch.id, after, first)
+                .await
+                .map_err(field_error)?;
+            follow_page(cx, page, true).await.map_err(field_error)?
         }
         F::RecentMessages => {
             let last = count_arg(args, "last", 20)?;
+            let (all, skip) = cx.recent_messages(&ch.id, last).await.map_err(field_error)?;
             Resolved::List(
-                d.messages(c, last, None)
-                    .into_iter()
-                    .map(|seq| Resolved::Object(Obj::Message(c, seq)))
+                all[skip..]
+                    .iter()
+                    .map(|m| Resolved::Object(Obj::Message(Rc::clone(m))))
                     .collect(),
             )
         }
-        F::ViewerCount => int(ch.viewers),
+        F::ViewerCount => int(cx.viewers(&ch.id)),
         _ => unknown("Channel", name),
     })
-}
-
-fn message(
-    d: &Data,
-    out: &mut Out<'_, Obj>,
-    c: ChannelIx,
-    seq: u32,
-    f: F,
-    name: &str,
-) -> Resolved<Obj> {
-    let Some(RoomEvent::Message {
-        author,
-        body,
-        sent_at,
-        ..
-    }) = d.channel(c).log.get(seq)
-    else {
-        return Resolved::Error("the message is gone".into());
-    };
-    match f {
-        F::Id => out.text_concat(&[
-            "msg_",
-            &d.channel(c).id,
-            "_",
-            itoa::Buffer::new().format(seq),
-        ]),
-        F::Channel => Resolved::Object(Obj::Channel(c)),
-        F::Seq => int(seq),
-        F::Author => Resolved::Object(Obj::User(*author)),
-        F::Body => string(out, body),
-        F::SentAt => time(out, *sent_at),
-        _ => unknown("ChatMessage", name),
-    }
 }

@@ -4,46 +4,57 @@ use std::rc::Rc;
 
 use graphql_exec::exec::{Args, FieldError, Resolved};
 
+use super::load::field_error;
 use super::values::{after_arg, count_arg, int_arg, str_arg, BAD_USER_INPUT, NOT_FOUND};
 use super::{value, Obj, Page, Request};
-use crate::store::{CategoryIx, ChannelIx, Data, RoomEvent};
+use crate::store::cursor::Cursor;
+use crate::store::{Found, Live, StoreError};
 
 /// Resolves a root query field.
-pub(super) fn resolve(cx: &Request<'_>, d: &Data, field: &str, args: &Args<'_>) -> Resolved<Obj> {
+pub(super) async fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Resolved<Obj> {
     value(match field {
         "viewer" => Ok(cx
             .viewer
-            .map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u)))),
-        "node" => Ok(node(d, str_arg(args, "id").unwrap_or_default())),
-        "user" => one_of(args, "id", "login").map(|by| {
-            let u = match by {
-                By::Id(id) => d.user_by_id(id),
-                By::Other(login) => d.user_by_login(login),
-            };
-            u.map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u)))
-        }),
-        "channel" => one_of(args, "id", "login").map(|by| {
-            let c = match by {
-                By::Id(id) => d.channel_by_id(id),
-                By::Other(login) => d.user_by_login(login).map(|u| d.user(u).channel),
-            };
-            c.map_or(Resolved::Null, |c| Resolved::Object(Obj::Channel(c)))
-        }),
-        "category" => one_of(args, "id", "slug").map(|by| {
-            let k = match by {
-                By::Id(id) => d.category_by_id(id),
-                By::Other(slug) => d.category_by_slug(slug),
-            };
-            k.map_or(Resolved::Null, |k| Resolved::Object(Obj::Category(k)))
-        }),
-        "streams" => streams(d, args),
-        "categories" => categories(d, args),
-        "chatHistory" => chat_history(d, args),
-        "search" => search(d, args),
+            .as_ref()
+            .map_or(Resolved::Null, |u| Resolved::Object(Obj::User(Rc::clone(u))))),
+        "node" => node(cx, str_arg(args, "id").unwrap_or_default())
+            .await
+            .map_err(field_error),
+        "user" => match one_of(args, "id", "login") {
+            Err(e) => Err(e),
+            Ok(by) => {
+                let u = match by {
+                    By::Id(id) => cx.users(&[id]).await.map(|mut v| v.pop().flatten()),
+                    By::Other(login) => cx.user_by_login(login).await,
+                };
+                u.map(|u| u.map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
+                    .map_err(field_error)
+            }
+        },
+        "channel" => match one_of(args, "id", "login") {
+            Err(e) => Err(e),
+            Ok(by) => channel_by(cx, by).await.map_err(field_error),
+        },
+        "category" => match one_of(args, "id", "slug") {
+            Err(e) => Err(e),
+            Ok(by) => cx.categories().await.map_err(field_error).map(|all| {
+                all.iter()
+                    .find(|k| match by {
+                        By::Id(id) => &*k.id == id,
+                        By::Other(slug) => &*k.slug == slug,
+                    })
+                    .map_or(Resolved::Null, |k| Resolved::Object(Obj::Category(Rc::clone(k))))
+            }),
+        },
+        "streams" => streams(cx, args).await,
+        "categories" => categories(cx, args).await,
+        "chatHistory" => chat_history(cx, args).await,
+        "search" => search(cx, args).await,
         other => Err(format!("Query.{other} has no resolver").into()),
     })
 }
 
+#[derive(Clone, Copy)]
 enum By<'a> {
     Id(&'a str),
     Other(&'a str),
@@ -61,81 +72,171 @@ fn one_of<'a>(args: &'a Args<'_>, id: &str, other: &str) -> Result<By<'a>, Field
     }
 }
 
-/// Any object by its id.
-pub(super) fn node(d: &Data, id: &str) -> Resolved<Obj> {
-    let found = if let Some(c) = d.channel_by_id(id) {
-        Some(Obj::Channel(c))
-    } else if let Some(k) = d.category_by_id(id) {
-        Some(Obj::Category(k))
-    } else if let Some(s) = d.stream_by_id(id) {
-        Some(Obj::Stream(s))
-    } else if let Some(m) = message_by_id(d, id) {
-        Some(m)
-    } else {
-        d.user_by_id(id).map(Obj::User)
+async fn channel_by(cx: &Request<'_>, by: By<'_>) -> Result<Resolved<Obj>, StoreError> {
+    let id: Box<str> = match by {
+        By::Id(id) => id.into(),
+        By::Other(login) => match cx.user_by_login(login).await? {
+            Some(u) => u.channel_id.clone(),
+            None => return Ok(Resolved::Null),
+        },
     };
-    found.map_or(Resolved::Null, Resolved::Object)
+    Ok(cx
+        .channel(&id)
+        .await?
+        .map_or(Resolved::Null, |c| Resolved::Object(Obj::Channel(c))))
 }
 
-/// `msg_<channel id>_<seq>`, if that message exists and is not deleted.
-fn message_by_id(d: &Data, id: &str) -> Option<Obj> {
-    let (channel, seq) = id.strip_prefix("msg_")?.rsplit_once('_')?;
-    let c = d.channel_by_id(channel)?;
-    let seq: u32 = seq.parse().ok()?;
-    match d.channel(c).log.get(seq)? {
-        RoomEvent::Message { deleted: false, .. } => Some(Obj::Message(c, seq)),
-        _ => None,
+/// Any object by its id: a channel (`ch_`), a category (`cat_`), a stream (`st`), a
+/// chat message (`msg_`), else a user.
+pub(super) async fn node(cx: &Request<'_>, id: &str) -> Result<Resolved<Obj>, StoreError> {
+    if id.starts_with("ch_") {
+        if let Some(c) = cx.channel(id).await? {
+            return Ok(Resolved::Object(Obj::Channel(c)));
+        }
+    }
+    if id.starts_with("cat_") {
+        if let Some(k) = cx.category(id).await? {
+            return Ok(Resolved::Object(Obj::Category(k)));
+        }
+    }
+    if id.starts_with("st") {
+        if let Some(s) = cx.streams(&[id]).await?.pop().flatten() {
+            return Ok(Resolved::Object(Obj::Stream(s)));
+        }
+    }
+    if let Some((channel, seq)) = id.strip_prefix("msg_").and_then(|m| m.rsplit_once('_')) {
+        if let Ok(seq) = seq.parse::<u64>() {
+            if let Some(m) = cx.domain.store.message(channel, seq).await? {
+                return Ok(Resolved::Object(Obj::Message(Rc::new(m))));
+            }
+        }
+    }
+    Ok(cx
+        .users(&[id])
+        .await?
+        .pop()
+        .flatten()
+        .map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
+}
+
+/// The (viewers, login) a live list's page starts after.
+fn viewers_after(args: &Args<'_>) -> Result<Option<(u64, String)>, FieldError> {
+    match after_arg(args)? {
+        None => Ok(None),
+        Some(Cursor::Viewers(count, tie)) => Ok(Some((count, tie))),
+        Some(other) => Err(FieldError::new(
+            BAD_USER_INPUT,
+            format!("`{}` is not a cursor of this list", other.encode()),
+        )),
     }
 }
 
-/// A page of live streams.
-pub(super) fn stream_page(
-    d: &Data,
-    live: &[ChannelIx],
+/// Whether an item at (`count`, `tie`) of a list by viewers (most first, ties by
+/// `tie`) comes after the cursor's place.
+fn after_place(count: u64, tie: &str, cursor: &Option<(u64, String)>) -> bool {
+    cursor
+        .as_ref()
+        .is_none_or(|(c, t)| count < *c || (count == *c && tie > t.as_str()))
+}
+
+/// A page of live streams (of one category or language), most viewers first, ties by
+/// login, keyset-paged by (viewers, login).
+pub(super) async fn stream_page(
+    cx: &Request<'_>,
+    category: Option<&str>,
+    language: Option<&str>,
     args: &Args<'_>,
 ) -> Result<Resolved<Obj>, FieldError> {
     let first = count_arg(args, "first", 20)?;
-    let start = after_arg(args)?;
-    let page = Page::of(live.len(), start, first, |i| {
-        Obj::Stream(
-            d.channel(live[i])
-                .stream
-                .expect("live channels have a stream"),
-        )
-    });
-    Ok(Resolved::Object(Obj::Connection(Rc::new(page))))
+    let after = viewers_after(args)?;
+    let live = cx.live().await.map_err(field_error)?;
+    let mut list: Vec<(u64, &Live)> = live
+        .iter()
+        .filter(|l| {
+            category.is_none_or(|k| l.category_id.as_deref() == Some(k))
+                && language.is_none_or(|lang| &*l.language == lang)
+        })
+        .map(|l| (u64::from(cx.viewers(&l.channel_id)), l))
+        .collect();
+    list.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.login.cmp(&b.1.login)));
+    let total = list.len();
+    let rest: Vec<&(u64, &Live)> = list
+        .iter()
+        .filter(|(v, l)| after_place(*v, &l.login, &after))
+        .collect();
+    let has_next = rest.len() > first;
+    let chosen: Vec<&(u64, &Live)> = rest.into_iter().take(first).collect();
+    let ids: Vec<&str> = chosen.iter().map(|(_, l)| &*l.stream_id).collect();
+    let streams = cx.streams(&ids).await.map_err(field_error)?;
+    let (mut items, mut cursors) = (Vec::new(), Vec::new());
+    for ((v, l), s) in chosen.iter().zip(streams) {
+        if let Some(s) = s {
+            items.push(Obj::Stream(s));
+            cursors.push(Cursor::Viewers(*v, l.login.to_string()));
+        }
+    }
+    Ok(Resolved::Object(Obj::Connection(Rc::new(Page {
+        items,
+        cursors,
+        has_next,
+        total,
+    }))))
 }
 
-fn streams(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
-    let category = match str_arg(args, "categoryId") {
-        None => None,
-        Some(id) => match d.category_by_id(id) {
-            Some(k) => Some(k),
-            // No such category: no streams in it.
-            None => return stream_page(d, &[], args),
-        },
-    };
-    let live = d.live_sorted(category, str_arg(args, "language"));
-    stream_page(d, &live, args)
+async fn streams(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
+    // No such category: no streams in it.
+    let category = str_arg(args, "categoryId");
+    stream_page(cx, category, str_arg(args, "language"), args).await
 }
 
-fn categories(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
+/// Every category, most viewers first, ties by name, keyset-paged by (viewers, name).
+async fn categories(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     let first = count_arg(args, "first", 20)?;
-    let start = after_arg(args)?;
-    let all = d.categories_by_viewers();
-    let page = Page::of(all.len(), start, first, |i| Obj::Category(all[i]));
-    Ok(Resolved::Object(Obj::Connection(Rc::new(page))))
+    let after = viewers_after(args)?;
+    let all = cx.categories().await.map_err(field_error)?;
+    let live = cx.live().await.map_err(field_error)?;
+    let mut list: Vec<(u64, _)> = all
+        .iter()
+        .map(|k| {
+            let viewers = live
+                .iter()
+                .filter(|l| l.category_id.as_deref() == Some(&*k.id))
+                .map(|l| u64::from(cx.viewers(&l.channel_id)))
+                .sum::<u64>();
+            (viewers, k)
+        })
+        .collect();
+    list.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    let total = list.len();
+    let rest: Vec<_> = list
+        .iter()
+        .filter(|(v, k)| after_place(*v, &k.name, &after))
+        .collect();
+    let has_next = rest.len() > first;
+    let (items, cursors) = rest
+        .into_iter()
+        .take(first)
+        .map(|(v, k)| {
+            (
+                Obj::Category(Rc::clone(k)),
+                Cursor::Viewers(*v, k.name.to_string()),
+            )
+        })
+        .unzip();
+    Ok(Resolved::Object(Obj::Connection(Rc::new(Page {
+        items,
+        cursors,
+        has_next,
+        total,
+    }))))
 }
 
-fn chat_history(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
+async fn chat_history(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     let id = str_arg(args, "channelId").unwrap_or_default();
-    let c = d
-        .channel_by_id(id)
-        .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no channel has id `{id}`")))?;
     let last = count_arg(args, "last", 50)?;
     let before = match int_arg(args, "beforeSeq") {
         None => None,
-        Some(s) if s >= 1 => Some(u32::try_from(s).unwrap_or(u32::MAX)),
+        Some(s) if s >= 1 => Some(s as u64),
         Some(s) => {
             return Err(FieldError::new(
                 BAD_USER_INPUT,
@@ -143,15 +244,24 @@ fn chat_history(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> 
             ))
         }
     };
+    if cx.channel(id).await.map_err(field_error)?.is_none() {
+        return Err(FieldError::new(NOT_FOUND, format!("no channel has id `{id}`")));
+    }
+    let messages = cx
+        .domain
+        .store
+        .messages(id, last, before)
+        .await
+        .map_err(field_error)?;
     Ok(Resolved::List(
-        d.messages(c, last, before)
+        messages
             .into_iter()
-            .map(|seq| Resolved::Object(Obj::Message(c, seq)))
+            .map(|m| Resolved::Object(Obj::Message(Rc::new(m))))
             .collect(),
     ))
 }
 
-fn search(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
+async fn search(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     let q = str_arg(args, "query")
         .unwrap_or_default()
         .trim()
@@ -160,31 +270,16 @@ fn search(d: &Data, args: &Args<'_>) -> Result<Resolved<Obj>, FieldError> {
     if q.is_empty() {
         return Err(FieldError::new(BAD_USER_INPUT, "`query` must not be empty"));
     }
-    let hit = |s: &str| s.to_lowercase().contains(&q);
-    let users = d
-        .users
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| hit(&u.login))
-        .map(|(i, _)| Obj::User(crate::store::UserIx(i as u32)));
-    let channels = d
-        .channels
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| hit(&c.title))
-        .map(|(i, _)| Obj::Channel(ChannelIx(i as u32)));
-    let categories = d
-        .categories
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| hit(&k.name))
-        .map(|(i, _)| Obj::Category(CategoryIx(i as u32)));
-    Ok(Resolved::List(
-        users
-            .chain(channels)
-            .chain(categories)
-            .take(first)
-            .map(Resolved::Object)
-            .collect(),
-    ))
+    let found = cx.domain.store.search(&q, first).await.map_err(field_error)?;
+    let mut out = Vec::with_capacity(found.len());
+    for f in found {
+        let obj = match f {
+            Found::User(id) => cx.users(&[&id]).await.map(|mut v| v.pop().flatten().map(Obj::User)),
+            Found::Channel(id) => cx.channel(&id).await.map(|c| c.map(Obj::Channel)),
+            Found::Category(id) => cx.category(&id).await.map(|k| k.map(Obj::Category)),
+        }
+        .map_err(field_error)?;
+        out.extend(obj.map(Resolved::Object));
+    }
+    Ok(Resolved::List(out))
 }

@@ -38,6 +38,8 @@ pub enum Kind {
     SubscriptionHere,
     /// Over a rate limit; retry after this many seconds (HTTP: 429, `Retry-After`).
     RateLimited(u64),
+    /// The store cannot serve now (HTTP: 503).
+    Unavailable,
 }
 
 /// Why a request was not executed.
@@ -244,7 +246,12 @@ async fn run(
     spend(shard, budget, client)?;
     let schema = &shard.node.domain.schema;
     let vars = coerce(shard, doc, index, req)?;
-    let domain_req = shard.node.domain.request(viewer);
+    let domain_req = shard.request(viewer).await.map_err(|e| {
+        Refusal::new(
+            Kind::Unavailable,
+            one_error("SERVICE_UNAVAILABLE", &e.to_string()),
+        )
+    })?;
     let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars).await;
     Ok(Executed { body, info })
 }

@@ -74,6 +74,10 @@ impl From<Refusal> for Refused {
                 StatusCode::METHOD_NOT_ALLOWED,
             ),
             Kind::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS),
+            Kind::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
         };
         let extra = match r.kind {
             Kind::PersistedNotFound => vec![(

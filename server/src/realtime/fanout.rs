@@ -1,30 +1,27 @@
-//! The node's event sink: counts events for `/metrics` and tells every shard's hub
-//! which rooms changed. Each shard publishes into its own single-producer broadcast ring
+//! The node's event sink: counts notices for `/metrics` and carries every room event
+//! (whole: any shard encodes it) and every mutation's changes to every shard's hub.
+//! Each shard publishes into its own single-producer broadcast ring
 //! (`streamhub-pubsub`), which every shard reads with its own cursor; a burst of notices
-//! rings each reader's doorbell once. A reader that falls a lap behind is told so and
-//! re-reads every room it serves from the store's room log, so nothing is lost; the ring
-//! never waits for a slow reader.
+//! rings each reader's doorbell once. A reader that falls a lap behind is told so: it
+//! fills its rooms' gaps from the rooms' histories (telling subscribers when a history
+//! no longer holds them) and clears its cache; the ring never waits for a slow reader.
+//!
+//! Every publish then bumps the node's write counter ([`Fanout::writes`]): a request
+//! that sees the counter ahead of what its shard has read drains the rings first, so
+//! what a mutation changed is never read from a cache after it answered.
 //!
 //! A publish from a thread that is not a shard (none in the server; tests and tools)
 //! goes through a lock-free fallback queue per shard instead.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam::queue::SegQueue;
 use streamhub_pubsub::doorbell::Doorbell;
 use streamhub_pubsub::ring::{Consumer, Producer, Recv};
 
-use crate::domain::events::{Counted, Event, EventSink};
-
-/// What changed in a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// New room events (chat, deletions, bans).
-    Events(Box<str>),
-    /// The channel's live status, title or category.
-    Stream(Box<str>),
-}
+use crate::domain::events::{Counted, EventSink, Notice};
 
 /// Notices each shard's ring holds before a slow reader is lapped.
 const RING_CAPACITY: usize = 4096;
@@ -51,18 +48,19 @@ pub struct Fanout {
     ends: Vec<Mutex<Option<Ends>>>,
     doorbells: Vec<Arc<Doorbell>>,
     fallback: Vec<Arc<SegQueue<Notice>>>,
+    writes: AtomicU64,
 }
 
 /// What a shard reads: every shard's ring (its own included) and its fallback queue.
 #[derive(Debug)]
 pub struct Inbox {
-    consumers: Vec<Consumer<Notice>>,
+    consumers: RefCell<Vec<Consumer<Notice>>>,
     doorbell: Arc<Doorbell>,
     fallback: Arc<SegQueue<Notice>>,
 }
 
 /// What a wake-up brought.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Taken {
     /// The notices, in ring order per ring.
     pub notices: Vec<Notice>,
@@ -102,6 +100,7 @@ impl Fanout {
             ends,
             fallback: (0..shards).map(|_| Arc::default()).collect(),
             doorbells,
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -115,24 +114,26 @@ impl Fanout {
             .expect("each shard attaches once");
         PRODUCER.with(|p| *p.borrow_mut() = ends.producer);
         Inbox {
-            consumers: ends.consumers,
+            consumers: RefCell::new(ends.consumers),
             doorbell: Arc::clone(&self.doorbells[id]),
             fallback: Arc::clone(&self.fallback[id]),
         }
     }
 
-    /// (room events, stream events) published so far.
+    /// (room events, stream changes) published so far.
     pub fn counts(&self) -> (u64, u64) {
         self.counted.counts()
+    }
+
+    /// Notices published so far: once a shard has read every ring up to a value read
+    /// here, it has seen every notice published before that value was.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
     }
 }
 
 impl EventSink for Fanout {
-    fn publish(&self, event: Event) {
-        let notice = match &event {
-            Event::Room { channel_id, .. } => Notice::Events(channel_id.clone()),
-            Event::Stream { channel_id } => Notice::Stream(channel_id.clone()),
-        };
+    fn publish(&self, notice: Notice) {
         let published = PRODUCER.with(|p| match p.borrow_mut().as_mut() {
             Some(producer) => {
                 producer.publish(notice.clone());
@@ -146,19 +147,27 @@ impl EventSink for Fanout {
                 doorbell.ring();
             }
         }
-        self.counted.publish(event);
+        // After the notice is in the rings: a reader that sees this count sees it.
+        self.writes.fetch_add(1, Ordering::Release);
+        self.counted.publish(notice);
     }
 }
 
 impl Inbox {
-    /// Waits for notices and takes what has come, each ring's in order.
-    pub async fn take(&mut self) -> Taken {
+    /// Waits until some notice is there to take.
+    pub async fn ready(&self) {
         let (consumers, fallback) = (&self.consumers, &self.fallback);
         self.doorbell
-            .wait_until(|| consumers.iter().any(Consumer::has_pending) || !fallback.is_empty())
+            .wait_until(|| {
+                consumers.borrow().iter().any(Consumer::has_pending) || !fallback.is_empty()
+            })
             .await;
+    }
+
+    /// Takes what has come, each ring's in order, without waiting.
+    pub fn take_now(&self) -> Taken {
         let mut taken = Taken::default();
-        for c in &mut self.consumers {
+        for c in self.consumers.borrow_mut().iter_mut() {
             while c.drain(DRAIN_BATCH, |r| match r {
                 Recv::Item(n) => taken.notices.push(n.clone()),
                 Recv::Lapped(_) => taken.lapped = true,
@@ -175,9 +184,21 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Change;
+
+    fn changed(id: &str) -> Notice {
+        Notice::Changed(vec![Change::Channel(id.into()), Change::Stream(id.into())].into())
+    }
+
+    fn channel_of(n: &Notice) -> String {
+        match n {
+            Notice::Changed(c) => format!("{:?}", c[0]),
+            Notice::Room(e) => e.room.to_string(),
+        }
+    }
 
     #[tokio::test]
-    async fn every_shard_hears_of_every_event_each_ring_in_order() {
+    async fn every_shard_hears_of_every_notice_each_ring_in_order() {
         let f = Arc::new(Fanout::new(2));
         let mut inboxes: Vec<Inbox> = Vec::new();
         // Shard 1's thread publishes through its ring; this thread has none and uses the
@@ -186,51 +207,42 @@ mod tests {
         let f1 = Arc::clone(&f);
         std::thread::spawn(move || {
             let inbox = f1.attach(1);
-            f1.publish(Event::Room {
-                channel_id: "a".into(),
-                seq: 1,
-            });
-            f1.publish(Event::Stream {
-                channel_id: "a".into(),
-            });
+            f1.publish(changed("a"));
+            f1.publish(changed("b"));
             tx.send(inbox).unwrap();
         })
         .join()
         .unwrap();
         inboxes.push(f.attach(0));
         inboxes.push(rx.recv().unwrap());
-        f.publish(Event::Room {
-            channel_id: "b".into(),
-            seq: 1,
-        });
-        for inbox in &mut inboxes {
-            let t = inbox.take().await;
+        f.publish(changed("c"));
+        assert_eq!(f.writes(), 3, "every publish counts");
+        for inbox in &inboxes {
+            inbox.ready().await;
+            let t = inbox.take_now();
             assert!(!t.lapped);
+            let seen: Vec<String> = t.notices.iter().map(channel_of).collect();
+            assert_eq!(seen.len(), 3);
             // Each ring keeps its order; rings are read one after another.
-            let pos = |n: &Notice| t.notices.iter().position(|x| x == n).unwrap();
-            assert_eq!(t.notices.len(), 3);
-            assert!(pos(&Notice::Events("a".into())) < pos(&Notice::Stream("a".into())));
-            assert!(t.notices.contains(&Notice::Events("b".into())));
+            let pos = |id: &str| seen.iter().position(|x| x.contains(id)).unwrap();
+            assert!(pos("\"a\"") < pos("\"b\""));
+            assert!(seen.iter().any(|x| x.contains("\"c\"")));
+            assert!(inbox.take_now().notices.is_empty(), "taken once");
         }
-        assert_eq!(f.counts(), (2, 1));
+        assert_eq!(f.counts(), (0, 3));
     }
 
     #[tokio::test]
     async fn a_reader_lapped_by_its_ring_is_told_so() {
         let f = Fanout::new(1);
-        let mut inbox = f.attach(0);
+        let inbox = f.attach(0);
         for i in 0..(RING_CAPACITY + 10) {
-            f.publish(Event::Room {
-                channel_id: format!("r{i}").into(),
-                seq: 1,
-            });
+            f.publish(changed(&format!("r{i}")));
         }
-        let t = inbox.take().await;
+        inbox.ready().await;
+        let t = inbox.take_now();
         assert!(t.lapped);
         assert_eq!(t.notices.len(), RING_CAPACITY);
-        assert_eq!(
-            t.notices.last(),
-            Some(&Notice::Events(format!("r{}", RING_CAPACITY + 9).into()))
-        );
+        assert!(channel_of(t.notices.last().unwrap()).contains(&format!("r{}", RING_CAPACITY + 9)));
     }
 }

@@ -1,30 +1,47 @@
 //! A shard's rooms: who is joined here (room protocol members and GraphQL
-//! subscriptions), and delivery of each room's events in seq order, exactly once:
-//! a room protocol frame is encoded once for all of this shard's members, a
-//! subscription payload rendered once per (document, operation, variables) and spliced
-//! with each subscriber's framing: a `graphql-transport-ws` `next` with its id on a
-//! WebSocket's send queue, or an SSE event or multipart part on an HTTP stream.
+//! subscriptions), and delivery of each room's events in seq order, exactly once.
+//!
+//! Events come whole through the rings ([`super::fanout`]). For each, the room's
+//! continuity decides: the next seq is delivered; an old one is dropped; after a gap
+//! the missing events are read from the room's history first, and when the history no
+//! longer holds them every subscriber is told (room protocol members get `joined` with
+//! `recovered:false` again, GraphQL subscriptions a `HISTORY_UNAVAILABLE` error), never
+//! skipped in silence ([`plan`] decides, a pure function).
+//!
+//! Delivery to room protocol members is synchronous: a frame encoded once per event
+//! (shared by every shard) onto each member's queue. A subscription payload is rendered
+//! once per (document, operation, variables, and viewer when the selection depends on
+//! one) by executing its selection, which can await the store; those renders are jobs
+//! that the hub's task runs in order, each with the subscribers the event had when it
+//! was delivered, so a subscription's events are rendered in seq order after its
+//! replay.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use graphql_exec::coerce::Variables;
+use streamhub_pubsub::seq::{continuity, Continuity};
+use streamhub_pubsub::{Chat, Event};
 use streamhub_ws::queue::SendQueue;
 use streamhub_ws::{gqlws, room};
+use tokio::sync::Notify;
 
-use super::fanout::{Inbox, Notice};
+use super::fanout::{Fanout, Inbox};
 use crate::auth::Viewer;
+use crate::domain::events::Notice;
 use crate::domain::values::date_time;
 use crate::domain::{Domain, Obj};
 use crate::graphql::documents::Doc;
 use crate::http::stream::EventStream;
-use crate::store::{ChannelIx, Data, RoomEvent};
+use crate::rooms::{self, Replay};
+use crate::store::cache::Cache;
+use crate::store::Change;
 
 /// A connection's id within its shard.
 pub type ConnId = u64;
@@ -100,14 +117,12 @@ pub struct Subscription {
 
 #[derive(Debug)]
 struct Room {
-    channel: ChannelIx,
+    /// The node's room: its history, for gaps.
+    node: Arc<rooms::Room>,
     /// The last seq delivered to this shard's members.
-    delivered: u32,
-    /// The last seq rendered for its `chatEvents` subscriptions (at most `delivered`);
-    /// only the hub's task moves it (see [`Hub::render_chat`]).
-    rendered: u32,
+    delivered: u64,
     members: Vec<(ConnId, Rc<SendQueue>)>,
-    subs: Vec<Rc<Subscriber>>,
+    subs: Vec<Rc<Subscription>>,
     /// The viewer count last emitted to `viewerCount` subscribers.
     viewers_sent: Option<u32>,
 }
@@ -116,45 +131,95 @@ impl Room {
     fn is_empty(&self) -> bool {
         self.members.is_empty() && self.subs.is_empty()
     }
+
+    fn subs_of(&self, topic: Topic) -> Vec<Rc<Subscription>> {
+        self.subs
+            .iter()
+            .filter(|s| s.topic == topic && !s.sink.is_closing())
+            .cloned()
+            .collect()
+    }
 }
 
-/// A subscription as its room holds it, with where it stands in the room's events.
+/// What a room must do with an incoming event (see [`plan`]).
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Deliver these events, in order.
+    Deliver(Vec<Event>),
+    /// The events up to `last` are lost to this shard: tell every subscriber, then go
+    /// on after `last`.
+    Resync {
+        /// The room's last seq.
+        last: u64,
+    },
+}
+
+/// What a room that delivered up to `delivered` does with `event`, given its history
+/// (`since`): nothing for an event it has, the event when it is the next one, the gap
+/// and the event when the history holds the gap, else a resync.
+pub fn plan(
+    delivered: u64,
+    event: &Event,
+    since: impl FnOnce(u64) -> Option<Replay>,
+) -> Option<Step> {
+    match continuity(delivered, event.seq) {
+        Continuity::Stale => None,
+        Continuity::Next => Some(Step::Deliver(vec![event.clone()])),
+        Continuity::Gap { .. } => match since(delivered) {
+            Some(Replay::Events(events, _)) => Some(Step::Deliver(
+                events.into_iter().filter(|e| e.seq <= event.seq).collect(),
+            )),
+            Some(Replay::Lost(last)) => Some(Step::Resync {
+                last: last.max(event.seq),
+            }),
+            // The history is behind the event (it cannot be on one node): deliver what
+            // came, as a resync from it.
+            None => Some(Step::Resync { last: event.seq }),
+        },
+    }
+}
+
+/// A render the hub's task runs: `root` for each of `subs`.
 #[derive(Debug)]
-struct Subscriber {
-    sub: Rc<Subscription>,
-    /// The last room event it was given, or the seq it starts after.
-    after: Cell<u32>,
-    /// Its `sinceSeq` replay is running: deliveries pass it by, the replay sends them.
-    replaying: Cell<bool>,
-    /// It left: a payload still being rendered when it did is not sent to it (its id
-    /// may already name a new subscription).
-    ended: Cell<bool>,
+struct Job {
+    subs: Vec<Rc<Subscription>>,
+    root: Obj,
+    /// The room event's seq (SSE's event id).
+    seq: Option<u64>,
 }
 
 /// One shard's rooms.
-///
-/// Rendering a subscription payload awaits the executor, so other tasks run in
-/// between; a room's order still holds: members are delivered to synchronously, and a
-/// room's `chatEvents` subscriptions are rendered for by the hub's task alone, one event
-/// after another (each subscription's `after` says what it has had), while a
-/// subscription that replays `sinceSeq` sends itself what passes meanwhile.
 #[derive(Debug)]
 pub struct Hub {
     domain: Arc<Domain>,
-    inbox: RefCell<Option<Inbox>>,
+    fanout: Arc<Fanout>,
+    cache: Rc<Cache>,
+    inbox: Inbox,
+    jobs: RefCell<VecDeque<Job>>,
+    wake: Notify,
     rooms: RefCell<HashMap<Box<str>, Room, foldhash::fast::RandomState>>,
     next_conn: Cell<ConnId>,
 }
 
 impl Hub {
-    /// A hub over the domain's store, hearing of changes on `inbox`.
-    pub fn new(domain: Arc<Domain>, inbox: Inbox) -> Hub {
+    /// A hub over the domain, hearing of changes on `inbox` (this shard's end of
+    /// `fanout`), keeping `cache` current.
+    pub fn new(domain: Arc<Domain>, fanout: Arc<Fanout>, inbox: Inbox, cache: Rc<Cache>) -> Hub {
         Hub {
             domain,
-            inbox: RefCell::new(Some(inbox)),
+            fanout,
+            cache,
+            inbox,
+            jobs: RefCell::default(),
+            wake: Notify::new(),
             rooms: RefCell::default(),
             next_conn: Cell::new(1),
         }
+    }
+
+    /// The shard's cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     /// A fresh connection id.
@@ -164,92 +229,263 @@ impl Hub {
         id
     }
 
-    /// The room with its members brought up to date, its last seq, and the seqs to
-    /// replay after `since`: None when the gap is older than the history kept. What its
-    /// subscriptions have not had yet, the hub's task renders when it hears of it.
-    fn open(
-        &self,
-        room_id: &str,
-        since: Option<u64>,
-    ) -> Result<(ChannelIx, u64, Option<std::ops::Range<u64>>), Refusal> {
-        let (channel, last, replayable) = {
-            let mut rooms = self.rooms.borrow_mut();
-            let d = self.domain.store.read();
-            let channel = d
-                .channel_by_id(room_id)
-                .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
-            let log = &d.channel(channel).log;
-            let room = rooms.entry(room_id.into()).or_insert_with(|| Room {
-                channel,
-                delivered: log.last_seq(),
-                rendered: log.last_seq(),
-                members: Vec::new(),
-                subs: Vec::new(),
-                viewers_sent: None,
-            });
-            // Bring the room up to date first, so a newcomer starts exactly at `delivered`.
-            catch_up(&d, room_id, room);
-            let last = u64::from(room.delivered);
-            let replayable = since
-                .is_some_and(|s| s <= last && log.replayable_after(s as u32, d.now(), d.retention));
-            (channel, last, replayable)
-        };
-        let replay = match since {
-            None => Some(0..0),
-            Some(s) if s > last => {
-                return Err((
-                    "BAD_USER_INPUT",
-                    format!("`since` {s} is past the room's last seq {last}"),
-                ))
+    /// Called before a request reads: when a mutation answered since this shard last
+    /// read the rings, reads them now, so the cache has dropped what it changed.
+    pub fn sync(&self) {
+        let writes = self.fanout.writes();
+        if writes > self.cache.applied() {
+            self.take();
+            self.cache.caught_up(writes);
+        }
+    }
+
+    /// Takes what the rings hold: the cache drops what changed, members get their
+    /// frames, subscriptions' renders are queued.
+    fn take(&self) {
+        let taken = self.inbox.take_now();
+        if taken.notices.is_empty() && !taken.lapped {
+            return;
+        }
+        for n in &taken.notices {
+            match n {
+                Notice::Room(e) => {
+                    self.cache.room_changed(&e.room);
+                    self.advance(e);
+                }
+                Notice::Changed(changes) => {
+                    for c in changes.iter() {
+                        self.cache.invalidate(c);
+                        if let Change::Stream(channel) = c {
+                            self.stream_changed(channel);
+                        }
+                    }
+                }
             }
-            Some(s) if replayable => Some(s + 1..last + 1),
-            Some(_) => None,
+        }
+        if taken.lapped {
+            // Notices were lost: what they said is read again from the rooms.
+            self.cache.clear();
+            let rooms: Vec<Arc<rooms::Room>> = self
+                .rooms
+                .borrow()
+                .values()
+                .map(|r| Arc::clone(&r.node))
+                .collect();
+            for r in rooms {
+                self.catch_up(&r);
+                self.stream_changed(&r.id);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Brings the local room up to its node room's last seq.
+    fn catch_up(&self, node: &rooms::Room) {
+        let last = node.last_seq();
+        let head = self
+            .rooms
+            .borrow()
+            .get(&*node.id)
+            .map(|r| r.delivered);
+        if head.is_some_and(|d| d < last) {
+            // A stand-in for the last event: `advance` fills the gap up to it.
+            if let Ok(Replay::Events(events, _)) = node.since(last.saturating_sub(1), self.domain.rooms.now()) {
+                if let Some(e) = events.last() {
+                    self.advance(e);
+                    return;
+                }
+            }
+            // The last event itself is gone: resync at it.
+            self.apply(&node.id, Step::Resync { last });
+        }
+    }
+
+    /// Delivers `event` to its room here, if the room has anyone here.
+    fn advance(&self, event: &Event) {
+        let step = {
+            let rooms = self.rooms.borrow();
+            let Some(room) = rooms.get(&*event.room) else {
+                return;
+            };
+            let now = self.domain.rooms.now();
+            plan(room.delivered, event, |after| room.node.since(after, now).ok())
         };
-        Ok((channel, last, replay))
+        if let Some(step) = step {
+            self.apply(&event.room, step);
+        }
+    }
+
+    fn apply(&self, room_id: &str, step: Step) {
+        let mut rooms = self.rooms.borrow_mut();
+        let Some(room) = rooms.get_mut(room_id) else {
+            return;
+        };
+        room.members.retain(|(_, q)| !q.is_closing());
+        match step {
+            Step::Deliver(events) => {
+                let subs = room.subs_of(Topic::ChatEvents);
+                for e in events {
+                    if e.seq <= room.delivered {
+                        continue;
+                    }
+                    room.delivered = e.seq;
+                    if !room.members.is_empty() {
+                        let frame = e.payload.frame(|chat| encode(&e.room, e.seq, chat));
+                        for (_, q) in &room.members {
+                            // A member past its queue limit is closed with 4008 by its queue.
+                            q.push(frame.clone());
+                        }
+                    }
+                    if !subs.is_empty() {
+                        self.jobs.borrow_mut().push_back(Job {
+                            subs: subs.clone(),
+                            seq: Some(e.seq),
+                            root: Obj::RoomEvent(e),
+                        });
+                    }
+                }
+            }
+            Step::Resync { last } => {
+                tracing::warn!(
+                    room = room_id,
+                    from = room.delivered,
+                    to = last,
+                    "a shard fell behind the room's history; its subscribers resync"
+                );
+                room.delivered = last;
+                let frame = room::joined(room_id, last, false);
+                for (_, q) in &room.members {
+                    q.push(frame.clone());
+                }
+                let lost: Vec<Rc<Subscription>> = room.subs_of(Topic::ChatEvents);
+                room.subs.retain(|s| s.topic != Topic::ChatEvents);
+                for s in lost {
+                    history_lost(&s);
+                }
+                if room.is_empty() {
+                    rooms.remove(room_id);
+                }
+            }
+        }
+    }
+
+    /// Queues `streamUpdates` renders for a channel's room.
+    fn stream_changed(&self, room_id: &str) {
+        let subs = match self.rooms.borrow().get(room_id) {
+            Some(room) => room.subs_of(Topic::StreamUpdates),
+            None => return,
+        };
+        if !subs.is_empty() {
+            self.jobs.borrow_mut().push_back(Job {
+                subs,
+                root: Obj::ChannelRoot(room_id.into()),
+                seq: None,
+            });
+        }
+    }
+
+    /// The local room for `room_id`, made (from the node's room) when it is not here,
+    /// and brought up to date.
+    async fn open(&self, room_id: &str) -> Result<(), Refusal> {
+        if !self.rooms.borrow().contains_key(room_id) {
+            let node = self
+                .domain
+                .rooms
+                .open(room_id)
+                .await
+                .map_err(|e| ("SERVICE_UNAVAILABLE", e.to_string()))?
+                .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
+            // Whatever the rings hold is older than what the room's history says now.
+            self.take();
+            self.rooms
+                .borrow_mut()
+                .entry(room_id.into())
+                .or_insert_with(|| Room {
+                    delivered: node.last_seq(),
+                    node,
+                    members: Vec::new(),
+                    subs: Vec::new(),
+                    viewers_sent: None,
+                });
+        }
+        self.take();
+        let node = self.rooms.borrow().get(room_id).map(|r| Arc::clone(&r.node));
+        if let Some(node) = node {
+            self.catch_up(&node);
+        }
+        Ok(())
+    }
+
+    /// The events of `room_id` after `since`, up to what this shard delivered: Ok(None)
+    /// when the gap is older than the history kept.
+    fn replay(&self, room_id: &str, since: u64) -> Result<(u64, Option<Vec<Event>>), Refusal> {
+        let rooms = self.rooms.borrow();
+        let room = rooms
+            .get(room_id)
+            .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
+        let last = room.delivered;
+        if since > last {
+            return Err((
+                "BAD_USER_INPUT",
+                format!("`since` {since} is past the room's last seq {last}"),
+            ));
+        }
+        Ok(match room.node.since(since, self.domain.rooms.now()) {
+            Ok(Replay::Events(events, _)) => (
+                last,
+                Some(events.into_iter().filter(|e| e.seq <= last).collect()),
+            ),
+            Ok(Replay::Lost(_)) | Err(_) => (last, None),
+        })
     }
 
     /// Joins `conn` to `room` (room protocol). Queues `joined` (with the room's last
     /// seq) and, when `since` is given and within the history kept, every event after it,
     /// in order; later events come by delivery. Returns false when already joined.
-    pub fn join(
+    pub async fn join(
         &self,
         conn: ConnId,
         queue: &Rc<SendQueue>,
         room_id: &str,
         since: Option<u64>,
     ) -> Result<bool, Refusal> {
-        if self
-            .rooms
-            .borrow()
-            .get(room_id)
-            .is_some_and(|r| r.members.iter().any(|(c, _)| *c == conn))
-        {
+        let joined = |rooms: &HashMap<Box<str>, Room, _>| {
+            rooms
+                .get(room_id)
+                .is_some_and(|r| r.members.iter().any(|(c, _)| *c == conn))
+        };
+        if joined(&self.rooms.borrow()) {
             return Ok(false);
         }
-        let (channel, last, replay) = self.open(room_id, since)?;
+        self.open(room_id).await?;
+        if joined(&self.rooms.borrow()) {
+            return Ok(false);
+        }
+        let (last, replay) = match since {
+            None => (
+                self.rooms.borrow().get(room_id).map_or(0, |r| r.delivered),
+                Some(Vec::new()),
+            ),
+            Some(s) => self.replay(room_id, s)?,
+        };
         queue.push(room::joined(
             room_id,
             last,
             since.is_some() && replay.is_some(),
         ));
-        if let Some(seqs) = replay {
-            let d = self.domain.store.read();
-            for seq in seqs {
-                if let Some(frame) = encode(&d, room_id, channel, seq as u32) {
-                    queue.push(frame);
-                }
-            }
+        for e in replay.into_iter().flatten() {
+            queue.push(e.payload.frame(|chat| encode(&e.room, e.seq, chat)));
         }
         if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
             room.members.push((conn, Rc::clone(queue)));
         }
-        self.domain.store.write().channels[channel.0 as usize].viewers += 1;
+        self.domain.presence.joined(room_id);
         Ok(true)
     }
 
     /// Removes `conn` from `room`; false if it was not there.
     pub fn leave(&self, conn: ConnId, room_id: &str) -> bool {
-        let channel = {
+        {
             let mut rooms = self.rooms.borrow_mut();
             let Some(room) = rooms.get_mut(room_id) else {
                 return false;
@@ -259,108 +495,74 @@ impl Hub {
             if room.members.len() == before {
                 return false;
             }
-            let channel = room.channel;
             if room.is_empty() {
                 rooms.remove(room_id);
             }
-            channel
-        };
-        let mut d = self.domain.store.write();
-        let v = &mut d.channels[channel.0 as usize].viewers;
-        *v = v.saturating_sub(1);
+        }
+        self.domain.presence.left(room_id);
         true
     }
 
     /// Starts a GraphQL subscription on `room`. For `chatEvents` with `since`, the events
-    /// after it are sent first, then live ones, each once and in order; a gap older than
-    /// the history kept is refused with `HISTORY_UNAVAILABLE`. The subscription is in
-    /// its room from the start (deliveries pass it by while it replays); when this
-    /// future is dropped before its end, it leaves the room again.
+    /// after it are sent first; a gap older than the history kept is refused with
+    /// `HISTORY_UNAVAILABLE`.
     pub async fn subscribe(
         &self,
         sub: Rc<Subscription>,
         room_id: &str,
         since: Option<u64>,
     ) -> Result<(), Refusal> {
-        let (channel, last, replay) = self.open(room_id, since)?;
-        if replay.is_none() {
-            return Err((
-                "HISTORY_UNAVAILABLE",
-                "`sinceSeq` is older than the history kept".to_owned(),
-            ));
+        self.open(room_id).await?;
+        if let Some(s) = since {
+            let (_, replay) = self.replay(room_id, s)?;
+            let Some(events) = replay else {
+                return Err((
+                    "HISTORY_UNAVAILABLE",
+                    "`sinceSeq` is older than the history kept".to_owned(),
+                ));
+            };
+            let mut jobs = self.jobs.borrow_mut();
+            for e in events {
+                jobs.push_back(Job {
+                    subs: vec![Rc::clone(&sub)],
+                    seq: Some(e.seq),
+                    root: Obj::RoomEvent(e),
+                });
+            }
         }
-        let who = Rc::new(Subscriber {
-            sub,
-            // `open` checked that `since` is at most `last`.
-            after: Cell::new(since.unwrap_or(last) as u32),
-            replaying: Cell::new(true),
-            ended: Cell::new(false),
-        });
         if let Some(room) = self.rooms.borrow_mut().get_mut(room_id) {
-            room.subs.push(Rc::clone(&who));
+            room.subs.push(sub);
         }
-        Replay {
-            hub: self,
-            room_id,
-            who,
-        }
-        .run(channel)
-        .await;
+        self.wake.notify_one();
         Ok(())
     }
 
     /// Stops subscription `id` of `conn` on `room`.
     pub fn unsubscribe(&self, conn: ConnId, id: &str, room_id: &str) {
-        self.remove_subs(room_id, |s| s.sub.conn == conn && &*s.sub.id == id);
-    }
-
-    /// Takes the subscriptions `which` picks out of `room` (marked ended, so a payload
-    /// being rendered for them is not sent), and the room away once nothing is in it.
-    fn remove_subs(&self, room_id: &str, which: impl Fn(&Subscriber) -> bool) {
         let mut rooms = self.rooms.borrow_mut();
         if let Some(room) = rooms.get_mut(room_id) {
-            room.subs.retain(|s| {
-                let leaves = which(s);
-                if leaves {
-                    s.ended.set(true);
-                }
-                !leaves
-            });
+            room.subs.retain(|s| !(s.conn == conn && &*s.id == id));
             if room.is_empty() {
                 rooms.remove(room_id);
             }
         }
     }
 
-    /// Delivers rooms' new events to their members, whenever the inbox says rooms
-    /// changed, until the shard stops. After a lap (notices lost to a full ring) every
-    /// room of this shard is brought up to date from the store's log.
+    /// Delivers what the rings bring and runs the renders, in order, until the shard
+    /// stops.
     pub async fn run(self: Rc<Self>) {
-        let Some(mut inbox) = self.inbox.borrow_mut().take() else {
-            return;
-        };
         loop {
-            let taken = inbox.take().await;
-            let mut notices = taken.notices;
-            if taken.lapped {
-                let rooms: Vec<Box<str>> = self.rooms.borrow().keys().cloned().collect();
-                notices.extend(rooms.iter().cloned().map(Notice::Events));
-                notices.extend(rooms.into_iter().map(Notice::Stream));
-            }
-            for n in notices {
-                match n {
-                    Notice::Events(room_id) => {
-                        {
-                            let mut rooms = self.rooms.borrow_mut();
-                            let d = self.domain.store.read();
-                            if let Some(room) = rooms.get_mut(&room_id) {
-                                catch_up(&d, &room_id, room);
-                            }
-                        }
-                        self.render_chat(&room_id).await;
-                    }
-                    Notice::Stream(room_id) => self.stream_changed(&room_id).await,
+            if self.jobs.borrow().is_empty() {
+                tokio::select! {
+                    () = self.inbox.ready() => {}
+                    () = self.wake.notified() => {}
                 }
+            }
+            self.take();
+            loop {
+                let job = self.jobs.borrow_mut().pop_front();
+                let Some(job) = job else { break };
+                self.deliver_to(&job.subs, job.root, job.seq).await;
             }
         }
     }
@@ -372,108 +574,51 @@ impl Hub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let changed: Vec<(Vec<Rc<Subscriber>>, ChannelIx)> = {
+            let changed: Vec<(Vec<Rc<Subscription>>, Rc<str>)> = {
                 let mut rooms = self.rooms.borrow_mut();
-                let d = self.domain.store.read();
                 rooms
-                    .values_mut()
-                    .filter_map(|room| {
-                        let subs = listening(room, Topic::ViewerCount);
-                        let now = d.channel(room.channel).viewers;
+                    .iter_mut()
+                    .filter_map(|(id, room)| {
+                        let subs = room.subs_of(Topic::ViewerCount);
+                        let now = self.domain.presence.count(id);
                         if subs.is_empty() || room.viewers_sent == Some(now) {
                             return None;
                         }
                         room.viewers_sent = Some(now);
-                        Some((subs, room.channel))
+                        Some((subs, Rc::from(&**id)))
                     })
                     .collect()
             };
             for (subs, channel) in changed {
-                self.deliver_to(&subs, Obj::ChannelRoot(channel)).await;
+                self.deliver_to(&subs, Obj::ChannelRoot(channel), None).await;
             }
         }
-    }
-
-    /// Renders, for the room's `chatEvents` subscriptions, each event its members were
-    /// delivered, in seq order, one at a time. Only the hub's task calls it, so a room's
-    /// events are never rendered by two at once: each subscription gets each event once,
-    /// in order, except one still replaying (its replay sends the event) or starting
-    /// after it.
-    async fn render_chat(&self, room_id: &str) {
-        loop {
-            let (subs, root) = {
-                let mut rooms = self.rooms.borrow_mut();
-                let Some(room) = rooms.get_mut(room_id) else {
-                    return;
-                };
-                if room.subs.is_empty() {
-                    // Nobody to render for (a subscription replaying is in `subs`).
-                    room.rendered = room.delivered;
-                }
-                if room.rendered >= room.delivered {
-                    return;
-                }
-                room.rendered += 1;
-                let seq = room.rendered;
-                let subs: Vec<Rc<Subscriber>> = room
-                    .subs
-                    .iter()
-                    .filter(|s| {
-                        s.sub.topic == Topic::ChatEvents
-                            && !s.replaying.get()
-                            && s.after.get() < seq
-                            && !s.sub.sink.is_closing()
-                    })
-                    .cloned()
-                    .collect();
-                for s in &subs {
-                    s.after.set(seq);
-                }
-                (subs, Obj::RoomEvent(room.channel, seq))
-            };
-            if !subs.is_empty() {
-                self.deliver_to(&subs, root).await;
-            }
-        }
-    }
-
-    async fn stream_changed(&self, room_id: &str) {
-        let (subs, channel) = match self.rooms.borrow().get(room_id) {
-            Some(room) => (listening(room, Topic::StreamUpdates), room.channel),
-            None => return,
-        };
-        self.deliver_to(&subs, Obj::ChannelRoot(channel)).await;
     }
 
     /// Renders `root` once per distinct (document, operation, variables, and viewer
-    /// for selections that depend on one) and queues it on every subscription still
-    /// there when its payload is ready.
-    async fn deliver_to(&self, subs: &[Rc<Subscriber>], root: Obj) {
+    /// for selections that depend on one) and queues it on every subscription.
+    async fn deliver_to(&self, subs: &[Rc<Subscription>], root: Obj, seq: Option<u64>) {
         type Key<'a> = (*const Doc, usize, &'a str, Option<&'a str>);
-        let seq = match root {
-            Obj::RoomEvent(_, seq) => Some(u64::from(seq)),
-            _ => None,
-        };
         let mut rendered: Vec<(Key<'_>, Option<Vec<u8>>)> = Vec::new();
         for s in subs {
-            let sub = &*s.sub;
+            if s.sink.is_closing() {
+                continue;
+            }
             let key = (
-                Rc::as_ptr(&sub.doc),
-                sub.op,
-                sub.vars_key.as_str(),
-                sub.viewer.as_deref().map(|v| &*v.id),
+                Rc::as_ptr(&s.doc),
+                s.op,
+                s.vars_key.as_str(),
+                s.viewer.as_deref().map(|v| &*v.id),
             );
-            let i = match rendered.iter().position(|(k, _)| *k == key) {
+            let at = match rendered.iter().position(|(k, _)| *k == key) {
                 Some(i) => i,
                 None => {
-                    let p = self.render(sub, root.clone()).await;
+                    let p = self.render(s, root.clone()).await;
                     rendered.push((key, p));
                     rendered.len() - 1
                 }
             };
-            if !s.ended.get() {
-                push_next(sub, rendered[i].1.as_deref(), seq);
-            }
+            push_next(s, rendered[at].1.as_deref(), seq);
         }
     }
 
@@ -481,82 +626,44 @@ impl Hub {
     /// execution failed inside the server (a panic, i.e. a bug), which is logged and
     /// costs only the subscriptions that asked for this payload, not the shard's hub.
     async fn render(&self, sub: &Subscription, root: Obj) -> Option<Vec<u8>> {
-        let schema = &self.domain.schema;
-        let plan = sub.doc.plan_at(sub.op);
-        let mut execution = std::pin::pin!(async {
-            let req = self.domain.request(sub.viewer.as_deref());
-            graphql_exec::exec::execute(schema, plan, &req, root, &sub.vars).await
-        });
-        // Each poll is guarded: a panic ends the execution (not polled again) as None.
-        std::future::poll_fn(|cx| {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| execution.as_mut().poll(cx))) {
-                Ok(Poll::Ready(body)) => Poll::Ready(Some(body)),
-                Ok(Poll::Pending) => Poll::Pending,
-                Err(_) => {
-                    tracing::error!("a subscription's execution failed; closing its connection");
-                    Poll::Ready(None)
-                }
-            }
-        })
-        .await
-    }
-}
-
-/// The room's subscriptions to `topic` whose sinks are open.
-fn listening(room: &Room, topic: Topic) -> Vec<Rc<Subscriber>> {
-    room.subs
-        .iter()
-        .filter(|s| s.sub.topic == topic && !s.sub.sink.is_closing())
-        .cloned()
-        .collect()
-}
-
-/// A subscription's `sinceSeq` replay; dropped before its end (the future subscribing
-/// it was dropped: its connection went away, its request timed out), it takes the
-/// subscription out of its room, as nobody else knows of it yet.
-struct Replay<'h> {
-    hub: &'h Hub,
-    room_id: &'h str,
-    who: Rc<Subscriber>,
-}
-
-impl Replay<'_> {
-    /// Sends the subscription each event after its start up to the last one the room's
-    /// deliveries rendered (read again after each event: they go on meanwhile), then
-    /// hands it over to them, with no await between the last check and the handover.
-    async fn run(&self, channel: ChannelIx) {
-        loop {
-            let seq = {
-                let rendered = self
-                    .hub
-                    .rooms
-                    .borrow()
-                    .get(self.room_id)
-                    .map_or(0, |r| r.rendered);
-                let after = self.who.after.get();
-                if after >= rendered {
-                    self.who.replaying.set(false);
-                    return;
-                }
-                after + 1
+        let domain = &self.domain;
+        let run = async {
+            let req = match domain.request(&self.cache, sub.viewer.as_deref()).await {
+                Ok(req) => req,
+                Err(e) => return unavailable(&e.to_string()),
             };
-            let payload = self
-                .hub
-                .render(&self.who.sub, Obj::RoomEvent(channel, seq))
-                .await;
-            push_next(&self.who.sub, payload.as_deref(), Some(u64::from(seq)));
-            self.who.after.set(seq);
+            graphql_exec::exec::execute(&domain.schema, sub.doc.plan_at(sub.op), &req, root, &sub.vars)
+                .await
+        };
+        CatchUnwind(Box::pin(run))
+            .await
+            .map_err(|_| tracing::error!("a subscription's execution failed; closing its connection"))
+            .ok()
+    }
+}
+
+/// A future that turns a panic while it is polled into an `Err`.
+struct CatchUnwind<'a, T>(Pin<Box<dyn Future<Output = T> + 'a>>);
+
+impl<T> Future for CatchUnwind<'_, T> {
+    type Output = Result<T, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(_) => Poll::Ready(Err(())),
         }
     }
 }
 
-impl Drop for Replay<'_> {
-    fn drop(&mut self) {
-        if self.who.replaying.get() {
-            self.hub
-                .remove_subs(self.room_id, |s| std::ptr::eq(s, &*self.who));
-        }
-    }
+/// A result whose only error is `SERVICE_UNAVAILABLE`.
+fn unavailable(message: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "errors": [{"message": message, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]
+    }))
+    .unwrap_or_default()
 }
 
 /// Queues `payload` (the event at `seq`, for room events) for `sub` as `next`; without
@@ -581,233 +688,97 @@ fn push_next(sub: &Subscription, payload: Option<&[u8]>, seq: Option<u64>) {
     }
 }
 
+/// Tells a `chatEvents` subscription that events it should have had are lost: a
+/// `HISTORY_UNAVAILABLE` error (graphql-ws `error`, which ends it; on an HTTP stream a
+/// result with the error, then the end), so it can subscribe again from what it has.
+fn history_lost(sub: &Subscription) {
+    let errors = serde_json::json!([{
+        "message": "events of this room were lost to this subscription; subscribe again with `sinceSeq`",
+        "extensions": {"code": "HISTORY_UNAVAILABLE"}
+    }]);
+    match &sub.sink {
+        Sink::WebSocket(q) => {
+            q.push(gqlws::error(&sub.id, &errors));
+        }
+        Sink::Http(s) => {
+            let body = serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap_or_default();
+            s.next(&body, None);
+            s.complete();
+        }
+    }
+}
+
 /// The result an HTTP stream gets when its payload could not be rendered.
 const INTERNAL_ERROR: &[u8] =
     br#"{"errors":[{"message":"Internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#;
 
-/// Queues every event after `room.delivered` on every room protocol member, each
-/// encoded once.
-fn catch_up(d: &Data, room_id: &str, room: &mut Room) {
-    let last = d.channel(room.channel).log.last_seq();
-    room.members.retain(|(_, q)| !q.is_closing());
-    if room.members.is_empty() {
-        room.delivered = room.delivered.max(last);
-        return;
-    }
-    while room.delivered < last {
-        room.delivered += 1;
-        let Some(frame) = encode(d, room_id, room.channel, room.delivered) else {
-            continue;
-        };
-        for (_, q) in &room.members {
-            // A member past its queue limit is closed with 4008 by its queue.
-            q.push(frame.clone());
-        }
-    }
-}
-
-/// The room protocol frame of the event at `seq`: encoded by the first shard that
-/// delivers it, then shared by every shard (see [`crate::store::RoomLog::frame`]).
-fn encode(d: &Data, room_id: &str, c: ChannelIx, seq: u32) -> Option<Bytes> {
-    d.channel(c)
-        .log
-        .frame(seq, |event| encode_event(d, room_id, seq, event))
-}
-
-fn encode_event(d: &Data, room_id: &str, seq: u32, event: &RoomEvent) -> Bytes {
-    match event {
-        RoomEvent::Message {
+/// The room protocol frame of an event.
+fn encode(room_id: &str, seq: u64, chat: &Chat) -> Bytes {
+    match chat {
+        Chat::Message {
             author,
             body,
             sent_at,
-            ..
-        } => {
-            let u = d.user(*author);
-            room::message(
-                room_id,
-                u64::from(seq),
-                &format!("msg_{room_id}_{seq}"),
-                room::Author {
-                    id: &u.id,
-                    login: &u.login,
-                    display_name: &u.display_name,
-                },
-                body,
-                &date_time(*sent_at),
-            )
-        }
-        RoomEvent::Deleted { message_seq } => {
-            room::deleted(room_id, u64::from(seq), u64::from(*message_seq))
-        }
-        RoomEvent::Banned { user, until } => room::banned(
+        } => room::message(
             room_id,
-            u64::from(seq),
-            &d.user(*user).id,
-            until.map(date_time).as_deref(),
+            seq,
+            &format!("msg_{room_id}_{seq}"),
+            room::Author {
+                id: &author.id,
+                login: &author.login,
+                display_name: &author.display_name,
+            },
+            body,
+            &date_time(*sent_at),
         ),
+        Chat::Deleted { message_seq } => room::deleted(room_id, seq, *message_seq),
+        Chat::Banned { user_id, until } => {
+            room::banned(room_id, seq, user_id, until.map(date_time).as_deref())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::task::{Context, Waker};
-
-    use serde_json::{json, Value};
-
     use super::*;
-    use crate::realtime::fanout::Fanout;
-    use crate::store::demo::{generate, DemoSize};
-    use crate::store::Store;
+    use streamhub_pubsub::ChatEvent;
 
-    const ROOM: &str = "ch_u1";
-    const CHAT: &str = "subscription($c: ID!, $s: Int) { chatEvents(channelId: $c, sinceSeq: $s) { ... on ChatMessage { seq } } }";
-
-    /// The JSON of the text frames `queue` has written so far (server frames: unmasked).
-    fn written(queue: &SendQueue) -> Vec<Value> {
-        let mut bytes: Vec<u8> = Vec::new();
-        let _ = queue.poll_write_to(&mut Context::from_waker(Waker::noop()), &mut bytes);
-        let mut b = &bytes[..];
-        let mut out = Vec::new();
-        while b.len() >= 2 {
-            let (len, head) = match b[1] & 0x7f {
-                126 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-                n => (usize::from(n), 2),
-            };
-            out.push(serde_json::from_slice(&b[head..head + len]).unwrap());
-            b = &b[head + len..];
-        }
-        out
+    fn event(seq: u64) -> Event {
+        Event::new(
+            "ch_1",
+            seq,
+            Arc::new(ChatEvent::new(Chat::Deleted { message_seq: 1 })),
+        )
     }
 
-    /// The seqs of the `chatEvents` payloads written to `queue` so far.
-    fn seqs(queue: &SendQueue) -> Vec<u64> {
-        written(queue)
-            .iter()
-            .map(|f| f["payload"]["data"]["chatEvents"]["seq"].as_u64().unwrap())
-            .collect()
-    }
-
-    fn subscription(
-        hub: &Hub,
-        doc: &Rc<Doc>,
-        conn: ConnId,
-        since: Option<u64>,
-    ) -> Rc<Subscription> {
-        let vars = json!({ "c": ROOM, "s": since });
-        let Value::Object(input) = &vars else {
-            unreachable!()
-        };
-        let schema = &hub.domain.schema;
-        Rc::new(Subscription {
-            conn,
-            id: "1".into(),
-            sink: Sink::WebSocket(SendQueue::new(1 << 20)),
-            doc: Rc::clone(doc),
-            op: 0,
-            vars: graphql_exec::coerce::coerce_variables(schema, &doc.plan_at(0).variables, input)
-                .unwrap(),
-            vars_key: vars.to_string(),
-            viewer: None,
-            topic: Topic::ChatEvents,
-        })
-    }
-
-    fn queue_of(sub: &Subscription) -> &SendQueue {
-        match &sub.sink {
-            Sink::WebSocket(q) => q,
-            Sink::Http(_) => unreachable!(),
+    fn seqs(step: &Option<Step>) -> Vec<u64> {
+        match step {
+            Some(Step::Deliver(events)) => events.iter().map(|e| e.seq).collect(),
+            other => panic!("not a delivery: {other:?}"),
         }
     }
 
-    /// Lets the hub's task deliver what it has heard of.
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+    #[test]
+    fn the_next_event_is_delivered_and_an_old_one_dropped() {
+        let never = |_| -> Option<Replay> { panic!("no history needed") };
+        assert_eq!(seqs(&plan(4, &event(5), never)), vec![5]);
+        assert_eq!(plan(5, &event(5), never), None);
+        assert_eq!(plan(9, &event(5), never), None);
     }
 
-    /// Events published, then a member joined and subscriptions started before the hub's
-    /// task heard of them: the members are up to date at once, the subscriptions'
-    /// renders lag; each subscription still gets each event once, in order, from where
-    /// it starts.
-    #[tokio::test]
-    async fn subscriptions_get_each_event_once_from_where_they_start() {
-        let fanout = Arc::new(Fanout::new(1));
-        let inbox = fanout.attach(0);
-        let schema = Arc::new(crate::schema::build().unwrap());
-        let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
-        let domain = Arc::new(Domain::new(schema, store, fanout));
-        let hub = Rc::new(Hub::new(Arc::clone(&domain), inbox));
-        let doc = Rc::new(Doc::from_text(&domain, CHAT));
-        let alice = Viewer {
-            id: "u1".into(),
-            login: "alice".into(),
-            admin: false,
-        };
-        let send = || domain.request(Some(&alice)).send_chat(ROOM, "hi").unwrap();
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async {
-                tokio::task::spawn_local(Rc::clone(&hub).run());
-                let early = subscription(&hub, &doc, hub.connection(), None);
-                hub.subscribe(Rc::clone(&early), ROOM, None).await.unwrap();
-                let (a, b) = (u64::from(send()), u64::from(send()));
-                // Before the hub's task runs: a member joins (catching the room's members
-                // up), one subscription replays from before both events, one starts now.
-                let member = SendQueue::new(1 << 20);
-                assert_eq!(hub.join(hub.connection(), &member, ROOM, None), Ok(true));
-                let replayed = subscription(&hub, &doc, hub.connection(), Some(a - 1));
-                hub.subscribe(Rc::clone(&replayed), ROOM, Some(a - 1))
-                    .await
-                    .unwrap();
-                let late = subscription(&hub, &doc, hub.connection(), None);
-                hub.subscribe(Rc::clone(&late), ROOM, None).await.unwrap();
-                settle().await;
-                let c = u64::from(send());
-                settle().await;
-                assert_eq!(seqs(queue_of(&early)), [a, b, c]);
-                assert_eq!(seqs(queue_of(&replayed)), [a, b, c]);
-                assert_eq!(seqs(queue_of(&late)), [c]);
-                let frames = written(&member);
-                assert_eq!(frames[0]["type"], "joined");
-                assert_eq!(frames[0]["seq"], b);
-                assert_eq!(frames[1]["seq"], c);
-                assert_eq!(frames.len(), 2);
-            })
-            .await;
-    }
-
-    /// A subscription whose replay is dropped before its end (its connection went away)
-    /// leaves its room, and the room goes once nothing is in it.
-    #[tokio::test]
-    async fn a_replay_dropped_midway_leaves_nothing_behind() {
-        let fanout = Arc::new(Fanout::new(1));
-        let inbox = fanout.attach(0);
-        let schema = Arc::new(crate::schema::build().unwrap());
-        let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
-        let domain = Arc::new(Domain::new(schema, store, fanout));
-        let hub = Hub::new(Arc::clone(&domain), inbox);
-        let doc = Rc::new(Doc::from_text(&domain, CHAT));
-        let sub = subscription(&hub, &doc, hub.connection(), None);
-        let (_, last, _) = hub.open(ROOM, None).unwrap();
-        let who = Rc::new(Subscriber {
-            sub,
-            after: Cell::new(last as u32),
-            replaying: Cell::new(true),
-            ended: Cell::new(false),
+    #[test]
+    fn a_gap_is_filled_from_the_history_when_it_holds_it() {
+        let step = plan(4, &event(7), |after| {
+            assert_eq!(after, 4);
+            Some(Replay::Events((5..=8).map(event).collect(), 8))
         });
-        hub.rooms
-            .borrow_mut()
-            .get_mut(ROOM)
-            .unwrap()
-            .subs
-            .push(Rc::clone(&who));
-        drop(Replay {
-            hub: &hub,
-            room_id: ROOM,
-            who: Rc::clone(&who),
-        });
-        assert!(who.ended.get());
-        assert!(hub.rooms.borrow().get(ROOM).is_none());
+        // 8 is in the history too, but comes by its own notice.
+        assert_eq!(seqs(&step), vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn a_lapped_shard_whose_history_lost_the_gap_resyncs_instead_of_skipping() {
+        let step = plan(4, &event(20), |_| Some(Replay::Lost(22)));
+        assert_eq!(step, Some(Step::Resync { last: 22 }));
     }
 }

@@ -17,5 +17,6 @@ pub mod fanout;
 pub mod graphql_ws;
 pub mod hub;
 pub mod liveness;
+pub mod presence;
 pub mod session;
 mod socket;

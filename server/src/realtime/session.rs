@@ -79,7 +79,7 @@ enum Done {
     /// A join of this room: Ok(true) when joined, Ok(false) when already a member.
     Join(Box<str>, Result<bool, Refusal>),
     /// A send with its nonce: the seq its message took.
-    Send(Option<String>, Result<u32, FieldError>),
+    Send(Option<String>, Result<u64, FieldError>),
 }
 
 impl<'a> Protocol<'a> for Session<'a> {
@@ -122,7 +122,7 @@ impl<'a> Protocol<'a> for Session<'a> {
                 // The hub registers the member last, so a flight dropped before its end
                 // leaves no membership behind.
                 return Step::Flight(Box::pin(async move {
-                    let joined = shard.hub.join(conn, &queue, &r, since);
+                    let joined = shard.hub.join(conn, &queue, &r, since).await;
                     Done::Join(r.into(), joined)
                 }));
             }
@@ -157,8 +157,10 @@ impl<'a> Protocol<'a> for Session<'a> {
                 }
                 let (shard, viewer) = (self.shard, self.viewer.clone());
                 return Step::Flight(Box::pin(async move {
-                    let req = shard.node.domain.request(viewer.as_deref());
-                    let sent = req.send_chat(&r, &body);
+                    let sent = match shard.request(viewer.as_deref()).await {
+                        Ok(req) => req.send_chat(&r, &body).await,
+                        Err(e) => Err(crate::domain::field_error(e)),
+                    };
                     Done::Send(nonce, sent)
                 }));
             }
@@ -176,7 +178,7 @@ impl<'a> Protocol<'a> for Session<'a> {
             }
             Done::Send(nonce, Ok(seq)) => {
                 self.queue
-                    .push(room::sent(nonce.as_deref(), u64::from(seq)));
+                    .push(room::sent(nonce.as_deref(), seq));
             }
             Done::Send(nonce, Err(e)) => {
                 self.queue.push(room::error(

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use super::{Clock, Data, Millis, RoomEvent, SystemClock, UserIx};
+use streamhub_pubsub::history::HistoryLimits;
+use streamhub_pubsub::{Author, Chat, ChatEvent};
+
+use super::data::{CategoryIx, Data, UserIx};
+use crate::store::Millis;
 
 /// How much demo data to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,17 +116,22 @@ const LINES: [&str; 12] = [
 /// Chat messages given to each live channel (alice's channel gets twice as many).
 const MESSAGES_PER_LIVE_CHANNEL: u32 = 30;
 
-/// The demo data of `size`, its room events appended on the wall clock.
-pub fn generate(size: DemoSize) -> Data {
-    generate_with_clock(size, Arc::new(SystemClock))
+/// The demo data, and the viewer counts it gives live channels (the hub keeps presence;
+/// these seed it).
+#[derive(Debug)]
+pub(super) struct Demo {
+    /// The records.
+    pub data: Data,
+    /// (channel id, viewers) of the live channels.
+    pub viewers: Vec<(Box<str>, u32)>,
 }
 
-/// The demo data of `size` in a store reading the time from `clock`.
-pub fn generate_with_clock(size: DemoSize, clock: Arc<dyn Clock>) -> Data {
-    let mut d = Data::default();
-    d.set_clock(clock);
+/// The demo data of `size`, each room keeping `limits`, its chat recorded at `now`.
+pub(super) fn generate(size: DemoSize, limits: HistoryLimits, now: Millis) -> Demo {
+    let mut d = Data::new(limits);
+    let mut viewers = Vec::new();
     let DemoSize::Users(users) = size else {
-        return d;
+        return Demo { data: d, viewers };
     };
     let mut rng = fastrand::Rng::with_seed(0x5eed_0f57_4ea4);
     for (slug, name) in CATEGORIES {
@@ -148,7 +157,7 @@ pub fn generate_with_clock(size: DemoSize, clock: Arc<dyn Clock>) -> Data {
             .map(|_| Box::from(TAGS[rng.usize(..TAGS.len())]))
             .collect();
         ch.tags.dedup();
-        ch.category = Some(super::CategoryIx(rng.u32(..CATEGORIES.len() as u32)));
+        ch.category = Some(CategoryIx(rng.u32(..CATEGORIES.len() as u32)));
         if n < 3 {
             d.users[u.0 as usize].bio =
                 Some(format!("Hi, I am {}.", d.user(u).display_name).into());
@@ -162,7 +171,8 @@ pub fn generate_with_clock(size: DemoSize, clock: Arc<dyn Clock>) -> Data {
             let category = d.channel(c).category;
             let started = EPOCH + Millis::from(rng.u32(..3_600_000));
             d.start_stream(c, &title, category, started);
-            d.channels[c.0 as usize].viewers = if n == 0 { 1_250 } else { rng.u32(..5_000) };
+            let count = if n == 0 { 1_250 } else { rng.u32(..5_000) };
+            viewers.push((d.channel(c).id.clone(), count));
         }
     }
     // Follows: everyone follows a few channels; half of them follow alice.
@@ -190,68 +200,80 @@ pub fn generate_with_clock(size: DemoSize, clock: Arc<dyn Clock>) -> Data {
             MESSAGES_PER_LIVE_CHANNEL
         };
         let mut at = EPOCH + 3_600_000;
+        let mut seq = 0;
         for k in 0..count {
             let ch = d.channel(c);
             let author = if ch.followers.is_empty() {
                 ch.owner
             } else {
-                ch.followers[rng.usize(..ch.followers.len())]
+                ch.followers[rng.usize(..ch.followers.len())].1
+            };
+            let author = d.user(author);
+            let author = Author {
+                id: author.id.clone(),
+                login: author.login.clone(),
+                display_name: author.display_name.clone(),
             };
             at += Millis::from(rng.u32(1_000..30_000));
             let body = LINES[rng.usize(..LINES.len())].into();
-            let seq = d.append(
-                c,
-                RoomEvent::Message {
-                    author,
-                    body,
-                    sent_at: at,
-                    deleted: false,
-                },
-            );
+            seq += 1;
+            let message = Chat::Message {
+                author,
+                body,
+                sent_at: at,
+            };
+            d.record(c, seq, Arc::new(ChatEvent::new(message)), now);
             // Now and then a moderator deletes one.
             if k % 17 == 16 {
-                d.delete_message(c, seq);
+                let deleted = Chat::Deleted { message_seq: seq };
+                seq += 1;
+                d.record(c, seq, Arc::new(ChatEvent::new(deleted)), now);
             }
         }
     }
-    d
+    Demo { data: d, viewers }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fingerprint(d: &Data) -> String {
+    fn demo(size: DemoSize) -> Demo {
+        generate(size, HistoryLimits::default(), EPOCH)
+    }
+
+    fn fingerprint(demo: &Demo) -> String {
+        let d = &demo.data;
         let logins: Vec<&str> = d.users.iter().map(|u| &*u.login).collect();
         let follows: usize = d.users.iter().map(|u| u.following.len()).sum();
-        let messages: usize = d.channels.iter().map(|c| c.log.len()).sum();
-        format!("{logins:?} {follows} {messages} {:?}", d.live)
+        let messages: usize = d.channels.iter().map(|c| c.chat.events.len()).sum();
+        format!("{logins:?} {follows} {messages} {:?} {:?}", d.live, demo.viewers)
     }
 
     #[test]
     fn the_same_size_gives_the_same_data() {
-        let a = generate(DemoSize::SMALL);
-        let b = generate(DemoSize::SMALL);
+        let a = demo(DemoSize::SMALL);
+        let b = demo(DemoSize::SMALL);
         assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_eq!(a.users.len(), 200);
-        assert_ne!(
-            fingerprint(&a),
-            fingerprint(&generate(DemoSize::Users(201)))
-        );
+        assert_eq!(a.data.users.len(), 200);
+        assert_ne!(fingerprint(&a), fingerprint(&demo(DemoSize::Users(201))));
     }
 
     #[test]
     fn the_named_users_are_there_and_alice_is_live_with_chat() {
-        let d = generate(DemoSize::SMALL);
+        let demo = demo(DemoSize::SMALL);
+        let d = &demo.data;
         let alice = d.user_by_login("alice").unwrap();
         assert_eq!(&*d.user(alice).id, "u1");
         assert!(d.user(d.user_by_login("carol").unwrap()).admin);
         let c = d.user(alice).channel;
         assert!(d.channel(c).stream.is_some());
         assert!(d.channel(c).followers.len() > 20);
-        assert!(d.channel(c).log.len() >= 60);
+        assert!(d.channel(c).chat.events.len() >= 60);
         assert_eq!(d.categories.len(), 12);
         assert!(d.live.len() > 20);
+        assert_eq!(demo.viewers.len(), d.live.len());
+        assert!(demo.viewers.contains(&("ch_u1".into(), 1_250)));
     }
 
     #[test]
@@ -261,6 +283,6 @@ mod tests {
         assert_eq!(parse_size("50"), Ok(DemoSize::Users(50)));
         assert!(parse_size("2").is_err());
         assert!(parse_size("huge").is_err());
-        assert!(generate(DemoSize::Off).users.is_empty());
+        assert!(demo(DemoSize::Off).data.users.is_empty());
     }
 }

@@ -1,0 +1,215 @@
+//! Loading rows for a level of the executor: the shard's cache first, then one store
+//! call for every miss of the batch, whose rows fill the cache. Each loader answers
+//! one entry per id, in order.
+
+use std::rc::Rc;
+
+use graphql_exec::exec::FieldError;
+
+use super::Request;
+use crate::store::cache::RECENT_MESSAGES;
+use crate::store::{Category, Channel, Live, Message, Stream, StoreError, User};
+
+/// A store error as a field error: `NOT_FOUND`, `BAD_USER_INPUT` for a conflict,
+/// `SERVICE_UNAVAILABLE`.
+pub fn field_error(e: StoreError) -> FieldError {
+    let code = match &e {
+        StoreError::NotFound(_) => super::values::NOT_FOUND,
+        StoreError::Conflict(_) => super::values::BAD_USER_INPUT,
+        StoreError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+    };
+    FieldError::new(code, e.to_string())
+}
+
+/// Looks `ids` up with `hit`; loads the misses with `load` in one call and keeps them
+/// with `keep`. One entry per id, in order.
+async fn through<T>(
+    ids: &[&str],
+    hit: impl Fn(&str) -> Option<Rc<T>>,
+    load: impl AsyncFnOnce(&[&str]) -> Result<Vec<Option<T>>, StoreError>,
+    keep: impl Fn(&Rc<T>),
+) -> Result<Vec<Option<Rc<T>>>, StoreError> {
+    let mut out: Vec<Option<Rc<T>>> = ids.iter().map(|id| hit(id)).collect();
+    let mut misses: Vec<&str> = Vec::new();
+    for (id, found) in ids.iter().zip(&out) {
+        if found.is_none() && !misses.contains(id) {
+            misses.push(id);
+        }
+    }
+    if misses.is_empty() {
+        return Ok(out);
+    }
+    let loaded = load(&misses).await?;
+    for (id, row) in misses.iter().zip(loaded) {
+        let Some(row) = row.map(Rc::new) else {
+            continue;
+        };
+        keep(&row);
+        for (want, slot) in ids.iter().zip(out.iter_mut()) {
+            if want == id {
+                *slot = Some(Rc::clone(&row));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Request<'_> {
+    /// Users by id.
+    pub async fn users(&self, ids: &[&str]) -> Result<Vec<Option<Rc<User>>>, StoreError> {
+        let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
+        let store = &self.domain.store;
+        through(
+            ids,
+            |id| cache.user(id, now),
+            async |misses: &[&str]| store.users(misses).await,
+            |row| cache.put_user(row, now, fill),
+        )
+        .await
+    }
+
+    /// The user with a login (case-insensitive).
+    pub async fn user_by_login(&self, login: &str) -> Result<Option<Rc<User>>, StoreError> {
+        let lower = login.to_ascii_lowercase();
+        if let Some(id) = self.cache.login(&lower, self.now) {
+            if let Some(u) = self.users(&[&id]).await?.pop().flatten() {
+                return Ok(Some(u));
+            }
+        }
+        let fill = self.cache.fill();
+        let user = self.domain.store.user_by_login(&lower).await?.map(Rc::new);
+        if let Some(u) = &user {
+            self.cache.put_user(u, self.now, fill);
+        }
+        Ok(user)
+    }
+
+    /// Channels by id.
+    pub async fn channels(&self, ids: &[&str]) -> Result<Vec<Option<Rc<Channel>>>, StoreError> {
+        let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
+        let store = &self.domain.store;
+        through(
+            ids,
+            |id| cache.channel(id, now),
+            async |misses: &[&str]| store.channels(misses).await,
+            |row| cache.put_channel(row, now, fill),
+        )
+        .await
+    }
+
+    /// One channel by id.
+    pub async fn channel(&self, id: &str) -> Result<Option<Rc<Channel>>, StoreError> {
+        Ok(self.channels(&[id]).await?.pop().flatten())
+    }
+
+    /// A channel by id, read from the store itself (for a mutation's checks).
+    pub async fn fresh_channel(&self, id: &str) -> Result<Option<Rc<Channel>>, StoreError> {
+        Ok(self.domain.store.channels(&[id]).await?.pop().flatten().map(Rc::new))
+    }
+
+    /// Streams by id.
+    pub async fn streams(&self, ids: &[&str]) -> Result<Vec<Option<Rc<Stream>>>, StoreError> {
+        let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
+        let store = &self.domain.store;
+        through(
+            ids,
+            |id| cache.stream(id, now),
+            async |misses: &[&str]| store.streams(misses).await,
+            |row| cache.put_stream(row, now, fill),
+        )
+        .await
+    }
+
+    /// Every category.
+    pub async fn categories(&self) -> Result<Rc<[Rc<Category>]>, StoreError> {
+        if let Some(all) = self.cache.categories(self.now) {
+            return Ok(all);
+        }
+        let fill = self.cache.fill();
+        let all: Rc<[Rc<Category>]> = self
+            .domain
+            .store
+            .categories()
+            .await?
+            .into_iter()
+            .map(Rc::new)
+            .collect();
+        self.cache.put_categories(&all, self.now, fill);
+        Ok(all)
+    }
+
+    /// The category with an id.
+    pub async fn category(&self, id: &str) -> Result<Option<Rc<Category>>, StoreError> {
+        Ok(self
+            .categories()
+            .await?
+            .iter()
+            .find(|k| &*k.id == id)
+            .cloned())
+    }
+
+    /// The live channels, in no order.
+    pub async fn live(&self) -> Result<Rc<[Live]>, StoreError> {
+        if let Some(live) = self.cache.live(self.now) {
+            return Ok(live);
+        }
+        let fill = self.cache.fill();
+        let live: Rc<[Live]> = self.domain.store.live().await?.into();
+        self.cache.put_live(&live, self.now, fill);
+        Ok(live)
+    }
+
+    /// Whether `user_id` follows each of `channel_ids`.
+    pub async fn follows(&self, user_id: &str, channel_ids: &[&str]) -> Result<Vec<bool>, StoreError> {
+        let mut out: Vec<Option<bool>> = channel_ids
+            .iter()
+            .map(|c| self.cache.follows(user_id, c, self.now))
+            .collect();
+        let misses: Vec<&str> = channel_ids
+            .iter()
+            .zip(&out)
+            .filter(|(_, f)| f.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        if !misses.is_empty() {
+            let fill = self.cache.fill();
+            let loaded = self.domain.store.follows(user_id, &misses).await?;
+            for (c, yes) in misses.iter().zip(loaded) {
+                self.cache.put_follows(user_id, c, yes, self.now, fill);
+                for (want, slot) in channel_ids.iter().zip(out.iter_mut()) {
+                    if want == c {
+                        *slot = Some(yes);
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().map(|f| f.unwrap_or(false)).collect())
+    }
+
+    /// The newest messages of a channel (at most [`RECENT_MESSAGES`]), oldest first,
+    /// and how many of the oldest to skip to leave the `last` newest.
+    pub async fn recent_messages(
+        &self,
+        channel_id: &str,
+        last: usize,
+    ) -> Result<(Rc<[Rc<Message>]>, usize), StoreError> {
+        let all = match self.cache.messages(channel_id, self.now) {
+            Some(all) => all,
+            None => {
+                let fill = self.cache.fill();
+                let all: Rc<[Rc<Message>]> = self
+                    .domain
+                    .store
+                    .messages(channel_id, RECENT_MESSAGES, None)
+                    .await?
+                    .into_iter()
+                    .map(Rc::new)
+                    .collect();
+                self.cache.put_messages(channel_id, &all, self.now, fill);
+                all
+            }
+        };
+        let skip = all.len().saturating_sub(last);
+        Ok((all, skip))
+    }
+}

@@ -1,0 +1,471 @@
+//! A shard's read-through cache of hot rows: users, channels (with their follower
+//! counts), streams, categories, the live list, follows and each room's recent
+//! messages. Shard-local (`Rc`, no lock, no atomic), bounded in entries per table and by
+//! a TTL, both settings.
+//!
+//! Exact within a node: every change a mutation makes reaches every shard's cache
+//! through the pubsub rings ([`Cache::invalidate`]), and the mutation bumps the node's
+//! write counter only after publishing, before it answers. A request first compares
+//! that counter with the last one its shard caught up to and, when behind, drains the
+//! rings before reading ([`crate::realtime::hub::Hub::sync`]), so a request that starts
+//! after a mutation answered, on any shard, never reads what it changed from a cache.
+//! A fill that raced an invalidation (its store call began before the invalidation was
+//! applied) serves its own request but is not kept. A lapped reader clears everything.
+
+use std::borrow::Borrow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::rows::{Category, Channel, Live, Message, Millis, Stream, User};
+use super::Change;
+use crate::metrics::ShardMetrics;
+
+/// How much a cache keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Entries per table (0 turns the cache off).
+    pub entries: usize,
+    /// How long an entry serves, in milliseconds.
+    pub ttl: Millis,
+}
+
+/// The tables, for the hit and miss counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Users by id.
+    User,
+    /// Logins to user ids.
+    Login,
+    /// Channels by id.
+    Channel,
+    /// Streams by id.
+    Stream,
+    /// The categories.
+    Categories,
+    /// The live list.
+    Live,
+    /// Whether a user follows a channel.
+    Follow,
+    /// A room's recent messages.
+    Messages,
+}
+
+impl Kind {
+    /// Every kind, in counter order.
+    pub const ALL: [Kind; 8] = [
+        Kind::User,
+        Kind::Login,
+        Kind::Channel,
+        Kind::Stream,
+        Kind::Categories,
+        Kind::Live,
+        Kind::Follow,
+        Kind::Messages,
+    ];
+
+    /// The metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Login => "login",
+            Kind::Channel => "channel",
+            Kind::Stream => "stream",
+            Kind::Categories => "categories",
+            Kind::Live => "live",
+            Kind::Follow => "follow",
+            Kind::Messages => "messages",
+        }
+    }
+}
+
+/// The most recent messages a room's entry holds (`recentMessages` asks for at most 100).
+pub const RECENT_MESSAGES: usize = 100;
+
+/// One table: entries that expire, at most `cap` of them.
+#[derive(Debug)]
+struct Table<K, V> {
+    map: HashMap<K, (V, Millis), foldhash::fast::RandomState>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
+    fn new() -> Self {
+        Table {
+            map: HashMap::default(),
+        }
+    }
+
+    fn get<Q>(&self, key: &Q, now: Millis) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        match self.map.get(key) {
+            Some((v, expires)) if *expires > now => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `value` until `now + ttl`; when full, the expired entries leave first, then
+    /// one entry in hash order (random per process).
+    fn put(&mut self, key: K, value: V, now: Millis, limits: CacheLimits) {
+        if limits.entries == 0 {
+            return;
+        }
+        if self.map.len() >= limits.entries && !self.map.contains_key(&key) {
+            self.map.retain(|_, (_, expires)| *expires > now);
+            if self.map.len() >= limits.entries {
+                if let Some(victim) = self.map.keys().next().cloned() {
+                    self.map.remove(&victim);
+                }
+            }
+        }
+        self.map.insert(key, (value, now.saturating_add(limits.ttl)));
+    }
+
+    fn remove<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+/// The key of a follow: a hash of (user, channel), the pair kept beside the answer so a
+/// collision is a miss, never a wrong answer.
+fn follow_key(user_id: &str, channel_id: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x0f01_10f5).hash_one((user_id, channel_id))
+}
+
+type FollowEntry = Rc<(Box<str>, Box<str>, bool)>;
+
+/// A shard's cache. Its tables sit in `RefCell`s of their own, borrowed only inside a
+/// method, never across an await.
+#[derive(Debug)]
+pub struct Cache {
+    limits: CacheLimits,
+    users: RefCell<Table<Box<str>, Rc<User>>>,
+    logins: RefCell<Table<Box<str>, Box<str>>>,
+    channels: RefCell<Table<Box<str>, Rc<Channel>>>,
+    streams: RefCell<Table<Box<str>, Rc<Stream>>>,
+    categories: RefCell<Table<(), Rc<[Rc<Category>]>>>,
+    live: RefCell<Table<(), Rc<[Live]>>>,
+    follows: RefCell<Table<u64, FollowEntry>>,
+    messages: RefCell<Table<Box<str>, Rc<[Rc<Message>]>>>,
+    /// The node's write counter this shard's caches are caught up to.
+    applied: Cell<u64>,
+    /// Invalidations applied so far (a fill that began before the last one is not kept).
+    generation: Cell<u64>,
+    metrics: Arc<ShardMetrics>,
+}
+
+/// A fill in progress: began at this generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Fill(u64);
+
+impl Cache {
+    /// An empty cache keeping `limits`, counting its hits and misses in `metrics`.
+    pub fn new(limits: CacheLimits, metrics: Arc<ShardMetrics>) -> Cache {
+        Cache {
+            limits,
+            users: RefCell::new(Table::new()),
+            logins: RefCell::new(Table::new()),
+            channels: RefCell::new(Table::new()),
+            streams: RefCell::new(Table::new()),
+            categories: RefCell::new(Table::new()),
+            live: RefCell::new(Table::new()),
+            follows: RefCell::new(Table::new()),
+            messages: RefCell::new(Table::new()),
+            applied: Cell::new(0),
+            generation: Cell::new(0),
+            metrics,
+        }
+    }
+
+    /// The node's write counter this cache is caught up to.
+    pub fn applied(&self) -> u64 {
+        self.applied.get()
+    }
+
+    /// Marks the cache caught up to the node's write counter `writes`.
+    pub fn caught_up(&self, writes: u64) {
+        self.applied.set(self.applied.get().max(writes));
+    }
+
+    /// Starts a fill: what is read from the store after this is kept only if no
+    /// invalidation comes in between.
+    pub fn fill(&self) -> Fill {
+        Fill(self.generation.get())
+    }
+
+    fn keeps(&self, fill: Fill) -> bool {
+        fill.0 == self.generation.get()
+    }
+
+    fn count(&self, kind: Kind, hit: bool) {
+        self.metrics.cache_lookup(kind, hit);
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &str, now: Millis) -> Option<Rc<User>> {
+        let v = self.users.borrow().get(id, now);
+        self.count(Kind::User, v.is_some());
+        v
+    }
+
+    /// Keeps a user read in `fill`.
+    pub fn put_user(&self, user: &Rc<User>, now: Millis, fill: Fill) {
+        if self.keeps(fill) {
+            let limits = self.limits;
+            self.users
+                .borrow_mut()
+                .put(user.id.clone(), Rc::clone(user), now, limits);
+            self.logins.borrow_mut().put(
+                user.login.to_ascii_lowercase().into(),
+                user.id.clone(),
+                now,
+                limits,
+            );
+        }
+    }
+
+    /// The id of the user with a login (lowercase).
+    pub fn login(&self, login: &str, now: Millis) -> Option<Box<str>> {
+        let v = self.logins.borrow().get(login, now);
+        self.count(Kind::Login, v.is_some());
+        v
+    }
+
+    /// A channel by id.
+    pub fn channel(&self, id: &str, now: Millis) -> Option<Rc<Channel>> {
+        let v = self.channels.borrow().get(id, now);
+        self.count(Kind::Channel, v.is_some());
+        v
+    }
+
+    /// Keeps a channel read in `fill`.
+    pub fn put_channel(&self, channel: &Rc<Channel>, now: Millis, fill: Fill) {
+        if self.keeps(fill) {
+            self.channels
+                .borrow_mut()
+                .put(channel.id.clone(), Rc::clone(channel), now, self.limits);
+        }
+    }
+
+    /// A stream by id.
+    pub fn stream(&self, id: &str, now: Millis) -> Option<Rc<Stream>> {
+        let v = self.streams.borrow().get(id, now);
+        self.count(Kind::Stream, v.is_some());
+        v
+    }
+
+    /// Keeps a stream read in `fill`.
+    pub fn put_stream(&self, stream: &Rc<Stream>, now: Millis, fill: Fill) {
+        if self.keeps(fill) {
+            self.streams
+                .borrow_mut()
+                .put(stream.id.clone(), Rc::clone(stream), now, self.limits);
+        }
+    }
+
+    /// Every category.
+    pub fn categories(&self, now: Millis) -> Option<Rc<[Rc<Category>]>> {
+        let v = self.categories.borrow().get(&(), now);
+        self.count(Kind::Categories, v.is_some());
+        v
+    }
+
+    /// Keeps the categories read in `fill`.
+    pub fn put_categories(&self, all: &Rc<[Rc<Category>]>, now: Millis, fill: Fill) {
+        if self.keeps(fill) {
+            self.categories
+                .borrow_mut()
+                .put((), Rc::clone(all), now, self.limits);
+        }
+    }
+
+    /// The live channels.
+    pub fn live(&self, now: Millis) -> Option<Rc<[Live]>> {
+        let v = self.live.borrow().get(&(), now);
+        self.count(Kind::Live, v.is_some());
+        v
+    }
+
+    /// Keeps the live channels read in `fill`.
+    pub fn put_live(&self, live: &Rc<[Live]>, now: Millis, fill: Fill) {
+        if self.keeps(fill) {
+            self.live
+                .borrow_mut()
+                .put((), Rc::clone(live), now, self.limits);
+        }
+    }
+
+    /// Whether a user follows a channel.
+    pub fn follows(&self, user_id: &str, channel_id: &str, now: Millis) -> Option<bool> {
+        let v = self
+            .follows
+            .borrow()
+            .get(&follow_key(user_id, channel_id), now)
+            .filter(|e| &*e.0 == user_id && &*e.1 == channel_id)
+            .map(|e| e.2);
+        self.count(Kind::Follow, v.is_some());
+        v
+    }
+
+    /// Keeps whether a user follows a channel, read in `fill`.
+    pub fn put_follows(&self, user_id: &str, channel_id: &str, yes: bool, now: Millis, fill: Fill) {
+        if self.keeps(fill) {
+            self.follows.borrow_mut().put(
+                follow_key(user_id, channel_id),
+                Rc::new((user_id.into(), channel_id.into(), yes)),
+                now,
+                self.limits,
+            );
+        }
+    }
+
+    /// A room's most recent messages (at most [`RECENT_MESSAGES`], oldest first).
+    pub fn messages(&self, channel_id: &str, now: Millis) -> Option<Rc<[Rc<Message>]>> {
+        let v = self.messages.borrow().get(channel_id, now);
+        self.count(Kind::Messages, v.is_some());
+        v
+    }
+
+    /// Keeps a room's most recent messages, read in `fill`.
+    pub fn put_messages(
+        &self,
+        channel_id: &str,
+        messages: &Rc<[Rc<Message>]>,
+        now: Millis,
+        fill: Fill,
+    ) {
+        if self.keeps(fill) {
+            self.messages
+                .borrow_mut()
+                .put(channel_id.into(), Rc::clone(messages), now, self.limits);
+        }
+    }
+
+    /// Drops what a change makes stale.
+    pub fn invalidate(&self, change: &Change) {
+        self.generation.set(self.generation.get() + 1);
+        match change {
+            Change::User(id) => self.users.borrow_mut().remove(&**id),
+            Change::Channel(id) => self.channels.borrow_mut().remove(&**id),
+            Change::Follow {
+                user_id,
+                channel_id,
+            } => self
+                .follows
+                .borrow_mut()
+                .remove(&follow_key(user_id, channel_id)),
+            Change::Live => self.live.borrow_mut().clear(),
+            Change::Stream(_) | Change::Membership { .. } => {}
+        }
+    }
+
+    /// Drops a room's recent messages (a room event came).
+    pub fn room_changed(&self, channel_id: &str) {
+        self.generation.set(self.generation.get() + 1);
+        self.messages.borrow_mut().remove(channel_id);
+    }
+
+    /// Drops everything (invalidations were lost to a lapped ring).
+    pub fn clear(&self) {
+        self.generation.set(self.generation.get() + 1);
+        self.users.borrow_mut().clear();
+        self.logins.borrow_mut().clear();
+        self.channels.borrow_mut().clear();
+        self.streams.borrow_mut().clear();
+        self.categories.borrow_mut().clear();
+        self.live.borrow_mut().clear();
+        self.follows.borrow_mut().clear();
+        self.messages.borrow_mut().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(entries: usize) -> Cache {
+        Cache::new(
+            CacheLimits { entries, ttl: 100 },
+            Arc::new(ShardMetrics::new(0)),
+        )
+    }
+
+    fn channel(id: &str) -> Rc<Channel> {
+        Rc::new(Channel {
+            id: id.into(),
+            owner_id: "u1".into(),
+            login: "alice".into(),
+            title: "t".into(),
+            language: "en".into(),
+            tags: Vec::new(),
+            category_id: None,
+            stream_id: None,
+            follower_count: 0,
+            moderator_ids: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn entries_serve_until_their_ttl_and_leave_on_a_change() {
+        let c = cache(10);
+        c.put_channel(&channel("ch_1"), 0, c.fill());
+        assert!(c.channel("ch_1", 99).is_some());
+        assert!(c.channel("ch_1", 100).is_none(), "expired at the TTL");
+        c.put_channel(&channel("ch_1"), 200, c.fill());
+        c.invalidate(&Change::Channel("ch_1".into()));
+        assert!(c.channel("ch_1", 201).is_none());
+        let m = &c.metrics;
+        assert_eq!((m.cache_count(Kind::Channel, true), m.cache_count(Kind::Channel, false)), (1, 2));
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_not_kept() {
+        let c = cache(10);
+        let fill = c.fill();
+        c.invalidate(&Change::Channel("ch_1".into()));
+        c.put_channel(&channel("ch_1"), 0, fill);
+        assert!(c.channel("ch_1", 1).is_none());
+    }
+
+    #[test]
+    fn tables_stay_within_their_bound() {
+        let c = cache(3);
+        for n in 0..10 {
+            c.put_channel(&channel(&format!("ch_{n}")), 0, c.fill());
+            assert!(c.channels.borrow().map.len() <= 3);
+        }
+        assert!(c.channel("ch_9", 1).is_some(), "the newest is kept");
+        let off = cache(0);
+        off.put_channel(&channel("ch_1"), 0, off.fill());
+        assert!(off.channel("ch_1", 1).is_none(), "0 entries: off");
+    }
+
+    #[test]
+    fn follows_are_kept_per_pair_and_cleared_by_a_lap() {
+        let c = cache(10);
+        c.put_follows("u1", "ch_2", true, 0, c.fill());
+        c.put_follows("u2", "ch_2", false, 0, c.fill());
+        assert_eq!(c.follows("u1", "ch_2", 1), Some(true));
+        assert_eq!(c.follows("u2", "ch_2", 1), Some(false));
+        assert_eq!(c.follows("u1", "ch_3", 1), None);
+        c.invalidate(&Change::Follow {
+            user_id: "u1".into(),
+            channel_id: "ch_2".into(),
+        });
+        assert_eq!(c.follows("u1", "ch_2", 1), None);
+        c.clear();
+        assert_eq!(c.follows("u2", "ch_2", 1), None);
+    }
+}
