@@ -188,7 +188,12 @@ pub struct Config {
 
     /// Entries each shard's cache keeps per table (users, channels, streams, follows,
     /// rooms' recent messages...); 0 turns the caches off.
-    #[arg(long, env = "STREAMHUB_CACHE_ENTRIES", default_value_t = 100_000, help_heading = "Data")]
+    #[arg(
+        long,
+        env = "STREAMHUB_CACHE_ENTRIES",
+        default_value_t = 100_000,
+        help_heading = "Data"
+    )]
     pub cache_entries: usize,
 
     /// How long a cached row serves before it is read again (changes on this node drop

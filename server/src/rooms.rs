@@ -127,7 +127,9 @@ impl Rooms {
         };
         let now = self.now();
         let mut history = History::starting_after(
-            tail.events.first().map_or(tail.last_seq, |(seq, _)| seq - 1),
+            tail.events
+                .first()
+                .map_or(tail.last_seq, |(seq, _)| seq - 1),
             self.limits,
         );
         for (seq, event) in tail.events {
@@ -186,7 +188,10 @@ mod tests {
         match room.since(last, rooms.now()).unwrap() {
             Replay::Events(events, l) => {
                 assert_eq!(l, last + 2);
-                assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![last + 1, last + 2]);
+                assert_eq!(
+                    events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                    vec![last + 1, last + 2]
+                );
             }
             Replay::Lost(_) => panic!("the gap is kept"),
         }
@@ -206,6 +211,8 @@ mod tests {
             rooms.order(&room, deleted(n)).await.unwrap();
         }
         assert!(matches!(room.since(last, rooms.now()), Ok(Replay::Lost(l)) if l == last + 5));
-        assert!(matches!(room.since(last + 2, rooms.now()), Ok(Replay::Events(e, _)) if e.len() == 3));
+        assert!(
+            matches!(room.since(last + 2, rooms.now()), Ok(Replay::Events(e, _)) if e.len() == 3)
+        );
     }
 }

@@ -191,7 +191,7 @@ fn history_older_than_its_age_is_not_replayed_and_leaves_the_chat_log() {
     let Command::Serve(config) = cli.into_command() else {
         unreachable!("no subcommand given")
     };
-    let age = config.retention().age;
+    let age = config.history_age.as_millis() as i64;
     let clock = Arc::new(HandClock(AtomicI64::new(1_800_000_000_000)));
     let node = streamhub_server::serve::start(*config, clock.clone()).unwrap();
     let (mut sender, last) = miss_three(node.addr, "old");

@@ -8,7 +8,7 @@ use graphql_exec::exec::FieldError;
 
 use super::Request;
 use crate::store::cache::RECENT_MESSAGES;
-use crate::store::{Category, Channel, Live, Message, Stream, StoreError, User};
+use crate::store::{Category, Channel, Live, Message, StoreError, Stream, User};
 
 /// A store error as a field error: `NOT_FOUND`, `BAD_USER_INPUT` for a conflict,
 /// `SERVICE_UNAVAILABLE`.
@@ -104,7 +104,14 @@ impl Request<'_> {
 
     /// A channel by id, read from the store itself (for a mutation's checks).
     pub async fn fresh_channel(&self, id: &str) -> Result<Option<Rc<Channel>>, StoreError> {
-        Ok(self.domain.store.channels(&[id]).await?.pop().flatten().map(Rc::new))
+        Ok(self
+            .domain
+            .store
+            .channels(&[id])
+            .await?
+            .pop()
+            .flatten()
+            .map(Rc::new))
     }
 
     /// Streams by id.
@@ -160,7 +167,11 @@ impl Request<'_> {
     }
 
     /// Whether `user_id` follows each of `channel_ids`.
-    pub async fn follows(&self, user_id: &str, channel_ids: &[&str]) -> Result<Vec<bool>, StoreError> {
+    pub async fn follows(
+        &self,
+        user_id: &str,
+        channel_ids: &[&str],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut out: Vec<Option<bool>> = channel_ids
             .iter()
             .map(|c| self.cache.follows(user_id, c, self.now))

@@ -31,9 +31,9 @@ use crate::auth::Viewer;
 use crate::realtime::presence::Presence;
 use crate::rooms::{LocalOrderer, Rooms};
 use crate::store::cache::Cache;
+use crate::store::cursor::Cursor;
 use crate::store::memory::demo::DemoSize;
 use crate::store::memory::MemoryStore;
-use crate::store::cursor::Cursor;
 use crate::store::{
     Category, Change, Channel, Clock, Command, Membership, Message, Millis, SharedStore,
     StoreError, Stream, User,
@@ -372,10 +372,7 @@ impl crate::auth::policy::ChannelRoles for Roles<'_> {
     }
 
     fn is_moderator(&self, user_id: &str) -> bool {
-        self.channel
-            .moderator_ids
-            .iter()
-            .any(|m| &**m == user_id)
+        self.channel.moderator_ids.iter().any(|m| &**m == user_id)
     }
 
     fn is_banned(&self, user_id: &str) -> bool {

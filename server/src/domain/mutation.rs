@@ -30,7 +30,9 @@ pub(super) async fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> R
 
 /// The viewer, or `UNAUTHENTICATED`.
 fn viewer<'a>(cx: &'a Request<'_>) -> Result<&'a Rc<User>, FieldError> {
-    cx.viewer.as_ref().ok_or_else(|| denied(Denied::Unauthenticated))
+    cx.viewer
+        .as_ref()
+        .ok_or_else(|| denied(Denied::Unauthenticated))
 }
 
 /// A channel from the store itself, or `NOT_FOUND`.
@@ -117,7 +119,12 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
                 },
             )
             .await?;
-            let user = cx.users(&[&v.id]).await.map_err(field_error)?.pop().flatten();
+            let user = cx
+                .users(&[&v.id])
+                .await
+                .map_err(field_error)?
+                .pop()
+                .flatten();
             Ok(user.map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
         }
         "updateChannel" => {
@@ -181,7 +188,12 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             )
             .await?;
             let id = applied.created.unwrap_or_default();
-            let stream = cx.streams(&[&id]).await.map_err(field_error)?.pop().flatten();
+            let stream = cx
+                .streams(&[&id])
+                .await
+                .map_err(field_error)?
+                .pop()
+                .flatten();
             Ok(stream.map_or(Resolved::Null, |s| Resolved::Object(Obj::Stream(s))))
         }
         "endStream" => {
@@ -232,7 +244,12 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
             let seq = int_arg(args, "messageSeq").unwrap_or(0);
             let message = match u64::try_from(seq) {
-                Ok(s) => cx.domain.store.message(&c.id, s).await.map_err(field_error)?,
+                Ok(s) => cx
+                    .domain
+                    .store
+                    .message(&c.id, s)
+                    .await
+                    .map_err(field_error)?,
                 Err(_) => None,
             };
             let Some(message) = message else {
@@ -381,4 +398,3 @@ fn field_str<'a>(
         _ => None,
     }
 }
-

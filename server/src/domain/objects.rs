@@ -127,38 +127,53 @@ pub(super) async fn resolve(
     // Relations: one batch for the whole level.
     let batched = match (first, f) {
         (Obj::Channel(_), F::Owner) => Some(
-            to_users(cx, parents.iter().map(|p| match p {
-                Obj::Channel(c) => Some(&*c.owner_id),
-                _ => None,
-            }))
+            to_users(
+                cx,
+                parents.iter().map(|p| match p {
+                    Obj::Channel(c) => Some(&*c.owner_id),
+                    _ => None,
+                }),
+            )
             .await,
         ),
         (Obj::User(_), F::Channel) => Some(
-            to_channels(cx, parents.iter().map(|p| match p {
-                Obj::User(u) => Some(&*u.channel_id),
-                _ => None,
-            }))
+            to_channels(
+                cx,
+                parents.iter().map(|p| match p {
+                    Obj::User(u) => Some(&*u.channel_id),
+                    _ => None,
+                }),
+            )
             .await,
         ),
         (Obj::Stream(_), F::Channel) => Some(
-            to_channels(cx, parents.iter().map(|p| match p {
-                Obj::Stream(s) => Some(&*s.channel_id),
-                _ => None,
-            }))
+            to_channels(
+                cx,
+                parents.iter().map(|p| match p {
+                    Obj::Stream(s) => Some(&*s.channel_id),
+                    _ => None,
+                }),
+            )
             .await,
         ),
         (Obj::Message(_), F::Channel) => Some(
-            to_channels(cx, parents.iter().map(|p| match p {
-                Obj::Message(m) => Some(&*m.channel_id),
-                _ => None,
-            }))
+            to_channels(
+                cx,
+                parents.iter().map(|p| match p {
+                    Obj::Message(m) => Some(&*m.channel_id),
+                    _ => None,
+                }),
+            )
             .await,
         ),
         (Obj::Message(_), F::Author) => Some(
-            to_users(cx, parents.iter().map(|p| match p {
-                Obj::Message(m) => Some(&*m.author.id),
-                _ => None,
-            }))
+            to_users(
+                cx,
+                parents.iter().map(|p| match p {
+                    Obj::Message(m) => Some(&*m.author.id),
+                    _ => None,
+                }),
+            )
             .await,
         ),
         (Obj::Channel(_), F::Stream) => Some(stream_of(cx, parents).await),
@@ -189,14 +204,20 @@ pub(super) async fn resolve(
                 F::Id => Ok(string(out, &k.id)),
                 F::Slug => Ok(string(out, &k.slug)),
                 F::Name => Ok(string(out, &k.name)),
-                F::ViewerCount | F::LiveStreamCount => cx.live().await.map_err(field_error).map(|live| {
-                    let of = live.iter().filter(|l| l.category_id.as_deref() == Some(&*k.id));
-                    if f == F::ViewerCount {
-                        int(of.map(|l| i64::from(cx.viewers(&l.channel_id))).sum::<i64>())
-                    } else {
-                        int(of.count() as i64)
-                    }
-                }),
+                F::ViewerCount | F::LiveStreamCount => {
+                    cx.live().await.map_err(field_error).map(|live| {
+                        let of = live
+                            .iter()
+                            .filter(|l| l.category_id.as_deref() == Some(&*k.id));
+                        if f == F::ViewerCount {
+                            int(of
+                                .map(|l| i64::from(cx.viewers(&l.channel_id)))
+                                .sum::<i64>())
+                        } else {
+                            int(of.count() as i64)
+                        }
+                    })
+                }
                 F::Streams => stream_page(cx, Some(&k.id), None, args).await,
                 _ => Ok(unknown("Category", name)),
             },
@@ -283,7 +304,10 @@ async fn to_users<'p>(
     let ids: Vec<Option<&str>> = ids.collect();
     let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
     match cx.users(&wanted).await {
-        Err(e) => ids.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => ids
+            .iter()
+            .map(|_| Resolved::Error(field_error(e.clone())))
+            .collect(),
         Ok(rows) => {
             let mut rows = rows.into_iter();
             ids.iter()
@@ -307,16 +331,19 @@ async fn to_channels<'p>(
     let ids: Vec<Option<&str>> = ids.collect();
     let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
     match cx.channels(&wanted).await {
-        Err(e) => ids.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => ids
+            .iter()
+            .map(|_| Resolved::Error(field_error(e.clone())))
+            .collect(),
         Ok(rows) => {
             let mut rows = rows.into_iter();
             ids.iter()
                 .map(|id| match id {
                     None => Resolved::Null,
-                    Some(_) => rows.next().flatten().map_or_else(
-                        || missing("channel"),
-                        |c| Resolved::Object(Obj::Channel(c)),
-                    ),
+                    Some(_) => rows
+                        .next()
+                        .flatten()
+                        .map_or_else(|| missing("channel"), |c| Resolved::Object(Obj::Channel(c))),
                 })
                 .collect()
         }
@@ -334,7 +361,10 @@ async fn stream_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
         .collect();
     let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
     match cx.streams(&wanted).await {
-        Err(e) => ids.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => ids
+            .iter()
+            .map(|_| Resolved::Error(field_error(e.clone())))
+            .collect(),
         Ok(rows) => {
             let mut rows = rows.into_iter();
             ids.iter()
@@ -355,7 +385,12 @@ async fn stream_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
 async fn category_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
     let all = match cx.categories().await {
         Ok(all) => all,
-        Err(e) => return parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => {
+            return parents
+                .iter()
+                .map(|_| Resolved::Error(field_error(e.clone())))
+                .collect()
+        }
     };
     parents
         .iter()
@@ -366,7 +401,9 @@ async fn category_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
                 _ => None,
             };
             id.and_then(|id| all.iter().find(|k| &*k.id == id))
-                .map_or(Resolved::Null, |k| Resolved::Object(Obj::Category(Rc::clone(k))))
+                .map_or(Resolved::Null, |k| {
+                    Resolved::Object(Obj::Category(Rc::clone(k)))
+                })
         })
         .collect()
 }
@@ -386,7 +423,12 @@ async fn moderators(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
         .collect();
     let rows = match cx.users(&wanted).await {
         Ok(rows) => rows,
-        Err(e) => return parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => {
+            return parents
+                .iter()
+                .map(|_| Resolved::Error(field_error(e.clone())))
+                .collect()
+        }
     };
     let mut rows = rows.into_iter();
     channels
@@ -417,7 +459,10 @@ async fn viewer_follows(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>>
         .collect();
     match cx.follows(&v.id, &ids).await {
         Ok(yes) => yes.into_iter().map(boolean).collect(),
-        Err(e) => parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => parents
+            .iter()
+            .map(|_| Resolved::Error(field_error(e.clone())))
+            .collect(),
     }
 }
 
@@ -433,7 +478,10 @@ async fn stream_viewers(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>>
         .collect();
     let ids: Vec<&str> = streams.iter().map(|s| &*s.channel_id).collect();
     match cx.channels(&ids).await {
-        Err(e) => parents.iter().map(|_| Resolved::Error(field_error(e.clone()))).collect(),
+        Err(e) => parents
+            .iter()
+            .map(|_| Resolved::Error(field_error(e.clone())))
+            .collect(),
         Ok(channels) => streams
             .iter()
             .zip(channels)
@@ -466,9 +514,17 @@ async fn follow_page(
     let ids: Vec<&str> = page.items.iter().map(|(_, id)| &**id).collect();
     let (mut items, mut cursors) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
     let objs: Vec<Option<Obj>> = if users {
-        cx.users(&ids).await?.into_iter().map(|u| u.map(Obj::User)).collect()
+        cx.users(&ids)
+            .await?
+            .into_iter()
+            .map(|u| u.map(Obj::User))
+            .collect()
     } else {
-        cx.channels(&ids).await?.into_iter().map(|c| c.map(Obj::Channel)).collect()
+        cx.channels(&ids)
+            .await?
+            .into_iter()
+            .map(|c| c.map(Obj::Channel))
+            .collect()
     };
     for ((key, _), obj) in page.items.iter().zip(objs) {
         if let Some(obj) = obj {
@@ -556,7 +612,10 @@ async fn channel(
         }
         F::RecentMessages => {
             let last = count_arg(args, "last", 20)?;
-            let (all, skip) = cx.recent_messages(&ch.id, last).await.map_err(field_error)?;
+            let (all, skip) = cx
+                .recent_messages(&ch.id, last)
+                .await
+                .map_err(field_error)?;
             Resolved::List(
                 all[skip..]
                     .iter()

@@ -13,10 +13,9 @@ use crate::store::{Found, Live, StoreError};
 /// Resolves a root query field.
 pub(super) async fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Resolved<Obj> {
     value(match field {
-        "viewer" => Ok(cx
-            .viewer
-            .as_ref()
-            .map_or(Resolved::Null, |u| Resolved::Object(Obj::User(Rc::clone(u))))),
+        "viewer" => Ok(cx.viewer.as_ref().map_or(Resolved::Null, |u| {
+            Resolved::Object(Obj::User(Rc::clone(u)))
+        })),
         "node" => node(cx, str_arg(args, "id").unwrap_or_default())
             .await
             .map_err(field_error),
@@ -43,7 +42,9 @@ pub(super) async fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> R
                         By::Id(id) => &*k.id == id,
                         By::Other(slug) => &*k.slug == slug,
                     })
-                    .map_or(Resolved::Null, |k| Resolved::Object(Obj::Category(Rc::clone(k))))
+                    .map_or(Resolved::Null, |k| {
+                        Resolved::Object(Obj::Category(Rc::clone(k)))
+                    })
             }),
         },
         "streams" => streams(cx, args).await,
@@ -245,7 +246,10 @@ async fn chat_history(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>
         }
     };
     if cx.channel(id).await.map_err(field_error)?.is_none() {
-        return Err(FieldError::new(NOT_FOUND, format!("no channel has id `{id}`")));
+        return Err(FieldError::new(
+            NOT_FOUND,
+            format!("no channel has id `{id}`"),
+        ));
     }
     let messages = cx
         .domain
@@ -270,11 +274,19 @@ async fn search(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, Fiel
     if q.is_empty() {
         return Err(FieldError::new(BAD_USER_INPUT, "`query` must not be empty"));
     }
-    let found = cx.domain.store.search(&q, first).await.map_err(field_error)?;
+    let found = cx
+        .domain
+        .store
+        .search(&q, first)
+        .await
+        .map_err(field_error)?;
     let mut out = Vec::with_capacity(found.len());
     for f in found {
         let obj = match f {
-            Found::User(id) => cx.users(&[&id]).await.map(|mut v| v.pop().flatten().map(Obj::User)),
+            Found::User(id) => cx
+                .users(&[&id])
+                .await
+                .map(|mut v| v.pop().flatten().map(Obj::User)),
             Found::Channel(id) => cx.channel(&id).await.map(|c| c.map(Obj::Channel)),
             Found::Category(id) => cx.category(&id).await.map(|k| k.map(Obj::Category)),
         }

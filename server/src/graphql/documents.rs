@@ -45,15 +45,6 @@ impl Doc {
         }
     }
 
-    /// The document `text`, prepared with the default limits (for tests that run
-    /// operations without a shard).
-    #[cfg(test)]
-    pub(crate) fn from_text(domain: &Domain, text: &str) -> Doc {
-        let prepared = persisted::prepare(&domain.schema, text, &Limits::default())
-            .unwrap_or_else(|e| panic!("{text}: {e:?}"));
-        Doc::new(domain, prepared, None)
-    }
-
     /// The plan of the operation at `index`.
     pub fn plan_at(&self, index: usize) -> &Plan {
         &self.prepared.plans[index].1

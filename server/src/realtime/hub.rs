@@ -282,14 +282,12 @@ impl Hub {
     /// Brings the local room up to its node room's last seq.
     fn catch_up(&self, node: &rooms::Room) {
         let last = node.last_seq();
-        let head = self
-            .rooms
-            .borrow()
-            .get(&*node.id)
-            .map(|r| r.delivered);
+        let head = self.rooms.borrow().get(&*node.id).map(|r| r.delivered);
         if head.is_some_and(|d| d < last) {
             // A stand-in for the last event: `advance` fills the gap up to it.
-            if let Ok(Replay::Events(events, _)) = node.since(last.saturating_sub(1), self.domain.rooms.now()) {
+            if let Ok(Replay::Events(events, _)) =
+                node.since(last.saturating_sub(1), self.domain.rooms.now())
+            {
                 if let Some(e) = events.last() {
                     self.advance(e);
                     return;
@@ -308,7 +306,9 @@ impl Hub {
                 return;
             };
             let now = self.domain.rooms.now();
-            plan(room.delivered, event, |after| room.node.since(after, now).ok())
+            plan(room.delivered, event, |after| {
+                room.node.since(after, now).ok()
+            })
         };
         if let Some(step) = step {
             self.apply(&event.room, step);
@@ -409,7 +409,11 @@ impl Hub {
                 });
         }
         self.take();
-        let node = self.rooms.borrow().get(room_id).map(|r| Arc::clone(&r.node));
+        let node = self
+            .rooms
+            .borrow()
+            .get(room_id)
+            .map(|r| Arc::clone(&r.node));
         if let Some(node) = node {
             self.catch_up(&node);
         }
@@ -590,7 +594,8 @@ impl Hub {
                     .collect()
             };
             for (subs, channel) in changed {
-                self.deliver_to(&subs, Obj::ChannelRoot(channel), None).await;
+                self.deliver_to(&subs, Obj::ChannelRoot(channel), None)
+                    .await;
             }
         }
     }
@@ -632,12 +637,20 @@ impl Hub {
                 Ok(req) => req,
                 Err(e) => return unavailable(&e.to_string()),
             };
-            graphql_exec::exec::execute(&domain.schema, sub.doc.plan_at(sub.op), &req, root, &sub.vars)
-                .await
+            graphql_exec::exec::execute(
+                &domain.schema,
+                sub.doc.plan_at(sub.op),
+                &req,
+                root,
+                &sub.vars,
+            )
+            .await
         };
         CatchUnwind(Box::pin(run))
             .await
-            .map_err(|_| tracing::error!("a subscription's execution failed; closing its connection"))
+            .map_err(|_| {
+                tracing::error!("a subscription's execution failed; closing its connection")
+            })
             .ok()
     }
 }
@@ -701,7 +714,8 @@ fn history_lost(sub: &Subscription) {
             q.push(gqlws::error(&sub.id, &errors));
         }
         Sink::Http(s) => {
-            let body = serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap_or_default();
+            let body =
+                serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap_or_default();
             s.next(&body, None);
             s.complete();
         }
@@ -741,7 +755,126 @@ fn encode(room_id: &str, seq: u64, chat: &Chat) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::events::EventSink;
+    use crate::domain::DataLayer;
+    use crate::metrics::ShardMetrics;
+    use crate::store::cache::CacheLimits;
+    use crate::store::memory::demo::DemoSize;
+    use crate::store::SystemClock;
+    use serde_json::{json, Value};
+    use std::task::Waker;
+    use streamhub_pubsub::history::HistoryLimits;
     use streamhub_pubsub::ChatEvent;
+
+    /// The JSON frames written to `queue` so far (server frames: unmasked, short).
+    fn written(queue: &SendQueue) -> Vec<Value> {
+        let mut bytes = Vec::new();
+        let _ = queue.poll_write_to(&mut Context::from_waker(Waker::noop()), &mut bytes);
+        let mut b = &bytes[..];
+        let mut out = Vec::new();
+        while b.len() >= 2 {
+            let (len, head) = match b[1] & 0x7f {
+                126 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+                n => (usize::from(n), 2),
+            };
+            out.push(serde_json::from_slice(&b[head..head + len]).unwrap());
+            b = &b[head + len..];
+        }
+        out
+    }
+
+    /// A hub on one shard whose rooms keep 3 events, and its fan-out.
+    fn hub() -> (Rc<Hub>, Arc<Fanout>) {
+        let schema = Arc::new(crate::schema::build().unwrap());
+        let limits = HistoryLimits {
+            max_events: 3,
+            max_age: None,
+        };
+        let data = DataLayer::embedded(DemoSize::SMALL, limits, Arc::new(SystemClock));
+        let fanout = Arc::new(Fanout::new(1));
+        let domain = Arc::new(Domain::new(schema, data, fanout.clone()));
+        let inbox = fanout.attach(0);
+        let cache = Rc::new(Cache::new(
+            CacheLimits {
+                entries: 100,
+                ttl: 60_000,
+            },
+            Arc::new(ShardMetrics::new(0)),
+        ));
+        (
+            Rc::new(Hub::new(domain, fanout.clone(), inbox, cache)),
+            fanout,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_shard_lapped_past_its_history_resyncs_its_members_and_delivers_after() {
+        let (hub, fanout) = hub();
+        let member = SendQueue::new(1 << 20);
+        assert_eq!(hub.join(1, &member, "ch_u1", None).await, Ok(true));
+        let joined = written(&member);
+        let start = joined[0]["seq"].as_u64().unwrap();
+        // Ten events are ordered while this shard's ring laps (their notices are lost
+        // under a flood of others); the room's history keeps only the last three.
+        let rooms = &hub.domain.rooms;
+        let room = rooms.open("ch_u1").await.unwrap().unwrap();
+        for n in 0..10 {
+            rooms
+                .order(&room, Chat::Deleted { message_seq: n })
+                .await
+                .unwrap();
+        }
+        for _ in 0..5000 {
+            fanout.publish(Notice::Changed(vec![Change::Live].into()));
+        }
+        hub.take();
+        let frames = written(&member);
+        assert_eq!(
+            frames,
+            vec![json!({"type": "joined", "room": "ch_u1", "seq": start + 10, "recovered": false})],
+            "told, never skipped in silence"
+        );
+        // Then delivery goes on from there.
+        let next = rooms
+            .order(&room, Chat::Deleted { message_seq: 1 })
+            .await
+            .unwrap();
+        fanout.publish(Notice::Room(next));
+        hub.take();
+        let frames = written(&member);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            (frames[0]["type"].as_str(), frames[0]["seq"].as_u64()),
+            (Some("deleted"), Some(start + 11))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gap_the_history_holds_is_filled_in_order() {
+        let (hub, fanout) = hub();
+        let member = SendQueue::new(1 << 20);
+        hub.join(1, &member, "ch_u2", None).await.unwrap();
+        let start = written(&member)[0]["seq"].as_u64().unwrap();
+        let rooms = &hub.domain.rooms;
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let a = rooms
+            .order(&room, Chat::Deleted { message_seq: 1 })
+            .await
+            .unwrap();
+        let b = rooms
+            .order(&room, Chat::Deleted { message_seq: 2 })
+            .await
+            .unwrap();
+        // The later event's notice comes first (another shard published it sooner).
+        fanout.publish(Notice::Room(b));
+        fanout.publish(Notice::Room(a));
+        hub.take();
+        let seqs: Vec<u64> = written(&member)
+            .iter()
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, vec![start + 1, start + 2], "each once, in order");
+    }
 
     fn event(seq: u64) -> Event {
         Event::new(

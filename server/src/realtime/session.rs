@@ -177,8 +177,7 @@ impl<'a> Protocol<'a> for Session<'a> {
                 self.queue.push(room::error(code, &message, None));
             }
             Done::Send(nonce, Ok(seq)) => {
-                self.queue
-                    .push(room::sent(nonce.as_deref(), seq));
+                self.queue.push(room::sent(nonce.as_deref(), seq));
             }
             Done::Send(nonce, Err(e)) => {
                 self.queue.push(room::error(

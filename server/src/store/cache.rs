@@ -122,7 +122,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
                 }
             }
         }
-        self.map.insert(key, (value, now.saturating_add(limits.ttl)));
+        self.map
+            .insert(key, (value, now.saturating_add(limits.ttl)));
     }
 
     fn remove<Q>(&mut self, key: &Q)
@@ -253,9 +254,12 @@ impl Cache {
     /// Keeps a channel read in `fill`.
     pub fn put_channel(&self, channel: &Rc<Channel>, now: Millis, fill: Fill) {
         if self.keeps(fill) {
-            self.channels
-                .borrow_mut()
-                .put(channel.id.clone(), Rc::clone(channel), now, self.limits);
+            self.channels.borrow_mut().put(
+                channel.id.clone(),
+                Rc::clone(channel),
+                now,
+                self.limits,
+            );
         }
     }
 
@@ -347,9 +351,12 @@ impl Cache {
         fill: Fill,
     ) {
         if self.keeps(fill) {
-            self.messages
-                .borrow_mut()
-                .put(channel_id.into(), Rc::clone(messages), now, self.limits);
+            self.messages.borrow_mut().put(
+                channel_id.into(),
+                Rc::clone(messages),
+                now,
+                self.limits,
+            );
         }
     }
 
@@ -427,7 +434,13 @@ mod tests {
         c.invalidate(&Change::Channel("ch_1".into()));
         assert!(c.channel("ch_1", 201).is_none());
         let m = &c.metrics;
-        assert_eq!((m.cache_count(Kind::Channel, true), m.cache_count(Kind::Channel, false)), (1, 2));
+        assert_eq!(
+            (
+                m.cache_count(Kind::Channel, true),
+                m.cache_count(Kind::Channel, false)
+            ),
+            (1, 2)
+        );
     }
 
     #[test]

@@ -89,7 +89,11 @@ mod tests {
         // "66" is "f" with no key, "667a" is "fz", "763132" is "v12" with no tie-break,
         // "6f3137" is "o17" (an old offset cursor).
         for bad in ["", "o17", "zz", "6", "66", "667a", "763132", "6f3137"] {
-            assert_eq!(Cursor::decode(bad), Err(NotACursor(bad.to_owned())), "{bad}");
+            assert_eq!(
+                Cursor::decode(bad),
+                Err(NotACursor(bad.to_owned())),
+                "{bad}"
+            );
         }
     }
 }

@@ -161,7 +161,11 @@ impl Data {
             category_id: r.category.map(|k| self.category(k).id.clone()),
             stream_id: r.stream.map(|s| self.streams[s.0 as usize].id.clone()),
             follower_count: r.followers.len() as u32,
-            moderator_ids: r.moderators.iter().map(|&m| self.user(m).id.clone()).collect(),
+            moderator_ids: r
+                .moderators
+                .iter()
+                .map(|&m| self.user(m).id.clone())
+                .collect(),
         }
     }
 
@@ -199,7 +203,11 @@ impl Data {
             return None;
         }
         // Read through `before` so an event past the age is gone, as in the lists.
-        let (_, event) = log.events.before(seq + 1, now).next().filter(|(s, _)| *s == seq)?;
+        let (_, event) = log
+            .events
+            .before(seq + 1, now)
+            .next()
+            .filter(|(s, _)| *s == seq)?;
         self.message_row(c, seq, event)
     }
 
@@ -250,7 +258,11 @@ impl Data {
         log.events.record(seq, event, now);
         // Deletions of messages no longer kept need not be remembered.
         if log.deleted.len() > self.limits.max_events {
-            let oldest = log.events.before(u64::MAX, now).last().map_or(u64::MAX, |(s, _)| s);
+            let oldest = log
+                .events
+                .before(u64::MAX, now)
+                .last()
+                .map_or(u64::MAX, |(s, _)| s);
             log.deleted.retain(|&s| s >= oldest);
         }
     }
@@ -451,11 +463,20 @@ mod tests {
     #[test]
     fn follow_pages_go_newest_first_after_a_key() {
         let list: Vec<(u64, u32)> = vec![(2, 20), (5, 50), (9, 90), (11, 110)];
-        assert_eq!(newest_first(&list, None, 2), (vec![(11, 110), (9, 90)], true));
-        assert_eq!(newest_first(&list, Some(9), 2), (vec![(5, 50), (2, 20)], false));
+        assert_eq!(
+            newest_first(&list, None, 2),
+            (vec![(11, 110), (9, 90)], true)
+        );
+        assert_eq!(
+            newest_first(&list, Some(9), 2),
+            (vec![(5, 50), (2, 20)], false)
+        );
         assert_eq!(newest_first(&list, Some(2), 2), (vec![], false));
         // A key that is gone (unfollowed) still marks a place.
-        assert_eq!(newest_first(&list, Some(6), 5), (vec![(5, 50), (2, 20)], false));
+        assert_eq!(
+            newest_first(&list, Some(6), 5),
+            (vec![(5, 50), (2, 20)], false)
+        );
     }
 
     #[test]
@@ -494,7 +515,12 @@ mod tests {
         };
         d.record(c, 1, msg(1), 0);
         d.record(c, 2, msg(2), 500);
-        d.record(c, 3, Arc::new(ChatEvent::new(Chat::Deleted { message_seq: 2 })), 600);
+        d.record(
+            c,
+            3,
+            Arc::new(ChatEvent::new(Chat::Deleted { message_seq: 2 })),
+            600,
+        );
         d.record(c, 4, msg(4), 700);
         let seqs = |d: &Data, now| -> Vec<u64> {
             d.messages(c, 10, None, now).iter().map(|m| m.seq).collect()

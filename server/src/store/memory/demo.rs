@@ -247,7 +247,10 @@ mod tests {
         let logins: Vec<&str> = d.users.iter().map(|u| &*u.login).collect();
         let follows: usize = d.users.iter().map(|u| u.following.len()).sum();
         let messages: usize = d.channels.iter().map(|c| c.chat.events.len()).sum();
-        format!("{logins:?} {follows} {messages} {:?} {:?}", d.live, demo.viewers)
+        format!(
+            "{logins:?} {follows} {messages} {:?} {:?}",
+            d.live, demo.viewers
+        )
     }
 
     #[test]

@@ -123,7 +123,9 @@ impl MemoryStore {
                 tags,
                 category_id,
             } => {
-                let c = d.channel_by_id(&channel_id).ok_or_else(|| no_channel(&channel_id))?;
+                let c = d
+                    .channel_by_id(&channel_id)
+                    .ok_or_else(|| no_channel(&channel_id))?;
                 let category = match category_id {
                     None => None,
                     Some(None) => Some(None),
@@ -164,7 +166,9 @@ impl MemoryStore {
                 category_id,
                 now,
             } => {
-                let c = d.channel_by_id(&channel_id).ok_or_else(|| no_channel(&channel_id))?;
+                let c = d
+                    .channel_by_id(&channel_id)
+                    .ok_or_else(|| no_channel(&channel_id))?;
                 let category = match category_id {
                     None => None,
                     Some(id) => Some(d.category_by_id(&id).ok_or_else(|| {
@@ -181,7 +185,9 @@ impl MemoryStore {
                 changes.push(Change::Stream(channel_id));
             }
             Command::EndStream { channel_id } => {
-                let c = d.channel_by_id(&channel_id).ok_or_else(|| no_channel(&channel_id))?;
+                let c = d
+                    .channel_by_id(&channel_id)
+                    .ok_or_else(|| no_channel(&channel_id))?;
                 if d.end_stream(c) {
                     changes.push(Change::Channel(channel_id.clone()));
                     changes.push(Change::Live);
@@ -284,7 +290,9 @@ fn user_and_channel(
     user_id: &str,
     channel_id: &str,
 ) -> Result<(data::UserIx, data::ChannelIx), StoreError> {
-    let c = d.channel_by_id(channel_id).ok_or_else(|| no_channel(channel_id))?;
+    let c = d
+        .channel_by_id(channel_id)
+        .ok_or_else(|| no_channel(channel_id))?;
     let u = d.user_by_id(user_id).ok_or_else(|| no_user(user_id))?;
     Ok((u, c))
 }
@@ -438,7 +446,11 @@ impl Store for MemoryStore {
             .iter()
             .filter(|k| hit(&k.name))
             .map(|k| Found::Category(k.id.clone()));
-        done(Ok(users.chain(channels).chain(categories).take(first).collect()))
+        done(Ok(users
+            .chain(channels)
+            .chain(categories)
+            .take(first)
+            .collect()))
     }
 
     fn apply(&self, command: Command) -> StoreFuture<'_, Applied> {
