@@ -592,3 +592,69 @@ mod tempdir {
         }
     }
 }
+
+/// Once a mutation has answered, every request that starts after it sees it, on
+/// whichever shard it lands: each shard's cache holds the rows the page reads (they
+/// were read just before), and the change must reach all of them before they answer.
+#[test]
+fn a_write_on_one_connection_is_read_by_every_connection_after_it_on_any_shard() {
+    let server = server(&[]);
+    let alice = token("u1", "alice", false);
+    let eve = token("u60", "eve", false);
+    let page = json!({"query": "{ channel(login: \"alice\") { title followerCount viewerIsFollowing tags } }"});
+    let read = |i: usize, round: usize| {
+        let id = format!("read-{round}-{i}");
+        let r = server.post(
+            "/graphql",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {eve}")),
+                ("X-Request-Id", &id),
+            ],
+            page.to_string().as_bytes(),
+        );
+        (r.json()["data"]["channel"].clone(), server.shard_of(&id))
+    };
+    // eve starts not following alice (the demo data may have her follow).
+    server.graphql(
+        Some(&eve),
+        &json!({"query": "mutation { unfollow(channelId: \"ch_u1\") { id } }"}),
+    );
+    let mut shards = std::collections::BTreeSet::new();
+    // Fill every shard's cache first.
+    for i in 0..8 {
+        shards.insert(read(i, 0).1);
+    }
+    let mut followers = read(99, 0).0["followerCount"].as_i64().unwrap();
+    for round in 1..=5 {
+        let title = format!("round {round}");
+        let r = server.graphql(
+            Some(&alice),
+            &json!({"query": "mutation($t: String!) { updateChannel(input: {title: $t, tags: [\"R\"]}) { title } }", "variables": {"t": title}}),
+        );
+        assert_eq!(r.json()["data"]["updateChannel"]["title"], title.as_str());
+        let follow = if round % 2 == 1 { "follow" } else { "unfollow" };
+        let r = server.graphql(
+            Some(&eve),
+            &json!({"query": format!("mutation {{ {follow}(channelId: \"ch_u1\") {{ id }} }}")}),
+        );
+        assert!(r.json().get("errors").is_none(), "{:?}", r.json());
+        followers += if round % 2 == 1 { 1 } else { -1 };
+        for i in 0..8 {
+            let (c, shard) = read(i, round);
+            shards.insert(shard);
+            assert_eq!(c["title"], title.as_str(), "connection {i}, shard {shard}");
+            assert_eq!(
+                c["followerCount"], followers,
+                "connection {i}, shard {shard}"
+            );
+            assert_eq!(
+                c["viewerIsFollowing"],
+                round % 2 == 1,
+                "connection {i}, shard {shard}"
+            );
+            assert_eq!(c["tags"], json!(["R"]));
+        }
+    }
+    assert_eq!(shards.len(), 2, "only shard {shards:?} answered");
+}

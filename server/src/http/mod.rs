@@ -255,7 +255,7 @@ async fn dispatch(shard: &Shard, route: Route, req: Incoming<'_>) -> Response<Bo
         Route::Ws | Route::WsEcho => {
             error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         }
-        Route::Readyz => ops::readyz(shard),
+        Route::Readyz => ops::readyz(shard).await,
         Route::Metrics => ops::metrics(shard),
         Route::Schema => ops::schema(),
         Route::Playground => ops::playground(),

@@ -14,10 +14,21 @@ pub fn healthz() -> Response<Body> {
     no_store(json(StatusCode::OK, &b"{\"status\":\"ok\"}"[..]))
 }
 
-/// `GET /readyz`: 200 while the node wants traffic, 503 from the moment it drains.
-pub fn readyz(shard: &Shard) -> Response<Body> {
+/// `GET /readyz`: 200 while the node wants traffic and its store can serve; 503 from
+/// the moment it drains (`draining`), or while the store cannot serve (`store`, with
+/// the store's reason).
+pub async fn readyz(shard: &Shard) -> Response<Body> {
     let resp = match shard.node.phase() {
-        Phase::Serving => json(StatusCode::OK, &b"{\"status\":\"ready\"}"[..]),
+        Phase::Serving => match shard.node.domain.store.ready().await {
+            Ok(()) => json(StatusCode::OK, &b"{\"status\":\"ready\"}"[..]),
+            Err(e) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::to_vec(
+                    &serde_json::json!({"status": "store", "reason": e.to_string()}),
+                )
+                .unwrap_or_default(),
+            ),
+        },
         Phase::Draining | Phase::Closing => json(
             StatusCode::SERVICE_UNAVAILABLE,
             &b"{\"status\":\"draining\"}"[..],

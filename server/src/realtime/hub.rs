@@ -849,6 +849,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_request_after_a_mutation_answered_never_reads_what_it_changed_from_the_cache() {
+        let (hub, fanout) = hub();
+        let row = Rc::new(crate::store::Channel {
+            id: "ch_u1".into(),
+            owner_id: "u1".into(),
+            login: "alice".into(),
+            title: "old".into(),
+            language: "en".into(),
+            tags: Vec::new(),
+            category_id: None,
+            stream_id: None,
+            follower_count: 0,
+            moderator_ids: Vec::new(),
+        });
+        hub.cache.put_channel(&row, 0, hub.cache.fill());
+        hub.sync();
+        assert!(
+            hub.cache.channel("ch_u1", 1).is_some(),
+            "nothing changed yet"
+        );
+        // Another shard's mutation: published, the write counter bumped, answered. This
+        // shard's hub task has not run; the next request's sync reads the rings.
+        fanout.publish(Notice::Changed(
+            vec![Change::Channel("ch_u1".into())].into(),
+        ));
+        assert!(
+            hub.cache.channel("ch_u1", 1).is_some(),
+            "stale until synced"
+        );
+        hub.sync();
+        assert!(hub.cache.channel("ch_u1", 1).is_none());
+        assert_eq!(hub.cache.applied(), fanout.writes());
+    }
+
     #[tokio::test]
     async fn a_gap_the_history_holds_is_filled_in_order() {
         let (hub, fanout) = hub();
