@@ -280,17 +280,38 @@ async fn search(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, Fiel
         .search(&q, first)
         .await
         .map_err(field_error)?;
+    // Users and channels each in one load.
+    let user_ids: Vec<&str> = found
+        .iter()
+        .filter_map(|f| match f {
+            Found::User(id) => Some(&**id),
+            _ => None,
+        })
+        .collect();
+    let channel_ids: Vec<&str> = found
+        .iter()
+        .filter_map(|f| match f {
+            Found::Channel(id) => Some(&**id),
+            _ => None,
+        })
+        .collect();
+    let mut users = cx.users(&user_ids).await.map_err(field_error)?.into_iter();
+    let mut channels = cx
+        .channels(&channel_ids)
+        .await
+        .map_err(field_error)?
+        .into_iter();
     let mut out = Vec::with_capacity(found.len());
-    for f in found {
+    for f in &found {
         let obj = match f {
-            Found::User(id) => cx
-                .users(&[&id])
+            Found::User(_) => users.next().flatten().map(Obj::User),
+            Found::Channel(_) => channels.next().flatten().map(Obj::Channel),
+            Found::Category(id) => cx
+                .category(id)
                 .await
-                .map(|mut v| v.pop().flatten().map(Obj::User)),
-            Found::Channel(id) => cx.channel(&id).await.map(|c| c.map(Obj::Channel)),
-            Found::Category(id) => cx.category(&id).await.map(|k| k.map(Obj::Category)),
-        }
-        .map_err(field_error)?;
+                .map_err(field_error)?
+                .map(Obj::Category),
+        };
         out.extend(obj.map(Resolved::Object));
     }
     Ok(Resolved::List(out))

@@ -147,6 +147,9 @@ fn follow_key(user_id: &str, channel_id: &str) -> u64 {
 
 type FollowEntry = Rc<(Box<str>, Box<str>, bool)>;
 
+/// A room's recent messages, oldest first.
+type Recent = Rc<[Rc<Message>]>;
+
 /// A shard's cache. Its tables sit in `RefCell`s of their own, borrowed only inside a
 /// method, never across an await.
 #[derive(Debug)]
@@ -159,7 +162,7 @@ pub struct Cache {
     categories: RefCell<Table<(), Rc<[Rc<Category>]>>>,
     live: RefCell<Table<(), Rc<[Live]>>>,
     follows: RefCell<Table<u64, FollowEntry>>,
-    messages: RefCell<Table<Box<str>, Rc<[Rc<Message>]>>>,
+    messages: RefCell<Table<Box<str>, Recent>>,
     /// The node's write counter this shard's caches are caught up to.
     applied: Cell<u64>,
     /// Invalidations applied so far (a fill that began before the last one is not kept).
