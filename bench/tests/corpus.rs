@@ -1,6 +1,6 @@
 //! The corpus: many operations run against StreamHub's executor (graphql-exec with the
 //! server's domain) and against async-graphql (the bench peer's schema), each over its
-//! own store made from the same demo data; the `data` must be equal, and errors must
+//! own data layer made from the same demo data; the `data` must be equal, and errors must
 //! agree on their number, paths and codes. Mutations run in the same order on both.
 
 use std::rc::Rc;
@@ -12,14 +12,19 @@ use streamhub_bench::peers::async_graphql::{
 };
 use streamhub_server::auth::Viewer;
 use streamhub_server::domain::events::Counted;
-use streamhub_server::domain::{Domain, Obj};
-use streamhub_server::store::demo::{generate, DemoSize};
-use streamhub_server::store::Store;
+use streamhub_pubsub::history::HistoryLimits;
+use streamhub_server::domain::{DataLayer, Domain, Obj};
+use streamhub_server::metrics::ShardMetrics;
+use streamhub_server::store::cache::{Cache, CacheLimits};
+use streamhub_server::store::memory::demo::DemoSize;
+use streamhub_server::store::SystemClock;
 
 struct Both {
     ours: Domain,
+    /// Our shard's cache.
+    cache: Cache,
     peer: PeerSchema,
-    peer_store: Arc<Store>,
+    peer_data: DataLayer,
     rt: tokio::runtime::Runtime,
     /// Operations compared so far.
     ran: std::cell::Cell<usize>,
@@ -27,16 +32,21 @@ struct Both {
 
 fn both() -> Both {
     let schema = Arc::new(streamhub_server::schema::build().unwrap());
-    let ours = Domain::new(
-        Arc::clone(&schema),
-        Arc::new(Store::new(generate(DemoSize::SMALL))),
-        Arc::new(Counted::default()),
+    let data = || DataLayer::embedded(DemoSize::SMALL, HistoryLimits::default(), Arc::new(SystemClock));
+    let ours = Domain::new(Arc::clone(&schema), data(), Arc::new(Counted::default()));
+    let cache = Cache::new(
+        CacheLimits {
+            entries: 10_000,
+            ttl: 30_000,
+        },
+        Arc::new(ShardMetrics::new(0)),
     );
-    let peer_store = Arc::new(Store::new(generate(DemoSize::SMALL)));
+    let peer_data = data();
     Both {
         ours,
-        peer: peer_schema(Arc::clone(&peer_store)),
-        peer_store,
+        cache,
+        peer: peer_schema(peer_data.clone()),
+        peer_data,
         rt: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -70,14 +80,10 @@ impl Both {
             login: Rc::from(login),
             admin,
         });
-        let req = self.ours.request(viewer.as_ref());
-        self.rt.block_on(graphql_exec::exec::execute(
-            schema,
-            plan,
-            &req,
-            Obj::Root,
-            &vars,
-        ))
+        self.rt.block_on(async {
+            let req = self.ours.request(&self.cache, viewer.as_ref()).await.unwrap();
+            graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars).await
+        })
     }
 
     fn peer(&self, who: Who, query: &str, vars: &Value) -> Value {
@@ -94,7 +100,7 @@ impl Both {
                 login: login.into(),
                 admin,
             };
-            req = req.data(viewer_data(&self.peer_store, &v));
+            req = req.data(self.rt.block_on(viewer_data(&self.peer_data, &v)).unwrap());
         }
         let resp = self.rt.block_on(self.peer.execute(req));
         serde_json::to_vec(&resp).unwrap()

@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use graphql_exec::limits::Limits;
 use streamhub_server::domain::events::Counted;
-use streamhub_server::domain::{Domain, Obj};
+use streamhub_pubsub::history::HistoryLimits;
+use streamhub_server::domain::{DataLayer, Domain, Obj};
 use streamhub_server::http::compress::{self, BROTLI_QUALITY, GZIP_LEVEL};
-use streamhub_server::store::demo::{generate, DemoSize};
-use streamhub_server::store::Store;
+use streamhub_server::metrics::ShardMetrics;
+use streamhub_server::store::cache::{Cache, CacheLimits};
+use streamhub_server::store::memory::demo::DemoSize;
+use streamhub_server::store::SystemClock;
 
 // The allocator the server runs with: the compressors allocate their state per call.
 #[global_allocator]
@@ -29,25 +32,33 @@ const CHANNEL_PAGE: &str = include_str!("../../bench/queries/channel-page.graphq
 /// The response body: what `POST /graphql` answers for the channel page.
 fn channel_page() -> Vec<u8> {
     let schema = Arc::new(streamhub_server::schema::build().unwrap());
-    let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
-    let domain = Domain::new(Arc::clone(&schema), store, Arc::new(Counted::default()));
+    let data = DataLayer::embedded(DemoSize::SMALL, HistoryLimits::default(), Arc::new(SystemClock));
+    let domain = Domain::new(Arc::clone(&schema), data, Arc::new(Counted::default()));
+    let cache = shard_cache();
     let prepared =
         graphql_exec::persisted::prepare(&schema, CHANNEL_PAGE, &Limits::default()).unwrap();
     let plan = prepared.plan(None).unwrap();
     let mut input = serde_json::Map::new();
     input.insert("login".into(), "alice".into());
     let vars = graphql_exec::coerce::coerce_variables(&schema, &plan.variables, &input).unwrap();
-    let req = domain.request(None);
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(graphql_exec::exec::execute(
-            &schema,
-            plan,
-            &req,
-            Obj::Root,
-            &vars,
-        ))
+        .block_on(async {
+            let req = domain.request(&cache, None).await.unwrap();
+            graphql_exec::exec::execute(&schema, plan, &req, Obj::Root, &vars).await
+        })
+}
+
+/// A shard's cache, as the server sizes it.
+fn shard_cache() -> Cache {
+    Cache::new(
+        CacheLimits {
+            entries: 10_000,
+            ttl: 30_000,
+        },
+        Arc::new(ShardMetrics::new(0)),
+    )
 }
 
 /// This thread's CPU time so far, in ns (the first field of its schedstat): on a shared

@@ -13,9 +13,12 @@ use graphql_exec::limits::Limits;
 use graphql_exec::plan::Plan;
 use graphql_exec::schema::Schema;
 use streamhub_server::domain::events::Counted;
-use streamhub_server::domain::{Domain, Obj};
-use streamhub_server::store::demo::{generate, DemoSize};
-use streamhub_server::store::Store;
+use streamhub_pubsub::history::HistoryLimits;
+use streamhub_server::domain::{DataLayer, Domain, Obj};
+use streamhub_server::metrics::ShardMetrics;
+use streamhub_server::store::cache::{Cache, CacheLimits};
+use streamhub_server::store::memory::demo::DemoSize;
+use streamhub_server::store::SystemClock;
 
 // The allocator the server runs with.
 #[global_allocator]
@@ -25,8 +28,9 @@ const CHANNEL_PAGE: &str = include_str!("../../bench/queries/channel-page.graphq
 
 fn main() {
     let schema = Arc::new(streamhub_server::schema::build().unwrap());
-    let store = Arc::new(Store::new(generate(DemoSize::SMALL)));
-    let domain = Domain::new(Arc::clone(&schema), store, Arc::new(Counted::default()));
+    let data = DataLayer::embedded(DemoSize::SMALL, HistoryLimits::default(), Arc::new(SystemClock));
+    let domain = Domain::new(Arc::clone(&schema), data, Arc::new(Counted::default()));
+    let cache = shard_cache();
     let prepared =
         graphql_exec::persisted::prepare(&schema, CHANNEL_PAGE, &Limits::default()).unwrap();
     let plan = prepared.plan(None).unwrap();
@@ -39,7 +43,7 @@ fn main() {
     let run = |n: u32| {
         rt.block_on(async {
             for _ in 0..n {
-                black_box(channel_page(&schema, &domain, plan, &input).await);
+                black_box(channel_page(&schema, &domain, &cache, plan, &input).await);
             }
         })
     };
@@ -48,7 +52,7 @@ fn main() {
         return;
     }
     let bytes = rt
-        .block_on(channel_page(&schema, &domain, plan, &input))
+        .block_on(channel_page(&schema, &domain, &cache, plan, &input))
         .len();
     const N: u32 = 20_000;
     let mut runs: Vec<f64> = (0..7)
@@ -69,10 +73,22 @@ fn main() {
 async fn channel_page(
     schema: &Schema,
     domain: &Domain,
+    cache: &Cache,
     plan: &Plan,
     input: &serde_json::Map<String, serde_json::Value>,
 ) -> Vec<u8> {
     let vars = graphql_exec::coerce::coerce_variables(schema, &plan.variables, input).unwrap();
-    let req = domain.request(None);
+    let req = domain.request(cache, None).await.unwrap();
     graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars).await
+}
+
+/// A shard's cache, as the server sizes it.
+fn shard_cache() -> Cache {
+    Cache::new(
+        CacheLimits {
+            entries: 10_000,
+            ttl: 30_000,
+        },
+        Arc::new(ShardMetrics::new(0)),
+    )
 }

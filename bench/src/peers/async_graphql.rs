@@ -1,8 +1,11 @@
 //! The `async-graphql` peer: StreamHub's schema built the way async-graphql's book
-//! recommends (`#[Object]` types, `DataLoader`s for users, channels and categories, the
-//! Apollo persisted-queries extension), over the same embedded store and demo data, with
-//! the same field semantics as the server's domain, so the corpus test can require equal
-//! results and the bench compares the same work.
+//! recommends (`#[Object]` types, `DataLoader`s for users, channels and categories over
+//! the store's batch loads, the Apollo persisted-queries extension), over the same data
+//! layer as the server (a [`DataLayer`]: the [`streamhub_server::store::Store`] trait,
+//! the rooms that order chat events, presence for viewer counts) and the same demo data,
+//! with the same field semantics as the server's domain (keyset cursors included), so
+//! the corpus test can require equal results and the bench compares the same work.
+//! Objects hold the store's rows (`Arc`), never anything of a store's internals.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -14,12 +17,16 @@ use async_graphql::{
     MaybeUndefined, Object, Result, Schema, SimpleObject, Union, ID,
 };
 use graphql_exec::exec::FieldError;
+use streamhub_pubsub::{Chat, Event};
 use streamhub_server::auth::policy::{can, Action, Denied};
 use streamhub_server::auth::Viewer;
 use streamhub_server::domain::values::date_time;
-use streamhub_server::domain::{input, Roles};
+use streamhub_server::domain::{input, message_of, DataLayer, Roles};
+use streamhub_server::store::cache::RECENT_MESSAGES;
+use streamhub_server::store::cursor::Cursor;
 use streamhub_server::store::{
-    CategoryIx, ChannelIx, Data, Millis, RoomEvent, Store, StreamIx, UserIx,
+    self as rows, Applied, Author, Command, Found, KeyPage, Live, Membership, Millis,
+    SharedStore, StoreError,
 };
 
 /// The peer's schema type.
@@ -36,8 +43,8 @@ pub struct PeerViewer {
     pub admin: bool,
 }
 
-/// The schema over `store`, with the APQ extension and the data loaders.
-pub fn schema(store: Arc<Store>) -> PeerSchema {
+/// The schema over `data`, with the APQ extension and the data loaders.
+pub fn schema(data: DataLayer) -> PeerSchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .extension(
             async_graphql::extensions::apollo_persisted_queries::ApolloPersistedQueries::new(
@@ -45,45 +52,52 @@ pub fn schema(store: Arc<Store>) -> PeerSchema {
             ),
         )
         .data(DataLoader::new(
-            UserLoader(Arc::clone(&store)),
+            UserLoader(Arc::clone(&data.store)),
             tokio::spawn,
         ))
         .data(DataLoader::new(
-            ChannelLoader(Arc::clone(&store)),
+            ChannelLoader(Arc::clone(&data.store)),
             tokio::spawn,
         ))
         .data(DataLoader::new(
-            CategoryLoader(Arc::clone(&store)),
+            CategoryLoader(Arc::clone(&data.store)),
             tokio::spawn,
         ))
-        .data(store)
+        .data(data)
         .finish()
 }
 
-/// The request data for `viewer`: its user index (created on first sight, as the
-/// server does).
-pub fn viewer_data(store: &Store, viewer: &PeerViewer) -> ViewerIx {
-    {
-        let d = store.read();
-        if let Some(u) = d.user_by_id(&viewer.id) {
-            if d.user(u).admin == viewer.admin {
-                return ViewerIx(u, viewer.admin);
-            }
+/// The request data for `viewer`: its user's row, the user made sure of first through
+/// [`Command::EnsureUser`] (created on first sight, its admin role recorded when it
+/// changed), as the server does.
+pub async fn viewer_data(data: &DataLayer, viewer: &PeerViewer) -> Result<ViewerRow, StoreError> {
+    let found = data.store.users(&[&viewer.id]).await?.pop().flatten();
+    if let Some(u) = found {
+        if u.admin == viewer.admin {
+            return Ok(ViewerRow(Arc::new(u), viewer.admin));
         }
     }
-    let mut d = store.write();
-    if let Some(u) = d.user_by_id(&viewer.id) {
-        d.users[u.0 as usize].admin = viewer.admin;
-        return ViewerIx(u, viewer.admin);
-    }
-    let login = d.free_login(&viewer.login);
-    let u = d.add_user(&viewer.id, &login, &viewer.login, viewer.admin, now());
-    ViewerIx(u, viewer.admin)
+    data.store
+        .apply(Command::EnsureUser {
+            id: viewer.id.as_str().into(),
+            login: viewer.login.as_str().into(),
+            admin: viewer.admin,
+            now: data.clock.now(),
+        })
+        .await?;
+    let u = data
+        .store
+        .users(&[&viewer.id])
+        .await?
+        .pop()
+        .flatten()
+        .ok_or_else(|| StoreError::NotFound(format!("no user has id `{}`", viewer.id)))?;
+    Ok(ViewerRow(Arc::new(u), viewer.admin))
 }
 
-/// The viewer of a request, as request data.
-#[derive(Debug, Clone, Copy)]
-pub struct ViewerIx(pub UserIx, pub bool);
+/// The viewer of a request, as request data: its user's row and the token's admin role.
+#[derive(Debug, Clone)]
+pub struct ViewerRow(pub Arc<rows::User>, pub bool);
 
 #[derive(serde::Deserialize)]
 struct Claims {
@@ -113,22 +127,35 @@ pub fn verify_token(key: &jsonwebtoken::DecodingKey, token: &str) -> Result<Peer
     })
 }
 
-fn now() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
-
 fn coded(code: &'static str, message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", code))
 }
 
-fn store<'a>(ctx: &Context<'a>) -> &'a Arc<Store> {
-    ctx.data_unchecked::<Arc<Store>>()
+/// A store error as the server reports it: `NOT_FOUND`, `BAD_USER_INPUT` for a
+/// conflict, `SERVICE_UNAVAILABLE`.
+fn store_error(e: StoreError) -> Error {
+    let code = match &e {
+        StoreError::NotFound(_) => "NOT_FOUND",
+        StoreError::Conflict(_) => "BAD_USER_INPUT",
+        StoreError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+    };
+    coded(code, e.to_string())
 }
 
-fn viewer(ctx: &Context<'_>) -> Option<ViewerIx> {
-    ctx.data_opt::<ViewerIx>().copied()
+fn data<'a>(ctx: &Context<'a>) -> &'a DataLayer {
+    ctx.data_unchecked::<DataLayer>()
+}
+
+fn store<'a>(ctx: &Context<'a>) -> &'a SharedStore {
+    &data(ctx).store
+}
+
+fn viewer<'a>(ctx: &Context<'a>) -> Option<&'a ViewerRow> {
+    ctx.data_opt::<ViewerRow>()
+}
+
+fn viewers(ctx: &Context<'_>, channel_id: &str) -> u32 {
+    data(ctx).presence.count(channel_id)
 }
 
 fn page_size(n: Option<i32>, default: usize, name: &str) -> Result<usize> {
@@ -142,114 +169,166 @@ fn page_size(n: Option<i32>, default: usize, name: &str) -> Result<usize> {
     }
 }
 
-fn after(cursor: Option<&str>) -> Result<usize> {
-    match cursor {
-        None => Ok(0),
-        Some(c) => c
-            .strip_prefix('o')
-            .and_then(|n| n.parse::<usize>().ok())
-            .map(|i| i + 1)
-            .ok_or_else(|| coded("BAD_USER_INPUT", format!("`{c}` is not a cursor"))),
+/// The `after` cursor, if given.
+fn after_cursor(after: Option<&str>) -> Result<Option<Cursor>> {
+    after
+        .map(|c| Cursor::decode(c).map_err(|e| coded("BAD_USER_INPUT", e.to_string())))
+        .transpose()
+}
+
+fn wrong_list(c: &Cursor) -> Error {
+    coded(
+        "BAD_USER_INPUT",
+        format!("`{}` is not a cursor of this list", c.encode()),
+    )
+}
+
+/// The key a follow list's page starts after.
+fn follow_after(after: Option<&str>) -> Result<Option<u64>> {
+    match after_cursor(after)? {
+        None => Ok(None),
+        Some(Cursor::Follow(key)) => Ok(Some(key)),
+        Some(other) => Err(wrong_list(&other)),
     }
 }
 
-/// Loads users by index.
-pub struct UserLoader(Arc<Store>);
-/// Loads channels by index.
-pub struct ChannelLoader(Arc<Store>);
-/// Loads categories by index.
-pub struct CategoryLoader(Arc<Store>);
+/// The (viewers, tie-break) a list by viewers starts after.
+fn viewers_after(after: Option<&str>) -> Result<Option<(u64, String)>> {
+    match after_cursor(after)? {
+        None => Ok(None),
+        Some(Cursor::Viewers(count, tie)) => Ok(Some((count, tie))),
+        Some(other) => Err(wrong_list(&other)),
+    }
+}
 
-impl Loader<u32> for UserLoader {
-    type Value = User;
-    type Error = Arc<Error>;
-    async fn load(&self, keys: &[u32]) -> Result<HashMap<u32, User>, Self::Error> {
-        let d = self.0.read();
-        Ok(keys
-            .iter()
-            .map(|&k| (k, User::row(&d, UserIx(k))))
+/// Whether an item at (`count`, `tie`) of a list by viewers (most first, ties by
+/// `tie`) comes after the cursor's place.
+fn after_place(count: u64, tie: &str, cursor: &Option<(u64, String)>) -> bool {
+    cursor
+        .as_ref()
+        .is_none_or(|(c, t)| count < *c || (count == *c && tie > t.as_str()))
+}
+
+/// Loads users by id, with the store's batch load.
+pub struct UserLoader(SharedStore);
+/// Loads channels by id, with the store's batch load.
+pub struct ChannelLoader(SharedStore);
+/// Loads categories by id, from the store's categories.
+pub struct CategoryLoader(SharedStore);
+
+/// The rows of a batch load, by id.
+fn by_id<T>(keys: &[String], rows: Vec<Option<T>>) -> HashMap<String, Arc<T>> {
+    keys.iter()
+        .zip(rows)
+        .filter_map(|(k, r)| Some((k.clone(), Arc::new(r?))))
+        .collect()
+}
+
+impl Loader<String> for UserLoader {
+    type Value = Arc<rows::User>;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, StoreError> {
+        let ids: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(by_id(keys, self.0.users(&ids).await?))
+    }
+}
+
+impl Loader<String> for ChannelLoader {
+    type Value = Arc<rows::Channel>;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, StoreError> {
+        let ids: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Ok(by_id(keys, self.0.channels(&ids).await?))
+    }
+}
+
+impl Loader<String> for CategoryLoader {
+    type Value = Arc<rows::Category>;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, StoreError> {
+        let all = self.0.categories().await?;
+        Ok(all
+            .into_iter()
+            .filter(|k| keys.iter().any(|id| *id == *k.id))
+            .map(|k| (k.id.to_string(), Arc::new(k)))
             .collect())
     }
 }
 
-impl Loader<u32> for ChannelLoader {
-    type Value = Channel;
-    type Error = Arc<Error>;
-    async fn load(&self, keys: &[u32]) -> Result<HashMap<u32, Channel>, Self::Error> {
-        let d = self.0.read();
-        Ok(keys
-            .iter()
-            .map(|&k| (k, Channel::row(&d, ChannelIx(k))))
-            .collect())
-    }
-}
-
-impl Loader<u32> for CategoryLoader {
-    type Value = Category;
-    type Error = Arc<Error>;
-    async fn load(&self, keys: &[u32]) -> Result<HashMap<u32, Category>, Self::Error> {
-        let d = self.0.read();
-        Ok(keys
-            .iter()
-            .map(|&k| {
-                let c = d.category(CategoryIx(k));
-                (
-                    k,
-                    Category {
-                        ix: CategoryIx(k),
-                        id: c.id.to_string(),
-                        slug: c.slug.to_string(),
-                        name: c.name.to_string(),
-                    },
-                )
-            })
-            .collect())
-    }
-}
-
-async fn load_user(ctx: &Context<'_>, u: UserIx) -> Result<User> {
-    ctx.data_unchecked::<DataLoader<UserLoader>>()
-        .load_one(u.0)
+async fn load_user(ctx: &Context<'_>, id: &str) -> Result<Option<User>> {
+    Ok(ctx
+        .data_unchecked::<DataLoader<UserLoader>>()
+        .load_one(id.to_owned())
         .await
-        .map_err(|e| (*e).clone())?
-        .ok_or_else(|| Error::new("no such user"))
+        .map_err(store_error)?
+        .map(User))
 }
 
-async fn load_users(ctx: &Context<'_>, us: &[UserIx]) -> Result<Vec<User>> {
+/// Users by id, in order, the missing ones left out.
+async fn load_users(ctx: &Context<'_>, ids: &[&str]) -> Result<Vec<User>> {
     let map = ctx
         .data_unchecked::<DataLoader<UserLoader>>()
-        .load_many(us.iter().map(|u| u.0))
+        .load_many(ids.iter().map(|id| (*id).to_owned()))
         .await
-        .map_err(|e| (*e).clone())?;
-    Ok(us.iter().filter_map(|u| map.get(&u.0).cloned()).collect())
+        .map_err(store_error)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| map.get(*id).cloned().map(User))
+        .collect())
 }
 
-async fn load_channel(ctx: &Context<'_>, c: ChannelIx) -> Result<Channel> {
-    ctx.data_unchecked::<DataLoader<ChannelLoader>>()
-        .load_one(c.0)
+async fn load_channel(ctx: &Context<'_>, id: &str) -> Result<Option<Channel>> {
+    Ok(ctx
+        .data_unchecked::<DataLoader<ChannelLoader>>()
+        .load_one(id.to_owned())
         .await
-        .map_err(|e| (*e).clone())?
-        .ok_or_else(|| Error::new("no such channel"))
+        .map_err(store_error)?
+        .map(Channel))
 }
 
-async fn load_channels(ctx: &Context<'_>, cs: &[ChannelIx]) -> Result<Vec<Channel>> {
+/// Channels by id, in order, the missing ones left out.
+async fn load_channels(ctx: &Context<'_>, ids: &[&str]) -> Result<Vec<Channel>> {
     let map = ctx
         .data_unchecked::<DataLoader<ChannelLoader>>()
-        .load_many(cs.iter().map(|c| c.0))
+        .load_many(ids.iter().map(|id| (*id).to_owned()))
         .await
-        .map_err(|e| (*e).clone())?;
-    Ok(cs.iter().filter_map(|c| map.get(&c.0).cloned()).collect())
+        .map_err(store_error)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| map.get(*id).cloned().map(Channel))
+        .collect())
 }
 
-async fn load_category(ctx: &Context<'_>, k: Option<CategoryIx>) -> Result<Option<Category>> {
-    match k {
+async fn load_category(ctx: &Context<'_>, id: Option<&str>) -> Result<Option<Category>> {
+    match id {
         None => Ok(None),
-        Some(k) => ctx
+        Some(id) => Ok(ctx
             .data_unchecked::<DataLoader<CategoryLoader>>()
-            .load_one(k.0)
+            .load_one(id.to_owned())
             .await
-            .map_err(|e| (*e).clone()),
+            .map_err(store_error)?
+            .map(Category)),
     }
+}
+
+/// A to-one relation that must be there: the server's error when its row is gone.
+fn present<T>(row: Option<T>, what: &str) -> Result<T> {
+    row.ok_or_else(|| Error::new(format!("the {what} is gone")))
+}
+
+/// Every category, as rows.
+async fn categories(ctx: &Context<'_>) -> Result<Vec<Category>> {
+    Ok(store(ctx)
+        .categories()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|k| Category(Arc::new(k)))
+        .collect())
+}
+
+async fn live(ctx: &Context<'_>) -> Result<Vec<Live>> {
+    store(ctx).live().await.map_err(store_error)
 }
 
 /// `Role`.
@@ -288,53 +367,28 @@ pub enum SearchResult {
     Category(Category),
 }
 
-/// A user row.
+/// A user: the store's row.
 #[derive(Clone)]
-pub struct User {
-    ix: UserIx,
-    id: String,
-    login: String,
-    display_name: String,
-    bio: Option<String>,
-    admin: bool,
-    created_at: Millis,
-    channel: ChannelIx,
-}
-
-impl User {
-    fn row(d: &Data, u: UserIx) -> User {
-        let r = d.user(u);
-        User {
-            ix: u,
-            id: r.id.to_string(),
-            login: r.login.to_string(),
-            display_name: r.display_name.to_string(),
-            bio: r.bio.as_ref().map(|b| b.to_string()),
-            admin: r.admin,
-            created_at: r.created_at,
-            channel: r.channel,
-        }
-    }
-}
+pub struct User(Arc<rows::User>);
 
 #[Object]
 impl User {
     async fn id(&self) -> ID {
-        ID(self.id.clone())
+        ID(self.0.id.to_string())
     }
     async fn login(&self) -> &str {
-        &self.login
+        &self.0.login
     }
     async fn display_name(&self) -> &str {
-        &self.display_name
+        &self.0.display_name
     }
     async fn bio(&self) -> Option<&str> {
-        self.bio.as_deref()
+        self.0.bio.as_deref()
     }
     async fn roles(&self, ctx: &Context<'_>) -> Vec<Role> {
         let admin = match viewer(ctx) {
-            Some(v) if v.0 == self.ix => v.1,
-            _ => self.admin,
+            Some(v) if v.0.id == self.0.id => v.1,
+            _ => self.0.admin,
         };
         if admin {
             vec![Role::Viewer, Role::Admin]
@@ -343,10 +397,10 @@ impl User {
         }
     }
     async fn created_at(&self) -> String {
-        date_time(self.created_at)
+        date_time(self.0.created_at)
     }
     async fn channel(&self, ctx: &Context<'_>) -> Result<Channel> {
-        load_channel(ctx, self.channel).await
+        present(load_channel(ctx, &self.0.channel_id).await?, "channel")
     }
     async fn following(
         &self,
@@ -355,58 +409,49 @@ impl User {
         after: Option<String>,
     ) -> Result<ChannelConnection> {
         let first = page_size(Some(first), 20, "first")?;
-        let start = after_cursor(after)?;
-        let list: Vec<ChannelIx> = store(ctx).read().user(self.ix).following.clone();
-        let total = list.len();
-        let (items, start, has_next) = window(total, start, first, |i| list[total - 1 - i]);
-        Ok(ChannelConnection {
-            page: PageMeta::new(start, items.len(), has_next, total),
-            nodes: load_channels(ctx, &items).await?,
-        })
+        let after = follow_after(after.as_deref())?;
+        let page = store(ctx)
+            .following(&self.0.id, after, first)
+            .await
+            .map_err(store_error)?;
+        let ids: Vec<&str> = page.items.iter().map(|(_, id)| &**id).collect();
+        let found = load_channels(ctx, &ids).await?;
+        Ok(follow_page(&page, found, |c| &c.0.id).into())
     }
 }
 
-fn after_cursor(a: Option<String>) -> Result<usize> {
-    after(a.as_deref())
+/// A page of a follow list: the rows found, each with its follow's cursor.
+fn follow_page<T>(page: &KeyPage, found: Vec<T>, id: impl Fn(&T) -> &str) -> Connection<T> {
+    let mut found = found.into_iter().peekable();
+    let (mut nodes, mut cursors) = (Vec::new(), Vec::new());
+    for (key, want) in &page.items {
+        if found.peek().is_some_and(|f| id(f) == &**want) {
+            nodes.extend(found.next());
+            cursors.push(Cursor::Follow(*key).encode());
+        }
+    }
+    Connection {
+        page: PageMeta {
+            cursors,
+            has_next: page.has_next,
+            total: page.total,
+        },
+        nodes,
+    }
 }
 
-/// The items of a page: (items, start, has_next).
-fn window<T>(
-    total: usize,
-    start: usize,
-    first: usize,
-    item: impl Fn(usize) -> T,
-) -> (Vec<T>, usize, bool) {
-    let end = start.saturating_add(first).min(total);
-    let start = start.min(end);
-    ((start..end).map(item).collect(), start, end < total)
-}
-
-/// A page's position.
-#[derive(Clone, Copy)]
-struct PageMeta {
-    start: usize,
-    len: usize,
+/// A page's cursors and position.
+pub struct PageMeta {
+    cursors: Vec<String>,
     has_next: bool,
     total: usize,
 }
 
 impl PageMeta {
-    fn new(start: usize, len: usize, has_next: bool, total: usize) -> PageMeta {
-        PageMeta {
-            start,
-            len,
-            has_next,
-            total,
-        }
-    }
-    fn cursor(&self, i: usize) -> String {
-        format!("o{}", self.start + i)
-    }
     fn info(&self) -> PageInfo {
         PageInfo {
             has_next_page: self.has_next,
-            end_cursor: (self.len > 0).then(|| self.cursor(self.len - 1)),
+            end_cursor: self.cursors.last().cloned(),
         }
     }
 }
@@ -418,12 +463,27 @@ pub struct PageInfo {
     end_cursor: Option<String>,
 }
 
+/// A page of a list, before it is given its GraphQL type.
+pub struct Connection<T> {
+    page: PageMeta,
+    nodes: Vec<T>,
+}
+
 macro_rules! connection {
     ($conn:ident, $edge:ident, $node:ty) => {
         /// A page of a list.
         pub struct $conn {
             page: PageMeta,
             nodes: Vec<$node>,
+        }
+
+        impl From<Connection<$node>> for $conn {
+            fn from(c: Connection<$node>) -> $conn {
+                $conn {
+                    page: c.page,
+                    nodes: c.nodes,
+                }
+            }
         }
 
         /// An item of a page with its cursor.
@@ -438,9 +498,9 @@ macro_rules! connection {
             async fn edges(&self) -> Vec<$edge> {
                 self.nodes
                     .iter()
-                    .enumerate()
-                    .map(|(i, n)| $edge {
-                        cursor: self.page.cursor(i),
+                    .zip(&self.page.cursors)
+                    .map(|(n, c)| $edge {
+                        cursor: c.clone(),
                         node: n.clone(),
                     })
                     .collect()
@@ -463,72 +523,45 @@ connection!(ChannelConnection, ChannelEdge, Channel);
 connection!(StreamConnection, StreamEdge, Stream);
 connection!(CategoryConnection, CategoryEdge, Category);
 
-/// A channel row.
+/// A channel: the store's row.
 #[derive(Clone)]
-pub struct Channel {
-    ix: ChannelIx,
-    id: String,
-    login: String,
-    owner: UserIx,
-    title: String,
-    language: String,
-    tags: Vec<String>,
-    category: Option<CategoryIx>,
-    stream: Option<StreamIx>,
-    follower_count: usize,
-    viewers: u32,
-}
-
-impl Channel {
-    fn row(d: &Data, c: ChannelIx) -> Channel {
-        let r = d.channel(c);
-        Channel {
-            ix: c,
-            id: r.id.to_string(),
-            login: d.channel_login(c).to_owned(),
-            owner: r.owner,
-            title: r.title.to_string(),
-            language: r.language.to_string(),
-            tags: r.tags.iter().map(|t| t.to_string()).collect(),
-            category: r.category,
-            stream: r.stream,
-            follower_count: r.followers.len(),
-            viewers: r.viewers,
-        }
-    }
-}
+pub struct Channel(Arc<rows::Channel>);
 
 #[Object]
 impl Channel {
     async fn id(&self) -> ID {
-        ID(self.id.clone())
+        ID(self.0.id.to_string())
     }
     async fn login(&self) -> &str {
-        &self.login
+        &self.0.login
     }
     async fn owner(&self, ctx: &Context<'_>) -> Result<User> {
-        load_user(ctx, self.owner).await
+        present(load_user(ctx, &self.0.owner_id).await?, "user")
     }
     async fn title(&self) -> &str {
-        &self.title
+        &self.0.title
     }
     async fn language(&self) -> &str {
-        &self.language
+        &self.0.language
     }
-    async fn tags(&self) -> &Vec<String> {
-        &self.tags
+    async fn tags(&self) -> Vec<&str> {
+        self.0.tags.iter().map(|t| &**t).collect()
     }
     async fn category(&self, ctx: &Context<'_>) -> Result<Option<Category>> {
-        load_category(ctx, self.category).await
+        load_category(ctx, self.0.category_id.as_deref()).await
+    }
+    async fn stream(&self, ctx: &Context<'_>) -> Result<Option<Stream>> {
+        match &self.0.stream_id {
+            None => Ok(None),
+            // A live channel's stream that is gone reads as offline.
+            Some(id) => stream_by_id(ctx, id).await,
+        }
     }
     async fn is_live(&self) -> bool {
-        self.stream.is_some()
-    }
-    async fn stream(&self, ctx: &Context<'_>) -> Option<Stream> {
-        self.stream.map(|s| Stream::row(&store(ctx).read(), s))
+        self.0.stream_id.is_some()
     }
     async fn follower_count(&self) -> i32 {
-        self.follower_count as i32
+        self.0.follower_count as i32
     }
     async fn followers(
         &self,
@@ -537,21 +570,28 @@ impl Channel {
         after: Option<String>,
     ) -> Result<UserConnection> {
         let first = page_size(Some(first), 20, "first")?;
-        let start = after_cursor(after)?;
-        let list: Vec<UserIx> = store(ctx).read().channel(self.ix).followers.clone();
-        let total = list.len();
-        let (items, start, has_next) = window(total, start, first, |i| list[total - 1 - i]);
-        Ok(UserConnection {
-            page: PageMeta::new(start, items.len(), has_next, total),
-            nodes: load_users(ctx, &items).await?,
-        })
+        let after = follow_after(after.as_deref())?;
+        let page = store(ctx)
+            .followers(&self.0.id, after, first)
+            .await
+            .map_err(store_error)?;
+        let ids: Vec<&str> = page.items.iter().map(|(_, id)| &**id).collect();
+        let found = load_users(ctx, &ids).await?;
+        Ok(follow_page(&page, found, |u| &u.0.id).into())
     }
     async fn moderators(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
-        let mods = store(ctx).read().channel(self.ix).moderators.clone();
-        load_users(ctx, &mods).await
+        let ids: Vec<&str> = self.0.moderator_ids.iter().map(|m| &**m).collect();
+        load_users(ctx, &ids).await
     }
-    async fn viewer_is_following(&self, ctx: &Context<'_>) -> bool {
-        viewer(ctx).is_some_and(|v| store(ctx).read().user(v.0).following.contains(&self.ix))
+    async fn viewer_is_following(&self, ctx: &Context<'_>) -> Result<bool> {
+        let Some(v) = viewer(ctx) else {
+            return Ok(false);
+        };
+        let yes = store(ctx)
+            .follows(&v.0.id, &[&self.0.id])
+            .await
+            .map_err(store_error)?;
+        Ok(yes.first().copied().unwrap_or(false))
     }
     async fn recent_messages(
         &self,
@@ -559,126 +599,144 @@ impl Channel {
         #[graphql(default = 20)] last: i32,
     ) -> Result<Vec<ChatMessage>> {
         let last = page_size(Some(last), 20, "last")?;
-        let d = store(ctx).read();
-        Ok(d.messages(self.ix, last, None)
+        let all = store(ctx)
+            .messages(&self.0.id, RECENT_MESSAGES, None)
+            .await
+            .map_err(store_error)?;
+        let skip = all.len().saturating_sub(last);
+        Ok(all
             .into_iter()
-            .filter_map(|seq| ChatMessage::row(&d, self.ix, seq))
+            .skip(skip)
+            .map(|m| ChatMessage(Arc::new(m)))
             .collect())
     }
-    async fn viewer_count(&self) -> i32 {
-        self.viewers as i32
+    async fn viewer_count(&self, ctx: &Context<'_>) -> i32 {
+        viewers(ctx, &self.0.id) as i32
     }
 }
 
-/// A stream row.
+async fn stream_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<Stream>> {
+    Ok(store(ctx)
+        .streams(&[id])
+        .await
+        .map_err(store_error)?
+        .pop()
+        .flatten()
+        .map(|s| Stream(Arc::new(s))))
+}
+
+/// A stream: the store's row.
 #[derive(Clone)]
-pub struct Stream {
-    id: String,
-    channel: ChannelIx,
-    title: String,
-    category: Option<CategoryIx>,
-    language: String,
-    started_at: Millis,
-    viewers: u32,
-}
-
-impl Stream {
-    fn row(d: &Data, s: StreamIx) -> Stream {
-        let r = d.stream(s);
-        let live = d.channel(r.channel).stream == Some(s);
-        Stream {
-            id: r.id.to_string(),
-            channel: r.channel,
-            title: r.title.to_string(),
-            category: r.category,
-            language: r.language.to_string(),
-            started_at: r.started_at,
-            viewers: if live {
-                d.channel(r.channel).viewers
-            } else {
-                0
-            },
-        }
-    }
-}
+pub struct Stream(Arc<rows::Stream>);
 
 #[Object]
 impl Stream {
     async fn id(&self) -> ID {
-        ID(self.id.clone())
+        ID(self.0.id.to_string())
     }
     async fn channel(&self, ctx: &Context<'_>) -> Result<Channel> {
-        load_channel(ctx, self.channel).await
+        present(load_channel(ctx, &self.0.channel_id).await?, "channel")
     }
     async fn title(&self) -> &str {
-        &self.title
+        &self.0.title
     }
     async fn category(&self, ctx: &Context<'_>) -> Result<Option<Category>> {
-        load_category(ctx, self.category).await
+        load_category(ctx, self.0.category_id.as_deref()).await
     }
     async fn language(&self) -> &str {
-        &self.language
+        &self.0.language
     }
     async fn started_at(&self) -> String {
-        date_time(self.started_at)
+        date_time(self.0.started_at)
     }
-    async fn viewer_count(&self) -> i32 {
-        self.viewers as i32
+    /// Its channel's viewers while it is the channel's live stream, else 0.
+    async fn viewer_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let c = load_channel(ctx, &self.0.channel_id).await?;
+        let live = c.is_some_and(|c| c.0.stream_id.as_deref() == Some(&*self.0.id));
+        Ok(if live {
+            viewers(ctx, &self.0.channel_id) as i32
+        } else {
+            0
+        })
     }
 }
 
-/// A category row.
+/// A category: the store's row.
 #[derive(Clone)]
-pub struct Category {
-    ix: CategoryIx,
-    id: String,
-    slug: String,
-    name: String,
+pub struct Category(Arc<rows::Category>);
+
+/// A page of live streams (of one category or language), most viewers first, ties by
+/// login, keyset-paged by (viewers, login).
+async fn stream_page(
+    ctx: &Context<'_>,
+    category: Option<&str>,
+    language: Option<&str>,
+    first: i32,
+    after: Option<&str>,
+) -> Result<StreamConnection> {
+    let first = page_size(Some(first), 20, "first")?;
+    let after = viewers_after(after)?;
+    let live = live(ctx).await?;
+    let mut list: Vec<(u64, &Live)> = live
+        .iter()
+        .filter(|l| {
+            category.is_none_or(|k| l.category_id.as_deref() == Some(k))
+                && language.is_none_or(|lang| &*l.language == lang)
+        })
+        .map(|l| (u64::from(viewers(ctx, &l.channel_id)), l))
+        .collect();
+    list.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.login.cmp(&b.1.login)));
+    let total = list.len();
+    let rest: Vec<&(u64, &Live)> = list
+        .iter()
+        .filter(|(v, l)| after_place(*v, &l.login, &after))
+        .collect();
+    let has_next = rest.len() > first;
+    let chosen: Vec<&(u64, &Live)> = rest.into_iter().take(first).collect();
+    let ids: Vec<&str> = chosen.iter().map(|(_, l)| &*l.stream_id).collect();
+    let streams = store(ctx).streams(&ids).await.map_err(store_error)?;
+    let (mut nodes, mut cursors) = (Vec::new(), Vec::new());
+    for ((v, l), s) in chosen.iter().zip(streams) {
+        if let Some(s) = s {
+            nodes.push(Stream(Arc::new(s)));
+            cursors.push(Cursor::Viewers(*v, l.login.to_string()).encode());
+        }
+    }
+    Ok(StreamConnection {
+        page: PageMeta {
+            cursors,
+            has_next,
+            total,
+        },
+        nodes,
+    })
 }
 
-fn stream_page(
-    d: &Data,
-    live: &[ChannelIx],
-    first: Option<i32>,
-    after: Option<String>,
-) -> Result<StreamConnection> {
-    let first = page_size(first, 20, "first")?;
-    let start = after_cursor(after)?;
-    let total = live.len();
-    let (items, start, has_next) = window(total, start, first, |i| {
-        Stream::row(
-            d,
-            d.channel(live[i])
-                .stream
-                .expect("live channels have a stream"),
-        )
-    });
-    Ok(StreamConnection {
-        page: PageMeta::new(start, items.len(), has_next, total),
-        nodes: items,
-    })
+/// The viewers of a category's live channels, and how many they are.
+fn category_live(ctx: &Context<'_>, live: &[Live], id: &str) -> (u64, usize) {
+    live.iter()
+        .filter(|l| l.category_id.as_deref() == Some(id))
+        .fold((0, 0), |(v, n), l| {
+            (v + u64::from(viewers(ctx, &l.channel_id)), n + 1)
+        })
 }
 
 #[Object]
 impl Category {
     async fn id(&self) -> ID {
-        ID(self.id.clone())
+        ID(self.0.id.to_string())
     }
     async fn slug(&self) -> &str {
-        &self.slug
+        &self.0.slug
     }
     async fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
-    async fn viewer_count(&self, ctx: &Context<'_>) -> i32 {
-        store(ctx).read().category_viewers(self.ix) as i32
+    async fn viewer_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(category_live(ctx, &live(ctx).await?, &self.0.id).0 as i32)
     }
-    async fn live_stream_count(&self, ctx: &Context<'_>) -> i32 {
-        let d = store(ctx).read();
-        d.live
-            .iter()
-            .filter(|&&c| d.channel(c).category == Some(self.ix))
-            .count() as i32
+    async fn live_stream_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        Ok(category_live(ctx, &live(ctx).await?, &self.0.id).1 as i32)
     }
     async fn streams(
         &self,
@@ -686,63 +744,33 @@ impl Category {
         #[graphql(default = 20)] first: i32,
         after: Option<String>,
     ) -> Result<StreamConnection> {
-        let d = store(ctx).read();
-        let live = d.live_sorted(Some(self.ix), None);
-        stream_page(&d, &live, Some(first), after)
+        stream_page(ctx, Some(&self.0.id), None, first, after.as_deref()).await
     }
 }
 
-/// A chat message.
+/// A chat message: the store's row.
 #[derive(Clone)]
-pub struct ChatMessage {
-    channel: ChannelIx,
-    channel_id: String,
-    seq: u32,
-    author: UserIx,
-    body: String,
-    sent_at: Millis,
-}
-
-impl ChatMessage {
-    fn row(d: &Data, c: ChannelIx, seq: u32) -> Option<ChatMessage> {
-        match d.channel(c).log.get(seq)? {
-            RoomEvent::Message {
-                author,
-                body,
-                sent_at,
-                ..
-            } => Some(ChatMessage {
-                channel: c,
-                channel_id: d.channel(c).id.to_string(),
-                seq,
-                author: *author,
-                body: body.to_string(),
-                sent_at: *sent_at,
-            }),
-            _ => None,
-        }
-    }
-}
+pub struct ChatMessage(Arc<rows::Message>);
 
 #[Object]
 impl ChatMessage {
     async fn id(&self) -> ID {
-        ID(format!("msg_{}_{}", self.channel_id, self.seq))
+        ID(format!("msg_{}_{}", self.0.channel_id, self.0.seq))
     }
     async fn channel(&self, ctx: &Context<'_>) -> Result<Channel> {
-        load_channel(ctx, self.channel).await
+        present(load_channel(ctx, &self.0.channel_id).await?, "channel")
     }
     async fn seq(&self) -> i32 {
-        self.seq as i32
+        self.0.seq as i32
     }
     async fn author(&self, ctx: &Context<'_>) -> Result<User> {
-        load_user(ctx, self.author).await
+        present(load_user(ctx, &self.0.author.id).await?, "user")
     }
     async fn body(&self) -> &str {
-        &self.body
+        &self.0.body
     }
     async fn sent_at(&self) -> String {
-        date_time(self.sent_at)
+        date_time(self.0.sent_at)
     }
 }
 
@@ -765,45 +793,51 @@ fn one_of<'a>(
     }
 }
 
+async fn user_by_login(ctx: &Context<'_>, login: &str) -> Result<Option<User>> {
+    let lower = login.to_ascii_lowercase();
+    Ok(store(ctx)
+        .user_by_login(&lower)
+        .await
+        .map_err(store_error)?
+        .map(|u| User(Arc::new(u))))
+}
+
 #[Object]
 impl Query {
-    async fn viewer(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        match viewer(ctx) {
-            Some(v) => load_user(ctx, v.0).await.map(Some),
-            None => Ok(None),
-        }
+    async fn viewer(&self, ctx: &Context<'_>) -> Option<User> {
+        viewer(ctx).map(|v| User(Arc::clone(&v.0)))
     }
+    /// Any object by its id: a channel (`ch_`), a category (`cat_`), a stream (`st`), a
+    /// chat message (`msg_`), else a user.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Node>> {
         let id = id.0;
-        let found = {
-            let d = store(ctx).read();
-            if let Some(c) = d.channel_by_id(&id) {
-                Some(Node::Channel(Channel::row(&d, c)))
-            } else if let Some(k) = d.category_by_id(&id) {
-                let c = d.category(k);
-                Some(Node::Category(Category {
-                    ix: k,
-                    id: c.id.to_string(),
-                    slug: c.slug.to_string(),
-                    name: c.name.to_string(),
-                }))
-            } else if let Some(s) = d.stream_by_id(&id) {
-                Some(Node::Stream(Stream::row(&d, s)))
-            } else if let Some(m) = id
-                .strip_prefix("msg_")
-                .and_then(|r| r.rsplit_once('_'))
-                .and_then(|(ch, seq)| Some((d.channel_by_id(ch)?, seq.parse::<u32>().ok()?)))
-                .and_then(|(c, seq)| match d.channel(c).log.get(seq)? {
-                    RoomEvent::Message { deleted: false, .. } => ChatMessage::row(&d, c, seq),
-                    _ => None,
-                })
-            {
-                Some(Node::ChatMessage(m))
-            } else {
-                d.user_by_id(&id).map(|u| Node::User(User::row(&d, u)))
+        if id.starts_with("ch_") {
+            if let Some(c) = load_channel(ctx, &id).await? {
+                return Ok(Some(Node::Channel(c)));
             }
-        };
-        Ok(found)
+        }
+        if id.starts_with("cat_") {
+            if let Some(k) = load_category(ctx, Some(&id)).await? {
+                return Ok(Some(Node::Category(k)));
+            }
+        }
+        if id.starts_with("st") {
+            if let Some(s) = stream_by_id(ctx, &id).await? {
+                return Ok(Some(Node::Stream(s)));
+            }
+        }
+        if let Some((channel, seq)) = id.strip_prefix("msg_").and_then(|m| m.rsplit_once('_')) {
+            if let Ok(seq) = seq.parse::<u64>() {
+                let m = store(ctx)
+                    .message(channel, seq)
+                    .await
+                    .map_err(store_error)?;
+                if let Some(m) = m {
+                    return Ok(Some(Node::ChatMessage(ChatMessage(Arc::new(m)))));
+                }
+            }
+        }
+        Ok(load_user(ctx, &id).await?.map(Node::User))
     }
     async fn user(
         &self,
@@ -812,14 +846,11 @@ impl Query {
         login: Option<String>,
     ) -> Result<Option<User>> {
         let id = id.map(|i| i.0);
-        let (i, l) = one_of(&id, &login, "id", "login")?;
-        let d = store(ctx).read();
-        let u = match (i, l) {
-            (Some(i), _) => d.user_by_id(i),
-            (_, Some(l)) => d.user_by_login(l),
-            _ => None,
-        };
-        Ok(u.map(|u| User::row(&d, u)))
+        match one_of(&id, &login, "id", "login")? {
+            (Some(i), _) => load_user(ctx, i).await,
+            (_, Some(l)) => user_by_login(ctx, l).await,
+            _ => Ok(None),
+        }
     }
     async fn channel(
         &self,
@@ -828,19 +859,15 @@ impl Query {
         login: Option<String>,
     ) -> Result<Option<Channel>> {
         let id = id.map(|i| i.0);
-        let (i, l) = one_of(&id, &login, "id", "login")?;
-        let c = {
-            let d = store(ctx).read();
-            match (i, l) {
-                (Some(i), _) => d.channel_by_id(i),
-                (_, Some(l)) => d.user_by_login(l).map(|u| d.user(u).channel),
-                _ => None,
-            }
+        let channel_id = match one_of(&id, &login, "id", "login")? {
+            (Some(i), _) => i.to_owned(),
+            (_, Some(l)) => match user_by_login(ctx, l).await? {
+                Some(u) => u.0.channel_id.to_string(),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
         };
-        match c {
-            Some(c) => load_channel(ctx, c).await.map(Some),
-            None => Ok(None),
-        }
+        load_channel(ctx, &channel_id).await
     }
     async fn streams(
         &self,
@@ -850,17 +877,17 @@ impl Query {
         category_id: Option<ID>,
         language: Option<String>,
     ) -> Result<StreamConnection> {
-        let d = store(ctx).read();
-        let category = match category_id {
-            None => None,
-            Some(id) => match d.category_by_id(&id) {
-                Some(k) => Some(k),
-                None => return stream_page(&d, &[], Some(first), after),
-            },
-        };
-        let live = d.live_sorted(category, language.as_deref());
-        stream_page(&d, &live, Some(first), after)
+        // No such category: no streams in it.
+        stream_page(
+            ctx,
+            category_id.as_ref().map(|k| k.as_str()),
+            language.as_deref(),
+            first,
+            after.as_deref(),
+        )
+        .await
     }
+    /// Every category, most viewers first, ties by name, keyset-paged by (viewers, name).
     async fn categories(
         &self,
         ctx: &Context<'_>,
@@ -868,23 +895,35 @@ impl Query {
         after: Option<String>,
     ) -> Result<CategoryConnection> {
         let first = page_size(Some(first), 20, "first")?;
-        let start = after_cursor(after)?;
-        let d = store(ctx).read();
-        let all = d.categories_by_viewers();
-        let total = all.len();
-        let (items, start, has_next) = window(total, start, first, |i| {
-            let k = all[i];
-            let c = d.category(k);
-            Category {
-                ix: k,
-                id: c.id.to_string(),
-                slug: c.slug.to_string(),
-                name: c.name.to_string(),
-            }
-        });
+        let after = viewers_after(after.as_deref())?;
+        let all = categories(ctx).await?;
+        let live = live(ctx).await?;
+        let mut list: Vec<(u64, Category)> = all
+            .into_iter()
+            .map(|k| (category_live(ctx, &live, &k.0.id).0, k))
+            .collect();
+        list.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .0.name.cmp(&b.1 .0.name)));
+        let total = list.len();
+        let rest: Vec<(u64, Category)> = list
+            .into_iter()
+            .filter(|(v, k)| after_place(*v, &k.0.name, &after))
+            .collect();
+        let has_next = rest.len() > first;
+        let (nodes, cursors) = rest
+            .into_iter()
+            .take(first)
+            .map(|(v, k)| {
+                let c = Cursor::Viewers(v, k.0.name.to_string()).encode();
+                (k, c)
+            })
+            .unzip();
         Ok(CategoryConnection {
-            page: PageMeta::new(start, items.len(), has_next, total),
-            nodes: items,
+            page: PageMeta {
+                cursors,
+                has_next,
+                total,
+            },
+            nodes,
         })
     }
     async fn category(
@@ -895,15 +934,11 @@ impl Query {
     ) -> Result<Option<Category>> {
         let id = id.map(|i| i.0);
         let (i, s) = one_of(&id, &slug, "id", "slug")?;
-        let k = {
-            let d = store(ctx).read();
-            match (i, s) {
-                (Some(i), _) => d.category_by_id(i),
-                (_, Some(s)) => d.category_by_slug(s),
-                _ => None,
-            }
-        };
-        load_category(ctx, k).await
+        Ok(categories(ctx).await?.into_iter().find(|k| match (i, s) {
+            (Some(i), _) => *k.0.id == *i,
+            (_, Some(s)) => *k.0.slug == *s,
+            _ => false,
+        }))
     }
     async fn chat_history(
         &self,
@@ -912,14 +947,10 @@ impl Query {
         #[graphql(default = 50)] last: i32,
         before_seq: Option<i32>,
     ) -> Result<Vec<ChatMessage>> {
-        let d = store(ctx).read();
-        let c = d
-            .channel_by_id(&channel_id)
-            .ok_or_else(|| coded("NOT_FOUND", format!("no channel has id `{}`", channel_id.0)))?;
         let last = page_size(Some(last), 50, "last")?;
         let before = match before_seq {
             None => None,
-            Some(s) if s >= 1 => Some(s as u32),
+            Some(s) if s >= 1 => Some(s as u64),
             Some(s) => {
                 return Err(coded(
                     "BAD_USER_INPUT",
@@ -927,9 +958,18 @@ impl Query {
                 ))
             }
         };
-        Ok(d.messages(c, last, before)
+        if load_channel(ctx, &channel_id).await?.is_none() {
+            return Err(coded(
+                "NOT_FOUND",
+                format!("no channel has id `{}`", channel_id.0),
+            ));
+        }
+        Ok(store(ctx)
+            .messages(&channel_id, last, before)
+            .await
+            .map_err(store_error)?
             .into_iter()
-            .filter_map(|seq| ChatMessage::row(&d, c, seq))
+            .map(|m| ChatMessage(Arc::new(m)))
             .collect())
     }
     async fn search(
@@ -943,38 +983,19 @@ impl Query {
         if q.is_empty() {
             return Err(coded("BAD_USER_INPUT", "`query` must not be empty"));
         }
-        let d = store(ctx).read();
-        let hit = |s: &str| s.to_lowercase().contains(&q);
-        let users = d
-            .users
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| hit(&u.login))
-            .map(|(i, _)| SearchResult::User(User::row(&d, UserIx(i as u32))));
-        let channels = d
-            .channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| hit(&c.title))
-            .map(|(i, _)| SearchResult::Channel(Channel::row(&d, ChannelIx(i as u32))));
-        let categories = d
-            .categories
-            .iter()
-            .enumerate()
-            .filter(|(_, k)| hit(&k.name))
-            .map(|(i, k)| {
-                SearchResult::Category(Category {
-                    ix: CategoryIx(i as u32),
-                    id: k.id.to_string(),
-                    slug: k.slug.to_string(),
-                    name: k.name.to_string(),
-                })
-            });
-        Ok(users
-            .chain(channels)
-            .chain(categories)
-            .take(first)
-            .collect())
+        let found = store(ctx).search(&q, first).await.map_err(store_error)?;
+        let mut out = Vec::with_capacity(found.len());
+        for f in found {
+            let r = match f {
+                Found::User(id) => load_user(ctx, &id).await?.map(SearchResult::User),
+                Found::Channel(id) => load_channel(ctx, &id).await?.map(SearchResult::Channel),
+                Found::Category(id) => load_category(ctx, Some(&id))
+                    .await?
+                    .map(SearchResult::Category),
+            };
+            out.extend(r);
+        }
+        Ok(out)
     }
 }
 
@@ -1004,27 +1025,10 @@ pub struct StartStreamInput {
 
 /// The mutation root: every mutation of schema.graphql, with the server's input rules
 /// ([`streamhub_server::domain::input`]) and authorization module
-/// ([`streamhub_server::auth::policy`]), checked in the same order as the server.
+/// ([`streamhub_server::auth::policy`], through [`Roles`]), checked in the same order as
+/// the server, then the same [`Command`]s; chat events are ordered by the rooms, then
+/// kept by the store.
 pub struct Mutation;
-
-/// Asks the policy whether the viewer may do `action` on `c`.
-fn check(
-    d: &Data,
-    v: Option<ViewerIx>,
-    action: Action<'_>,
-    c: ChannelIx,
-    now: Millis,
-) -> Result<()> {
-    let viewer = v.map(|v| {
-        let u = d.user(v.0);
-        Viewer {
-            id: Rc::from(&*u.id),
-            login: Rc::from(&*u.login),
-            admin: v.1,
-        }
-    });
-    can(viewer.as_ref(), action, &Roles { d, c, now }).map_err(denied)
-}
 
 fn denied(e: Denied) -> Error {
     let code = match e {
@@ -1039,54 +1043,115 @@ fn input_error(e: FieldError) -> Error {
     coded(e.code.unwrap_or("BAD_USER_INPUT"), e.message)
 }
 
-fn signed_in(ctx: &Context<'_>) -> Result<ViewerIx> {
+fn signed_in<'a>(ctx: &Context<'a>) -> Result<&'a ViewerRow> {
     viewer(ctx).ok_or_else(|| denied(Denied::Unauthenticated))
 }
 
-fn channel_arg(d: &Data, id: &str) -> Result<ChannelIx> {
-    d.channel_by_id(id)
+/// A channel read from the store itself, or `NOT_FOUND`.
+async fn channel_arg(ctx: &Context<'_>, id: &str) -> Result<Arc<rows::Channel>> {
+    store(ctx)
+        .channels(&[id])
+        .await
+        .map_err(store_error)?
+        .pop()
+        .flatten()
+        .map(Arc::new)
         .ok_or_else(|| coded("NOT_FOUND", format!("no channel has id `{id}`")))
 }
 
-fn user_arg(d: &Data, id: &str) -> Result<UserIx> {
-    d.user_by_id(id)
+/// A user that must exist, or `NOT_FOUND`.
+async fn user_arg(ctx: &Context<'_>, id: &str) -> Result<Arc<rows::User>> {
+    store(ctx)
+        .users(&[id])
+        .await
+        .map_err(store_error)?
+        .pop()
+        .flatten()
+        .map(Arc::new)
         .ok_or_else(|| coded("NOT_FOUND", format!("no user has id `{id}`")))
 }
 
-fn category_arg(d: &Data, id: &str) -> Result<CategoryIx> {
-    d.category_by_id(id)
-        .ok_or_else(|| coded("BAD_USER_INPUT", format!("no category has id `{id}`")))
+/// A category id that must exist, or `BAD_USER_INPUT`.
+async fn category_arg(ctx: &Context<'_>, id: &str) -> Result<Box<str>> {
+    match load_category(ctx, Some(id)).await? {
+        Some(k) => Ok(k.0.id.clone()),
+        None => Err(coded(
+            "BAD_USER_INPUT",
+            format!("no category has id `{id}`"),
+        )),
+    }
+}
+
+/// Asks the policy whether the viewer may do `action` on `channel`, with what the
+/// viewer is in it read from the store.
+async fn check(ctx: &Context<'_>, action: Action<'_>, channel: &rows::Channel) -> Result<()> {
+    let v = viewer(ctx);
+    let m: Option<Membership> = match v {
+        None => None,
+        Some(v) => store(ctx)
+            .membership(&channel.id, Some(&v.0.id))
+            .await
+            .map_err(store_error)?,
+    };
+    let token = v.map(|v| Viewer {
+        id: Rc::from(&*v.0.id),
+        login: Rc::from(&*v.0.login),
+        admin: v.1,
+    });
+    let roles = Roles {
+        channel,
+        viewer: v.map(|v| &*v.0.id).zip(m.as_ref()),
+    };
+    can(token.as_ref(), action, &roles).map_err(denied)
+}
+
+async fn apply(ctx: &Context<'_>, command: Command) -> Result<Applied> {
+    store(ctx).apply(command).await.map_err(store_error)
+}
+
+/// The channel, read again after a change.
+async fn channel_value(ctx: &Context<'_>, id: &str) -> Result<Channel> {
+    channel_arg(ctx, id).await.map(Channel)
+}
+
+/// Orders a room event of `channel_id` with the rooms, then has the store keep it.
+async fn publish_room(ctx: &Context<'_>, channel_id: &str, chat: Chat) -> Result<Event> {
+    let data = data(ctx);
+    let room = data
+        .rooms
+        .open(channel_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| coded("NOT_FOUND", format!("no channel has id `{channel_id}`")))?;
+    let event = data.rooms.order(&room, chat).await.map_err(store_error)?;
+    data.store.record(&event).await.map_err(store_error)?;
+    Ok(event)
 }
 
 #[Object]
 impl Mutation {
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
         let v = signed_in(ctx)?;
-        let s = store(ctx);
-        let mut d = s.write();
-        check(
-            &d,
-            Some(v),
-            Action::UpdateProfile,
-            d.user(v.0).channel,
-            now(),
-        )?;
-        let name = match &input.display_name {
-            Some(n) => Some(input::display_name(n).map_err(input_error)?.to_owned()),
+        let own = channel_arg(ctx, &v.0.channel_id).await?;
+        check(ctx, Action::UpdateProfile, &own).await?;
+        let display_name = match &input.display_name {
+            Some(n) => Some(input::display_name(n).map_err(input_error)?.into()),
             None => None,
         };
         let bio = match &input.bio {
-            Some(b) => Some(input::bio(b).map_err(input_error)?.to_owned()),
+            Some(b) => Some(input::bio(b).map_err(input_error)?.into()),
             None => None,
         };
-        let user = &mut d.users[v.0 .0 as usize];
-        if let Some(n) = name {
-            user.display_name = n.into();
-        }
-        if let Some(b) = bio {
-            user.bio = (!b.is_empty()).then(|| b.into());
-        }
-        Ok(User::row(&d, v.0))
+        apply(
+            ctx,
+            Command::UpdateProfile {
+                user_id: v.0.id.clone(),
+                display_name,
+                bio,
+            },
+        )
+        .await?;
+        user_arg(ctx, &v.0.id).await.map(User)
     }
 
     async fn update_channel(
@@ -1095,10 +1160,8 @@ impl Mutation {
         input: UpdateChannelInput,
     ) -> Result<Channel> {
         let v = signed_in(ctx)?;
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = d.user(v.0).channel;
-        check(&d, Some(v), Action::ManageChannel, c, now())?;
+        let own = channel_arg(ctx, &v.0.channel_id).await?;
+        check(ctx, Action::ManageChannel, &own).await?;
         let title = input
             .title
             .as_deref()
@@ -1119,80 +1182,68 @@ impl Mutation {
             }
             None => None,
         };
-        let category = match &input.category_id {
+        let category_id = match &input.category_id {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(id) => Some(Some(category_arg(&d, id)?)),
+            MaybeUndefined::Value(id) => Some(Some(category_arg(ctx, id).await?)),
         };
-        let ch = &mut d.channels[c.0 as usize];
-        if let Some(t) = title {
-            ch.title = t.into();
-        }
-        if let Some(l) = language {
-            ch.language = l.into();
-        }
-        if let Some(t) = tags {
-            ch.tags = t;
-        }
-        if let Some(k) = category {
-            ch.category = k;
-        }
-        Ok(Channel::row(&d, c))
+        apply(
+            ctx,
+            Command::UpdateChannel {
+                channel_id: own.id.clone(),
+                title: title.map(Box::from),
+                language: language.map(Box::from),
+                tags,
+                category_id,
+            },
+        )
+        .await?;
+        channel_value(ctx, &own.id).await
     }
 
     async fn start_stream(&self, ctx: &Context<'_>, input: StartStreamInput) -> Result<Stream> {
         let v = signed_in(ctx)?;
-        let t = now();
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = d.user(v.0).channel;
-        check(&d, Some(v), Action::ManageChannel, c, t)?;
+        let own = channel_arg(ctx, &v.0.channel_id).await?;
+        check(ctx, Action::ManageChannel, &own).await?;
         let title = input::title(&input.title).map_err(input_error)?;
-        let category = match &input.category_id {
-            Some(id) => Some(category_arg(&d, id)?),
+        let category_id = match &input.category_id {
+            Some(id) => Some(category_arg(ctx, id).await?),
             None => None,
         };
-        if d.channel(c).stream.is_some() {
-            return Err(coded("BAD_USER_INPUT", "the channel is already live"));
-        }
-        let st = d.start_stream(c, title, category, t);
-        Ok(Stream::row(&d, st))
+        let applied = apply(
+            ctx,
+            Command::StartStream {
+                channel_id: own.id.clone(),
+                title: title.into(),
+                category_id,
+                now: data(ctx).clock.now(),
+            },
+        )
+        .await?;
+        let id = applied.created.unwrap_or_default();
+        present(stream_by_id(ctx, &id).await?, "stream")
     }
 
     async fn end_stream(&self, ctx: &Context<'_>) -> Result<Channel> {
         let v = signed_in(ctx)?;
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = d.user(v.0).channel;
-        check(&d, Some(v), Action::ManageChannel, c, now())?;
-        d.end_stream(c);
-        Ok(Channel::row(&d, c))
+        let own = channel_arg(ctx, &v.0.channel_id).await?;
+        check(ctx, Action::ManageChannel, &own).await?;
+        apply(
+            ctx,
+            Command::EndStream {
+                channel_id: own.id.clone(),
+            },
+        )
+        .await?;
+        channel_value(ctx, &own.id).await
     }
 
     async fn follow(&self, ctx: &Context<'_>, channel_id: ID) -> Result<Channel> {
-        let v = signed_in(ctx)?;
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, &channel_id)?;
-        check(&d, Some(v), Action::Follow, c, now())?;
-        if d.channel(c).owner == v.0 {
-            return Err(coded(
-                "BAD_USER_INPUT",
-                "you cannot follow your own channel",
-            ));
-        }
-        d.follow(v.0, c);
-        Ok(Channel::row(&d, c))
+        self.follows(ctx, &channel_id, true).await
     }
 
     async fn unfollow(&self, ctx: &Context<'_>, channel_id: ID) -> Result<Channel> {
-        let v = signed_in(ctx)?;
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, &channel_id)?;
-        check(&d, Some(v), Action::Follow, c, now())?;
-        d.unfollow(v.0, c);
-        Ok(Channel::row(&d, c))
+        self.follows(ctx, &channel_id, false).await
     }
 
     async fn send_chat_message(
@@ -1201,23 +1252,26 @@ impl Mutation {
         channel_id: ID,
         body: String,
     ) -> Result<ChatMessage> {
-        let t = now();
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, &channel_id)?;
-        check(&d, viewer(ctx), Action::SendChat, c, t)?;
+        let c = present_or(
+            load_channel(ctx, &channel_id).await?,
+            "NOT_FOUND",
+            format!("no channel has id `{}`", channel_id.0),
+        )?;
+        check(ctx, Action::SendChat, &c.0).await?;
         let v = signed_in(ctx)?;
         let body = input::chat_body(&body).map_err(input_error)?;
-        let seq = d.append(
-            c,
-            RoomEvent::Message {
-                author: v.0,
-                body: body.into(),
-                sent_at: t,
-                deleted: false,
+        let chat = Chat::Message {
+            author: Author {
+                id: v.0.id.clone(),
+                login: v.0.login.clone(),
+                display_name: v.0.display_name.clone(),
             },
-        );
-        ChatMessage::row(&d, c, seq).ok_or_else(|| Error::new("the message is gone"))
+            body: body.into(),
+            sent_at: data(ctx).clock.now(),
+        };
+        let event = publish_room(ctx, &c.0.id, chat).await?;
+        let m = message_of(&event).ok_or_else(|| Error::new("the message was not a message"))?;
+        Ok(ChatMessage(Arc::new(m)))
     }
 
     async fn delete_chat_message(
@@ -1226,28 +1280,33 @@ impl Mutation {
         channel_id: ID,
         message_seq: i32,
     ) -> Result<bool> {
-        let t = now();
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, &channel_id)?;
-        let seq = i64::from(message_seq);
-        let Some(author) = u32::try_from(seq).ok().and_then(|s| d.message_author(c, s)) else {
+        let c = channel_arg(ctx, &channel_id).await?;
+        let message = match u64::try_from(message_seq) {
+            Ok(s) => store(ctx).message(&c.id, s).await.map_err(store_error)?,
+            Err(_) => None,
+        };
+        let Some(message) = message else {
             return Err(coded(
                 "NOT_FOUND",
-                format!("no message has seq {seq} in this channel"),
+                format!("no message has seq {message_seq} in this channel"),
             ));
         };
-        let author_id = d.user(author).id.clone();
         check(
-            &d,
-            viewer(ctx),
+            ctx,
             Action::DeleteMessage {
-                author_id: &author_id,
+                author_id: &message.author.id,
             },
-            c,
-            t,
-        )?;
-        d.delete_message(c, seq as u32);
+            &c,
+        )
+        .await?;
+        publish_room(
+            ctx,
+            &c.id,
+            Chat::Deleted {
+                message_seq: message.seq,
+            },
+        )
+        .await?;
         Ok(true)
     }
 
@@ -1259,53 +1318,60 @@ impl Mutation {
         duration_seconds: Option<i32>,
         reason: Option<String>,
     ) -> Result<bool> {
-        let t = now();
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, &channel_id)?;
-        let target = user_arg(&d, &user_id)?;
-        let target_id = d.user(target).id.clone();
+        let now = data(ctx).clock.now();
+        let c = channel_arg(ctx, &channel_id).await?;
+        let target = user_arg(ctx, &user_id).await?;
         check(
-            &d,
-            viewer(ctx),
+            ctx,
             Action::Ban {
-                target_id: &target_id,
+                target_id: &target.id,
             },
-            c,
-            t,
-        )?;
-        let until = match duration_seconds {
+            &c,
+        )
+        .await?;
+        let until: Option<Millis> = match duration_seconds {
             Some(secs) => {
-                Some(t + input::ban_seconds(i64::from(secs)).map_err(input_error)? * 1000)
+                Some(now + input::ban_seconds(i64::from(secs)).map_err(input_error)? * 1000)
             }
             None => None,
         };
         if let Some(reason) = &reason {
             input::text("reason", reason, 0, 300).map_err(input_error)?;
         }
-        let bans = &mut d.channels[c.0 as usize].bans;
-        bans.retain(|(u, _)| *u != target);
-        bans.push((target, until));
-        d.append(
-            c,
-            RoomEvent::Banned {
-                user: target,
+        apply(
+            ctx,
+            Command::Ban {
+                channel_id: c.id.clone(),
+                user_id: target.id.clone(),
                 until,
             },
-        );
+        )
+        .await?;
+        publish_room(
+            ctx,
+            &c.id,
+            Chat::Banned {
+                user_id: target.id.clone(),
+                until,
+            },
+        )
+        .await?;
         Ok(true)
     }
 
     async fn unban_user(&self, ctx: &Context<'_>, channel_id: ID, user_id: ID) -> Result<bool> {
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, &channel_id)?;
-        let target = user_arg(&d, &user_id)?;
-        check(&d, viewer(ctx), Action::Unban, c, now())?;
-        let bans = &mut d.channels[c.0 as usize].bans;
-        let before = bans.len();
-        bans.retain(|(u, _)| *u != target);
-        Ok(bans.len() != before)
+        let c = channel_arg(ctx, &channel_id).await?;
+        let target = user_arg(ctx, &user_id).await?;
+        check(ctx, Action::Unban, &c).await?;
+        let applied = apply(
+            ctx,
+            Command::Unban {
+                channel_id: c.id.clone(),
+                user_id: target.id.clone(),
+            },
+        )
+        .await?;
+        Ok(!applied.changes.is_empty())
     }
 
     async fn add_moderator(
@@ -1314,7 +1380,7 @@ impl Mutation {
         channel_id: ID,
         user_id: ID,
     ) -> Result<Channel> {
-        self.moderators(ctx, &channel_id, &user_id, true)
+        self.moderators(ctx, &channel_id, &user_id, true).await
     }
 
     async fn remove_moderator(
@@ -1323,31 +1389,64 @@ impl Mutation {
         channel_id: ID,
         user_id: ID,
     ) -> Result<Channel> {
-        self.moderators(ctx, &channel_id, &user_id, false)
+        self.moderators(ctx, &channel_id, &user_id, false).await
     }
 }
 
+fn present_or<T>(row: Option<T>, code: &'static str, message: String) -> Result<T> {
+    row.ok_or_else(|| coded(code, message))
+}
+
 impl Mutation {
-    fn moderators(
+    async fn follows(&self, ctx: &Context<'_>, channel_id: &str, follow: bool) -> Result<Channel> {
+        let v = signed_in(ctx)?;
+        let c = channel_arg(ctx, channel_id).await?;
+        check(ctx, Action::Follow, &c).await?;
+        let (user_id, channel_id) = (v.0.id.clone(), c.id.clone());
+        let command = if follow {
+            if c.owner_id == v.0.id {
+                return Err(coded(
+                    "BAD_USER_INPUT",
+                    "you cannot follow your own channel",
+                ));
+            }
+            Command::Follow {
+                user_id,
+                channel_id,
+            }
+        } else {
+            Command::Unfollow {
+                user_id,
+                channel_id,
+            }
+        };
+        apply(ctx, command).await?;
+        channel_value(ctx, &c.id).await
+    }
+
+    async fn moderators(
         &self,
         ctx: &Context<'_>,
         channel_id: &str,
         user_id: &str,
         add: bool,
     ) -> Result<Channel> {
-        let s = store(ctx);
-        let mut d = s.write();
-        let c = channel_arg(&d, channel_id)?;
-        let target = user_arg(&d, user_id)?;
-        check(&d, viewer(ctx), Action::ManageModerators, c, now())?;
-        let mods = &mut d.channels[c.0 as usize].moderators;
-        if add {
-            if !mods.contains(&target) {
-                mods.push(target);
+        let c = channel_arg(ctx, channel_id).await?;
+        let target = user_arg(ctx, user_id).await?;
+        check(ctx, Action::ManageModerators, &c).await?;
+        let (channel_id, user_id) = (c.id.clone(), target.id.clone());
+        let command = if add {
+            Command::AddModerator {
+                channel_id,
+                user_id,
             }
         } else {
-            mods.retain(|&m| m != target);
-        }
-        Ok(Channel::row(&d, c))
+            Command::RemoveModerator {
+                channel_id,
+                user_id,
+            }
+        };
+        apply(ctx, command).await?;
+        channel_value(ctx, &c.id).await
     }
 }
