@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use streamhub_bench::peers::async_graphql::{
     schema as peer_schema, viewer_data, PeerSchema, PeerViewer,
 };
+use streamhub_pubsub::history::HistoryLimits;
 use streamhub_server::auth::Viewer;
 use streamhub_server::domain::events::Counted;
-use streamhub_pubsub::history::HistoryLimits;
 use streamhub_server::domain::{DataLayer, Domain, Obj};
 use streamhub_server::metrics::ShardMetrics;
 use streamhub_server::store::cache::{Cache, CacheLimits};
@@ -32,7 +32,13 @@ struct Both {
 
 fn both() -> Both {
     let schema = Arc::new(streamhub_server::schema::build().unwrap());
-    let data = || DataLayer::embedded(DemoSize::SMALL, HistoryLimits::default(), Arc::new(SystemClock));
+    let data = || {
+        DataLayer::embedded(
+            DemoSize::SMALL,
+            HistoryLimits::default(),
+            Arc::new(SystemClock),
+        )
+    };
     let ours = Domain::new(Arc::clone(&schema), data(), Arc::new(Counted::default()));
     let cache = Cache::new(
         CacheLimits {
@@ -81,7 +87,11 @@ impl Both {
             admin,
         });
         self.rt.block_on(async {
-            let req = self.ours.request(&self.cache, viewer.as_ref()).await.unwrap();
+            let req = self
+                .ours
+                .request(&self.cache, viewer.as_ref())
+                .await
+                .unwrap();
             graphql_exec::exec::execute(schema, plan, &req, Obj::Root, &vars).await
         })
     }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use graphql_exec::limits::Limits;
-use streamhub_server::domain::events::Counted;
 use streamhub_pubsub::history::HistoryLimits;
+use streamhub_server::domain::events::Counted;
 use streamhub_server::domain::{DataLayer, Domain, Obj};
 use streamhub_server::http::compress::{self, BROTLI_QUALITY, GZIP_LEVEL};
 use streamhub_server::metrics::ShardMetrics;
@@ -32,7 +32,11 @@ const CHANNEL_PAGE: &str = include_str!("../../bench/queries/channel-page.graphq
 /// The response body: what `POST /graphql` answers for the channel page.
 fn channel_page() -> Vec<u8> {
     let schema = Arc::new(streamhub_server::schema::build().unwrap());
-    let data = DataLayer::embedded(DemoSize::SMALL, HistoryLimits::default(), Arc::new(SystemClock));
+    let data = DataLayer::embedded(
+        DemoSize::SMALL,
+        HistoryLimits::default(),
+        Arc::new(SystemClock),
+    );
     let domain = Domain::new(Arc::clone(&schema), data, Arc::new(Counted::default()));
     let cache = shard_cache();
     let prepared =

@@ -12,8 +12,8 @@ use std::time::Instant;
 use graphql_exec::limits::Limits;
 use graphql_exec::plan::Plan;
 use graphql_exec::schema::Schema;
-use streamhub_server::domain::events::Counted;
 use streamhub_pubsub::history::HistoryLimits;
+use streamhub_server::domain::events::Counted;
 use streamhub_server::domain::{DataLayer, Domain, Obj};
 use streamhub_server::metrics::ShardMetrics;
 use streamhub_server::store::cache::{Cache, CacheLimits};
@@ -28,7 +28,11 @@ const CHANNEL_PAGE: &str = include_str!("../../bench/queries/channel-page.graphq
 
 fn main() {
     let schema = Arc::new(streamhub_server::schema::build().unwrap());
-    let data = DataLayer::embedded(DemoSize::SMALL, HistoryLimits::default(), Arc::new(SystemClock));
+    let data = DataLayer::embedded(
+        DemoSize::SMALL,
+        HistoryLimits::default(),
+        Arc::new(SystemClock),
+    );
     let domain = Domain::new(Arc::clone(&schema), data, Arc::new(Counted::default()));
     let cache = shard_cache();
     let prepared =

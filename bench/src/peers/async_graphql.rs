@@ -25,8 +25,8 @@ use streamhub_server::domain::{input, message_of, DataLayer, Roles};
 use streamhub_server::store::cache::RECENT_MESSAGES;
 use streamhub_server::store::cursor::Cursor;
 use streamhub_server::store::{
-    self as rows, Applied, Author, Command, Found, KeyPage, Live, Membership, Millis,
-    SharedStore, StoreError,
+    self as rows, Applied, Author, Command, Found, KeyPage, Live, Membership, Millis, SharedStore,
+    StoreError,
 };
 
 /// The peer's schema type.
