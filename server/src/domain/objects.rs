@@ -125,58 +125,24 @@ pub(super) async fn resolve(
         return;
     };
     // Relations: one batch for the whole level.
+    let ids = || -> Vec<Option<&str>> { parents.iter().map(|p| relation_id(p, f)).collect() };
     let batched = match (first, f) {
-        (Obj::Channel(_), F::Owner) => Some(
-            to_users(
-                cx,
-                parents.iter().map(|p| match p {
-                    Obj::Channel(c) => Some(&*c.owner_id),
-                    _ => None,
-                }),
-            )
-            .await,
-        ),
-        (Obj::User(_), F::Channel) => Some(
-            to_channels(
-                cx,
-                parents.iter().map(|p| match p {
-                    Obj::User(u) => Some(&*u.channel_id),
-                    _ => None,
-                }),
-            )
-            .await,
-        ),
-        (Obj::Stream(_), F::Channel) => Some(
-            to_channels(
-                cx,
-                parents.iter().map(|p| match p {
-                    Obj::Stream(s) => Some(&*s.channel_id),
-                    _ => None,
-                }),
-            )
-            .await,
-        ),
-        (Obj::Message(_), F::Channel) => Some(
-            to_channels(
-                cx,
-                parents.iter().map(|p| match p {
-                    Obj::Message(m) => Some(&*m.channel_id),
-                    _ => None,
-                }),
-            )
-            .await,
-        ),
-        (Obj::Message(_), F::Author) => Some(
-            to_users(
-                cx,
-                parents.iter().map(|p| match p {
-                    Obj::Message(m) => Some(&*m.author.id),
-                    _ => None,
-                }),
-            )
-            .await,
-        ),
-        (Obj::Channel(_), F::Stream) => Some(stream_of(cx, parents).await),
+        (Obj::Channel(_), F::Owner) | (Obj::Message(_), F::Author) => {
+            let ids = ids();
+            let rows = cx.users(&wanted(&ids)).await;
+            Some(place(&ids, rows, Obj::User, || missing("user")))
+        }
+        (Obj::User(_) | Obj::Stream(_) | Obj::Message(_), F::Channel) => {
+            let ids = ids();
+            let rows = cx.channels(&wanted(&ids)).await;
+            Some(place(&ids, rows, Obj::Channel, || missing("channel")))
+        }
+        // A live channel's stream that is gone reads as offline.
+        (Obj::Channel(_), F::Stream) => {
+            let ids = ids();
+            let rows = cx.streams(&wanted(&ids)).await;
+            Some(place(&ids, rows, Obj::Stream, || Resolved::Null))
+        }
         (Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_), F::Category) => {
             Some(category_of(cx, parents).await)
         }
@@ -296,71 +262,34 @@ fn missing(what: &str) -> Resolved<Obj> {
     Resolved::Error(format!("the {what} is gone").into())
 }
 
-/// Every parent's user (by id; None: null), in one load.
-async fn to_users<'p>(
-    cx: &Request<'_>,
-    ids: impl Iterator<Item = Option<&'p str>>,
-) -> Vec<Resolved<Obj>> {
-    let ids: Vec<Option<&str>> = ids.collect();
-    let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
-    match cx.users(&wanted).await {
-        Err(e) => ids
-            .iter()
-            .map(|_| Resolved::Error(field_error(e.clone())))
-            .collect(),
-        Ok(rows) => {
-            let mut rows = rows.into_iter();
-            ids.iter()
-                .map(|id| match id {
-                    None => Resolved::Null,
-                    Some(_) => rows
-                        .next()
-                        .flatten()
-                        .map_or_else(|| missing("user"), |u| Resolved::Object(Obj::User(u))),
-                })
-                .collect()
-        }
+/// The id a to-one relation of `p` points at (None: the relation is null).
+fn relation_id(p: &Obj, f: F) -> Option<&str> {
+    match (p, f) {
+        (Obj::Channel(c), F::Owner) => Some(&c.owner_id),
+        (Obj::Channel(c), F::Stream) => c.stream_id.as_deref(),
+        (Obj::User(u), F::Channel) => Some(&u.channel_id),
+        (Obj::Stream(s), F::Channel) => Some(&s.channel_id),
+        (Obj::Message(m), F::Channel) => Some(&m.channel_id),
+        (Obj::Message(m), F::Author) => Some(&m.author.id),
+        _ => None,
     }
 }
 
-/// Every parent's channel (by id; None: null), in one load.
-async fn to_channels<'p>(
-    cx: &Request<'_>,
-    ids: impl Iterator<Item = Option<&'p str>>,
-) -> Vec<Resolved<Obj>> {
-    let ids: Vec<Option<&str>> = ids.collect();
-    let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
-    match cx.channels(&wanted).await {
-        Err(e) => ids
-            .iter()
-            .map(|_| Resolved::Error(field_error(e.clone())))
-            .collect(),
-        Ok(rows) => {
-            let mut rows = rows.into_iter();
-            ids.iter()
-                .map(|id| match id {
-                    None => Resolved::Null,
-                    Some(_) => rows
-                        .next()
-                        .flatten()
-                        .map_or_else(|| missing("channel"), |c| Resolved::Object(Obj::Channel(c))),
-                })
-                .collect()
-        }
-    }
+/// The ids to load: those that are there, in order.
+fn wanted<'a>(ids: &[Option<&'a str>]) -> Vec<&'a str> {
+    ids.iter().flatten().copied().collect()
 }
 
-/// `Channel.stream` for every parent, in one load.
-async fn stream_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
-    let ids: Vec<Option<&str>> = parents
-        .iter()
-        .map(|p| match p {
-            Obj::Channel(c) => c.stream_id.as_deref(),
-            _ => None,
-        })
-        .collect();
-    let wanted: Vec<&str> = ids.iter().flatten().copied().collect();
-    match cx.streams(&wanted).await {
+/// Every parent's value of a to-one relation from the rows loaded for [`wanted`]: null
+/// where there is no id, `missing()` where the row is gone, the store's error for all
+/// when the load failed.
+fn place<T>(
+    ids: &[Option<&str>],
+    rows: Result<Vec<Option<Rc<T>>>, StoreError>,
+    wrap: fn(Rc<T>) -> Obj,
+    missing: impl Fn() -> Resolved<Obj>,
+) -> Vec<Resolved<Obj>> {
+    match rows {
         Err(e) => ids
             .iter()
             .map(|_| Resolved::Error(field_error(e.clone())))
@@ -370,11 +299,10 @@ async fn stream_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
             ids.iter()
                 .map(|id| match id {
                     None => Resolved::Null,
-                    // A live channel's stream that is gone reads as offline.
                     Some(_) => rows
                         .next()
                         .flatten()
-                        .map_or(Resolved::Null, |s| Resolved::Object(Obj::Stream(s))),
+                        .map_or_else(&missing, |row| Resolved::Object(wrap(row))),
                 })
                 .collect()
         }

@@ -12,8 +12,6 @@ pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 /// The `NOT_FOUND` code.
 pub const NOT_FOUND: &str = "NOT_FOUND";
 
-pub use crate::store::now;
-
 /// A `DateTime`: RFC 3339 in UTC with milliseconds, `2026-11-24T12:00:00.000Z`.
 pub fn date_time(ms: Millis) -> String {
     let mut buf = [0u8; 24];

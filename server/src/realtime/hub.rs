@@ -395,8 +395,8 @@ impl Hub {
                 .await
                 .map_err(|e| ("SERVICE_UNAVAILABLE", e.to_string()))?
                 .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
-            // Whatever the rings hold is older than what the room's history says now.
-            self.take();
+            // Notices still in the rings for seqs up to the history's last are stale
+            // for the new room and dropped when taken below.
             self.rooms
                 .borrow_mut()
                 .entry(room_id.into())

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use streamhub_pubsub::history::{History, HistoryLimits};
 use streamhub_pubsub::{Chat, ChatEvent};
 
-use crate::store::rows::{Category, Channel, Live, Membership, Message, Millis, Stream, User};
+use crate::store::rows::{
+    Category, Channel, KeyPage, Live, Membership, Message, Millis, Stream, User,
+};
 
 /// A user's index in [`Data::users`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -418,6 +420,21 @@ pub(super) fn newest_first<T: Copy>(
     let items: Vec<(u64, T)> = list[..end].iter().rev().take(first).copied().collect();
     let has_next = end > items.len();
     (items, has_next)
+}
+
+/// A [`newest_first`] page with each item's id (`id` of its index).
+pub(super) fn key_page<T: Copy>(
+    list: &[(u64, T)],
+    after: Option<u64>,
+    first: usize,
+    id: impl Fn(T) -> Box<str>,
+) -> KeyPage {
+    let (items, has_next) = newest_first(list, after, first);
+    KeyPage {
+        items: items.into_iter().map(|(k, x)| (k, id(x))).collect(),
+        has_next,
+        total: list.len(),
+    }
 }
 
 #[cfg(test)]

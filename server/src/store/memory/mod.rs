@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use streamhub_pubsub::history::HistoryLimits;
 use streamhub_pubsub::Event;
 
-use self::data::{newest_first, Data};
+use self::data::{key_page, Data};
 use self::demo::DemoSize;
 use super::{
     Applied, Category, Change, Channel, Clock, Command, Found, KeyPage, Live, Membership, Message,
@@ -363,15 +363,7 @@ impl Store for MemoryStore {
             return done(Err(no_channel(channel_id)));
         };
         let list = &d.channel(c).followers;
-        let (items, has_next) = newest_first(list, after, first);
-        done(Ok(KeyPage {
-            items: items
-                .into_iter()
-                .map(|(k, u)| (k, d.user(u).id.clone()))
-                .collect(),
-            has_next,
-            total: list.len(),
-        }))
+        done(Ok(key_page(list, after, first, |u| d.user(u).id.clone())))
     }
 
     fn following<'a>(
@@ -385,15 +377,9 @@ impl Store for MemoryStore {
             return done(Err(no_user(user_id)));
         };
         let list = &d.user(u).following;
-        let (items, has_next) = newest_first(list, after, first);
-        done(Ok(KeyPage {
-            items: items
-                .into_iter()
-                .map(|(k, c)| (k, d.channel(c).id.clone()))
-                .collect(),
-            has_next,
-            total: list.len(),
-        }))
+        done(Ok(key_page(list, after, first, |c| {
+            d.channel(c).id.clone()
+        })))
     }
 
     fn messages<'a>(
