@@ -264,9 +264,13 @@ impl<T, M: Moment> History<T, M> {
     fn expired(&self, now: M) -> usize {
         match self.limits.max_age {
             None => 0,
-            Some(max_age) => self
-                .events
-                .partition_point(|kept| now.since(kept.at) >= max_age),
+            // Mostly nothing has expired: the oldest event says so without a search.
+            Some(max_age) => match self.events.front() {
+                Some(oldest) if now.since(oldest.at) >= max_age => self
+                    .events
+                    .partition_point(|kept| now.since(kept.at) >= max_age),
+                _ => 0,
+            },
         }
     }
 }

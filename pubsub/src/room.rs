@@ -56,11 +56,11 @@ impl<P> RoomEvent<P> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Author {
     /// The user's id.
-    pub id: Box<str>,
+    pub id: Arc<str>,
     /// The user's login.
-    pub login: Box<str>,
+    pub login: Arc<str>,
     /// The name shown.
-    pub display_name: Box<str>,
+    pub display_name: Arc<str>,
 }
 
 /// What happened in a chat room.
@@ -71,7 +71,7 @@ pub enum Chat {
         /// Its author.
         author: Author,
         /// The text.
-        body: Box<str>,
+        body: Arc<str>,
         /// When it was sent (milliseconds since the Unix epoch).
         sent_at: i64,
     },

@@ -151,9 +151,9 @@ impl Rooms {
         self.rooms.pin().get(id).cloned()
     }
 
-    /// Orders `chat` in room `room`.
-    pub async fn order(&self, room: &Room, chat: Chat) -> Result<Event, StoreError> {
-        self.orderer.order(room, chat, self.now()).await
+    /// Orders `chat`, which happened at `now` (the operation's time), in room `room`.
+    pub async fn order(&self, room: &Room, chat: Chat, now: Millis) -> Result<Event, StoreError> {
+        self.orderer.order(room, chat, now).await
     }
 }
 
@@ -180,8 +180,8 @@ mod tests {
         let room = rooms.open("ch_u1").await.unwrap().unwrap();
         let last = room.last_seq();
         assert!(last >= 60, "alice's demo chat is there: {last}");
-        let a = rooms.order(&room, deleted(1)).await.unwrap();
-        let b = rooms.order(&room, deleted(2)).await.unwrap();
+        let a = rooms.order(&room, deleted(1), rooms.now()).await.unwrap();
+        let b = rooms.order(&room, deleted(2), rooms.now()).await.unwrap();
         assert_eq!((a.seq, b.seq), (last + 1, last + 2));
         let again = rooms.open("ch_u1").await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&room, &again), "one room per id");
@@ -208,7 +208,7 @@ mod tests {
         let room = rooms.open("ch_u2").await.unwrap().unwrap();
         let last = room.last_seq();
         for n in 0..5 {
-            rooms.order(&room, deleted(n)).await.unwrap();
+            rooms.order(&room, deleted(n), rooms.now()).await.unwrap();
         }
         assert!(matches!(room.since(last, rooms.now()), Ok(Replay::Lost(l)) if l == last + 5));
         assert!(

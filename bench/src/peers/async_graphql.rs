@@ -1123,8 +1123,13 @@ async fn publish_room(ctx: &Context<'_>, channel_id: &str, chat: Chat) -> Result
         .await
         .map_err(store_error)?
         .ok_or_else(|| coded("NOT_FOUND", format!("no channel has id `{channel_id}`")))?;
-    let event = data.rooms.order(&room, chat).await.map_err(store_error)?;
-    data.store.record(&event).await.map_err(store_error)?;
+    let now = data.clock.now();
+    let event = data
+        .rooms
+        .order(&room, chat, now)
+        .await
+        .map_err(store_error)?;
+    data.store.record(&event, now).await.map_err(store_error)?;
     Ok(event)
 }
 
@@ -1145,7 +1150,7 @@ impl Mutation {
         apply(
             ctx,
             Command::UpdateProfile {
-                user_id: v.0.id.clone(),
+                user_id: Box::from(&*v.0.id),
                 display_name,
                 bio,
             },
@@ -1262,9 +1267,9 @@ impl Mutation {
         let body = input::chat_body(&body).map_err(input_error)?;
         let chat = Chat::Message {
             author: Author {
-                id: v.0.id.clone(),
-                login: v.0.login.clone(),
-                display_name: v.0.display_name.clone(),
+                id: Arc::clone(&v.0.id),
+                login: Arc::clone(&v.0.login),
+                display_name: Arc::clone(&v.0.display_name),
             },
             body: body.into(),
             sent_at: data(ctx).clock.now(),
@@ -1342,7 +1347,7 @@ impl Mutation {
             ctx,
             Command::Ban {
                 channel_id: c.id.clone(),
-                user_id: target.id.clone(),
+                user_id: Box::from(&*target.id),
                 until,
             },
         )
@@ -1351,7 +1356,7 @@ impl Mutation {
             ctx,
             &c.id,
             Chat::Banned {
-                user_id: target.id.clone(),
+                user_id: Box::from(&*target.id),
                 until,
             },
         )
@@ -1367,7 +1372,7 @@ impl Mutation {
             ctx,
             Command::Unban {
                 channel_id: c.id.clone(),
-                user_id: target.id.clone(),
+                user_id: Box::from(&*target.id),
             },
         )
         .await?;
@@ -1402,9 +1407,9 @@ impl Mutation {
         let v = signed_in(ctx)?;
         let c = channel_arg(ctx, channel_id).await?;
         check(ctx, Action::Follow, &c).await?;
-        let (user_id, channel_id) = (v.0.id.clone(), c.id.clone());
+        let (user_id, channel_id): (Box<str>, _) = ((*v.0.id).into(), c.id.clone());
         let command = if follow {
-            if c.owner_id == v.0.id {
+            if *c.owner_id == *v.0.id {
                 return Err(coded(
                     "BAD_USER_INPUT",
                     "you cannot follow your own channel",
@@ -1434,7 +1439,7 @@ impl Mutation {
         let c = channel_arg(ctx, channel_id).await?;
         let target = user_arg(ctx, user_id).await?;
         check(ctx, Action::ManageModerators, &c).await?;
-        let (channel_id, user_id) = (c.id.clone(), target.id.clone());
+        let (channel_id, user_id): (_, Box<str>) = (c.id.clone(), (*target.id).into());
         let command = if add {
             Command::AddModerator {
                 channel_id,

@@ -7,8 +7,10 @@ use std::rc::Rc;
 use graphql_exec::exec::FieldError;
 
 use super::Request;
-use crate::store::cache::RECENT_MESSAGES;
-use crate::store::{Category, Channel, Live, Message, StoreError, Stream, User};
+use crate::store::cache::{FollowList, FOLLOW_PAGE, RECENT_MESSAGES};
+use crate::store::{
+    Category, Channel, KeyPage, Live, Membership, Message, StoreError, Stream, User,
+};
 
 /// A store error as a field error: `NOT_FOUND`, `BAD_USER_INPUT` for a conflict,
 /// `SERVICE_UNAVAILABLE`.
@@ -68,11 +70,23 @@ impl Request<'_> {
         .await
     }
 
+    /// One user by id: a cache hit without a batch.
+    pub async fn user(&self, id: &str) -> Result<Option<Rc<User>>, StoreError> {
+        match self.cache.user(id, self.now) {
+            Some(u) => Ok(Some(u)),
+            None => Ok(self.users(&[id]).await?.pop().flatten()),
+        }
+    }
+
     /// The user with a login (case-insensitive).
     pub async fn user_by_login(&self, login: &str) -> Result<Option<Rc<User>>, StoreError> {
-        let lower = login.to_ascii_lowercase();
+        let lower = if login.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(login.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(login)
+        };
         if let Some(id) = self.cache.login(&lower, self.now) {
-            if let Some(u) = self.users(&[&id]).await?.pop().flatten() {
+            if let Some(u) = self.user(&id).await? {
                 return Ok(Some(u));
             }
         }
@@ -97,9 +111,12 @@ impl Request<'_> {
         .await
     }
 
-    /// One channel by id.
+    /// One channel by id: a cache hit without a batch.
     pub async fn channel(&self, id: &str) -> Result<Option<Rc<Channel>>, StoreError> {
-        Ok(self.channels(&[id]).await?.pop().flatten())
+        match self.cache.channel(id, self.now) {
+            Some(c) => Ok(Some(c)),
+            None => Ok(self.channels(&[id]).await?.pop().flatten()),
+        }
     }
 
     /// A channel by id, read from the store itself (for a mutation's checks).
@@ -195,6 +212,59 @@ impl Request<'_> {
             }
         }
         Ok(out.into_iter().map(|f| f.unwrap_or(false)).collect())
+    }
+
+    /// What `user_id` is in a channel (None: nothing).
+    pub async fn membership(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Rc<Membership>>, StoreError> {
+        if let Some(m) = self.cache.membership(user_id, channel_id, self.now) {
+            return Ok(m);
+        }
+        let fill = self.cache.fill();
+        let m = self
+            .domain
+            .store
+            .membership(channel_id, Some(user_id))
+            .await?
+            .map(Rc::new);
+        self.cache
+            .put_membership(user_id, channel_id, m.clone(), self.now, fill);
+        Ok(m)
+    }
+
+    /// A page of a follow list (of the channel or user `id`) and how many of its items
+    /// to show: a first page from the cache's entry, a later one from the store.
+    pub async fn follow_list(
+        &self,
+        list: FollowList,
+        id: &str,
+        after: Option<u64>,
+        first: usize,
+    ) -> Result<(Rc<KeyPage>, usize), StoreError> {
+        let store = &self.domain.store;
+        let load = async |first| match list {
+            FollowList::Followers => store.followers(id, after, first).await,
+            FollowList::Following => store.following(id, after, first).await,
+        };
+        if after.is_some() || first > FOLLOW_PAGE {
+            let page = Rc::new(load(first).await?);
+            let n = page.items.len();
+            return Ok((page, n));
+        }
+        let page = match self.cache.follow_list(list, id, self.now) {
+            Some(page) => page,
+            None => {
+                let fill = self.cache.fill();
+                let page = Rc::new(load(FOLLOW_PAGE).await?);
+                self.cache.put_follow_list(list, id, &page, self.now, fill);
+                page
+            }
+        };
+        let n = page.items.len().min(first);
+        Ok((page, n))
     }
 
     /// The newest messages of a channel (at most [`RECENT_MESSAGES`]), oldest first,

@@ -237,7 +237,7 @@ impl Domain {
 
 impl Request<'_> {
     async fn user_for(&self, v: &Viewer) -> Result<Rc<User>, StoreError> {
-        if let Some(u) = self.users(&[&v.id]).await?.pop().flatten() {
+        if let Some(u) = self.user(&v.id).await? {
             if u.admin == v.admin {
                 return Ok(u);
             }
@@ -249,10 +249,8 @@ impl Request<'_> {
             now: self.now,
         })
         .await?;
-        self.users(&[&v.id])
+        self.user(&v.id)
             .await?
-            .pop()
-            .flatten()
             .ok_or_else(|| StoreError::NotFound(format!("no user has id `{}`", v.id)))
     }
 
@@ -281,8 +279,8 @@ impl Request<'_> {
             .open(channel_id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no channel has id `{channel_id}`")))?;
-        let event = rooms.order(&room, chat).await?;
-        self.domain.store.record(&event).await?;
+        let event = rooms.order(&room, chat, self.now).await?;
+        self.domain.store.record(&event, self.now).await?;
         self.cache.room_changed(channel_id);
         self.domain.events.publish(Notice::Room(event.clone()));
         Ok(event)
@@ -312,6 +310,9 @@ impl Resolver for Request<'_> {
         parents: &[Obj],
         out: &mut Out<'_, Obj>,
     ) {
+        // The query and subscription roots' futures are boxed: they run once per
+        // operation, and inline they would grow the future of every batch. A mutation's
+        // is not: its field is the batch.
         let schema = &self.domain.schema;
         if Some(field.parent) == schema.mutation {
             let result = mutation::resolve(self, &field.name, args).await;
@@ -320,13 +321,13 @@ impl Resolver for Request<'_> {
         }
         if Some(field.parent) == schema.subscription {
             for p in parents {
-                let v = subscription_root(self, &field.name, p).await;
+                let v = Box::pin(subscription_root(self, &field.name, p)).await;
                 out.push(v);
             }
             return;
         }
         if field.parent == schema.query {
-            let result = query::resolve(self, &field.name, args).await;
+            let result = Box::pin(query::resolve(self, &field.name, args)).await;
             out.repeat(&result, parents.len());
             return;
         }
@@ -389,7 +390,7 @@ pub fn message_of(event: &Event) -> Option<Message> {
             body,
             sent_at,
         } => Some(Message {
-            channel_id: (*event.room).into(),
+            channel_id: Arc::clone(&event.room),
             seq: event.seq,
             author: author.clone(),
             body: body.clone(),

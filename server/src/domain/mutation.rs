@@ -3,6 +3,7 @@
 //! (every shard's cache, subscribers); room events are ordered, kept, then published.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use async_graphql_value::ConstValue;
 use graphql_exec::exec::{Args, FieldError, Leaf, Resolved};
@@ -43,34 +44,31 @@ async fn channel_arg(cx: &Request<'_>, id: &str) -> Result<Rc<Channel>, FieldErr
         .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no channel has id `{id}`")))
 }
 
-/// What the viewer is in a channel, from the store.
-async fn membership(cx: &Request<'_>, channel: &Channel) -> Result<Option<Membership>, FieldError> {
+/// What the viewer is in a channel (exact: a change to it reaches every shard's cache
+/// before the next request).
+async fn membership(
+    cx: &Request<'_>,
+    channel: &Channel,
+) -> Result<Option<Rc<Membership>>, FieldError> {
     match &cx.viewer {
         None => Ok(None),
-        Some(v) => cx
-            .domain
-            .store
-            .membership(&channel.id, Some(&v.id))
-            .await
-            .map_err(field_error),
+        Some(v) => cx.membership(&channel.id, &v.id).await.map_err(field_error),
     }
 }
 
 /// Asks the authorization module whether the viewer may do `action` on `channel`.
 async fn check(cx: &Request<'_>, action: Action<'_>, channel: &Channel) -> Result<(), FieldError> {
     let m = membership(cx, channel).await?;
-    let viewer = cx.viewer.as_ref().map(|v| &*v.id).zip(m.as_ref());
+    let viewer = cx.viewer.as_ref().map(|v| &*v.id).zip(m.as_deref());
     can(cx.token, action, &Roles { channel, viewer }).map_err(denied)
 }
 
 /// A user that must exist, or `NOT_FOUND`.
 async fn user_arg(cx: &Request<'_>, args: &Args<'_>) -> Result<Rc<User>, FieldError> {
     let id = str_arg(args, "userId").unwrap_or_default();
-    cx.users(&[id])
+    cx.user(id)
         .await
         .map_err(field_error)?
-        .pop()
-        .flatten()
         .ok_or_else(|| FieldError::new(NOT_FOUND, format!("no user has id `{id}`")))
 }
 
@@ -113,18 +111,13 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             apply(
                 cx,
                 Command::UpdateProfile {
-                    user_id: v.id.clone(),
+                    user_id: Box::from(&*v.id),
                     display_name,
                     bio,
                 },
             )
             .await?;
-            let user = cx
-                .users(&[&v.id])
-                .await
-                .map_err(field_error)?
-                .pop()
-                .flatten();
+            let user = cx.user(&v.id).await.map_err(field_error)?;
             Ok(user.map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
         }
         "updateChannel" => {
@@ -213,9 +206,9 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             let v = viewer(cx)?;
             let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
             check(cx, Action::Follow, &c).await?;
-            let (user_id, channel_id) = (v.id.clone(), c.id.clone());
+            let (user_id, channel_id): (Box<str>, _) = ((*v.id).into(), c.id.clone());
             let command = if field == "follow" {
-                if c.owner_id == v.id {
+                if *c.owner_id == *v.id {
                     return Err(FieldError::new(
                         BAD_USER_INPUT,
                         "you cannot follow your own channel",
@@ -298,7 +291,7 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
                 cx,
                 Command::Ban {
                     channel_id: c.id.clone(),
-                    user_id: target.id.clone(),
+                    user_id: Box::from(&*target.id),
                     until,
                 },
             )
@@ -306,7 +299,7 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             cx.publish_room(
                 &c.id,
                 Chat::Banned {
-                    user_id: target.id.clone(),
+                    user_id: Box::from(&*target.id),
                     until,
                 },
             )
@@ -322,7 +315,7 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
                 cx,
                 Command::Unban {
                     channel_id: c.id.clone(),
-                    user_id: target.id.clone(),
+                    user_id: Box::from(&*target.id),
                 },
             )
             .await?;
@@ -332,7 +325,7 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             let c = channel_arg(cx, str_arg(args, "channelId").unwrap_or_default()).await?;
             let target = user_arg(cx, args).await?;
             check(cx, Action::ManageModerators, &c).await?;
-            let (channel_id, user_id) = (c.id.clone(), target.id.clone());
+            let (channel_id, user_id): (_, Box<str>) = (c.id.clone(), (*target.id).into());
             let command = if field == "addModerator" {
                 Command::AddModerator {
                     channel_id,
@@ -368,9 +361,9 @@ pub(super) async fn send_chat(
     let body = input::chat_body(body)?;
     let chat = Chat::Message {
         author: Author {
-            id: v.id.clone(),
-            login: v.login.clone(),
-            display_name: v.display_name.clone(),
+            id: Arc::clone(&v.id),
+            login: Arc::clone(&v.login),
+            display_name: Arc::clone(&v.display_name),
         },
         body: body.into(),
         sent_at: cx.now,

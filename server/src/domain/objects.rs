@@ -11,8 +11,9 @@ use super::load::field_error;
 use super::query::stream_page;
 use super::values::{after_arg, boolean, count_arg, cursor, int, string, time, BAD_USER_INPUT};
 use super::{value, Obj, Page, Request};
+use crate::store::cache::FollowList;
 use crate::store::cursor::Cursor;
-use crate::store::{Channel, StoreError, User};
+use crate::store::{Channel, KeyPage, StoreError, User};
 
 /// A field name, matched once per batch rather than once per parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,11 @@ impl F {
 }
 
 /// Resolves `field` for every parent (all of one type).
+///
+/// Most fields are scalars read from the rows the parents carry, resolved without an
+/// await; relations load the whole level in one batch; recent messages come from the
+/// shard's cache; pages (follow lists, a category's streams) are awaited per parent
+/// behind a box, so that the future every batch creates stays small.
 pub(super) async fn resolve(
     cx: &Request<'_>,
     name: &str,
@@ -124,132 +130,169 @@ pub(super) async fn resolve(
     let Some(first) = parents.first() else {
         return;
     };
-    // Relations: one batch for the whole level.
-    let ids = || -> Vec<Option<&str>> { parents.iter().map(|p| relation_id(p, f)).collect() };
-    let batched = match (first, f) {
+    match (first, f) {
         (Obj::Channel(_), F::Owner) | (Obj::Message(_), F::Author) => {
-            let ids = ids();
-            let rows = cx.users(&wanted(&ids)).await;
-            Some(place(&ids, rows, Obj::User, || missing("user")))
+            let ids = wanted(parents, f);
+            let rows = cx.users(&ids).await;
+            place(parents, f, rows, Obj::User, || missing("user"), out);
         }
         (Obj::User(_) | Obj::Stream(_) | Obj::Message(_), F::Channel) => {
-            let ids = ids();
-            let rows = cx.channels(&wanted(&ids)).await;
-            Some(place(&ids, rows, Obj::Channel, || missing("channel")))
+            let ids = wanted(parents, f);
+            let rows = cx.channels(&ids).await;
+            place(parents, f, rows, Obj::Channel, || missing("channel"), out);
         }
         // A live channel's stream that is gone reads as offline.
         (Obj::Channel(_), F::Stream) => {
-            let ids = ids();
-            let rows = cx.streams(&wanted(&ids)).await;
-            Some(place(&ids, rows, Obj::Stream, || Resolved::Null))
+            let ids = wanted(parents, f);
+            let rows = cx.streams(&ids).await;
+            place(parents, f, rows, Obj::Stream, || Resolved::Null, out);
         }
         (Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_), F::Category) => {
-            Some(category_of(cx, parents).await)
+            category_of(cx, parents, out).await;
         }
-        (Obj::Channel(_), F::Moderators) => Some(moderators(cx, parents).await),
-        (Obj::Channel(_), F::ViewerIsFollowing) => Some(viewer_follows(cx, parents).await),
-        (Obj::Stream(_), F::ViewerCount) => Some(stream_viewers(cx, parents).await),
-        _ => None,
-    };
-    if let Some(values) = batched {
-        out.extend(values);
-        return;
+        (Obj::Category(_), F::ViewerCount | F::LiveStreamCount) => {
+            category_counts(cx, parents, f, out).await;
+        }
+        (Obj::Channel(_), F::Moderators) => moderators(cx, parents, out).await,
+        (Obj::Channel(_), F::ViewerIsFollowing) => viewer_follows(cx, parents, out).await,
+        (Obj::Stream(_), F::ViewerCount) => stream_viewers(cx, parents, out).await,
+        (Obj::User(_), F::Following)
+        | (Obj::Channel(_), F::Followers)
+        | (Obj::Category(_), F::Streams) => {
+            for p in parents {
+                let r = Box::pin(paged(cx, p, f, args)).await;
+                out.push(value(r));
+            }
+        }
+        (Obj::Channel(_), F::RecentMessages) => {
+            for p in parents {
+                let r = recent_messages(cx, p, args).await;
+                out.push(value(r));
+            }
+        }
+        _ => {
+            for p in parents {
+                let r = scalar(cx, out, p, f, name);
+                out.push(r);
+            }
+        }
     }
-    for p in parents {
-        let r = match p {
-            Obj::User(u) => user(cx, out, u, f, name, args).await,
-            Obj::Channel(c) => channel(cx, out, c, f, name, args).await,
-            Obj::Stream(st) => Ok(match f {
-                F::Id => string(out, &st.id),
-                F::Title => string(out, &st.title),
-                F::Language => string(out, &st.language),
-                F::StartedAt => time(out, st.started_at),
-                _ => unknown("Stream", name),
-            }),
-            Obj::Category(k) => match f {
-                F::Id => Ok(string(out, &k.id)),
-                F::Slug => Ok(string(out, &k.slug)),
-                F::Name => Ok(string(out, &k.name)),
-                F::ViewerCount | F::LiveStreamCount => {
-                    cx.live().await.map_err(field_error).map(|live| {
-                        let of = live
-                            .iter()
-                            .filter(|l| l.category_id.as_deref() == Some(&*k.id));
-                        if f == F::ViewerCount {
-                            int(of
-                                .map(|l| i64::from(cx.viewers(&l.channel_id)))
-                                .sum::<i64>())
-                        } else {
-                            int(of.count() as i64)
-                        }
-                    })
-                }
-                F::Streams => stream_page(cx, Some(&k.id), None, args).await,
-                _ => Ok(unknown("Category", name)),
+}
+
+/// A field read from the row `p` carries (or from the shard's presence), no await.
+fn scalar(cx: &Request<'_>, out: &mut Out<'_, Obj>, p: &Obj, f: F, name: &str) -> Resolved<Obj> {
+    match p {
+        Obj::User(u) => user(cx, out, u, f, name),
+        Obj::Channel(c) => channel(cx, out, c, f, name),
+        Obj::Stream(st) => match f {
+            F::Id => string(out, &st.id),
+            F::Title => string(out, &st.title),
+            F::Language => string(out, &st.language),
+            F::StartedAt => time(out, st.started_at),
+            _ => unknown("Stream", name),
+        },
+        Obj::Category(k) => match f {
+            F::Id => string(out, &k.id),
+            F::Slug => string(out, &k.slug),
+            F::Name => string(out, &k.name),
+            _ => unknown("Category", name),
+        },
+        Obj::Message(m) => match f {
+            F::Id => out.text_concat(&[
+                "msg_",
+                &m.channel_id,
+                "_",
+                itoa::Buffer::new().format(m.seq),
+            ]),
+            F::Seq => int(m.seq as i64),
+            F::Body => string(out, &m.body),
+            F::SentAt => time(out, m.sent_at),
+            _ => unknown("ChatMessage", name),
+        },
+        Obj::Deleted(e) => match (f, &e.payload.chat) {
+            (F::ChannelId, _) => string(out, &e.room),
+            (F::Seq, _) => int(e.seq as i64),
+            (F::MessageSeq, Chat::Deleted { message_seq }) => int(*message_seq as i64),
+            (_, _) => unknown("ChatMessageDeleted", name),
+        },
+        Obj::Banned(e) => match (f, &e.payload.chat) {
+            (F::ChannelId, _) => string(out, &e.room),
+            (F::Seq, _) => int(e.seq as i64),
+            (F::UserId, Chat::Banned { user_id, .. }) => string(out, user_id),
+            (F::Until, Chat::Banned { until, .. }) => {
+                until.map_or(Resolved::Null, |t| time(out, t))
+            }
+            (_, _) => unknown("UserBanned", name),
+        },
+        Obj::StreamUpdate(ch) => match f {
+            F::Channel => Resolved::Object(Obj::Channel(Rc::clone(ch))),
+            F::IsLive => boolean(ch.stream_id.is_some()),
+            F::Title => string(out, &ch.title),
+            F::ViewerCount => int(cx.viewers(&ch.id)),
+            _ => unknown("StreamUpdate", name),
+        },
+        Obj::Connection(page) => match f {
+            F::Edges => Resolved::List(
+                (0..page.items.len() as u32)
+                    .map(|i| Resolved::Object(Obj::Edge(Rc::clone(page), i)))
+                    .collect(),
+            ),
+            F::Nodes => Resolved::List(page.items.iter().cloned().map(Resolved::Object).collect()),
+            F::PageInfo => Resolved::Object(Obj::PageInfo(Rc::clone(page))),
+            F::TotalCount => int(page.total as i64),
+            _ => unknown("Connection", name),
+        },
+        Obj::Edge(page, i) => match f {
+            F::Cursor => cursor(out, &page.cursors[*i as usize]),
+            F::Node => Resolved::Object(page.items[*i as usize].clone()),
+            _ => unknown("Edge", name),
+        },
+        Obj::PageInfo(page) => match f {
+            F::HasNextPage => boolean(page.has_next),
+            F::EndCursor => match page.cursors.last() {
+                None => Resolved::Null,
+                Some(c) => cursor(out, c),
             },
-            Obj::Message(m) => Ok(match f {
-                F::Id => out.text_concat(&[
-                    "msg_",
-                    &m.channel_id,
-                    "_",
-                    itoa::Buffer::new().format(m.seq),
-                ]),
-                F::Seq => int(m.seq as i64),
-                F::Body => string(out, &m.body),
-                F::SentAt => time(out, m.sent_at),
-                _ => unknown("ChatMessage", name),
-            }),
-            Obj::Deleted(e) => Ok(match (f, &e.payload.chat) {
-                (F::ChannelId, _) => string(out, &e.room),
-                (F::Seq, _) => int(e.seq as i64),
-                (F::MessageSeq, Chat::Deleted { message_seq }) => int(*message_seq as i64),
-                (_, _) => unknown("ChatMessageDeleted", name),
-            }),
-            Obj::Banned(e) => Ok(match (f, &e.payload.chat) {
-                (F::ChannelId, _) => string(out, &e.room),
-                (F::Seq, _) => int(e.seq as i64),
-                (F::UserId, Chat::Banned { user_id, .. }) => string(out, user_id),
-                (F::Until, Chat::Banned { until, .. }) => {
-                    until.map_or(Resolved::Null, |t| time(out, t))
-                }
-                (_, _) => unknown("UserBanned", name),
-            }),
-            Obj::StreamUpdate(ch) => Ok(match f {
-                F::Channel => Resolved::Object(Obj::Channel(Rc::clone(ch))),
-                F::IsLive => boolean(ch.stream_id.is_some()),
-                F::Title => string(out, &ch.title),
-                F::ViewerCount => int(cx.viewers(&ch.id)),
-                _ => unknown("StreamUpdate", name),
-            }),
-            Obj::Connection(page) => Ok(match f {
-                F::Edges => Resolved::List(
-                    (0..page.items.len() as u32)
-                        .map(|i| Resolved::Object(Obj::Edge(Rc::clone(page), i)))
-                        .collect(),
-                ),
-                F::Nodes => {
-                    Resolved::List(page.items.iter().cloned().map(Resolved::Object).collect())
-                }
-                F::PageInfo => Resolved::Object(Obj::PageInfo(Rc::clone(page))),
-                F::TotalCount => int(page.total as i64),
-                _ => unknown("Connection", name),
-            }),
-            Obj::Edge(page, i) => Ok(match f {
-                F::Cursor => cursor(out, &page.cursors[*i as usize]),
-                F::Node => Resolved::Object(page.items[*i as usize].clone()),
-                _ => unknown("Edge", name),
-            }),
-            Obj::PageInfo(page) => Ok(match f {
-                F::HasNextPage => boolean(page.has_next),
-                F::EndCursor => match page.cursors.last() {
-                    None => Resolved::Null,
-                    Some(c) => cursor(out, c),
-                },
-                _ => unknown("PageInfo", name),
-            }),
-            Obj::Root | Obj::RoomEvent(_) | Obj::ChannelRoot(_) => Ok(unknown("root", name)),
-        };
-        out.push(value(r));
+            _ => unknown("PageInfo", name),
+        },
+        Obj::Root | Obj::RoomEvent(_) | Obj::ChannelRoot(_) => unknown("root", name),
+    }
+}
+
+/// `Channel.recentMessages` of one parent (from the shard's cache, mostly).
+async fn recent_messages(
+    cx: &Request<'_>,
+    p: &Obj,
+    args: &Args<'_>,
+) -> Result<Resolved<Obj>, FieldError> {
+    let Obj::Channel(ch) = p else {
+        return Ok(Resolved::Null);
+    };
+    let last = count_arg(args, "last", 20)?;
+    let (all, skip) = cx
+        .recent_messages(&ch.id, last)
+        .await
+        .map_err(field_error)?;
+    Ok(Resolved::List(
+        all[skip..]
+            .iter()
+            .map(|m| Resolved::Object(Obj::Message(Rc::clone(m))))
+            .collect(),
+    ))
+}
+
+/// A paged field of one parent: a follow list, a category's streams.
+async fn paged(
+    cx: &Request<'_>,
+    p: &Obj,
+    f: F,
+    args: &Args<'_>,
+) -> Result<Resolved<Obj>, FieldError> {
+    match (p, f) {
+        (Obj::User(u), F::Following) => follows(cx, FollowList::Following, &u.id, args).await,
+        (Obj::Channel(c), F::Followers) => follows(cx, FollowList::Followers, &c.id, args).await,
+        (Obj::Category(k), F::Streams) => stream_page(cx, Some(&k.id), None, args).await,
+        _ => Ok(Resolved::Null),
     }
 }
 
@@ -275,108 +318,124 @@ fn relation_id(p: &Obj, f: F) -> Option<&str> {
     }
 }
 
-/// The ids to load: those that are there, in order.
-fn wanted<'a>(ids: &[Option<&'a str>]) -> Vec<&'a str> {
-    ids.iter().flatten().copied().collect()
+/// The ids a to-one relation of `parents` loads: those that are there, in order.
+fn wanted(parents: &[Obj], f: F) -> Vec<&str> {
+    let mut ids = Vec::with_capacity(parents.len());
+    ids.extend(parents.iter().filter_map(|p| relation_id(p, f)));
+    ids
 }
 
 /// Every parent's value of a to-one relation from the rows loaded for [`wanted`]: null
 /// where there is no id, `missing()` where the row is gone, the store's error for all
 /// when the load failed.
 fn place<T>(
-    ids: &[Option<&str>],
+    parents: &[Obj],
+    f: F,
     rows: Result<Vec<Option<Rc<T>>>, StoreError>,
     wrap: fn(Rc<T>) -> Obj,
     missing: impl Fn() -> Resolved<Obj>,
-) -> Vec<Resolved<Obj>> {
-    match rows {
-        Err(e) => ids
-            .iter()
-            .map(|_| Resolved::Error(field_error(e.clone())))
-            .collect(),
-        Ok(rows) => {
-            let mut rows = rows.into_iter();
-            ids.iter()
-                .map(|id| match id {
-                    None => Resolved::Null,
-                    Some(_) => rows
-                        .next()
-                        .flatten()
-                        .map_or_else(&missing, |row| Resolved::Object(wrap(row))),
-                })
-                .collect()
-        }
+    out: &mut Out<'_, Obj>,
+) {
+    let mut rows = match rows {
+        Ok(rows) => rows.into_iter(),
+        Err(e) => return fail(parents, e, out),
+    };
+    for p in parents {
+        out.push(match relation_id(p, f) {
+            None => Resolved::Null,
+            Some(_) => rows
+                .next()
+                .flatten()
+                .map_or_else(&missing, |row| Resolved::Object(wrap(row))),
+        });
+    }
+}
+
+/// The store's error for every parent.
+fn fail(parents: &[Obj], e: StoreError, out: &mut Out<'_, Obj>) {
+    let e = field_error(e);
+    for _ in parents {
+        out.push(Resolved::Error(e.clone()));
     }
 }
 
 /// `category` of channels, streams and stream updates, from the categories (cached).
-async fn category_of(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+async fn category_of(cx: &Request<'_>, parents: &[Obj], out: &mut Out<'_, Obj>) {
     let all = match cx.categories().await {
         Ok(all) => all,
-        Err(e) => {
-            return parents
-                .iter()
-                .map(|_| Resolved::Error(field_error(e.clone())))
-                .collect()
-        }
+        Err(e) => return fail(parents, e, out),
     };
-    parents
-        .iter()
-        .map(|p| {
-            let id = match p {
-                Obj::Channel(c) | Obj::StreamUpdate(c) => c.category_id.as_deref(),
-                Obj::Stream(s) => s.category_id.as_deref(),
-                _ => None,
-            };
+    for p in parents {
+        let id = match p {
+            Obj::Channel(c) | Obj::StreamUpdate(c) => c.category_id.as_deref(),
+            Obj::Stream(s) => s.category_id.as_deref(),
+            _ => None,
+        };
+        out.push(
             id.and_then(|id| all.iter().find(|k| &*k.id == id))
                 .map_or(Resolved::Null, |k| {
                     Resolved::Object(Obj::Category(Rc::clone(k)))
-                })
-        })
-        .collect()
+                }),
+        );
+    }
+}
+
+/// `Category.viewerCount` (`f` is `ViewerCount`) or `liveStreamCount` of every parent,
+/// from the live channels (cached) and the shard's presence.
+async fn category_counts(cx: &Request<'_>, parents: &[Obj], f: F, out: &mut Out<'_, Obj>) {
+    let live = match cx.live().await {
+        Ok(live) => live,
+        Err(e) => return fail(parents, e, out),
+    };
+    for p in parents {
+        let Obj::Category(k) = p else {
+            out.push(Resolved::Null);
+            continue;
+        };
+        let of = live
+            .iter()
+            .filter(|l| l.category_id.as_deref() == Some(&*k.id));
+        out.push(if f == F::ViewerCount {
+            let total = cx.domain.presence.total(of.map(|l| &*l.channel_id));
+            int(i64::try_from(total).unwrap_or(i64::MAX))
+        } else {
+            int(of.count() as i64)
+        });
+    }
 }
 
 /// `Channel.moderators` for every parent, in one load.
-async fn moderators(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
-    let channels: Vec<&Channel> = parents
-        .iter()
-        .filter_map(|p| match p {
-            Obj::Channel(c) => Some(&**c),
-            _ => None,
-        })
-        .collect();
+async fn moderators(cx: &Request<'_>, parents: &[Obj], out: &mut Out<'_, Obj>) {
+    let channels = parents.iter().filter_map(|p| match p {
+        Obj::Channel(c) => Some(&**c),
+        _ => None,
+    });
     let wanted: Vec<&str> = channels
-        .iter()
+        .clone()
         .flat_map(|c| c.moderator_ids.iter().map(|m| &**m))
         .collect();
-    let rows = match cx.users(&wanted).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            return parents
-                .iter()
-                .map(|_| Resolved::Error(field_error(e.clone())))
-                .collect()
-        }
+    let mut rows = match cx.users(&wanted).await {
+        Ok(rows) => rows.into_iter(),
+        Err(e) => return fail(parents, e, out),
     };
-    let mut rows = rows.into_iter();
-    channels
-        .iter()
-        .map(|c| {
-            Resolved::List(
-                c.moderator_ids
-                    .iter()
-                    .filter_map(|_| rows.next().flatten())
-                    .map(|u| Resolved::Object(Obj::User(u)))
-                    .collect(),
-            )
-        })
-        .collect()
+    for c in channels {
+        out.push(Resolved::List(
+            c.moderator_ids
+                .iter()
+                .filter_map(|_| rows.next().flatten())
+                .map(|u| Resolved::Object(Obj::User(u)))
+                .collect(),
+        ));
+    }
 }
 
 /// `Channel.viewerIsFollowing` for every parent, in one load.
-async fn viewer_follows(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
+async fn viewer_follows(cx: &Request<'_>, parents: &[Obj], out: &mut Out<'_, Obj>) {
     let Some(v) = &cx.viewer else {
-        return parents.iter().map(|_| boolean(false)).collect();
+        for _ in parents {
+            out.push(boolean(false));
+        }
+        return;
     };
     let ids: Vec<&str> = parents
         .iter()
@@ -386,38 +445,31 @@ async fn viewer_follows(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>>
         })
         .collect();
     match cx.follows(&v.id, &ids).await {
-        Ok(yes) => yes.into_iter().map(boolean).collect(),
-        Err(e) => parents
-            .iter()
-            .map(|_| Resolved::Error(field_error(e.clone())))
-            .collect(),
+        Ok(yes) => {
+            for y in yes {
+                out.push(boolean(y));
+            }
+        }
+        Err(e) => fail(parents, e, out),
     }
 }
 
 /// `Stream.viewerCount`: its channel's viewers while it is the channel's live stream,
 /// else 0; the channels in one load.
-async fn stream_viewers(cx: &Request<'_>, parents: &[Obj]) -> Vec<Resolved<Obj>> {
-    let streams: Vec<&crate::store::Stream> = parents
-        .iter()
-        .filter_map(|p| match p {
-            Obj::Stream(s) => Some(&**s),
-            _ => None,
-        })
-        .collect();
-    let ids: Vec<&str> = streams.iter().map(|s| &*s.channel_id).collect();
+async fn stream_viewers(cx: &Request<'_>, parents: &[Obj], out: &mut Out<'_, Obj>) {
+    let streams = parents.iter().filter_map(|p| match p {
+        Obj::Stream(s) => Some(&**s),
+        _ => None,
+    });
+    let ids: Vec<&str> = streams.clone().map(|s| &*s.channel_id).collect();
     match cx.channels(&ids).await {
-        Err(e) => parents
-            .iter()
-            .map(|_| Resolved::Error(field_error(e.clone())))
-            .collect(),
-        Ok(channels) => streams
-            .iter()
-            .zip(channels)
-            .map(|(s, c)| {
+        Err(e) => fail(parents, e, out),
+        Ok(channels) => {
+            for (s, c) in streams.zip(channels) {
                 let live = c.is_some_and(|c| c.stream_id.as_deref() == Some(&*s.id));
-                int(if live { cx.viewers(&s.channel_id) } else { 0 })
-            })
-            .collect(),
+                out.push(int(if live { cx.viewers(&s.channel_id) } else { 0 }));
+            }
+        }
     }
 }
 
@@ -433,50 +485,66 @@ fn follow_after(args: &Args<'_>) -> Result<Option<u64>, FieldError> {
     }
 }
 
-/// A page of users or channels from a follow list's keys and ids.
+/// `User.following` or `Channel.followers` of the user or channel `id`.
+async fn follows(
+    cx: &Request<'_>,
+    list: FollowList,
+    id: &str,
+    args: &Args<'_>,
+) -> Result<Resolved<Obj>, FieldError> {
+    let first = count_arg(args, "first", 20)?;
+    let after = follow_after(args)?;
+    let page = cx
+        .follow_list(list, id, after, first)
+        .await
+        .map_err(field_error)?;
+    follow_page(cx, list, page).await.map_err(field_error)
+}
+
+/// A page of users or channels: the first `take` items of a follow list's page.
 async fn follow_page(
     cx: &Request<'_>,
-    page: crate::store::KeyPage,
-    users: bool,
+    list: FollowList,
+    (page, take): (Rc<KeyPage>, usize),
 ) -> Result<Resolved<Obj>, StoreError> {
-    let ids: Vec<&str> = page.items.iter().map(|(_, id)| &**id).collect();
-    let (mut items, mut cursors) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
-    let objs: Vec<Option<Obj>> = if users {
-        cx.users(&ids)
-            .await?
-            .into_iter()
-            .map(|u| u.map(Obj::User))
-            .collect()
-    } else {
-        cx.channels(&ids)
-            .await?
-            .into_iter()
-            .map(|c| c.map(Obj::Channel))
-            .collect()
-    };
-    for ((key, _), obj) in page.items.iter().zip(objs) {
-        if let Some(obj) = obj {
-            items.push(obj);
-            cursors.push(Cursor::Follow(*key));
+    let shown = &page.items[..take];
+    let ids: Vec<&str> = shown.iter().map(|(_, id)| &**id).collect();
+    let (mut items, mut cursors) = (Vec::with_capacity(take), Vec::with_capacity(take));
+    match list {
+        FollowList::Followers => {
+            for ((key, _), u) in shown.iter().zip(cx.users(&ids).await?) {
+                if let Some(u) = u {
+                    items.push(Obj::User(u));
+                    cursors.push(Cursor::Follow(*key));
+                }
+            }
+        }
+        FollowList::Following => {
+            for ((key, _), c) in shown.iter().zip(cx.channels(&ids).await?) {
+                if let Some(c) = c {
+                    items.push(Obj::Channel(c));
+                    cursors.push(Cursor::Follow(*key));
+                }
+            }
         }
     }
     Ok(Resolved::Object(Obj::Connection(Rc::new(Page {
         items,
         cursors,
-        has_next: page.has_next,
+        has_next: page.items.len() > take || page.has_next,
         total: page.total,
     }))))
 }
 
-async fn user(
+/// A scalar field of a user.
+fn user(
     cx: &Request<'_>,
     out: &mut Out<'_, Obj>,
     user: &Rc<User>,
     f: F,
     name: &str,
-    args: &Args<'_>,
-) -> Result<Resolved<Obj>, FieldError> {
-    Ok(match f {
+) -> Resolved<Obj> {
+    match f {
         F::Id => string(out, &user.id),
         F::Login => string(out, &user.login),
         F::DisplayName => string(out, &user.display_name),
@@ -496,30 +564,19 @@ async fn user(
             Resolved::List(roles)
         }
         F::CreatedAt => time(out, user.created_at),
-        F::Following => {
-            let first = count_arg(args, "first", 20)?;
-            let after = follow_after(args)?;
-            let page = cx
-                .domain
-                .store
-                .following(&user.id, after, first)
-                .await
-                .map_err(field_error)?;
-            follow_page(cx, page, false).await.map_err(field_error)?
-        }
         _ => unknown("User", name),
-    })
+    }
 }
 
-async fn channel(
+/// A scalar field of a channel.
+fn channel(
     cx: &Request<'_>,
     out: &mut Out<'_, Obj>,
     ch: &Rc<Channel>,
     f: F,
     name: &str,
-    args: &Args<'_>,
-) -> Result<Resolved<Obj>, FieldError> {
-    Ok(match f {
+) -> Resolved<Obj> {
+    match f {
         F::Id => string(out, &ch.id),
         F::Login => string(out, &ch.login),
         F::Title => string(out, &ch.title),
@@ -527,31 +584,7 @@ async fn channel(
         F::Tags => Resolved::List(ch.tags.iter().map(|t| string(out, t)).collect()),
         F::IsLive => boolean(ch.stream_id.is_some()),
         F::FollowerCount => int(ch.follower_count),
-        F::Followers => {
-            let first = count_arg(args, "first", 20)?;
-            let after = follow_after(args)?;
-            let page = cx
-                .domain
-                .store
-                .followers(&ch.id, after, first)
-                .await
-                .map_err(field_error)?;
-            follow_page(cx, page, true).await.map_err(field_error)?
-        }
-        F::RecentMessages => {
-            let last = count_arg(args, "last", 20)?;
-            let (all, skip) = cx
-                .recent_messages(&ch.id, last)
-                .await
-                .map_err(field_error)?;
-            Resolved::List(
-                all[skip..]
-                    .iter()
-                    .map(|m| Resolved::Object(Obj::Message(Rc::clone(m))))
-                    .collect(),
-            )
-        }
         F::ViewerCount => int(cx.viewers(&ch.id)),
         _ => unknown("Channel", name),
-    })
+    }
 }

@@ -23,7 +23,7 @@ pub(super) async fn resolve(cx: &Request<'_>, field: &str, args: &Args<'_>) -> R
             Err(e) => Err(e),
             Ok(by) => {
                 let u = match by {
-                    By::Id(id) => cx.users(&[id]).await.map(|mut v| v.pop().flatten()),
+                    By::Id(id) => cx.user(id).await,
                     By::Other(login) => cx.user_by_login(login).await,
                 };
                 u.map(|u| u.map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
@@ -113,10 +113,8 @@ pub(super) async fn node(cx: &Request<'_>, id: &str) -> Result<Resolved<Obj>, St
         }
     }
     Ok(cx
-        .users(&[id])
+        .user(id)
         .await?
-        .pop()
-        .flatten()
         .map_or(Resolved::Null, |u| Resolved::Object(Obj::User(u))))
 }
 

@@ -59,15 +59,6 @@ pub struct Inbox {
     fallback: Arc<SegQueue<Notice>>,
 }
 
-/// What a wake-up brought.
-#[derive(Debug, Default)]
-pub struct Taken {
-    /// The notices, in ring order per ring.
-    pub notices: Vec<Notice>,
-    /// Some notices were overwritten before this shard read them: re-read every room.
-    pub lapped: bool,
-}
-
 impl Fanout {
     /// A fan-out between `shards` shards.
     pub fn new(shards: usize) -> Fanout {
@@ -164,20 +155,23 @@ impl Inbox {
             .await;
     }
 
-    /// Takes what has come, each ring's in order, without waiting.
-    pub fn take_now(&self) -> Taken {
-        let mut taken = Taken::default();
+    /// Takes what has come into `notices`, each ring's in order, without waiting;
+    /// whether some notices were overwritten before this shard read them (lapped: every
+    /// room is to be read again). `notices` is the caller's buffer, kept between calls
+    /// so that taking allocates nothing.
+    pub fn take_now(&self, notices: &mut Vec<Notice>) -> bool {
+        let mut lapped = false;
         for c in self.consumers.borrow_mut().iter_mut() {
             while c.drain(DRAIN_BATCH, |r| match r {
-                Recv::Item(n) => taken.notices.push(n.clone()),
-                Recv::Lapped(_) => taken.lapped = true,
+                Recv::Item(n) => notices.push(n.clone()),
+                Recv::Lapped(_) => lapped = true,
             }) == DRAIN_BATCH
             {}
         }
         while let Some(n) = self.fallback.pop() {
-            taken.notices.push(n);
+            notices.push(n);
         }
-        taken
+        lapped
     }
 }
 
@@ -219,15 +213,17 @@ mod tests {
         assert_eq!(f.writes(), 3, "every publish counts");
         for inbox in &inboxes {
             inbox.ready().await;
-            let t = inbox.take_now();
-            assert!(!t.lapped);
-            let seen: Vec<String> = t.notices.iter().map(channel_of).collect();
+            let mut notices = Vec::new();
+            assert!(!inbox.take_now(&mut notices));
+            let seen: Vec<String> = notices.iter().map(channel_of).collect();
             assert_eq!(seen.len(), 3);
             // Each ring keeps its order; rings are read one after another.
             let pos = |id: &str| seen.iter().position(|x| x.contains(id)).unwrap();
             assert!(pos("\"a\"") < pos("\"b\""));
             assert!(seen.iter().any(|x| x.contains("\"c\"")));
-            assert!(inbox.take_now().notices.is_empty(), "taken once");
+            notices.clear();
+            inbox.take_now(&mut notices);
+            assert!(notices.is_empty(), "taken once");
         }
         assert_eq!(f.counts(), (0, 3));
     }
@@ -240,9 +236,9 @@ mod tests {
             f.publish(changed(&format!("r{i}")));
         }
         inbox.ready().await;
-        let t = inbox.take_now();
-        assert!(t.lapped);
-        assert_eq!(t.notices.len(), RING_CAPACITY);
-        assert!(channel_of(t.notices.last().unwrap()).contains(&format!("r{}", RING_CAPACITY + 9)));
+        let mut notices = Vec::new();
+        assert!(inbox.take_now(&mut notices));
+        assert_eq!(notices.len(), RING_CAPACITY);
+        assert!(channel_of(notices.last().unwrap()).contains(&format!("r{}", RING_CAPACITY + 9)));
     }
 }

@@ -197,6 +197,8 @@ pub struct Hub {
     inbox: Inbox,
     jobs: RefCell<VecDeque<Job>>,
     wake: Notify,
+    /// The buffer notices are taken into (kept, so that taking allocates nothing).
+    taken: RefCell<Vec<Notice>>,
     rooms: RefCell<HashMap<Box<str>, Room, foldhash::fast::RandomState>>,
     next_conn: Cell<ConnId>,
 }
@@ -212,6 +214,7 @@ impl Hub {
             inbox,
             jobs: RefCell::default(),
             wake: Notify::new(),
+            taken: RefCell::new(Vec::new()),
             rooms: RefCell::default(),
             next_conn: Cell::new(1),
         }
@@ -242,15 +245,17 @@ impl Hub {
     /// Takes what the rings hold: the cache drops what changed, members get their
     /// frames, subscriptions' renders are queued.
     fn take(&self) {
-        let taken = self.inbox.take_now();
-        if taken.notices.is_empty() && !taken.lapped {
+        let mut notices = std::mem::take(&mut *self.taken.borrow_mut());
+        let lapped = self.inbox.take_now(&mut notices);
+        if notices.is_empty() && !lapped {
+            *self.taken.borrow_mut() = notices;
             return;
         }
-        for n in &taken.notices {
+        for n in notices.drain(..) {
             match n {
                 Notice::Room(e) => {
                     self.cache.room_changed(&e.room);
-                    self.advance(e);
+                    self.advance(&e);
                 }
                 Notice::Changed(changes) => {
                     for c in changes.iter() {
@@ -262,7 +267,8 @@ impl Hub {
                 }
             }
         }
-        if taken.lapped {
+        *self.taken.borrow_mut() = notices;
+        if lapped {
             // Notices were lost: what they said is read again from the rooms.
             self.cache.clear();
             let rooms: Vec<Arc<rooms::Room>> = self
@@ -276,7 +282,10 @@ impl Hub {
                 self.stream_changed(&r.id);
             }
         }
-        self.wake.notify_one();
+        // The hub's task renders what was queued; with nothing queued it sleeps on.
+        if !self.jobs.borrow().is_empty() {
+            self.wake.notify_one();
+        }
     }
 
     /// Brings the local room up to its node room's last seq.
@@ -820,7 +829,7 @@ mod tests {
         let room = rooms.open("ch_u1").await.unwrap().unwrap();
         for n in 0..10 {
             rooms
-                .order(&room, Chat::Deleted { message_seq: n })
+                .order(&room, Chat::Deleted { message_seq: n }, rooms.now())
                 .await
                 .unwrap();
         }
@@ -836,7 +845,7 @@ mod tests {
         );
         // Then delivery goes on from there.
         let next = rooms
-            .order(&room, Chat::Deleted { message_seq: 1 })
+            .order(&room, Chat::Deleted { message_seq: 1 }, rooms.now())
             .await
             .unwrap();
         fanout.publish(Notice::Room(next));
@@ -893,11 +902,11 @@ mod tests {
         let rooms = &hub.domain.rooms;
         let room = rooms.open("ch_u2").await.unwrap().unwrap();
         let a = rooms
-            .order(&room, Chat::Deleted { message_seq: 1 })
+            .order(&room, Chat::Deleted { message_seq: 1 }, rooms.now())
             .await
             .unwrap();
         let b = rooms
-            .order(&room, Chat::Deleted { message_seq: 2 })
+            .order(&room, Chat::Deleted { message_seq: 2 }, rooms.now())
             .await
             .unwrap();
         // The later event's notice comes first (another shard published it sooner).

@@ -29,6 +29,16 @@ impl Presence {
         self.counts.pin().get(room).map_or(0, |n| n.load(Relaxed))
     }
 
+    /// The viewers of all of `rooms` together (one pin of the map for all).
+    pub fn total<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) -> u64 {
+        let map = self.counts.pin();
+        rooms
+            .into_iter()
+            .filter_map(|room| map.get(room))
+            .map(|n| u64::from(n.load(Relaxed)))
+            .sum()
+    }
+
     /// A connection joined `room`.
     pub fn joined(&self, room: &str) {
         let map = self.counts.pin();
@@ -66,6 +76,7 @@ mod tests {
         p.joined("ch_u1");
         p.left("ch_u9");
         assert_eq!((p.count("ch_u1"), p.count("ch_u9")), (6, 1));
+        assert_eq!(p.total(["ch_u1", "ch_u9", "ch_u7"]), 7);
         p.left("ch_u9");
         p.left("ch_u9");
         assert_eq!(p.count("ch_u9"), 0);

@@ -1,6 +1,7 @@
 //! A shard's read-through cache of hot rows: users, channels (with their follower
-//! counts), streams, categories, the live list, follows and each room's recent
-//! messages. Shard-local (`Rc`, no lock, no atomic), bounded in entries per table and by
+//! counts), streams, categories, the live list, follows, memberships (what a user is in
+//! a channel, for a mutation's checks), the first page of each follow list and each
+//! room's recent messages. Shard-local (`Rc`, no lock, no atomic), bounded in entries per table and by
 //! a TTL, both settings.
 //!
 //! Exact within a node: every change a mutation makes reaches every shard's cache
@@ -19,7 +20,7 @@ use std::hash::{BuildHasher, Hash};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::rows::{Category, Channel, Live, Message, Millis, Stream, User};
+use super::rows::{Category, Channel, KeyPage, Live, Membership, Message, Millis, Stream, User};
 use super::Change;
 use crate::metrics::ShardMetrics;
 
@@ -51,11 +52,15 @@ pub enum Kind {
     Follow,
     /// A room's recent messages.
     Messages,
+    /// The first page of a follow list (a channel's followers, a user's follows).
+    FollowList,
+    /// What a user is in a channel.
+    Membership,
 }
 
 impl Kind {
     /// Every kind, in counter order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::User,
         Kind::Login,
         Kind::Channel,
@@ -64,6 +69,8 @@ impl Kind {
         Kind::Live,
         Kind::Follow,
         Kind::Messages,
+        Kind::FollowList,
+        Kind::Membership,
     ];
 
     /// The metrics label.
@@ -77,12 +84,26 @@ impl Kind {
             Kind::Live => "live",
             Kind::Follow => "follow",
             Kind::Messages => "messages",
+            Kind::FollowList => "follow_list",
+            Kind::Membership => "membership",
         }
     }
 }
 
 /// The most recent messages a room's entry holds (`recentMessages` asks for at most 100).
 pub const RECENT_MESSAGES: usize = 100;
+
+/// The follows a follow list's entry holds: its first page at the largest `first`.
+pub const FOLLOW_PAGE: usize = 100;
+
+/// Which follow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowList {
+    /// A channel's followers (users), by channel id.
+    Followers,
+    /// The channels a user follows, by user id.
+    Following,
+}
 
 /// One table: entries that expire, at most `cap` of them.
 #[derive(Debug)]
@@ -139,13 +160,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
     }
 }
 
-/// The key of a follow: a hash of (user, channel), the pair kept beside the answer so a
+/// The key of a (user, channel) pair: a hash, the pair kept beside the answer so a
 /// collision is a miss, never a wrong answer.
-fn follow_key(user_id: &str, channel_id: &str) -> u64 {
+fn pair_key(user_id: &str, channel_id: &str) -> u64 {
     foldhash::fast::FixedState::with_seed(0x0f01_10f5).hash_one((user_id, channel_id))
 }
 
-type FollowEntry = Rc<(Box<str>, Box<str>, bool)>;
+/// An answer about a (user, channel) pair, with the pair.
+type PairEntry<T> = Rc<(Box<str>, Box<str>, T)>;
 
 /// A room's recent messages, oldest first.
 type Recent = Rc<[Rc<Message>]>;
@@ -156,13 +178,16 @@ type Recent = Rc<[Rc<Message>]>;
 pub struct Cache {
     limits: CacheLimits,
     users: RefCell<Table<Box<str>, Rc<User>>>,
-    logins: RefCell<Table<Box<str>, Box<str>>>,
+    logins: RefCell<Table<Box<str>, Rc<str>>>,
     channels: RefCell<Table<Box<str>, Rc<Channel>>>,
     streams: RefCell<Table<Box<str>, Rc<Stream>>>,
     categories: RefCell<Table<(), Rc<[Rc<Category>]>>>,
     live: RefCell<Table<(), Rc<[Live]>>>,
-    follows: RefCell<Table<u64, FollowEntry>>,
+    follows: RefCell<Table<u64, PairEntry<bool>>>,
+    memberships: RefCell<Table<u64, PairEntry<Option<Rc<Membership>>>>>,
     messages: RefCell<Table<Box<str>, Recent>>,
+    followers: RefCell<Table<Box<str>, Rc<KeyPage>>>,
+    following: RefCell<Table<Box<str>, Rc<KeyPage>>>,
     /// The node's write counter this shard's caches are caught up to.
     applied: Cell<u64>,
     /// Invalidations applied so far (a fill that began before the last one is not kept).
@@ -186,7 +211,10 @@ impl Cache {
             categories: RefCell::new(Table::new()),
             live: RefCell::new(Table::new()),
             follows: RefCell::new(Table::new()),
+            memberships: RefCell::new(Table::new()),
             messages: RefCell::new(Table::new()),
+            followers: RefCell::new(Table::new()),
+            following: RefCell::new(Table::new()),
             applied: Cell::new(0),
             generation: Cell::new(0),
             metrics,
@@ -230,10 +258,10 @@ impl Cache {
             let limits = self.limits;
             self.users
                 .borrow_mut()
-                .put(user.id.clone(), Rc::clone(user), now, limits);
+                .put(Box::from(&*user.id), Rc::clone(user), now, limits);
             self.logins.borrow_mut().put(
                 user.login.to_ascii_lowercase().into(),
-                user.id.clone(),
+                Rc::from(&*user.id),
                 now,
                 limits,
             );
@@ -241,7 +269,7 @@ impl Cache {
     }
 
     /// The id of the user with a login (lowercase).
-    pub fn login(&self, login: &str, now: Millis) -> Option<Box<str>> {
+    pub fn login(&self, login: &str, now: Millis) -> Option<Rc<str>> {
         let v = self.logins.borrow().get(login, now);
         self.count(Kind::Login, v.is_some());
         v
@@ -319,7 +347,7 @@ impl Cache {
         let v = self
             .follows
             .borrow()
-            .get(&follow_key(user_id, channel_id), now)
+            .get(&pair_key(user_id, channel_id), now)
             .filter(|e| &*e.0 == user_id && &*e.1 == channel_id)
             .map(|e| e.2);
         self.count(Kind::Follow, v.is_some());
@@ -330,8 +358,44 @@ impl Cache {
     pub fn put_follows(&self, user_id: &str, channel_id: &str, yes: bool, now: Millis, fill: Fill) {
         if self.keeps(fill) {
             self.follows.borrow_mut().put(
-                follow_key(user_id, channel_id),
+                pair_key(user_id, channel_id),
                 Rc::new((user_id.into(), channel_id.into(), yes)),
+                now,
+                self.limits,
+            );
+        }
+    }
+
+    /// What a user is in a channel (None: nothing), if cached.
+    pub fn membership(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        now: Millis,
+    ) -> Option<Option<Rc<Membership>>> {
+        let v = self
+            .memberships
+            .borrow()
+            .get(&pair_key(user_id, channel_id), now)
+            .filter(|e| &*e.0 == user_id && &*e.1 == channel_id)
+            .map(|e| e.2.clone());
+        self.count(Kind::Membership, v.is_some());
+        v
+    }
+
+    /// Keeps what a user is in a channel, read in `fill`.
+    pub fn put_membership(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        membership: Option<Rc<Membership>>,
+        now: Millis,
+        fill: Fill,
+    ) {
+        if self.keeps(fill) {
+            self.memberships.borrow_mut().put(
+                pair_key(user_id, channel_id),
+                Rc::new((user_id.into(), channel_id.into(), membership)),
                 now,
                 self.limits,
             );
@@ -363,6 +427,36 @@ impl Cache {
         }
     }
 
+    fn follow_table(&self, list: FollowList) -> &RefCell<Table<Box<str>, Rc<KeyPage>>> {
+        match list {
+            FollowList::Followers => &self.followers,
+            FollowList::Following => &self.following,
+        }
+    }
+
+    /// The first [`FOLLOW_PAGE`] follows of a list (of the channel or user `id`).
+    pub fn follow_list(&self, list: FollowList, id: &str, now: Millis) -> Option<Rc<KeyPage>> {
+        let v = self.follow_table(list).borrow().get(id, now);
+        self.count(Kind::FollowList, v.is_some());
+        v
+    }
+
+    /// Keeps the first page of a follow list, read in `fill`.
+    pub fn put_follow_list(
+        &self,
+        list: FollowList,
+        id: &str,
+        page: &Rc<KeyPage>,
+        now: Millis,
+        fill: Fill,
+    ) {
+        if self.keeps(fill) {
+            self.follow_table(list)
+                .borrow_mut()
+                .put(id.into(), Rc::clone(page), now, self.limits);
+        }
+    }
+
     /// Drops what a change makes stale.
     pub fn invalidate(&self, change: &Change) {
         self.generation.set(self.generation.get() + 1);
@@ -372,12 +466,22 @@ impl Cache {
             Change::Follow {
                 user_id,
                 channel_id,
-            } => self
-                .follows
-                .borrow_mut()
-                .remove(&follow_key(user_id, channel_id)),
+            } => {
+                self.follows
+                    .borrow_mut()
+                    .remove(&pair_key(user_id, channel_id));
+                self.followers.borrow_mut().remove(&**channel_id);
+                self.following.borrow_mut().remove(&**user_id);
+            }
             Change::Live => self.live.borrow_mut().clear(),
-            Change::Stream(_) | Change::Membership { .. } => {}
+            Change::Membership {
+                user_id,
+                channel_id,
+            } => self
+                .memberships
+                .borrow_mut()
+                .remove(&pair_key(user_id, channel_id)),
+            Change::Stream(_) => {}
         }
     }
 
@@ -397,7 +501,10 @@ impl Cache {
         self.categories.borrow_mut().clear();
         self.live.borrow_mut().clear();
         self.follows.borrow_mut().clear();
+        self.memberships.borrow_mut().clear();
         self.messages.borrow_mut().clear();
+        self.followers.borrow_mut().clear();
+        self.following.borrow_mut().clear();
     }
 }
 
@@ -483,5 +590,48 @@ mod tests {
         assert_eq!(c.follows("u1", "ch_2", 1), None);
         c.clear();
         assert_eq!(c.follows("u2", "ch_2", 1), None);
+    }
+
+    #[test]
+    fn memberships_are_kept_per_pair_and_leave_on_their_change() {
+        let c = cache(10);
+        let m = Rc::new(Membership {
+            owner_id: "u1".into(),
+            moderator: true,
+            ban: None,
+        });
+        c.put_membership("u2", "ch_1", Some(Rc::clone(&m)), 0, c.fill());
+        c.put_membership("u3", "ch_1", None, 0, c.fill());
+        assert_eq!(c.membership("u2", "ch_1", 1), Some(Some(m)));
+        assert_eq!(c.membership("u3", "ch_1", 1), Some(None), "nothing, cached");
+        assert_eq!(c.membership("u2", "ch_2", 1), None, "not cached");
+        c.invalidate(&Change::Membership {
+            user_id: "u2".into(),
+            channel_id: "ch_1".into(),
+        });
+        assert_eq!(c.membership("u2", "ch_1", 1), None);
+        assert_eq!(c.membership("u3", "ch_1", 1), Some(None));
+    }
+
+    #[test]
+    fn a_follow_drops_both_of_its_lists_and_no_other() {
+        let c = cache(10);
+        let page = Rc::new(KeyPage {
+            items: vec![(1, "u1".into())],
+            has_next: false,
+            total: 1,
+        });
+        c.put_follow_list(FollowList::Followers, "ch_2", &page, 0, c.fill());
+        c.put_follow_list(FollowList::Followers, "ch_3", &page, 0, c.fill());
+        c.put_follow_list(FollowList::Following, "u1", &page, 0, c.fill());
+        c.put_follow_list(FollowList::Following, "u2", &page, 0, c.fill());
+        c.invalidate(&Change::Follow {
+            user_id: "u1".into(),
+            channel_id: "ch_2".into(),
+        });
+        assert!(c.follow_list(FollowList::Followers, "ch_2", 1).is_none());
+        assert!(c.follow_list(FollowList::Following, "u1", 1).is_none());
+        assert!(c.follow_list(FollowList::Followers, "ch_3", 1).is_some());
+        assert!(c.follow_list(FollowList::Following, "u2", 1).is_some());
     }
 }

@@ -8,8 +8,6 @@
 //!
 //! Cursors are opaque to clients (hex of the key's text).
 
-use std::fmt::Write as _;
-
 /// Where a page ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cursor {
@@ -28,13 +26,18 @@ pub struct NotACursor(pub String);
 impl Cursor {
     /// The cursor as clients see it.
     pub fn encode(&self) -> String {
-        let text = match self {
-            Cursor::Follow(key) => format!("f{key}"),
-            Cursor::Viewers(count, tie) => format!("v{count}:{tie}"),
-        };
-        let mut out = String::with_capacity(text.len() * 2);
-        for b in text.bytes() {
-            let _ = write!(out, "{b:02x}");
+        let mut out = String::with_capacity(48);
+        match self {
+            Cursor::Follow(key) => {
+                hex(&mut out, b"f");
+                hex(&mut out, itoa::Buffer::new().format(*key).as_bytes());
+            }
+            Cursor::Viewers(count, tie) => {
+                hex(&mut out, b"v");
+                hex(&mut out, itoa::Buffer::new().format(*count).as_bytes());
+                hex(&mut out, b":");
+                hex(&mut out, tie.as_bytes());
+            }
         }
         out
     }
@@ -63,6 +66,15 @@ impl Cursor {
             }
             _ => Err(bad()),
         }
+    }
+}
+
+/// Appends `bytes` in lowercase hex.
+fn hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
     }
 }
 

@@ -290,8 +290,8 @@ pub trait Store: Send + Sync + Debug {
     fn apply(&self, command: Command) -> StoreFuture<'_, Applied>;
 
     /// Keeps a room event (a chat message, a deletion, a ban) once its orderer has given
-    /// it a seq: acknowledged means kept.
-    fn record<'a>(&'a self, event: &'a streamhub_pubsub::Event) -> StoreFuture<'a, ()>;
+    /// it a seq, ordered `at` (what its age is counted from): acknowledged means kept.
+    fn record<'a>(&'a self, event: &'a streamhub_pubsub::Event, at: Millis) -> StoreFuture<'a, ()>;
 
     /// A room's last seq and its newest kept events (at most `max`, oldest first), for
     /// a history that starts (an orderer's, after a start); None when the channel does

@@ -2,20 +2,23 @@
 //! from every implementation. Resolvers share them (`Rc`) once a shard's cache holds
 //! them; nothing refers to another record by anything but its id.
 
+use std::sync::Arc;
+
 pub use streamhub_pubsub::Author;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
-/// A user; every user has exactly one channel.
+/// A user; every user has exactly one channel. The names are shared (`Arc`) so that a
+/// chat message's author is made from them without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The id (the token's `sub`).
-    pub id: Box<str>,
+    pub id: Arc<str>,
     /// The login (unique, case-insensitive).
-    pub login: Box<str>,
+    pub login: Arc<str>,
     /// The name shown.
-    pub display_name: Box<str>,
+    pub display_name: Arc<str>,
     /// The profile text.
     pub bio: Option<Box<str>>,
     /// Whether the user holds the global admin role (from the token's `roles`).
@@ -98,13 +101,13 @@ pub struct Live {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// Its channel's id.
-    pub channel_id: Box<str>,
+    pub channel_id: streamhub_pubsub::RoomId,
     /// Its seq in the channel's room.
     pub seq: u64,
     /// Its author, as when it was sent.
     pub author: Author,
     /// The text.
-    pub body: Box<str>,
+    pub body: Arc<str>,
     /// When it was sent.
     pub sent_at: Millis,
 }

@@ -76,11 +76,15 @@ pub(super) struct Data {
     /// How much of each room's chat is kept.
     pub limits: HistoryLimits,
     next_follow: u64,
-    user_ids: HashMap<Box<str>, UserIx>,
-    user_logins: HashMap<Box<str>, UserIx>,
-    channel_ids: HashMap<Box<str>, ChannelIx>,
-    category_ids: HashMap<Box<str>, CategoryIx>,
+    user_ids: Index<UserIx>,
+    user_logins: Index<UserIx>,
+    channel_ids: Index<ChannelIx>,
+    category_ids: Index<CategoryIx>,
 }
+
+/// Rows by their id (or login), hashed with foldhash: these lookups are on every
+/// store call.
+type Index<Ix> = HashMap<Box<str>, Ix, foldhash::fast::RandomState>;
 
 impl Data {
     /// An empty store keeping `limits` of each room's chat.
@@ -93,10 +97,10 @@ impl Data {
             live: Vec::new(),
             limits,
             next_follow: 1,
-            user_ids: HashMap::new(),
-            user_logins: HashMap::new(),
-            channel_ids: HashMap::new(),
-            category_ids: HashMap::new(),
+            user_ids: Index::default(),
+            user_logins: Index::default(),
+            channel_ids: Index::default(),
+            category_ids: Index::default(),
         }
     }
 
@@ -139,9 +143,9 @@ impl Data {
     pub fn user_row(&self, u: UserIx) -> User {
         let r = self.user(u);
         User {
-            id: r.id.clone(),
-            login: r.login.clone(),
-            display_name: r.display_name.clone(),
+            id: Arc::from(&*r.id),
+            login: Arc::from(&*r.login),
+            display_name: Arc::from(&*r.display_name),
             bio: r.bio.clone(),
             admin: r.admin,
             created_at: r.created_at,
@@ -220,7 +224,7 @@ impl Data {
                 body,
                 sent_at,
             } => Some(Message {
-                channel_id: self.channel(c).id.clone(),
+                channel_id: Arc::from(&*self.channel(c).id),
                 seq,
                 author: author.clone(),
                 body: body.clone(),

@@ -210,9 +210,9 @@ pub(super) fn generate(size: DemoSize, limits: HistoryLimits, now: Millis) -> De
             };
             let author = d.user(author);
             let author = Author {
-                id: author.id.clone(),
-                login: author.login.clone(),
-                display_name: author.display_name.clone(),
+                id: Arc::from(&*author.id),
+                login: Arc::from(&*author.login),
+                display_name: Arc::from(&*author.display_name),
             };
             at += Millis::from(rng.u32(1_000..30_000));
             let body = LINES[rng.usize(..LINES.len())].into();

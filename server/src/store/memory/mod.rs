@@ -443,12 +443,11 @@ impl Store for MemoryStore {
         done(self.run(command))
     }
 
-    fn record<'a>(&'a self, event: &'a Event) -> StoreFuture<'a, ()> {
-        let now = self.clock.now();
+    fn record<'a>(&'a self, event: &'a Event, at: crate::store::Millis) -> StoreFuture<'a, ()> {
         let mut d = self.write();
         done(match d.channel_by_id(&event.room) {
             Some(c) => {
-                d.record(c, event.seq, Arc::clone(&event.payload), now);
+                d.record(c, event.seq, Arc::clone(&event.payload), at);
                 Ok(())
             }
             None => Err(no_channel(&event.room)),
