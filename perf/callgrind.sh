@@ -18,7 +18,7 @@ build
 addr=127.0.0.1:$(free_port)
 tmp=$(mktemp -d)
 trap 'kill $srv 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
-valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$tmp/cg.%p" --dump-instr=no \
+valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --trace-children=yes --callgrind-out-file="$tmp/cg.%p" --dump-instr=no \
   $(server_cmd "$server" "$addr") >/dev/null 2>"$tmp/valgrind.log" &
 srv=$!
 wait_ready "$addr" 120
