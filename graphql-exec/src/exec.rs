@@ -203,6 +203,20 @@ pub trait Resolver {
         out: &mut Out<'_, Self::Object>,
     );
 
+    /// Resolves `field` for `parents` as [`Resolver::resolve`] would, if that needs no
+    /// await (a scalar read from the parents' rows, say): true when done, false to have
+    /// the batch awaited instead (pushing nothing then). The executor asks this first,
+    /// so the common fields run as plain calls, not through a future.
+    fn resolve_now(
+        &self,
+        _field: &PlannedField,
+        _args: &Args<'_>,
+        _parents: &[Self::Object],
+        _out: &mut Out<'_, Self::Object>,
+    ) -> bool {
+        false
+    }
+
     /// The concrete object type of an object met where an interface or union is expected.
     fn type_of(&self, object: &Self::Object) -> TypeId;
 }
@@ -499,7 +513,9 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                         values: &mut values,
                         text: &mut self.text,
                     };
-                    self.resolver.resolve(field, &args, parents, &mut out).await;
+                    if !self.resolver.resolve_now(field, &args, parents, &mut out) {
+                        self.resolver.resolve(field, &args, parents, &mut out).await;
+                    }
                     fill(&mut values, n, field);
                     drop(args);
                     for (k, value) in values.drain(..).enumerate() {

@@ -334,6 +334,18 @@ impl Resolver for Request<'_> {
         objects::resolve(self, &field.name, args, parents, out).await;
     }
 
+    fn resolve_now(
+        &self,
+        field: &PlannedField,
+        _args: &Args<'_>,
+        parents: &[Obj],
+        out: &mut Out<'_, Obj>,
+    ) -> bool {
+        let schema = &self.domain.schema;
+        let root = [schema.mutation, schema.subscription, Some(schema.query)];
+        !root.contains(&Some(field.parent)) && objects::resolve_now(self, &field.name, parents, out)
+    }
+
     fn type_of(&self, object: &Obj) -> TypeId {
         let t = &self.domain.types;
         match object {

@@ -170,12 +170,57 @@ pub(super) async fn resolve(
                 out.push(value(r));
             }
         }
-        _ => {
-            for p in parents {
-                let r = scalar(cx, out, p, f, name);
-                out.push(r);
-            }
-        }
+        _ => scalars(cx, name, parents, out),
+    }
+}
+
+/// Resolves `field` for every parent if it is read from the parents' rows (no await):
+/// true when done (see [`graphql_exec::exec::Resolver::resolve_now`]).
+pub(super) fn resolve_now(
+    cx: &Request<'_>,
+    name: &str,
+    parents: &[Obj],
+    out: &mut Out<'_, Obj>,
+) -> bool {
+    let Some(first) = parents.first() else {
+        return true;
+    };
+    if awaits(first, F::of(name)) {
+        return false;
+    }
+    scalars(cx, name, parents, out);
+    true
+}
+
+/// Whether `f` of objects like `first` needs the store (or the cache's loaders).
+fn awaits(first: &Obj, f: F) -> bool {
+    matches!(
+        (first, f),
+        (
+            Obj::Channel(_),
+            F::Owner | F::Stream | F::Moderators | F::ViewerIsFollowing
+        ) | (Obj::Message(_), F::Author)
+            | (Obj::User(_) | Obj::Stream(_) | Obj::Message(_), F::Channel)
+            | (
+                Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_),
+                F::Category
+            )
+            | (
+                Obj::Category(_),
+                F::ViewerCount | F::LiveStreamCount | F::Streams
+            )
+            | (Obj::Stream(_), F::ViewerCount)
+            | (Obj::User(_), F::Following)
+            | (Obj::Channel(_), F::Followers | F::RecentMessages)
+    )
+}
+
+/// Every parent's scalar field `name`.
+fn scalars(cx: &Request<'_>, name: &str, parents: &[Obj], out: &mut Out<'_, Obj>) {
+    let f = F::of(name);
+    for p in parents {
+        let r = scalar(cx, out, p, f, name);
+        out.push(r);
     }
 }
 
