@@ -59,22 +59,31 @@ async fn through<T>(
 impl Request<'_> {
     /// Users by id.
     pub async fn users(&self, ids: &[&str]) -> Result<Vec<Option<Rc<User>>>, StoreError> {
+        self.users_from(ids, true).await
+    }
+
+    /// Users by id, looked up in the cache first when `cached` (else: known misses).
+    async fn users_from(
+        &self,
+        ids: &[&str],
+        cached: bool,
+    ) -> Result<Vec<Option<Rc<User>>>, StoreError> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
         let store = &self.domain.store;
         through(
             ids,
-            |id| cache.user(id, now),
+            |id| cached.then(|| cache.user(id, now)).flatten(),
             async |misses: &[&str]| store.users(misses).await,
             |row| cache.put_user(row, now, fill),
         )
         .await
     }
 
-    /// One user by id: a cache hit without a batch.
+    /// One user by id: a cache hit without a batch (and one lookup counted).
     pub async fn user(&self, id: &str) -> Result<Option<Rc<User>>, StoreError> {
         match self.cache.user(id, self.now) {
             Some(u) => Ok(Some(u)),
-            None => Ok(self.users(&[id]).await?.pop().flatten()),
+            None => Ok(self.users_from(&[id], false).await?.pop().flatten()),
         }
     }
 
@@ -100,22 +109,31 @@ impl Request<'_> {
 
     /// Channels by id.
     pub async fn channels(&self, ids: &[&str]) -> Result<Vec<Option<Rc<Channel>>>, StoreError> {
+        self.channels_from(ids, true).await
+    }
+
+    /// Channels by id, looked up in the cache first when `cached` (else: known misses).
+    async fn channels_from(
+        &self,
+        ids: &[&str],
+        cached: bool,
+    ) -> Result<Vec<Option<Rc<Channel>>>, StoreError> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
         let store = &self.domain.store;
         through(
             ids,
-            |id| cache.channel(id, now),
+            |id| cached.then(|| cache.channel(id, now)).flatten(),
             async |misses: &[&str]| store.channels(misses).await,
             |row| cache.put_channel(row, now, fill),
         )
         .await
     }
 
-    /// One channel by id: a cache hit without a batch.
+    /// One channel by id: a cache hit without a batch (and one lookup counted).
     pub async fn channel(&self, id: &str) -> Result<Option<Rc<Channel>>, StoreError> {
         match self.cache.channel(id, self.now) {
             Some(c) => Ok(Some(c)),
-            None => Ok(self.channels(&[id]).await?.pop().flatten()),
+            None => Ok(self.channels_from(&[id], false).await?.pop().flatten()),
         }
     }
 

@@ -130,47 +130,41 @@ pub(super) async fn resolve(
     let Some(first) = parents.first() else {
         return;
     };
-    match (first, f) {
-        (Obj::Channel(_), F::Owner) | (Obj::Message(_), F::Author) => {
+    match load(first, f) {
+        Load::Users => {
             let ids = wanted(parents, f);
             let rows = cx.users(&ids).await;
             place(parents, f, rows, Obj::User, || missing("user"), out);
         }
-        (Obj::User(_) | Obj::Stream(_) | Obj::Message(_), F::Channel) => {
+        Load::Channels => {
             let ids = wanted(parents, f);
             let rows = cx.channels(&ids).await;
             place(parents, f, rows, Obj::Channel, || missing("channel"), out);
         }
         // A live channel's stream that is gone reads as offline.
-        (Obj::Channel(_), F::Stream) => {
+        Load::Streams => {
             let ids = wanted(parents, f);
             let rows = cx.streams(&ids).await;
             place(parents, f, rows, Obj::Stream, || Resolved::Null, out);
         }
-        (Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_), F::Category) => {
-            category_of(cx, parents, out).await;
-        }
-        (Obj::Category(_), F::ViewerCount | F::LiveStreamCount) => {
-            category_counts(cx, parents, f, out).await;
-        }
-        (Obj::Channel(_), F::Moderators) => moderators(cx, parents, out).await,
-        (Obj::Channel(_), F::ViewerIsFollowing) => viewer_follows(cx, parents, out).await,
-        (Obj::Stream(_), F::ViewerCount) => stream_viewers(cx, parents, out).await,
-        (Obj::User(_), F::Following)
-        | (Obj::Channel(_), F::Followers)
-        | (Obj::Category(_), F::Streams) => {
+        Load::Category => category_of(cx, parents, out).await,
+        Load::CategoryCounts => category_counts(cx, parents, f, out).await,
+        Load::Moderators => moderators(cx, parents, out).await,
+        Load::ViewerFollows => viewer_follows(cx, parents, out).await,
+        Load::StreamViewers => stream_viewers(cx, parents, out).await,
+        Load::Paged => {
             for p in parents {
                 let r = Box::pin(paged(cx, p, f, args)).await;
                 out.push(value(r));
             }
         }
-        (Obj::Channel(_), F::RecentMessages) => {
+        Load::RecentMessages => {
             for p in parents {
                 let r = recent_messages(cx, p, args).await;
                 out.push(value(r));
             }
         }
-        _ => scalars(cx, name, parents, out),
+        Load::None => scalars(cx, f, name, parents, out),
     }
 }
 
@@ -182,42 +176,63 @@ pub(super) fn resolve_now(
     parents: &[Obj],
     out: &mut Out<'_, Obj>,
 ) -> bool {
-    let Some(first) = parents.first() else {
-        return true;
-    };
-    if awaits(first, F::of(name)) {
-        return false;
-    }
-    scalars(cx, name, parents, out);
-    true
-}
-
-/// Whether `f` of objects like `first` needs the store (or the cache's loaders).
-fn awaits(first: &Obj, f: F) -> bool {
-    matches!(
-        (first, f),
-        (
-            Obj::Channel(_),
-            F::Owner | F::Stream | F::Moderators | F::ViewerIsFollowing
-        ) | (Obj::Message(_), F::Author)
-            | (Obj::User(_) | Obj::Stream(_) | Obj::Message(_), F::Channel)
-            | (
-                Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_),
-                F::Category
-            )
-            | (
-                Obj::Category(_),
-                F::ViewerCount | F::LiveStreamCount | F::Streams
-            )
-            | (Obj::Stream(_), F::ViewerCount)
-            | (Obj::User(_), F::Following)
-            | (Obj::Channel(_), F::Followers | F::RecentMessages)
-    )
-}
-
-/// Every parent's scalar field `name`.
-fn scalars(cx: &Request<'_>, name: &str, parents: &[Obj], out: &mut Out<'_, Obj>) {
     let f = F::of(name);
+    match parents.first() {
+        Some(first) if load(first, f) != Load::None => false,
+        _ => {
+            scalars(cx, f, name, parents, out);
+            true
+        }
+    }
+}
+
+/// What a field needs loaded (and awaited) for a level of parents like `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// A to-one relation to users, in one batch.
+    Users,
+    /// A to-one relation to channels, in one batch.
+    Channels,
+    /// A channel's live stream, in one batch.
+    Streams,
+    /// The category of channels, streams and stream updates.
+    Category,
+    /// A category's viewers or live streams, from the live list.
+    CategoryCounts,
+    /// A channel's moderators.
+    Moderators,
+    /// Whether the viewer follows each channel.
+    ViewerFollows,
+    /// A stream's viewers (its channel's, while live).
+    StreamViewers,
+    /// A page per parent: follow lists, a category's streams.
+    Paged,
+    /// A channel's recent messages.
+    RecentMessages,
+    /// Nothing: read from the parents' rows.
+    None,
+}
+
+fn load(first: &Obj, f: F) -> Load {
+    match (first, f) {
+        (Obj::Channel(_), F::Owner) | (Obj::Message(_), F::Author) => Load::Users,
+        (Obj::User(_) | Obj::Stream(_) | Obj::Message(_), F::Channel) => Load::Channels,
+        (Obj::Channel(_), F::Stream) => Load::Streams,
+        (Obj::Channel(_) | Obj::Stream(_) | Obj::StreamUpdate(_), F::Category) => Load::Category,
+        (Obj::Category(_), F::ViewerCount | F::LiveStreamCount) => Load::CategoryCounts,
+        (Obj::Channel(_), F::Moderators) => Load::Moderators,
+        (Obj::Channel(_), F::ViewerIsFollowing) => Load::ViewerFollows,
+        (Obj::Stream(_), F::ViewerCount) => Load::StreamViewers,
+        (Obj::User(_), F::Following)
+        | (Obj::Channel(_), F::Followers)
+        | (Obj::Category(_), F::Streams) => Load::Paged,
+        (Obj::Channel(_), F::RecentMessages) => Load::RecentMessages,
+        _ => Load::None,
+    }
+}
+
+/// Every parent's scalar field `f` (called `name`).
+fn scalars(cx: &Request<'_>, f: F, name: &str, parents: &[Obj], out: &mut Out<'_, Obj>) {
     for p in parents {
         let r = scalar(cx, out, p, f, name);
         out.push(r);
