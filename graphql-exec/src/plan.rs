@@ -90,6 +90,10 @@ pub struct PlannedField {
     pub name: Box<str>,
     /// The object type it is selected on.
     pub parent: TypeId,
+    /// Its position among `parent`'s fields ([`crate::schema::TypeDef::fields`]), or
+    /// [`PlannedField::META`] for `__typename`, `__schema` and `__type`: a resolver
+    /// keeps what it decided about each field by position, not by name.
+    pub position: u32,
     /// Its return type.
     pub ty: TypeRef,
     /// Its arguments, given ones and defaults alike.
@@ -100,6 +104,11 @@ pub struct PlannedField {
     pub children: Children,
     /// Where the field (its first occurrence) is in the document, for errors.
     pub pos: Pos,
+}
+
+impl PlannedField {
+    /// The position of a meta field (`__typename`, `__schema`, `__type`).
+    pub const META: u32 = u32::MAX;
 }
 
 /// A planned operation.
@@ -281,11 +290,17 @@ impl<'a> Planner<'a> {
                 };
                 args.push((Name::new(&a.name), value));
             }
+            let position = self
+                .schema
+                .get(object)
+                .field(name)
+                .map_or(PlannedField::META, |(i, _)| i as u32);
             fields.push(PlannedField {
                 key_json: json_key(key),
                 key: key.into(),
                 name: name.into(),
                 parent: object,
+                position,
                 ty: def.ty.clone(),
                 args,
                 condition,

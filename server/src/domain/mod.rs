@@ -94,6 +94,7 @@ pub struct Domain {
     pub cache_hints: cache_hints::CacheHints,
     clock: Arc<dyn Clock>,
     types: Types,
+    fields: objects::Fields,
 }
 
 /// The schema's object types the domain produces, by id.
@@ -111,6 +112,8 @@ struct Types {
 }
 
 /// An object handle: what a field resolves to before its own fields are resolved.
+/// Every variant holds one thin pointer (and an edge its index), so a handle is 16
+/// bytes: the executor keeps one per object of a level and moves them as its lists grow.
 #[derive(Debug, Clone)]
 pub enum Obj {
     /// The query or mutation root.
@@ -126,15 +129,15 @@ pub enum Obj {
     /// A chat message.
     Message(Rc<Message>),
     /// A deletion event.
-    Deleted(Event),
+    Deleted(Rc<Event>),
     /// A ban event.
-    Banned(Event),
+    Banned(Rc<Event>),
     /// A channel's stream state, for `streamUpdates`.
     StreamUpdate(Rc<Channel>),
     /// The subscription root for a room event (`chatEvents`).
-    RoomEvent(Event),
+    RoomEvent(Rc<Event>),
     /// The subscription root for a channel, by id (`streamUpdates`, `viewerCount`).
-    ChannelRoot(Rc<str>),
+    ChannelRoot(Rc<String>),
     /// A page of a connection.
     Connection(Rc<Page>),
     /// The edge at an index of a page.
@@ -196,6 +199,7 @@ impl Domain {
         };
         let cache_hints = cache_hints::CacheHints::new(&schema, cache_hints::HINTS)
             .unwrap_or_else(|e| panic!("the cache hints fit schema.graphql: {e}"));
+        let fields = objects::Fields::new(&schema);
         Domain {
             schema,
             store,
@@ -205,6 +209,7 @@ impl Domain {
             cache_hints,
             clock,
             types,
+            fields,
         }
     }
 
@@ -331,7 +336,7 @@ impl Resolver for Request<'_> {
             out.repeat(&result, parents.len());
             return;
         }
-        objects::resolve(self, &field.name, args, parents, out).await;
+        objects::resolve(self, field, args, parents, out).await;
     }
 
     fn resolve_now(
@@ -343,7 +348,7 @@ impl Resolver for Request<'_> {
     ) -> bool {
         let schema = &self.domain.schema;
         let root = [schema.mutation, schema.subscription, Some(schema.query)];
-        !root.contains(&Some(field.parent)) && objects::resolve_now(self, &field.name, parents, out)
+        !root.contains(&Some(field.parent)) && objects::resolve_now(self, field, parents, out)
     }
 
     fn type_of(&self, object: &Obj) -> TypeId {
@@ -420,8 +425,8 @@ async fn subscription_root(cx: &Request<'_>, field: &str, root: &Obj) -> Resolve
                 Some(m) => Resolved::Object(Obj::Message(Rc::new(m))),
                 None => Resolved::Null,
             },
-            Chat::Deleted { .. } => Resolved::Object(Obj::Deleted(e.clone())),
-            Chat::Banned { .. } => Resolved::Object(Obj::Banned(e.clone())),
+            Chat::Deleted { .. } => Resolved::Object(Obj::Deleted(Rc::clone(e))),
+            Chat::Banned { .. } => Resolved::Object(Obj::Banned(Rc::clone(e))),
         },
         ("streamUpdates", Obj::ChannelRoot(c)) => match cx.channel(c).await {
             Ok(Some(ch)) => Resolved::Object(Obj::StreamUpdate(ch)),

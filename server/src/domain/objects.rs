@@ -5,6 +5,8 @@
 use std::rc::Rc;
 
 use graphql_exec::exec::{Args, FieldError, Leaf, Out, Resolved};
+use graphql_exec::plan::PlannedField;
+use graphql_exec::schema::Schema;
 use streamhub_pubsub::Chat;
 
 use super::load::field_error;
@@ -15,7 +17,8 @@ use crate::store::cache::FollowList;
 use crate::store::cursor::Cursor;
 use crate::store::{Channel, KeyPage, StoreError, User};
 
-/// A field name, matched once per batch rather than once per parent.
+/// A field, as the resolvers tell fields apart (by name, matched once per schema
+/// field when the domain starts: see [`Fields`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum F {
     Author,
@@ -113,6 +116,33 @@ impl F {
     }
 }
 
+/// What each field of the schema is ([`F`]), by its type and position: decided from
+/// the names once, so a batch finds its field without comparing strings.
+#[derive(Debug)]
+pub(super) struct Fields(Vec<Box<[F]>>);
+
+impl Fields {
+    /// Every field of `schema`'s types.
+    pub(super) fn new(schema: &Schema) -> Fields {
+        Fields(
+            schema
+                .types()
+                .iter()
+                .map(|t| t.fields().iter().map(|f| F::of(&f.name)).collect())
+                .collect(),
+        )
+    }
+
+    /// A planned field's.
+    fn of(&self, field: &PlannedField) -> F {
+        self.0
+            .get(field.parent.0 as usize)
+            .and_then(|fields| fields.get(field.position as usize))
+            .copied()
+            .unwrap_or(F::Unknown)
+    }
+}
+
 /// Resolves `field` for every parent (all of one type).
 ///
 /// Most fields are scalars read from the rows the parents carry, resolved without an
@@ -121,12 +151,12 @@ impl F {
 /// behind a box, so that the future every batch creates stays small.
 pub(super) async fn resolve(
     cx: &Request<'_>,
-    name: &str,
+    field: &PlannedField,
     args: &Args<'_>,
     parents: &[Obj],
     out: &mut Out<'_, Obj>,
 ) {
-    let f = F::of(name);
+    let (f, name) = (cx.domain.fields.of(field), &*field.name);
     let Some(first) = parents.first() else {
         return;
     };
@@ -172,11 +202,11 @@ pub(super) async fn resolve(
 /// true when done (see [`graphql_exec::exec::Resolver::resolve_now`]).
 pub(super) fn resolve_now(
     cx: &Request<'_>,
-    name: &str,
+    field: &PlannedField,
     parents: &[Obj],
     out: &mut Out<'_, Obj>,
 ) -> bool {
-    let f = F::of(name);
+    let (f, name) = (cx.domain.fields.of(field), &*field.name);
     match parents.first() {
         Some(first) if load(first, f) != Load::None => false,
         _ => {

@@ -246,20 +246,14 @@ async fn run(
     spend(shard, budget, client)?;
     let schema = &shard.node.domain.schema;
     let vars = coerce(shard, doc, index, req)?;
-    // Boxed: the execution's future is kilobytes (a batch's state holds the resolver's);
-    // on the heap it is made once, while unboxed every layer above (service, transport,
-    // timeout) would copy it again as it starts.
-    Box::pin(async move {
-        let domain_req = shard.request(viewer).await.map_err(|e| {
-            Refusal::new(
-                Kind::Unavailable,
-                one_error("SERVICE_UNAVAILABLE", &e.to_string()),
-            )
-        })?;
-        let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars).await;
-        Ok(Executed { body, info })
-    })
-    .await
+    let domain_req = shard.request(viewer).await.map_err(|e| {
+        Refusal::new(
+            Kind::Unavailable,
+            one_error("SERVICE_UNAVAILABLE", &e.to_string()),
+        )
+    })?;
+    let body = graphql_exec::exec::execute(schema, plan, &domain_req, Obj::Root, &vars).await;
+    Ok(Executed { body, info })
 }
 
 /// Spends one call of `budget` for `client`, or refuses with the wait.

@@ -163,7 +163,8 @@ pub async fn handle(
                 client: &client,
                 app: app_name(head),
             };
-            return batch(shard, media, &raw, caller).await;
+            // Boxed, like the streamed path: rare, and kept out of the common path's future.
+            return Box::pin(batch(shard, media, &raw, caller)).await;
         }
         request::from_body(&raw)
     } else {
@@ -191,7 +192,11 @@ pub async fn handle(
         app: app_name(head),
     };
     if let Some(framing) = framing {
-        return streamed(shard, conn, framing, head, &request, via, viewer, caller).await;
+        // Boxed: a subscription's future is large and waits long; a query's stays small.
+        return Box::pin(streamed(
+            shard, conn, framing, head, &request, via, viewer, caller,
+        ))
+        .await;
     }
     match service::execute(shard, &request, via, caller).await {
         Ok(done) => {

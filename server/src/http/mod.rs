@@ -248,7 +248,13 @@ async fn dispatch(shard: &Shard, route: Route, req: Incoming<'_>) -> Response<Bo
     match route {
         Route::GraphQl => {
             let client = req.client;
-            graphql::handle(shard, req.conn, req.head, req.body, req.viewer, client).await
+            // Boxed, once: GraphQL's future holds the execution's state (kilobytes: a
+            // batch's holds the resolver's), which the timeout and the transport above
+            // would otherwise copy again as each starts.
+            Box::pin(graphql::handle(
+                shard, req.conn, req.head, req.body, req.viewer, client,
+            ))
+            .await
         }
         Route::Healthz => ops::healthz(),
         // Answered in `handle`, which owns the request head the upgrade needs.

@@ -349,7 +349,7 @@ impl Hub {
                         self.jobs.borrow_mut().push_back(Job {
                             subs: subs.clone(),
                             seq: Some(e.seq),
-                            root: Obj::RoomEvent(e),
+                            root: Obj::RoomEvent(Rc::new(e)),
                         });
                     }
                 }
@@ -387,7 +387,7 @@ impl Hub {
         if !subs.is_empty() {
             self.jobs.borrow_mut().push_back(Job {
                 subs,
-                root: Obj::ChannelRoot(room_id.into()),
+                root: Obj::ChannelRoot(Rc::new(room_id.to_owned())),
                 seq: None,
             });
         }
@@ -539,7 +539,7 @@ impl Hub {
                 jobs.push_back(Job {
                     subs: vec![Rc::clone(&sub)],
                     seq: Some(e.seq),
-                    root: Obj::RoomEvent(e),
+                    root: Obj::RoomEvent(Rc::new(e)),
                 });
             }
         }
@@ -587,7 +587,7 @@ impl Hub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            let changed: Vec<(Vec<Rc<Subscription>>, Rc<str>)> = {
+            let changed: Vec<(Vec<Rc<Subscription>>, Rc<String>)> = {
                 let mut rooms = self.rooms.borrow_mut();
                 rooms
                     .iter_mut()
@@ -598,7 +598,7 @@ impl Hub {
                             return None;
                         }
                         room.viewers_sent = Some(now);
-                        Some((subs, Rc::from(&**id)))
+                        Some((subs, Rc::new(id.to_string())))
                     })
                     .collect()
             };
