@@ -39,6 +39,8 @@ pub enum Command {
     Serve(Box<Config>),
     /// Print a signed JWT for a user, with the key the server is configured with.
     Token(TokenArgs),
+    /// Apply the PostgreSQL schema (the migrations this release embeds) and exit.
+    Migrate(MigrateArgs),
 }
 
 impl Cli {
@@ -426,6 +428,14 @@ pub struct TokenArgs {
     pub jwt_private_key_file: Option<std::path::PathBuf>,
 }
 
+/// Arguments of `streamhub migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database to migrate: a `postgres://` URL or `key=value` settings.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
 /// A rate setting: a rate, or None for `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateSetting(pub Option<Rate>);
@@ -552,7 +562,18 @@ mod tests {
                 assert!(c.compress);
                 assert_eq!(c.compress_min_bytes, 1024);
             }
-            Command::Token(_) => panic!("expected serve"),
+            Command::Token(_) | Command::Migrate(_) => panic!("expected serve"),
+        }
+    }
+
+    #[test]
+    fn migrate_takes_the_database_url() {
+        let cli =
+            Cli::try_parse_from(["streamhub", "migrate", "--database-url", "postgres://db/x"])
+                .unwrap();
+        match cli.into_command() {
+            Command::Migrate(args) => assert_eq!(args.database_url, "postgres://db/x"),
+            other => panic!("expected migrate, got {other:?}"),
         }
     }
 

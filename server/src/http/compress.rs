@@ -290,7 +290,9 @@ mod tests {
             .into_command()
         {
             crate::config::Command::Serve(c) => *c,
-            crate::config::Command::Token(_) => unreachable!(),
+            crate::config::Command::Token(_) | crate::config::Command::Migrate(_) => {
+                unreachable!()
+            }
         }
     }
 

@@ -4,13 +4,16 @@
 //! ([`rows`]), the keyset cursors clients page with ([`cursor`]), and each shard's
 //! read-through cache in front of it ([`cache`]).
 //!
-//! Implementations: [`memory::MemoryStore`] (the embedded default, with the demo data).
+//! Implementations: [`memory::MemoryStore`] (the embedded default, with the demo data);
+//! [`pg`] holds PostgreSQL's schema and its migrations, the first part of the store over
+//! PostgreSQL.
 //! Nothing outside this module sees an implementation's internals: callers hold rows and
 //! ids.
 
 pub mod cache;
 pub mod cursor;
 pub mod memory;
+pub mod pg;
 pub mod rows;
 
 use std::fmt::Debug;
