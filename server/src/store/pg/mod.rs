@@ -11,6 +11,19 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
+/// How a node uses PostgreSQL (the config module's `DATABASE_URL` and pool settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// The primary (`DATABASE_URL`): a `postgres://` URL or `key=value` settings.
+    pub url: String,
+    /// Connections the node keeps at most.
+    pub pool_size: usize,
+    /// How long a call waits for a free connection before failing as unavailable.
+    pub pool_wait: Duration,
+    /// How long one statement may run before PostgreSQL cancels it.
+    pub statement_timeout: Duration,
+}
+
 /// How long [`connect`] waits for PostgreSQL when the URL does not say
 /// (`connect_timeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
