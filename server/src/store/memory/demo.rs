@@ -7,8 +7,8 @@ use std::sync::Arc;
 use streamhub_pubsub::history::HistoryLimits;
 use streamhub_pubsub::{Author, Chat, ChatEvent};
 
-use super::data::{CategoryIx, Data, UserIx};
-use crate::store::Millis;
+use super::data::{CategoryIx, ChannelIx, Data, UserIx};
+use crate::store::{Category, Channel, Millis, Stream, User};
 
 /// How much demo data to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,8 +234,134 @@ pub(super) fn generate(size: DemoSize, limits: HistoryLimits, now: Millis) -> De
     Demo { data: d, viewers }
 }
 
+/// The demo dataset as rows, for loading it into another store (`streamhub seed` fills
+/// PostgreSQL with it): the same records the memory store starts with for the same
+/// size, read without the memory store's indexes.
+#[derive(Debug)]
+pub(crate) struct DemoRows {
+    data: Data,
+    recorded_at: Millis,
+}
+
+/// The demo data of `users` users as rows, its chat recorded at `now`. Every room event
+/// is kept (no history limit applies: whoever reads the rows applies its own).
+pub(crate) fn rows(users: u32, now: Millis) -> DemoRows {
+    let everything = HistoryLimits {
+        max_events: usize::MAX,
+        max_age: None,
+    };
+    DemoRows {
+        data: generate(DemoSize::Users(users), everything, now).data,
+        recorded_at: now,
+    }
+}
+
+/// A follow: who follows which channel, and the follow's key (keys grow with time and
+/// order the follow lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FollowRow<'a> {
+    /// The follower.
+    pub user_id: &'a str,
+    /// The channel followed.
+    pub channel_id: &'a str,
+    /// The key.
+    pub key: u64,
+}
+
+/// A ban from a channel's chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BanRow<'a> {
+    /// The channel.
+    pub channel_id: &'a str,
+    /// Who is banned.
+    pub user_id: &'a str,
+    /// Until when (None: until unbanned).
+    pub until: Option<Millis>,
+}
+
+/// A room event of a channel, at its seq.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChatRow<'a> {
+    /// The channel (the room).
+    pub channel_id: &'a str,
+    /// Its seq in the room: 1, 2, 3, ... without gaps.
+    pub seq: u64,
+    /// What happened.
+    pub chat: &'a Chat,
+    /// For a message: whether a later event deleted it.
+    pub deleted: bool,
+    /// When the room's orderer ordered it.
+    pub recorded_at: Millis,
+}
+
+impl DemoRows {
+    /// The users, in id order (`u1`, `u2`, ...).
+    pub fn users(&self) -> impl Iterator<Item = User> + '_ {
+        (0..self.data.users.len() as u32).map(|u| self.data.user_row(UserIx(u)))
+    }
+
+    /// The categories.
+    pub fn categories(&self) -> &[Category] {
+        &self.data.categories
+    }
+
+    /// The channels, one per user in the users' order, with their live stream, follower
+    /// count and moderators.
+    pub fn channels(&self) -> impl Iterator<Item = Channel> + '_ {
+        (0..self.data.channels.len() as u32).map(|c| self.data.channel_row(ChannelIx(c)))
+    }
+
+    /// The streams. Every one is its channel's live stream: the demo ends none.
+    pub fn streams(&self) -> &[Stream] {
+        &self.data.streams
+    }
+
+    /// Every follow, each user's oldest first.
+    pub fn follows(&self) -> impl Iterator<Item = FollowRow<'_>> {
+        let d = &self.data;
+        d.users.iter().flat_map(move |u| {
+            u.following.iter().map(move |&(key, c)| FollowRow {
+                user_id: &u.id,
+                channel_id: &d.channel(c).id,
+                key,
+            })
+        })
+    }
+
+    /// Every ban.
+    pub fn bans(&self) -> impl Iterator<Item = BanRow<'_>> {
+        let d = &self.data;
+        d.channels.iter().flat_map(move |c| {
+            c.bans.iter().map(move |&(u, until)| BanRow {
+                channel_id: &c.id,
+                user_id: &d.user(u).id,
+                until,
+            })
+        })
+    }
+
+    /// Every room event of every channel (each room's newest first).
+    pub fn chat(&self) -> impl Iterator<Item = ChatRow<'_>> {
+        let recorded_at = self.recorded_at;
+        self.data.channels.iter().flat_map(move |c| {
+            c.chat
+                .events
+                .before(u64::MAX, recorded_at)
+                .map(move |(seq, event)| ChatRow {
+                    channel_id: &c.id,
+                    seq,
+                    chat: &event.chat,
+                    deleted: c.chat.deleted.contains(&seq),
+                    recorded_at,
+                })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn demo(size: DemoSize) -> Demo {
@@ -277,6 +403,60 @@ mod tests {
         assert!(d.live.len() > 20);
         assert_eq!(demo.viewers.len(), d.live.len());
         assert!(demo.viewers.contains(&("ch_u1".into(), 1_250)));
+    }
+
+    #[test]
+    fn the_rows_are_the_demo_data_whole() {
+        let rows = rows(200, EPOCH);
+        let memory = demo(DemoSize::SMALL);
+        let users: Vec<User> = rows.users().collect();
+        assert_eq!(users.len(), 200);
+        assert_eq!(&*users[0].id, "u1");
+        assert_eq!(&*users[2].login, "carol");
+        let channels: Vec<Channel> = rows.channels().collect();
+        assert_eq!(channels.len(), 200);
+        assert_eq!(rows.categories().len(), 12);
+        // Every stream is its channel's live one.
+        let live: Vec<&str> = channels
+            .iter()
+            .filter_map(|c| c.stream_id.as_deref())
+            .collect();
+        assert_eq!(live.len(), memory.data.live.len());
+        assert_eq!(rows.streams().len(), live.len());
+        for s in rows.streams() {
+            let c = channels.iter().find(|c| c.id == s.channel_id).unwrap();
+            assert_eq!(c.stream_id.as_deref(), Some(&*s.id));
+        }
+        // Follows: as many as the channels count, keys unique.
+        let follows: Vec<FollowRow<'_>> = rows.follows().collect();
+        let counted: u32 = channels.iter().map(|c| c.follower_count).sum();
+        assert_eq!(follows.len(), counted as usize);
+        let mut keys: Vec<u64> = follows.iter().map(|f| f.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), follows.len());
+        assert_eq!(channels[0].moderator_ids, vec![Box::from("u2")]);
+        assert_eq!(rows.bans().count(), 0);
+        // Each room's events: seqs 1, 2, 3, ... (every one kept), deletions marking
+        // earlier messages.
+        let mut by_room: HashMap<&str, Vec<ChatRow<'_>>> = HashMap::new();
+        for e in rows.chat() {
+            assert_eq!(e.recorded_at, EPOCH);
+            by_room.entry(e.channel_id).or_default().push(e);
+        }
+        assert_eq!(by_room.len(), live.len());
+        assert_eq!(by_room["ch_u1"].len(), 63, "60 messages and 3 deletions");
+        for events in by_room.values() {
+            let mut seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+            seqs.sort_unstable();
+            assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+            for e in events {
+                if let Chat::Deleted { message_seq } = e.chat {
+                    let target = events.iter().find(|m| m.seq == *message_seq).unwrap();
+                    assert!(matches!(target.chat, Chat::Message { .. }) && target.deleted);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! PostgreSQL as the source of truth: connecting ([`connect`]) and the schema, embedded
-//! in the binary and applied by `streamhub migrate` ([`migrate`]).
+//! in the binary and applied by `streamhub migrate` ([`migrate`]); `streamhub seed`
+//! loads the demo data into it ([`seed`]).
 //!
 //! Owns: the SQL schema (`server/migrations/`), its version table and the rules by which
 //! a binary decides whether it can run against a database's schema. The store over it
 //! (queries, the connection pool) comes next, behind [`super::Store`].
 
 pub mod migrate;
+pub mod seed;
 
 use std::time::Duration;
 
