@@ -41,6 +41,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Apply the PostgreSQL schema (the migrations this release embeds) and exit.
     Migrate(MigrateArgs),
+    /// Load the demo data into PostgreSQL (migrating the schema first) and exit; a
+    /// database that has it already is left as it is.
+    Seed(SeedArgs),
 }
 
 impl Cli {
@@ -436,6 +439,29 @@ pub struct MigrateArgs {
     pub database_url: String,
 }
 
+/// Arguments of `streamhub seed`.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// The PostgreSQL database to seed: a `postgres://` URL or `key=value` settings.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// The demo data to load: `small`, `large` or a user count (`off` is refused: there
+    /// would be nothing to seed). The same data as `serve --demo-data` of that size.
+    #[arg(long, value_parser = parse_seed_size, default_value = "small", value_name = "SIZE")]
+    pub demo_data: u32,
+}
+
+/// A demo size to seed: its user count (`off` is an error).
+fn parse_seed_size(s: &str) -> Result<u32, String> {
+    use crate::store::memory::demo::{parse_size, DemoSize};
+    match parse_size(s)? {
+        DemoSize::Users(n) => Ok(n),
+        DemoSize::Off => Err(
+            "`off` seeds nothing: use small, large or a user count from 3 to 5000000".to_owned(),
+        ),
+    }
+}
+
 /// A rate setting: a rate, or None for `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateSetting(pub Option<Rate>);
@@ -562,7 +588,9 @@ mod tests {
                 assert!(c.compress);
                 assert_eq!(c.compress_min_bytes, 1024);
             }
-            Command::Token(_) | Command::Migrate(_) => panic!("expected serve"),
+            Command::Token(_) | Command::Migrate(_) | Command::Seed(_) => {
+                panic!("expected serve")
+            }
         }
     }
 
@@ -575,6 +603,30 @@ mod tests {
             Command::Migrate(args) => assert_eq!(args.database_url, "postgres://db/x"),
             other => panic!("expected migrate, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn seed_takes_the_database_url_and_a_demo_size_but_not_off() {
+        let seed = |args: &[&str]| {
+            let line = ["streamhub", "seed", "--database-url", "postgres://db/x"];
+            Cli::try_parse_from(line.iter().chain(args)).map(Cli::into_command)
+        };
+        match seed(&[]).unwrap() {
+            Command::Seed(args) => {
+                assert_eq!(args.database_url, "postgres://db/x");
+                assert_eq!(args.demo_data, 200, "small by default");
+            }
+            other => panic!("expected seed, got {other:?}"),
+        }
+        for (size, users) in [("large", 100_000), ("1000", 1000)] {
+            match seed(&["--demo-data", size]).unwrap() {
+                Command::Seed(args) => assert_eq!(args.demo_data, users),
+                other => panic!("expected seed, got {other:?}"),
+            }
+        }
+        let err = seed(&["--demo-data", "off"]).unwrap_err().to_string();
+        assert!(err.contains("`off` seeds nothing"), "{err}");
+        assert!(seed(&["--demo-data", "2"]).is_err());
     }
 
     #[test]

@@ -290,9 +290,7 @@ mod tests {
             .into_command()
         {
             crate::config::Command::Serve(c) => *c,
-            crate::config::Command::Token(_) | crate::config::Command::Migrate(_) => {
-                unreachable!()
-            }
+            _ => unreachable!("no subcommand was given"),
         }
     }
 
