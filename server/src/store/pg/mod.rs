@@ -1,13 +1,18 @@
-//! PostgreSQL as the source of truth: connecting ([`connect`]) and the schema, embedded
-//! in the binary and applied by `streamhub migrate` ([`migrate`]); `streamhub seed`
-//! loads the demo data into it ([`seed`]).
+//! PostgreSQL as the source of truth: the store over it ([`PgStore`], its queries and
+//! connection pool, behind [`super::Store`]), chat recorded with group commit
+//! ([`chat`]), the circuit breaker in front of it ([`breaker`]), connecting
+//! ([`connect`]), the schema, embedded in the binary and applied by `streamhub migrate`
+//! ([`migrate`]), and the demo data that `streamhub seed` loads ([`seed`]).
 //!
 //! Owns: the SQL schema (`server/migrations/`), its version table and the rules by which
-//! a binary decides whether it can run against a database's schema. The store over it
-//! (queries, the connection pool) comes next, behind [`super::Store`].
+//! a binary decides whether it can run against a database's schema, and the SQL that
+//! reads and changes the data (each query beside the index that serves it).
 
 pub mod migrate;
 pub mod seed;
+mod store;
+
+pub use store::{PgStore, READS};
 
 use std::time::Duration;
 
@@ -55,6 +60,12 @@ pub enum ConnectError {
         at: String,
         /// The limit.
         limit: Duration,
+    },
+    /// The connection pool could not be built ([`PgStore::new`]).
+    #[error("cannot make the PostgreSQL connection pool: {cause}")]
+    Pool {
+        /// What the pool's builder said.
+        cause: deadpool_postgres::BuildError,
     },
 }
 
