@@ -187,9 +187,43 @@ pub struct Config {
     )]
     pub tls_key: Option<std::path::PathBuf>,
 
-    /// Demo data loaded into the embedded store: `off`, `small`, `large` or a user count.
-    #[arg(long, env = "STREAMHUB_DEMO_DATA", value_parser = crate::store::memory::demo::parse_size, default_value = "small", help_heading = "Data")]
-    pub demo_data: crate::store::memory::demo::DemoSize,
+    /// Demo data: `off`, `small`, `large` or a user count. Loaded into the embedded store
+    /// (default `small`); with `DATABASE_URL` the default is `off` (`streamhub seed` loads
+    /// it on purpose) and a size given here is seeded at start.
+    #[arg(long, env = "STREAMHUB_DEMO_DATA", value_parser = crate::store::memory::demo::parse_size, help_heading = "Data")]
+    pub demo_data: Option<crate::store::memory::demo::DemoSize>,
+
+    /// PostgreSQL, the store of record (a `postgres://` URL or `key=value` settings);
+    /// without it the node serves from the embedded memory store.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Data"
+    )]
+    pub database_url: Option<String>,
+
+    /// Applies the embedded schema migrations before serving (`streamhub migrate`).
+    #[arg(long, env = "STREAMHUB_MIGRATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
+    pub migrate: bool,
+
+    /// PostgreSQL connections the node keeps at most.
+    #[arg(
+        long,
+        env = "STREAMHUB_DB_POOL_SIZE",
+        default_value_t = 16,
+        help_heading = "Data"
+    )]
+    pub db_pool_size: usize,
+
+    /// How long a store call waits for a free PostgreSQL connection before it fails
+    /// with `SERVICE_UNAVAILABLE`.
+    #[arg(long, env = "STREAMHUB_DB_POOL_WAIT", value_parser = parse_duration, default_value = "500ms", help_heading = "Data")]
+    pub db_pool_wait: Duration,
+
+    /// How long one PostgreSQL statement may run before it is cancelled.
+    #[arg(long, env = "STREAMHUB_DB_STATEMENT_TIMEOUT", value_parser = parse_duration, default_value = "2s", help_heading = "Data")]
+    pub db_statement_timeout: Duration,
 
     /// Entries each shard's cache keeps per table (users, channels, streams, follows,
     /// rooms' recent messages...); 0 turns the caches off.
@@ -375,6 +409,28 @@ impl Config {
             max_events: self.history_events as usize,
             max_age: Some(self.history_age),
         }
+    }
+
+    /// The demo data to load: the setting, else `small` on the embedded store and
+    /// `off` with PostgreSQL (never seed a database unasked).
+    pub fn demo_size(&self) -> crate::store::memory::demo::DemoSize {
+        use crate::store::memory::demo::DemoSize;
+        self.demo_data.unwrap_or(match self.database_url {
+            Some(_) => DemoSize::Off,
+            None => DemoSize::SMALL,
+        })
+    }
+
+    /// PostgreSQL's settings, when `DATABASE_URL` is set.
+    pub fn postgres(&self) -> Option<crate::store::pg::PgSettings> {
+        self.database_url
+            .as_ref()
+            .map(|url| crate::store::pg::PgSettings {
+                url: url.clone(),
+                pool_size: self.db_pool_size.max(1),
+                pool_wait: self.db_pool_wait,
+                statement_timeout: self.db_statement_timeout,
+            })
     }
 
     /// What each shard's cache keeps.

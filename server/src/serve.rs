@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::domain::{DataLayer, Domain};
 use crate::node::{Node, Phase};
 use crate::realtime::fanout::Fanout;
+use crate::store::memory::demo::DemoSize;
+use crate::store::pg::{migrate, seed, PgSettings, PgStore};
 use crate::store::{Clock, SystemClock};
 
 /// Runs the server until it has shut down.
@@ -79,6 +81,58 @@ impl Running {
     }
 }
 
+/// The store the node serves from: the embedded memory store with its demo data, or
+/// PostgreSQL with `DATABASE_URL`.
+fn data_layer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<DataLayer> {
+    let Some(pg) = config.postgres() else {
+        return Ok(DataLayer::embedded(
+            config.demo_size(),
+            config.retention(),
+            clock,
+        ));
+    };
+    prepare_postgres(config, &pg)?;
+    let store = PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?;
+    tracing::info!("store: PostgreSQL");
+    Ok(DataLayer::over(Arc::new(store), config.retention(), clock))
+}
+
+/// Before serving on PostgreSQL: the schema migrated (`--migrate`) or checked, the demo
+/// data seeded when `STREAMHUB_DEMO_DATA` asks for it. A schema this release cannot run
+/// on stops the start, saying why; PostgreSQL unreachable does not (the node starts,
+/// `/readyz` answers 503 with the reason, and the store recovers by itself once it is
+/// back), except when migrating or seeding, which need it.
+fn prepare_postgres(config: &Config, pg: &PgSettings) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the PostgreSQL check's runtime")?;
+    rt.block_on(async {
+        let mut client = match crate::store::pg::connect(&pg.url).await {
+            Ok(client) => client,
+            Err(e) if config.migrate || config.demo_size() != DemoSize::Off => {
+                return Err(anyhow::Error::new(e).context("preparing the database (--migrate or the demo data)"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store: PostgreSQL is unreachable at start; serving what the caches hold until it is back");
+                return Ok(());
+            }
+        };
+        if let DemoSize::Users(users) = config.demo_size() {
+            // Asked for on purpose (the default is off with PostgreSQL): migrates too.
+            let report = seed::seed(&mut client, users).await?;
+            tracing::info!(%report, "store: PostgreSQL demo data");
+        } else if config.migrate {
+            let report = migrate::migrate(&mut client).await?;
+            tracing::info!(%report, "store: PostgreSQL schema migrated");
+        } else {
+            let state = migrate::check(&client).await?;
+            tracing::info!(?state, "store: PostgreSQL schema checked");
+        }
+        Ok(())
+    })
+}
+
 /// Starts a node for `config` on the calling process: binds the listeners, loads the
 /// keys, TLS, the schema, the manifest and the store (the demo data, its room logs'
 /// ages measured on `clock`), then runs one thread per shard. Logs `listening` once
@@ -112,7 +166,7 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
         None => Vec::new(),
     };
     let persisted = Registry::new(&manifest, config.document_registry_bytes);
-    let data = DataLayer::embedded(config.demo_data, config.retention(), clock);
+    let data = data_layer(&config, clock)?;
     let events = Arc::new(Fanout::new(shards));
     let domain = Arc::new(Domain::new(schema, data, events.clone()));
     let node = Arc::new(Node::new(

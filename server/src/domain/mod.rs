@@ -77,6 +77,25 @@ impl DataLayer {
     }
 }
 
+impl DataLayer {
+    /// A store of record (PostgreSQL): rooms ordered on this node over it, their
+    /// histories started from what it keeps; presence starts empty.
+    pub fn over(store: SharedStore, limits: HistoryLimits, clock: Arc<dyn Clock>) -> DataLayer {
+        let rooms = Arc::new(Rooms::new(
+            Arc::clone(&store),
+            Box::new(LocalOrderer),
+            Arc::clone(&clock),
+            limits,
+        ));
+        DataLayer {
+            store,
+            rooms,
+            presence: Arc::new(Presence::seeded(Vec::new())),
+            clock,
+        }
+    }
+}
+
 /// The domain shared by every shard.
 #[derive(Debug)]
 pub struct Domain {

@@ -18,18 +18,82 @@ pub struct Server {
     /// The address it listens on.
     pub addr: SocketAddr,
     logs: Arc<(Mutex<Vec<serde_json::Value>>, Condvar)>,
+    /// Its own PostgreSQL database, on the PostgreSQL pass (dropped after the server).
+    db: Option<Database>,
+}
+
+/// The template database the PostgreSQL pass clones for each server (`.ci/run` seeds it
+/// with the demo data): with it set, every server a test starts serves from a database
+/// of its own, so tests stay parallel and independent.
+pub const PG_TEMPLATE: &str = "STREAMHUB_TEST_PG_TEMPLATE";
+
+/// This machine's PostgreSQL, for the databases the tests make.
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database made for one server, dropped with it.
+pub struct Database {
+    /// Its name.
+    pub name: String,
+}
+
+impl Database {
+    /// A new database cloned from `template`.
+    pub fn from_template(template: &str) -> Database {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("streamhub_t{}_{n}", std::process::id());
+        psql(&format!("CREATE DATABASE {name} TEMPLATE {template}"));
+        Database { name }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// Runs one statement on the tests' PostgreSQL (`psql`), panicking with its error.
+pub fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([PG_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Server {
     /// Starts the binary with only the given environment (plus an ephemeral port and JSON logs).
+    /// On the PostgreSQL pass ([`PG_TEMPLATE`]) it serves from a database of its own,
+    /// unless the test names one (`DATABASE_URL`).
     pub fn start(env: &[(&str, &str)]) -> Server {
+        let own_db = env.iter().all(|(k, _)| *k != "DATABASE_URL");
+        let db = std::env::var(PG_TEMPLATE)
+            .ok()
+            .filter(|_| own_db)
+            .map(|template| Database::from_template(&template));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamhub"));
         cmd.env_clear()
             .env("STREAMHUB_LISTEN", "127.0.0.1:0")
             .env("STREAMHUB_SHARDS", "2")
             .env("STREAMHUB_LOG_FORMAT", "json")
-            .env("STREAMHUB_LOG", "info")
-            .envs(env.iter().copied())
+            .env("STREAMHUB_LOG", "info");
+        if let Some(db) = &db {
+            cmd.env("DATABASE_URL", db.url());
+        }
+        cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("starting streamhub");
@@ -49,6 +113,7 @@ impl Server {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             logs,
+            db,
         };
         let listening = server.wait_for_log(|l| l["message"] == "listening");
         server.addr = listening["addr"].as_str().unwrap().parse().unwrap();

@@ -8,6 +8,8 @@
 //! a binary decides whether it can run against a database's schema, and the SQL that
 //! reads and changes the data (each query beside the index that serves it).
 
+pub mod breaker;
+pub mod chat;
 pub mod migrate;
 pub mod seed;
 mod store;
@@ -60,6 +62,12 @@ pub enum ConnectError {
         at: String,
         /// The limit.
         limit: Duration,
+    },
+    /// The chat writer's thread could not be started ([`PgStore::new`]).
+    #[error("cannot start the PostgreSQL chat writer: {cause}")]
+    Writer {
+        /// What the system said.
+        cause: std::io::Error,
     },
     /// The connection pool could not be built ([`PgStore::new`]).
     #[error("cannot make the PostgreSQL connection pool: {cause}")]

@@ -22,6 +22,8 @@ use streamhub_pubsub::{Author, Chat, ChatEvent, Event};
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 
+use super::breaker::Breaker;
+use super::chat::ChatWriter;
 use super::{describe, Chain, ConnectError, PgSettings, CONNECT_TIMEOUT};
 use crate::store::{
     Applied, Category, Change, Channel, Clock, Command, Found, KeyPage, Live, Membership, Message,
@@ -130,22 +132,6 @@ const TAIL: &str = "SELECT l.last_seq, e.seq, e.kind, e.author_id, e.author_logi
          WHERE channel_id = c.id ORDER BY seq DESC LIMIT $2) e ON true \
      WHERE c.id = $1 ORDER BY e.seq";
 
-const RECORD_MESSAGE: &str = "INSERT INTO chat_events (channel_id, seq, kind, recorded_at, \
-     author_id, author_login, author_display_name, body, sent_at) \
-     VALUES ($1, $2, 'message', $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (channel_id, seq) DO NOTHING";
-
-/// The deletion and its message's mark, in one statement (one transaction).
-const RECORD_DELETED: &str = "WITH event AS (INSERT INTO chat_events \
-         (channel_id, seq, kind, recorded_at, target_seq) \
-         VALUES ($1, $2, 'deleted', $3, $4) ON CONFLICT (channel_id, seq) DO NOTHING) \
-     UPDATE chat_events SET deleted = true \
-     WHERE channel_id = $1 AND seq = $4 AND kind = 'message'";
-
-const RECORD_BANNED: &str = "INSERT INTO chat_events (channel_id, seq, kind, recorded_at, \
-     target_user_id, until) VALUES ($1, $2, 'banned', $3, $4, $5) \
-     ON CONFLICT (channel_id, seq) DO NOTHING";
-
 const READY: &str = "SELECT 1";
 
 // The commands' statements, each run inside the command's transaction.
@@ -227,6 +213,10 @@ const REMOVE_MODERATOR: &str = "DELETE FROM moderators WHERE channel_id = $1 AND
 /// while that runtime runs.
 pub struct PgStore {
     pool: Pool,
+    /// Spares PostgreSQL while it is down (see [`Breaker`]).
+    breaker: Arc<Breaker>,
+    /// Records room events, many per commit.
+    chat: ChatWriter,
     clock: Arc<dyn Clock>,
     /// The hosts and ports of the URL, for messages.
     at: String,
@@ -283,8 +273,13 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|cause| ConnectError::Pool { cause })?;
+        let breaker = Arc::new(Breaker::new());
+        let chat = ChatWriter::spawn(settings, Arc::clone(&breaker))
+            .map_err(|cause| ConnectError::Writer { cause })?;
         Ok(PgStore {
             pool,
+            breaker,
+            chat,
             clock,
             at,
             pool_wait: settings.pool_wait,
@@ -296,13 +291,18 @@ impl PgStore {
         })
     }
 
-    /// Runs a call within its deadline.
+    /// Runs a call within its deadline, through the breaker: refused at once while it
+    /// is open; a call that PostgreSQL answered (whatever the answer) closes it, one
+    /// that could not reach it counts towards opening it.
     fn call<'a, T: Send + 'a>(
         &'a self,
         work: impl Future<Output = Result<T, StoreError>> + Send + 'a,
     ) -> StoreFuture<'a, T> {
         Box::pin(async move {
-            tokio::time::timeout(self.call_limit, work)
+            if let Err(open) = self.breaker.admit() {
+                return Err(StoreError::Unavailable(open.to_string()));
+            }
+            let result = tokio::time::timeout(self.call_limit, work)
                 .await
                 .unwrap_or_else(|_| {
                     Err(StoreError::Unavailable(format!(
@@ -310,7 +310,12 @@ impl PgStore {
                         self.at,
                         humantime::format_duration(self.call_limit)
                     )))
-                })
+                });
+            match &result {
+                Err(StoreError::Unavailable(why)) => self.breaker.failed(why),
+                _ => self.breaker.succeeded(),
+            }
+            result
         })
     }
 
@@ -823,42 +828,9 @@ impl Store for PgStore {
     }
 
     fn record<'a>(&'a self, event: &'a Event, at: Millis) -> StoreFuture<'a, ()> {
-        self.call(async move {
-            let room: &str = &event.room;
-            let seq = i64::try_from(event.seq).map_err(|_| {
-                StoreError::Conflict(format!("seq {} is past what the log can hold", event.seq))
-            })?;
-            let client = self.client().await?;
-            let done = match &event.payload.chat {
-                Chat::Message {
-                    author,
-                    body,
-                    sent_at,
-                } => {
-                    let (id, login, name): (&str, &str, &str) =
-                        (&author.id, &author.login, &author.display_name);
-                    let body: &str = body;
-                    exec(
-                        &client,
-                        RECORD_MESSAGE,
-                        &[&room, &seq, &at, &id, &login, &name, &body, sent_at],
-                    )
-                    .await
-                }
-                Chat::Deleted { message_seq } => {
-                    let target = i64::try_from(*message_seq).unwrap_or(i64::MAX);
-                    exec(&client, RECORD_DELETED, &[&room, &seq, &at, &target]).await
-                }
-                Chat::Banned { user_id, until } => {
-                    exec(&client, RECORD_BANNED, &[&room, &seq, &at, user_id, until]).await
-                }
-            };
-            match done {
-                Ok(_) => Ok(()),
-                Err(StoreError::NotFound(_)) => Err(no_channel(room)),
-                Err(e) => Err(e),
-            }
-        })
+        // Through the chat writer (group commit), which has its own connection and
+        // shares the breaker; bounded like every call.
+        self.call(self.chat.record(event, at))
     }
 
     fn tail<'a>(&'a self, channel_id: &'a str, max: usize) -> StoreFuture<'a, Option<Tail>> {
