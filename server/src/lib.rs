@@ -8,7 +8,7 @@
 //! ([`realtime`]), the node's rooms: histories and the orderer of their events
 //! ([`rooms`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
 //! domain ([`domain`], [`schema`]) over the store seam, its memory implementation,
-//! PostgreSQL's schema and migrations, and each shard's read-through cache ([`store`]), per-shard metrics summed at
+//! the PostgreSQL store (schema, migrations, demo seed, group-commit chat writer, circuit breaker) and each shard's read-through cache ([`store`]), per-shard metrics summed at
 //! scrape ([`metrics`]), JSON logs ([`logging`]), node-wide state and graceful shutdown
 //! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]), TLS ([`tls`]) and the
 //! `token` subcommand ([`token`]).

@@ -4,9 +4,9 @@
 //! ([`rows`]), the keyset cursors clients page with ([`cursor`]), and each shard's
 //! read-through cache in front of it ([`cache`]).
 //!
-//! Implementations: [`memory::MemoryStore`] (the embedded default, with the demo data);
-//! [`pg`] holds PostgreSQL's schema and its migrations, the first part of the store over
-//! PostgreSQL.
+//! Implementations: [`memory::MemoryStore`] (the embedded default, with the demo data)
+//! and [`pg::PgStore`] (PostgreSQL with `DATABASE_URL`: its schema, migrations, demo
+//! seed, chat writer and circuit breaker live in [`pg`]).
 //! Nothing outside this module sees an implementation's internals: callers hold rows and
 //! ids.
 

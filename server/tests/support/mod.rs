@@ -42,7 +42,16 @@ impl Database {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("streamhub_t{}_{n}", std::process::id());
-        psql(&format!("CREATE DATABASE {name} TEMPLATE {template}"));
+        // Cloning waits for sessions on the template to end (another clone's, say).
+        let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
+        let started = Instant::now();
+        while let Err(e) = try_psql(&sql) {
+            assert!(
+                e.contains("is being accessed by other users") && started.elapsed() < PATIENCE,
+                "psql {sql}: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Database { name }
     }
 
@@ -63,15 +72,22 @@ impl Drop for Database {
 
 /// Runs one statement on the tests' PostgreSQL (`psql`), panicking with its error.
 pub fn psql(sql: &str) {
+    if let Err(e) = try_psql(sql) {
+        panic!("psql {sql}: {e}");
+    }
+}
+
+/// Runs one statement on the tests' PostgreSQL (`psql`): its error, if any.
+pub fn try_psql(sql: &str) -> Result<(), String> {
     let out = Command::new("psql")
         .args([PG_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-qc", sql])
         .output()
         .expect("running psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 impl Server {
@@ -116,6 +132,10 @@ impl Server {
             db,
         };
         let listening = server.wait_for_log(|l| l["message"] == "listening");
+        if server.db.is_some() {
+            // The PostgreSQL pass is what it says.
+            server.wait_for_log(|l| l["message"] == "store: PostgreSQL");
+        }
         server.addr = listening["addr"].as_str().unwrap().parse().unwrap();
         server
     }
