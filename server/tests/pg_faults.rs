@@ -19,6 +19,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -36,11 +37,14 @@ fn pg_bin() -> PathBuf {
 /// Whether the tests run as root (PostgreSQL refuses to: its programs then run as the
 /// `postgres` user).
 fn is_root() -> bool {
-    let out = Command::new("id")
-        .arg("-u")
-        .output()
-        .expect("running id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
+    static ROOT: OnceLock<bool> = OnceLock::new();
+    *ROOT.get_or_init(|| {
+        let out = Command::new("id")
+            .arg("-u")
+            .output()
+            .expect("running id -u");
+        String::from_utf8_lossy(&out.stdout).trim() == "0"
+    })
 }
 
 /// A PostgreSQL server program, run as `postgres` when the tests run as root.
@@ -1045,4 +1049,56 @@ fn graphql_string_arguments_cannot_inject_sql() {
         tables
     );
     assert_eq!(readyz(&server).0, 200);
+}
+
+/// A NUL character cannot be stored in PostgreSQL's text: a string argument holding
+/// one is the request's fault, never a sign that PostgreSQL is down. Anyone could
+/// otherwise open the circuit breaker for the whole node with three anonymous reads.
+#[test]
+fn a_nul_in_a_string_argument_is_bad_input_not_an_outage() {
+    let pg = PrivatePg::start_new();
+    let server = serve(&pg, &[("STREAMHUB_DEMO_DATA", "small")]);
+    let bob = token("u2", "bob", false);
+    let nul = "a\u{0}b";
+    let mut bob_ws = ws(&server, Some(&bob));
+    for i in 0..5 {
+        let r = gql(
+            &server,
+            None,
+            "query($s: String!) { user(login: $s) { id } }",
+            json!({"s": nul}),
+        );
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        let r = gql(
+            &server,
+            None,
+            "query($s: String!) { search(query: $s) { __typename } }",
+            json!({"s": nul}),
+        );
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        let r = gql(
+            &server,
+            Some(&bob),
+            "mutation($s: String!) { updateProfile(input: {bio: $s}) { bio } }",
+            json!({"s": nul}),
+        );
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        let r = gql_send(&server, &bob, "ch_u1", nul);
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
+        let e = ws_send(&mut bob_ws, "ch_u1", nul, &format!("n{i}")).unwrap_err();
+        assert_eq!(e["code"], "BAD_USER_INPUT", "{e}");
+    }
+    drop(bob_ws);
+    let (status, body) = readyz(&server);
+    assert_eq!(status, 200, "{body}");
+    gql_sent(&server, &bob, "ch_u1", "the store still serves");
+    let r = data(gql(
+        &server,
+        None,
+        "{ user(login: \"bob\") { id bio } }",
+        json!({}),
+    ));
+    assert_eq!(r["user"]["id"], "u2");
+    assert_ne!(r["user"]["bio"], nul);
+    assert!(history(&server, "ch_u1").iter().all(|(_, b)| b != nul));
 }

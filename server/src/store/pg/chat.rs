@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement};
 
 use super::breaker::Breaker;
-use super::{Chain, PgSettings};
+use super::{Chain, PgSettings, REFUSED_INPUT};
 use crate::store::{Millis, StoreError};
 
 /// Events written in one statement at most.
@@ -47,12 +47,13 @@ FROM r
 WHERE r.kind = 'deleted' AND e.channel_id = r.channel_id AND e.seq = r.target_seq
     AND e.kind = 'message'";
 
-/// A failed write: refused for its content (a constraint: not the database's health),
-/// or unavailable, counted by the breaker.
+/// A failed write: refused for its content (a constraint, or a value PostgreSQL cannot
+/// take such as a NUL character: not the database's health), or unavailable, counted
+/// by the breaker.
 fn unavailable(breaker: &Breaker, e: &tokio_postgres::Error) -> Failure {
     let code = e.code().map(|c| c.code());
     if let (Some(code), Some(db)) = (code, e.as_db_error()) {
-        if code.starts_with("23") {
+        if code.starts_with("23") || code.starts_with("22") {
             return Failure::Refused(code.to_owned(), db.message().to_owned());
         }
     }
@@ -237,6 +238,9 @@ impl Failure {
             Failure::Unavailable(e) => e,
             Failure::Refused(code, _) if code == "23503" => {
                 StoreError::NotFound(format!("no channel has id `{}`", row.channel_id))
+            }
+            Failure::Refused(code, message) if code.starts_with("22") => {
+                StoreError::Conflict(format!("{REFUSED_INPUT}: {message}"))
             }
             Failure::Refused(_, message) => {
                 StoreError::Unavailable(format!("PostgreSQL refused a chat event: {message}"))
