@@ -1102,3 +1102,45 @@ fn a_nul_in_a_string_argument_is_bad_input_not_an_outage() {
     assert_ne!(r["user"]["bio"], nul);
     assert!(history(&server, "ch_u1").iter().all(|(_, b)| b != nul));
 }
+
+/// Chat alone brings the node back: once PostgreSQL is back, a sender that keeps
+/// trying is acknowledged again, with nothing else (no `/readyz`, no read) asking the
+/// store first.
+#[test]
+fn chat_alone_recovers_once_postgres_is_back() {
+    let pg = PrivatePg::start_new();
+    let server = serve(&pg, &[("STREAMHUB_DEMO_DATA", "small")]);
+    let bob = token("u2", "bob", false);
+    let mut bob_ws = ws(&server, Some(&bob));
+    ws_send(&mut bob_ws, "ch_u1", "before", "b").expect("acknowledged");
+    // Each refusal says why once (a refusal is not a new failure of PostgreSQL's).
+    let says_why_once = |e: &Value| {
+        let m = e["message"].as_str().unwrap_or_default();
+        assert!(m.contains("PostgreSQL"), "{e}");
+        assert!(m.matches("is unreachable").count() <= 1, "{e}");
+    };
+    pg.stop();
+    for i in 0..8 {
+        let e = ws_send(&mut bob_ws, "ch_u1", "during", &format!("d{i}")).unwrap_err();
+        assert_eq!(e["code"], "SERVICE_UNAVAILABLE", "{e}");
+        if i >= 3 {
+            says_why_once(&e);
+        }
+    }
+    pg.start();
+    let deadline = Instant::now() + PATIENCE;
+    for i in 0.. {
+        match ws_send(&mut bob_ws, "ch_u1", "after", &format!("a{i}")) {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e["code"], "SERVICE_UNAVAILABLE", "{e}");
+                says_why_once(&e);
+                assert!(
+                    Instant::now() < deadline,
+                    "no message acknowledged {PATIENCE:?} after PostgreSQL came back; the last answer: {e}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -278,8 +278,7 @@ impl PgStore {
             .build()
             .map_err(|cause| ConnectError::Pool { cause })?;
         let breaker = Arc::new(Breaker::new());
-        let chat = ChatWriter::spawn(settings, Arc::clone(&breaker))
-            .map_err(|cause| ConnectError::Writer { cause })?;
+        let chat = ChatWriter::spawn(settings).map_err(|cause| ConnectError::Writer { cause })?;
         Ok(PgStore {
             pool,
             breaker,
@@ -833,8 +832,10 @@ impl Store for PgStore {
     }
 
     fn record<'a>(&'a self, event: &'a Event, at: Millis) -> StoreFuture<'a, ()> {
-        // Through the chat writer (group commit), which has its own connection and
-        // shares the breaker; bounded like every call.
+        // Through the chat writer (group commit), which has its own connection; through
+        // the breaker and bounded like every call (the writer itself neither admits nor
+        // counts: a second admission would refuse the probe this one let through, so
+        // chat alone could never close the circuit, and each failure counted twice).
         self.call(self.chat.record(event, at))
     }
 
