@@ -76,6 +76,8 @@ struct PrivatePg {
     /// Its TCP port.
     port: u16,
     running: Cell<bool>,
+    /// The processes [`PrivatePg::freeze`] stopped.
+    frozen: std::cell::RefCell<Vec<String>>,
 }
 
 impl PrivatePg {
@@ -90,6 +92,7 @@ impl PrivatePg {
             dir,
             port: 0,
             running: Cell::new(false),
+            frozen: Default::default(),
         };
         if is_root() {
             let status = Command::new("chown")
@@ -184,6 +187,35 @@ impl PrivatePg {
         self.running.set(false);
     }
 
+    /// Freezes it: SIGSTOP to the postmaster and every process it started. It keeps its
+    /// connections (and the kernel queues new ones) but answers nothing, like a
+    /// database behind a network partition, until [`PrivatePg::thaw`].
+    fn freeze(&self) {
+        let pid = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("reading postmaster.pid");
+        let postmaster = pid.lines().next().unwrap().trim().to_owned();
+        let out = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .expect("running pgrep");
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        signal(&pids, "STOP");
+        *self.frozen.borrow_mut() = pids;
+    }
+
+    /// Resumes what [`PrivatePg::freeze`] stopped.
+    fn thaw(&self) {
+        let pids = std::mem::take(&mut *self.frozen.borrow_mut());
+        if !pids.is_empty() {
+            signal(&pids, "CONT");
+        }
+    }
+
     /// Runs one statement with `psql` on it; its unaligned output.
     fn psql(&self, sql: &str) -> String {
         let out = Command::new("psql")
@@ -197,11 +229,22 @@ impl PrivatePg {
 
 impl Drop for PrivatePg {
     fn drop(&mut self) {
+        self.thaw();
         if self.running.get() {
             let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `kill -<name>` to processes.
+fn signal(pids: &[String], name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids)
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pids:?}");
 }
 
 fn free_port() -> u16 {
@@ -1191,4 +1234,61 @@ fn a_refused_message_takes_no_seq_and_reaches_no_one() {
         "a refused message took seq {}",
         before + 1
     );
+}
+
+/// PostgreSQL that hangs (frozen, as behind a network partition) rather than refusing:
+/// a chat send is refused once its call's deadline has passed, and once PostgreSQL
+/// answers again, the sends that were refused and still waited in the chat writer's
+/// queue are not recorded after all. (The batch already sent when PostgreSQL froze
+/// may be committed when it thaws, although its sender was refused: its outcome is
+/// unknowable to the server, as any database client's after a timeout. Not judged.)
+#[test]
+fn sends_refused_while_postgres_hangs_are_not_recorded_later() {
+    let pg = PrivatePg::start_new();
+    // Short bounds, so that each call gives up soon: 100 ms pool wait, 1 s connect,
+    // 500 ms statements, and the store's 1 s of slack.
+    let url = format!("{}?connect_timeout=1", pg.url());
+    let server = serve(
+        &pg,
+        &[
+            ("STREAMHUB_DEMO_DATA", "small"),
+            ("DATABASE_URL", &url),
+            ("STREAMHUB_DB_POOL_WAIT", "100ms"),
+            ("STREAMHUB_DB_STATEMENT_TIMEOUT", "500ms"),
+        ],
+    );
+    let bob = token("u2", "bob", false);
+    let mut bob_ws = ws(&server, Some(&bob));
+    ws_send(&mut bob_ws, "ch_u1", "before", "b").expect("acknowledged");
+    pg.freeze();
+    // The first waits on the wire, the next ones in the writer's queue behind it, until
+    // their calls give up; then the circuit is open and the last is refused at once.
+    let hung: Vec<String> = (0..4).map(|i| format!("hung {i}")).collect();
+    for (i, body) in hung.iter().enumerate() {
+        let e = ws_send(&mut bob_ws, "ch_u1", body, &format!("h{i}"))
+            .expect_err("nothing is acknowledged while PostgreSQL hangs");
+        assert_eq!(e["code"], "SERVICE_UNAVAILABLE", "{e}");
+    }
+    pg.thaw();
+    // Once a new message is acknowledged, the writer has written (or dropped) all that
+    // queued before it.
+    let deadline = Instant::now() + PATIENCE;
+    for i in 0.. {
+        match ws_send(&mut bob_ws, "ch_u1", "after", &format!("a{i}")) {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no message acknowledged {PATIENCE:?} after PostgreSQL thawed: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kept = history(&server, "ch_u1");
+    assert!(kept.iter().any(|(_, b)| b == "after"), "{kept:?}");
+    for body in &hung[1..] {
+        assert!(
+            kept.iter().all(|(_, b)| b != body),
+            "{body:?} was refused, and recorded: {kept:?}"
+        );
+    }
 }

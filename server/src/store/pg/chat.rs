@@ -5,6 +5,11 @@
 //! commit waits for PostgreSQL's WAL flush), and under load many messages share a
 //! commit instead of queueing for the pool one transaction each.
 //!
+//! An event whose sender stopped waiting (its call's deadline passed while PostgreSQL
+//! hung, and it was refused) is dropped before it is written; only a batch already
+//! sent when PostgreSQL stopped answering can still commit after its senders were
+//! refused (its outcome is unknown to the node, as any client's after a timeout).
+//!
 //! While PostgreSQL cannot be reached, a batch fails at once, so chat sends fail fast
 //! with `SERVICE_UNAVAILABLE` like every other write; nothing is acknowledged that was
 //! not committed. The circuit breaker is the caller's (`PgStore::record` goes through it
@@ -196,6 +201,13 @@ async fn run(settings: PgSettings, mut jobs: mpsc::Receiver<Job>) {
     let mut client: Option<(Client, Statement)> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A sender that stopped waiting (its call's deadline passed while PostgreSQL
+        // hung) has been told its event failed: recording it now would keep a message
+        // that was refused.
+        batch.retain(|j| !j.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let rows: Vec<Row> = batch.iter().map(|j| j.row.clone()).collect();
         match write(&settings, &mut client, rows).await {
             // PostgreSQL refused the batch for what one of its events holds (a room
