@@ -375,7 +375,7 @@ pub fn read_response(s: &mut TcpStream) -> std::io::Result<Response> {
         if let Some(i) = find(&buf, b"\r\n\r\n") {
             break i + 4;
         }
-        let n = s.read(&mut chunk)?;
+        let n = read_some(s, &mut chunk)?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -401,7 +401,7 @@ pub fn read_response(s: &mut TcpStream) -> std::io::Result<Response> {
         .map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = buf[head_end..].to_vec();
     while body.len() < len {
-        let n = s.read(&mut chunk)?;
+        let n = read_some(s, &mut chunk)?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -418,6 +418,19 @@ pub fn read_response(s: &mut TcpStream) -> std::io::Result<Response> {
     })
 }
 
+/// One `read`, again while a signal interrupts it. The kernel never restarts a read on
+/// a socket with a timeout (signal(7)), and a test process gets signals: a SIGCHLD from
+/// a child process (`kill`, `psql`, `pg_ctl`, ...) that one test's thread spawned can
+/// interrupt any other thread's read.
+pub fn read_some(s: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -427,7 +440,7 @@ pub fn closed_by_peer(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut chunk = [0u8; 1024];
     loop {
-        match s.read(&mut chunk) {
+        match read_some(s, &mut chunk) {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
@@ -501,7 +514,7 @@ impl WsClient {
             if let Some(i) = find(&buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            let n = stream.read(&mut chunk).unwrap();
+            let n = read_some(&mut stream, &mut chunk).unwrap();
             assert!(n > 0, "closed during the handshake");
             buf.extend_from_slice(&chunk[..n]);
         };
@@ -550,7 +563,7 @@ impl WsClient {
         let mut chunk = [0u8; 4096];
         let mut after = self.buf.len();
         loop {
-            match self.stream.read(&mut chunk)? {
+            match read_some(&mut self.stream, &mut chunk)? {
                 0 if after == 0 => return Ok(()),
                 0 => {
                     return Err(std::io::Error::other(format!(
@@ -570,7 +583,7 @@ impl WsClient {
                 return Some(frame);
             }
             let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
+            match read_some(&mut self.stream, &mut chunk) {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
@@ -763,7 +776,7 @@ impl Streamed {
             if let Some(i) = find(&raw, b"\r\n\r\n") {
                 break i + 4;
             }
-            let n = s.read(&mut chunk).expect("reading a response head");
+            let n = read_some(&mut s, &mut chunk).expect("reading a response head");
             assert!(n > 0, "connection closed before a response head");
             raw.extend_from_slice(&chunk[..n]);
         };
@@ -827,7 +840,7 @@ impl Streamed {
                 }
             }
             let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
+            match read_some(&mut self.s, &mut chunk) {
                 Ok(0) | Err(_) => return false,
                 Ok(n) => self.raw.extend_from_slice(&chunk[..n]),
             }

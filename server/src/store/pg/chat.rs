@@ -5,19 +5,23 @@
 //! commit waits for PostgreSQL's WAL flush), and under load many messages share a
 //! commit instead of queueing for the pool one transaction each.
 //!
-//! While PostgreSQL cannot be reached, a batch fails at once (the circuit breaker
-//! refuses without a connection attempt once it is open), so chat sends fail fast with
-//! `SERVICE_UNAVAILABLE` like every other write; nothing is acknowledged that was not
-//! committed.
-
-use std::sync::Arc;
+//! An event whose sender stopped waiting (its call's deadline passed while PostgreSQL
+//! hung, and it was refused) is dropped before it is written; only a batch already
+//! sent when PostgreSQL stopped answering can still commit after its senders were
+//! refused (its outcome is unknown to the node, as any client's after a timeout).
+//!
+//! While PostgreSQL cannot be reached, a batch fails at once, so chat sends fail fast
+//! with `SERVICE_UNAVAILABLE` like every other write; nothing is acknowledged that was
+//! not committed. The circuit breaker is the caller's (`PgStore::record` goes through it
+//! like every call, one sender one call): once it is open, senders are refused before
+//! they reach the writer, and the one it lets through as the probe is written, so chat
+//! alone brings the circuit back once PostgreSQL is.
 
 use streamhub_pubsub::{Chat, Event};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement};
 
-use super::breaker::Breaker;
-use super::{Chain, PgSettings};
+use super::{Chain, PgSettings, REFUSED_INPUT};
 use crate::store::{Millis, StoreError};
 
 /// Events written in one statement at most.
@@ -47,18 +51,19 @@ FROM r
 WHERE r.kind = 'deleted' AND e.channel_id = r.channel_id AND e.seq = r.target_seq
     AND e.kind = 'message'";
 
-/// A failed write: refused for its content (a constraint: not the database's health),
-/// or unavailable, counted by the breaker.
-fn unavailable(breaker: &Breaker, e: &tokio_postgres::Error) -> Failure {
+/// A failed write: refused for its content (a constraint, or a value PostgreSQL cannot
+/// take such as a NUL character: not the database's health), or unavailable.
+fn unavailable(e: &tokio_postgres::Error) -> Failure {
     let code = e.code().map(|c| c.code());
     if let (Some(code), Some(db)) = (code, e.as_db_error()) {
-        if code.starts_with("23") {
+        if code.starts_with("23") || code.starts_with("22") {
             return Failure::Refused(code.to_owned(), db.message().to_owned());
         }
     }
-    let why = format!("PostgreSQL failed to record chat: {}", Chain(e));
-    breaker.failed(&why);
-    Failure::Unavailable(StoreError::Unavailable(why))
+    Failure::Unavailable(StoreError::Unavailable(format!(
+        "PostgreSQL failed to record chat: {}",
+        Chain(e)
+    )))
 }
 
 /// A room event as a row of `chat_events`.
@@ -158,9 +163,8 @@ impl std::fmt::Debug for Job {
 
 impl ChatWriter {
     /// Starts the writer thread (its own current-thread runtime and connection, made
-    /// when the first event comes and again after a failure), refusing through
-    /// `breaker` while PostgreSQL is down.
-    pub fn spawn(settings: &PgSettings, breaker: Arc<Breaker>) -> std::io::Result<ChatWriter> {
+    /// when the first event comes and again after a failure).
+    pub fn spawn(settings: &PgSettings) -> std::io::Result<ChatWriter> {
         let (queue, jobs) = mpsc::channel(QUEUE);
         let settings = settings.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -168,7 +172,7 @@ impl ChatWriter {
             .build()?;
         std::thread::Builder::new()
             .name("pg-chat-writer".into())
-            .spawn(move || rt.block_on(run(settings, breaker, jobs)))?;
+            .spawn(move || rt.block_on(run(settings, jobs)))?;
         Ok(ChatWriter { queue })
     }
 
@@ -193,18 +197,25 @@ impl ChatWriter {
 }
 
 /// The writer's loop: a batch at a time until every handle is gone.
-async fn run(settings: PgSettings, breaker: Arc<Breaker>, mut jobs: mpsc::Receiver<Job>) {
+async fn run(settings: PgSettings, mut jobs: mpsc::Receiver<Job>) {
     let mut client: Option<(Client, Statement)> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A sender that stopped waiting (its call's deadline passed while PostgreSQL
+        // hung) has been told its event failed: recording it now would keep a message
+        // that was refused.
+        batch.retain(|j| !j.done.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let rows: Vec<Row> = batch.iter().map(|j| j.row.clone()).collect();
-        match write(&settings, &breaker, &mut client, rows).await {
+        match write(&settings, &mut client, rows).await {
             // PostgreSQL refused the batch for what one of its events holds (a room
             // whose channel is gone, say): each event alone, so only that one fails.
             Err(Failure::Refused(..)) if batch.len() > 1 => {
                 for job in batch.drain(..) {
                     let row = job.row.clone();
-                    let result = write(&settings, &breaker, &mut client, vec![job.row])
+                    let result = write(&settings, &mut client, vec![job.row])
                         .await
                         .map_err(|f| f.into_error(&row));
                     let _ = job.done.send(result);
@@ -238,6 +249,9 @@ impl Failure {
             Failure::Refused(code, _) if code == "23503" => {
                 StoreError::NotFound(format!("no channel has id `{}`", row.channel_id))
             }
+            Failure::Refused(code, message) if code.starts_with("22") => {
+                StoreError::Conflict(format!("{REFUSED_INPUT}: {message}"))
+            }
             Failure::Refused(_, message) => {
                 StoreError::Unavailable(format!("PostgreSQL refused a chat event: {message}"))
             }
@@ -248,27 +262,19 @@ impl Failure {
 /// Writes rows in one statement: Ok once committed.
 async fn write(
     settings: &PgSettings,
-    breaker: &Breaker,
     client: &mut Option<(Client, Statement)>,
     mut rows: Vec<Row>,
 ) -> Result<(), Failure> {
-    breaker
-        .admit()
-        .map_err(|open| Failure::Unavailable(StoreError::Unavailable(open.to_string())))?;
     if client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
         *client = None;
-        let c = super::connect(&settings.url).await.map_err(|e| {
-            breaker.failed(&e.to_string());
-            Failure::Unavailable(StoreError::Unavailable(e.to_string()))
-        })?;
+        let c = super::connect(&settings.url)
+            .await
+            .map_err(|e| Failure::Unavailable(StoreError::Unavailable(e.to_string())))?;
         let timeout = settings.statement_timeout.as_millis();
         c.batch_execute(&format!("SET statement_timeout = {timeout}"))
             .await
-            .map_err(|e| unavailable(breaker, &e))?;
-        let statement = c
-            .prepare(WRITE)
-            .await
-            .map_err(|e| unavailable(breaker, &e))?;
+            .map_err(|e| unavailable(&e))?;
+        let statement = c.prepare(WRITE).await.map_err(|e| unavailable(&e))?;
         *client = Some((c, statement));
     }
     let (c, statement) = client.as_ref().expect("connected above");
@@ -308,15 +314,12 @@ async fn write(
         )
         .await;
     match result {
-        Ok(_) => {
-            breaker.succeeded();
-            Ok(())
-        }
+        Ok(_) => Ok(()),
         Err(e) => {
             if c.is_closed() {
                 *client = None;
             }
-            Err(unavailable(breaker, &e))
+            Err(unavailable(&e))
         }
     }
 }
@@ -324,6 +327,7 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use streamhub_pubsub::{Author, ChatEvent};
 
     fn event(seq: u64, chat: Chat) -> Event {

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
+use crate::store::StoreError;
+
 /// How a node uses PostgreSQL (the config module's `DATABASE_URL` and pool settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSettings {
@@ -75,6 +77,28 @@ pub enum ConnectError {
         /// What the pool's builder said.
         cause: deadpool_postgres::BuildError,
     },
+}
+
+/// How an error that PostgreSQL answered for a value it cannot take (a data exception,
+/// SQLSTATE class 22: a NUL character in text, say) begins. Such an error is the
+/// request's fault, not a sign of the database's health: callers get it as a
+/// [`StoreError::Conflict`] (`BAD_USER_INPUT` at the edge), and the circuit breaker
+/// counts it as an answer, so that no input can open the circuit for everyone.
+pub(crate) const REFUSED_INPUT: &str = "PostgreSQL refused the input";
+
+/// The error for a data exception (SQLSTATE class 22), None for any other error.
+pub(crate) fn refused_input(e: &tokio_postgres::Error) -> Option<StoreError> {
+    let db = e.as_db_error()?;
+    db.code()
+        .code()
+        .starts_with("22")
+        .then(|| StoreError::Conflict(format!("{REFUSED_INPUT}: {}", db.message())))
+}
+
+/// Whether a conflict is a refused input ([`REFUSED_INPUT`]) rather than one with the
+/// data.
+pub(crate) fn is_refused_input(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict(why) if why.starts_with(REFUSED_INPUT))
 }
 
 /// An error and its sources on one line ("error connecting to server: Connection

@@ -10,7 +10,9 @@
 //! free connection within the pool wait, no connection within the connect timeout, a
 //! statement past its `statement_timeout`, a server shutting down, a call past its
 //! deadline) is [`StoreError::Unavailable`]; a unique violation where the memory store
-//! answers a conflict is [`StoreError::Conflict`].
+//! answers a conflict is [`StoreError::Conflict`], and so is a value PostgreSQL cannot
+//! take (a NUL character in text: [`super::REFUSED_INPUT`]), which the memory store
+//! would have taken.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -24,7 +26,9 @@ use tokio_postgres::{NoTls, Row};
 
 use super::breaker::Breaker;
 use super::chat::ChatWriter;
-use super::{describe, Chain, ConnectError, PgSettings, CONNECT_TIMEOUT};
+use super::{
+    describe, is_refused_input, refused_input, Chain, ConnectError, PgSettings, CONNECT_TIMEOUT,
+};
 use crate::store::{
     Applied, Category, Change, Channel, Clock, Command, Found, KeyPage, Live, Membership, Message,
     Millis, Store, StoreError, StoreFuture, Stream, Tail, User,
@@ -274,8 +278,7 @@ impl PgStore {
             .build()
             .map_err(|cause| ConnectError::Pool { cause })?;
         let breaker = Arc::new(Breaker::new());
-        let chat = ChatWriter::spawn(settings, Arc::clone(&breaker))
-            .map_err(|cause| ConnectError::Writer { cause })?;
+        let chat = ChatWriter::spawn(settings).map_err(|cause| ConnectError::Writer { cause })?;
         Ok(PgStore {
             pool,
             breaker,
@@ -469,7 +472,7 @@ impl PgStore {
                 )
                 .await;
                 started.map_err(|e| match e {
-                    StoreError::Conflict(_) => already_live(),
+                    StoreError::Conflict(_) if !is_refused_input(&e) => already_live(),
                     other => other,
                 })?;
                 exec(tx, GO_LIVE, &[channel_id, title, category_id, &stream_id]).await?;
@@ -818,8 +821,9 @@ impl Store for PgStore {
                 match self.apply_once(&command).await {
                     // Another node made this user or took this login meanwhile: the
                     // next try sees it.
-                    Err(StoreError::Conflict(_))
+                    Err(e @ StoreError::Conflict(_))
                         if matches!(command, Command::EnsureUser { .. })
+                            && !is_refused_input(&e)
                             && tries < ENSURE_USER_TRIES => {}
                     result => return result,
                 }
@@ -828,8 +832,10 @@ impl Store for PgStore {
     }
 
     fn record<'a>(&'a self, event: &'a Event, at: Millis) -> StoreFuture<'a, ()> {
-        // Through the chat writer (group commit), which has its own connection and
-        // shares the breaker; bounded like every call.
+        // Through the chat writer (group commit), which has its own connection; through
+        // the breaker and bounded like every call (the writer itself neither admits nor
+        // counts: a second admission would refuse the probe this one let through, so
+        // chat alone could never close the circuit, and each failure counted twice).
         self.call(self.chat.record(event, at))
     }
 
@@ -904,8 +910,12 @@ async fn exec(
 
 /// What a PostgreSQL error means to callers: a conflict for a unique violation, a
 /// missing row for a foreign key violation (the callers that can meet one say which),
-/// the store being unavailable for everything else.
+/// a refused input for a value PostgreSQL cannot take (see [`super::REFUSED_INPUT`]), the
+/// store being unavailable for everything else.
 fn failed(e: tokio_postgres::Error) -> StoreError {
+    if let Some(refused) = refused_input(&e) {
+        return refused;
+    }
     let Some(code) = e.code() else {
         let what = if e.is_closed() {
             "closed the connection"
