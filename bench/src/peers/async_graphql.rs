@@ -136,7 +136,7 @@ fn coded(code: &'static str, message: impl Into<String>) -> Error {
 fn store_error(e: StoreError) -> Error {
     let code = match &e {
         StoreError::NotFound(_) => "NOT_FOUND",
-        StoreError::Conflict(_) => "BAD_USER_INPUT",
+        StoreError::Conflict(_) | StoreError::Invalid(_) => "BAD_USER_INPUT",
         StoreError::Unavailable(_) => "SERVICE_UNAVAILABLE",
     };
     coded(code, e.to_string())

@@ -17,7 +17,7 @@ use crate::store::{
 pub fn field_error(e: StoreError) -> FieldError {
     let code = match &e {
         StoreError::NotFound(_) => super::values::NOT_FOUND,
-        StoreError::Conflict(_) => super::values::BAD_USER_INPUT,
+        StoreError::Conflict(_) | StoreError::Invalid(_) => super::values::BAD_USER_INPUT,
         StoreError::Unavailable(_) => "SERVICE_UNAVAILABLE",
     };
     FieldError::new(code, e.to_string())

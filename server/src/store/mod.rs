@@ -59,6 +59,10 @@ pub enum StoreError {
     /// The change conflicts with the data as it is (a stream already live, say).
     #[error("{0}")]
     Conflict(String),
+    /// The input cannot be kept as given (PostgreSQL refuses a NUL character in text,
+    /// say): `BAD_USER_INPUT`, and no sign of the store's health.
+    #[error("{0}")]
+    Invalid(String),
     /// The store cannot answer now (its database is down, say): `SERVICE_UNAVAILABLE`.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),

@@ -250,7 +250,7 @@ impl Failure {
                 StoreError::NotFound(format!("no channel has id `{}`", row.channel_id))
             }
             Failure::Refused(code, message) if code.starts_with("22") => {
-                StoreError::Conflict(format!("{REFUSED_INPUT}: {message}"))
+                StoreError::Invalid(format!("{REFUSED_INPUT}: {message}"))
             }
             Failure::Refused(_, message) => {
                 StoreError::Unavailable(format!("PostgreSQL refused a chat event: {message}"))

@@ -92,13 +92,7 @@ pub(crate) fn refused_input(e: &tokio_postgres::Error) -> Option<StoreError> {
     db.code()
         .code()
         .starts_with("22")
-        .then(|| StoreError::Conflict(format!("{REFUSED_INPUT}: {}", db.message())))
-}
-
-/// Whether a conflict is a refused input ([`REFUSED_INPUT`]) rather than one with the
-/// data.
-pub(crate) fn is_refused_input(e: &StoreError) -> bool {
-    matches!(e, StoreError::Conflict(why) if why.starts_with(REFUSED_INPUT))
+        .then(|| StoreError::Invalid(format!("{REFUSED_INPUT}: {}", db.message())))
 }
 
 /// An error and its sources on one line ("error connecting to server: Connection

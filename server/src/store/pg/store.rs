@@ -10,9 +10,9 @@
 //! free connection within the pool wait, no connection within the connect timeout, a
 //! statement past its `statement_timeout`, a server shutting down, a call past its
 //! deadline) is [`StoreError::Unavailable`]; a unique violation where the memory store
-//! answers a conflict is [`StoreError::Conflict`], and so is a value PostgreSQL cannot
-//! take (a NUL character in text: [`super::REFUSED_INPUT`]), which the memory store
-//! would have taken.
+//! answers a conflict is [`StoreError::Conflict`]; a value PostgreSQL cannot take (a
+//! NUL character in text: [`super::REFUSED_INPUT`]), which the memory store would have
+//! taken, is [`StoreError::Invalid`].
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -26,9 +26,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::breaker::Breaker;
 use super::chat::ChatWriter;
-use super::{
-    describe, is_refused_input, refused_input, Chain, ConnectError, PgSettings, CONNECT_TIMEOUT,
-};
+use super::{describe, refused_input, Chain, ConnectError, PgSettings, CONNECT_TIMEOUT};
 use crate::store::{
     Applied, Category, Change, Channel, Clock, Command, Found, KeyPage, Live, Membership, Message,
     Millis, Store, StoreError, StoreFuture, Stream, Tail, User,
@@ -472,7 +470,7 @@ impl PgStore {
                 )
                 .await;
                 started.map_err(|e| match e {
-                    StoreError::Conflict(_) if !is_refused_input(&e) => already_live(),
+                    StoreError::Conflict(_) => already_live(),
                     other => other,
                 })?;
                 exec(tx, GO_LIVE, &[channel_id, title, category_id, &stream_id]).await?;
@@ -821,9 +819,8 @@ impl Store for PgStore {
                 match self.apply_once(&command).await {
                     // Another node made this user or took this login meanwhile: the
                     // next try sees it.
-                    Err(e @ StoreError::Conflict(_))
+                    Err(StoreError::Conflict(_))
                         if matches!(command, Command::EnsureUser { .. })
-                            && !is_refused_input(&e)
                             && tries < ENSURE_USER_TRIES => {}
                     result => return result,
                 }
