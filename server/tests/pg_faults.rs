@@ -1250,3 +1250,44 @@ fn sends_refused_while_postgres_hangs_are_not_recorded_later() {
         );
     }
 }
+
+/// A message refused because PostgreSQL was down was never acknowledged and is not in
+/// PostgreSQL: no member may receive it, and it must not take a seq (the schema: "every
+/// room event takes the next seq: 1, 2, 3, ... with no gaps and no repeats"), or the
+/// seq is given again to another message after a restart and a client that saw the
+/// refused one skips that one when it recovers with `since`.
+#[test]
+fn a_refused_message_takes_no_seq_and_reaches_no_one() {
+    let pg = PrivatePg::start_new();
+    let server = serve(&pg, &[("STREAMHUB_DEMO_DATA", "small")]);
+    let bob = token("u2", "bob", false);
+    let mut member = ws(&server, None);
+    join(&mut member, "ch_u1", None);
+    // One connection, so one shard, whose caches hold what the checks of a send read:
+    // the refused message gets as far as being recorded.
+    let mut bob_ws = ws(&server, Some(&bob));
+    let before = ws_send(&mut bob_ws, "ch_u1", "before", "b").expect("acknowledged");
+    assert_eq!(member.next_json()["seq"], before);
+    pg.stop();
+    let e = ws_send(&mut bob_ws, "ch_u1", "refused", "r").unwrap_err();
+    assert_eq!(e["code"], "SERVICE_UNAVAILABLE", "{e}");
+    pg.start();
+    let deadline = Instant::now() + PATIENCE;
+    while readyz(&server).0 != 200 {
+        assert!(Instant::now() < deadline, "/readyz did not come back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = ws_send(&mut bob_ws, "ch_u1", "after", "a").expect("acknowledged");
+    let e = member.next_json();
+    assert_eq!(
+        (&e["seq"], &e["body"]),
+        (&json!(after), &json!("after")),
+        "the member got {e}"
+    );
+    assert_eq!(
+        after,
+        before + 1,
+        "a refused message took seq {}",
+        before + 1
+    );
+}
