@@ -202,19 +202,6 @@ impl<T, M: Moment> History<T, M> {
         outcome
     }
 
-    /// Takes the last event (at `seq`) back out, as if it had never been recorded: the
-    /// next seq is `seq` again. False, changing nothing, when `seq` is not the last.
-    pub fn retract_last(&mut self, seq: u64) -> bool {
-        if seq == 0 || seq != self.last_seq {
-            return false;
-        }
-        if self.events.back().is_some_and(|e| e.seq == seq) {
-            self.events.pop_back();
-        }
-        self.last_seq = seq - 1;
-        true
-    }
-
     /// Drops the events older than the age limit at `now`.
     pub fn prune(&mut self, now: M) {
         let expired = self.expired(now);

@@ -18,16 +18,7 @@ use crate::store::{Clock, Millis, SharedStore, StoreError, StoreFuture};
 pub struct Room {
     /// The room's id (its channel's).
     pub id: RoomId,
-    log: Mutex<Log>,
-}
-
-/// A room's history and the seqs withdrawn from its end.
-#[derive(Debug)]
-struct Log {
-    history: History<Arc<ChatEvent>, Millis>,
-    /// Events ordered here whose recording failed, waiting for the events after them
-    /// to be withdrawn too (then all leave the history together).
-    withdrawn: Vec<u64>,
+    history: Mutex<History<Arc<ChatEvent>, Millis>>,
 }
 
 /// What a `since` asks of a room's history.
@@ -40,37 +31,19 @@ pub enum Replay {
 }
 
 impl Room {
-    fn lock(&self) -> MutexGuard<'_, Log> {
+    fn lock(&self) -> MutexGuard<'_, History<Arc<ChatEvent>, Millis>> {
         // An append cannot be left half done by a panic elsewhere.
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes back an event ordered here that the store failed to record (its sender was
-    /// refused): it leaves the history, and its seq goes to the next event, once every
-    /// event ordered after it has been withdrawn too. One recorded after it keeps it in
-    /// the history (a seq the store never holds; see ARCHITECTURE.md, Store).
-    pub fn withdraw(&self, seq: u64) {
-        let mut log = self.lock();
-        log.withdrawn.push(seq);
-        loop {
-            let last = log.history.last_seq();
-            let Some(i) = log.withdrawn.iter().position(|&s| s == last) else {
-                break;
-            };
-            log.withdrawn.swap_remove(i);
-            log.history.retract_last(last);
-        }
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The room's last seq.
     pub fn last_seq(&self) -> u64 {
-        self.lock().history.last_seq()
+        self.lock().last_seq()
     }
 
     /// The events after `since` (up to the last), or that they are lost, at `now`.
     pub fn since(&self, since: u64, now: Millis) -> Result<Replay, SinceAhead> {
-        let log = self.lock();
-        let h = &log.history;
+        let h = self.lock();
         let last = h.last_seq();
         Ok(match h.since(since, now)? {
             Recovery::Replay(events) => Replay::Events(
@@ -85,10 +58,10 @@ impl Room {
 
     /// Orders `chat` here: the next seq, kept in the history at `now`.
     fn append(&self, chat: Chat, now: Millis) -> Event {
-        let mut log = self.lock();
-        let seq = log.history.last_seq() + 1;
+        let mut h = self.lock();
+        let seq = h.last_seq() + 1;
         let event = Arc::new(ChatEvent::new(chat));
-        log.history.record(seq, Arc::clone(&event), now);
+        h.record(seq, Arc::clone(&event), now);
         Event::new(Arc::clone(&self.id), seq, event)
     }
 }
@@ -164,10 +137,7 @@ impl Rooms {
         }
         let room = Arc::new(Room {
             id: id.into(),
-            log: Mutex::new(Log {
-                history,
-                withdrawn: Vec::new(),
-            }),
+            history: Mutex::new(history),
         });
         // Another shard may have opened it meanwhile: the first one in is the room.
         Ok(Some(Arc::clone(
@@ -227,35 +197,6 @@ mod tests {
         }
         assert!(room.since(last + 3, rooms.now()).is_err());
         assert!(rooms.open("ch_nobody").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn withdrawn_events_leave_once_those_after_them_have_left() {
-        let rooms = rooms(HistoryLimits::default());
-        let room = rooms.open("ch_u3").await.unwrap().unwrap();
-        let last = room.last_seq();
-        let now = rooms.now();
-        let a = rooms.order(&room, deleted(1), now).await.unwrap();
-        let b = rooms.order(&room, deleted(2), now).await.unwrap();
-        let c = rooms.order(&room, deleted(3), now).await.unwrap();
-        // b and c refused, b's refusal heard first: b waits for c, then both leave.
-        room.withdraw(b.seq);
-        assert_eq!(room.last_seq(), last + 3);
-        room.withdraw(c.seq);
-        assert_eq!(room.last_seq(), last + 1);
-        let d = rooms.order(&room, deleted(4), now).await.unwrap();
-        assert_eq!(d.seq, last + 2, "the withdrawn seqs are given again");
-        match room.since(last, now).unwrap() {
-            Replay::Events(events, _) => {
-                let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-                assert_eq!(seqs, [a.seq, d.seq]);
-                assert_eq!(events[1].payload.chat, deleted(4));
-            }
-            Replay::Lost(_) => panic!("kept"),
-        }
-        // One recorded after it keeps a withdrawn event where it is.
-        room.withdraw(a.seq);
-        assert_eq!(room.last_seq(), d.seq);
     }
 
     #[tokio::test]

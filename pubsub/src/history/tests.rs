@@ -335,18 +335,3 @@ fn milliseconds_work_as_time_and_reads_see_what_is_kept() {
     assert!(!history.since(1, 120).unwrap().is_recovered());
     assert!(history.since(2, 120).unwrap().is_recovered());
 }
-
-#[test]
-fn only_the_last_event_is_retracted_and_its_seq_comes_again() {
-    let t0 = Instant::now();
-    let mut history = filled(limits(10, None), 3, t0);
-    assert!(!history.retract_last(2), "not the last");
-    assert!(history.retract_last(3));
-    assert_eq!(history.last_seq(), 2);
-    assert_eq!(replayed(&history, 0, t0), Some(vec![1, 2]));
-    assert_eq!(
-        history.record(3, "event 3".to_owned(), t0),
-        Recorded::Appended
-    );
-    assert_eq!(replayed(&history, 1, t0), Some(vec![2, 3]));
-}

@@ -304,11 +304,7 @@ impl Request<'_> {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no channel has id `{channel_id}`")))?;
         let event = rooms.order(&room, chat, self.now).await?;
-        if let Err(e) = self.domain.store.record(&event, self.now).await {
-            // Refused, so never delivered: out of the room's history again.
-            room.withdraw(event.seq);
-            return Err(e);
-        }
+        self.domain.store.record(&event, self.now).await?;
         self.cache.room_changed(channel_id);
         self.domain.events.publish(Notice::Room(event.clone()));
         Ok(event)
