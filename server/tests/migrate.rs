@@ -2,19 +2,23 @@
 //! (127.0.0.1:5432, user `postgres`, trust authentication, database `test`): each test
 //! makes a database of its own and drops it at the end.
 
+mod support;
+
 use std::net::TcpListener;
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use streamhub_server::store::pg::migrate::{
     check, migrate_with, MigrateError, Migration, SchemaState, LATEST, LOCK_KEY, MIGRATIONS,
 };
 use streamhub_server::store::pg::{connect, CONNECT_TIMEOUT};
+use support::Database;
 use tokio_postgres::Client;
 
-/// The server the tests use, without a database.
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+/// A connection to a test's database.
+async fn connect_to(db: &Database) -> Client {
+    connect(&db.url()).await.unwrap()
+}
 
 /// The tables the first migration makes.
 const TABLES: &[&str] = &[
@@ -27,70 +31,6 @@ const TABLES: &[&str] = &[
     "bans",
     "chat_events",
 ];
-
-/// A database of this test's own, dropped (connections and all) when it goes.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "streamhub_migrate_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = admin().await;
-        // A database left by an earlier run whose process had the same id.
-        drop_database(&admin, &name).await;
-        admin
-            .simple_query(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
-        TestDb { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-
-    async fn client(&self) -> Client {
-        connect(&self.url()).await.unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime (or while it unwinds): the cleanup gets a
-        // thread and a runtime of its own.
-        let name = std::mem::take(&mut self.name);
-        let cleanup = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async { drop_database(&admin().await, &name).await });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-/// A connection to the database `test`, from which the tests' databases are made.
-async fn admin() -> Client {
-    connect(&format!("{SERVER}/test"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("these tests need PostgreSQL on 127.0.0.1:5432 (user postgres, trust): {e}")
-        })
-}
-
-async fn drop_database(admin: &Client, name: &str) {
-    admin
-        .simple_query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap_or_else(|e| panic!("dropping {name}: {e:?}"));
-}
 
 /// Runs `streamhub migrate --database-url <url>` with nothing else in its environment.
 async fn streamhub_migrate(url: &str) -> Output {
@@ -111,7 +51,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// Runs `migrate` and expects it to succeed.
-async fn migrated(db: &TestDb) -> String {
+async fn migrated(db: &Database) -> String {
     let out = streamhub_migrate(&db.url()).await;
     assert!(out.status.success(), "migrate failed: {}", stderr(&out));
     stdout(&out)
@@ -159,8 +99,8 @@ async fn record_future(client: &Client, name: &str, compatible_from: i32) {
 
 #[tokio::test]
 async fn migrate_applies_the_schema_once_then_says_it_is_up_to_date() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
+    let db = Database::empty("migrate");
+    let client = connect_to(&db).await;
     assert_eq!(
         check(&client).await.map_err(|e| e.to_string()),
         Err(format!(
@@ -189,7 +129,7 @@ async fn migrate_applies_the_schema_once_then_says_it_is_up_to_date() {
 
 #[tokio::test]
 async fn nodes_migrating_at_once_apply_each_migration_once() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     let url = db.url();
     let (a, b, c) = tokio::join!(
         streamhub_migrate(&url),
@@ -206,14 +146,14 @@ async fn nodes_migrating_at_once_apply_each_migration_once() {
         }
     }
     assert_eq!(applied, 1, "exactly one of them applied the schema");
-    assert_eq!(recorded(&db.client().await).await, ours());
+    assert_eq!(recorded(&connect_to(&db).await).await, ours());
 }
 
 #[tokio::test]
 async fn a_newer_schema_that_was_only_expanded_is_accepted() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     migrated(&db).await;
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     record_future(&client, "future_expansion", LATEST).await;
     assert_eq!(
         check(&client).await.unwrap(),
@@ -227,9 +167,9 @@ async fn a_newer_schema_that_was_only_expanded_is_accepted() {
 
 #[tokio::test]
 async fn a_newer_schema_that_was_contracted_is_refused() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     migrated(&db).await;
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     record_future(&client, "future_contraction", LATEST + 1).await;
     let err = check(&client).await.unwrap_err();
     assert!(matches!(err, MigrateError::TooNew { .. }), "{err:?}");
@@ -246,9 +186,9 @@ async fn a_newer_schema_that_was_contracted_is_refused() {
 
 #[tokio::test]
 async fn a_schema_migrated_by_a_different_build_is_refused() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     migrated(&db).await;
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     client
         .execute(
             "UPDATE streamhub_schema SET name = 'not_ours' WHERE version = 1",
@@ -268,7 +208,7 @@ async fn a_schema_migrated_by_a_different_build_is_refused() {
 
 #[tokio::test]
 async fn a_failed_migration_is_rolled_back_and_releases_the_lock() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     let mut broken = MIGRATIONS.to_vec();
     broken.push(Migration {
         version: LATEST + 1,
@@ -277,7 +217,7 @@ async fn a_failed_migration_is_rolled_back_and_releases_the_lock() {
         compatible_from: LATEST,
     });
     let broken: &'static [Migration] = Box::leak(broken.into_boxed_slice());
-    let mut client = db.client().await;
+    let mut client = connect_to(&db).await;
     let err = migrate_with(&mut client, broken).await.unwrap_err();
     let message = err.to_string();
     assert!(
@@ -289,7 +229,7 @@ async fn a_failed_migration_is_rolled_back_and_releases_the_lock() {
     assert_eq!(recorded(&client).await, ours());
     assert!(!exists(&client, "half_done").await);
     // Another node can take the lock at once.
-    let other = db.client().await;
+    let other = connect_to(&db).await;
     let locked: bool = other
         .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
         .await
@@ -354,9 +294,9 @@ async fn migrate_needs_a_database_url() {
 /// The schema holds what the memory store keeps, and refuses what it must.
 #[tokio::test]
 async fn the_schema_keeps_the_domain_and_its_rules() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     migrated(&db).await;
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     client
         .batch_execute(
             "BEGIN;
@@ -474,9 +414,9 @@ async fn the_schema_keeps_the_domain_and_its_rules() {
 /// are disabled, so that the plan shows an index even on empty tables).
 #[tokio::test]
 async fn the_indexes_serve_the_queries_they_are_made_for() {
-    let db = TestDb::create().await;
+    let db = Database::empty("migrate");
     migrated(&db).await;
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     client
         .batch_execute("SET enable_seqscan = off")
         .await

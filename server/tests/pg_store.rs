@@ -3,8 +3,10 @@
 //! it and drops it at the end. The conformance tests run the same commands and records
 //! on a memory store (the reference) and on PostgreSQL and expect the same answers.
 
+mod support;
+
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,38 +18,24 @@ use streamhub_server::store::pg::{connect, ConnectError, PgSettings, PgStore, RE
 use streamhub_server::store::{
     Applied, Change, Channel, Clock, Command, Found, Millis, Store, StoreError,
 };
+use support::Database;
 use tokio_postgres::Client;
 
-/// The server the tests use, without a database.
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A database of this test's own, dropped (connections and all) when it goes.
+/// A database of this test's own, migrated, dropped (connections and all) when it goes.
 struct TestDb {
-    name: String,
+    db: Database,
 }
 
 impl TestDb {
     async fn create() -> TestDb {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "streamhub_pgstore_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = admin().await;
-        // A database left by an earlier run whose process had the same id.
-        drop_database(&admin, &name).await;
-        admin
-            .simple_query(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
-        let db = TestDb { name };
-        migrate(&mut db.client().await).await.unwrap();
-        db
+        let db = Database::empty("pgstore");
+        let test = TestDb { db };
+        migrate(&mut test.client().await).await.unwrap();
+        test
     }
 
     fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
+        self.db.url()
     }
 
     async fn client(&self) -> Client {
@@ -58,38 +46,6 @@ impl TestDb {
     fn store(&self, clock: Arc<dyn Clock>) -> PgStore {
         PgStore::new(&settings(self.url()), clock).unwrap()
     }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime (or while it unwinds): the cleanup gets a
-        // thread and a runtime of its own.
-        let name = std::mem::take(&mut self.name);
-        let cleanup = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async { drop_database(&admin().await, &name).await });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-/// A connection to the database `test`, from which the tests' databases are made.
-async fn admin() -> Client {
-    connect(&format!("{SERVER}/test"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("these tests need PostgreSQL on 127.0.0.1:5432 (user postgres, trust): {e}")
-        })
-}
-
-async fn drop_database(admin: &Client, name: &str) {
-    admin
-        .simple_query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap_or_else(|e| panic!("dropping {name}: {e:?}"));
 }
 
 fn settings(url: String) -> PgSettings {

@@ -3,10 +3,11 @@
 //! drops it at the end. What the seed loads is compared with what the memory store
 //! holds for the same demo size, read through the `Store` trait.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use streamhub_pubsub::history::HistoryLimits;
@@ -15,73 +16,12 @@ use streamhub_server::store::memory::demo::DemoSize;
 use streamhub_server::store::memory::MemoryStore;
 use streamhub_server::store::pg::connect;
 use streamhub_server::store::{now, Store, SystemClock};
+use support::Database;
 use tokio_postgres::Client;
 
-/// The server the tests use, without a database.
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A database of this test's own, dropped (connections and all) when it goes.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "streamhub_seed_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = admin().await;
-        // A database left by an earlier run whose process had the same id.
-        drop_database(&admin, &name).await;
-        admin
-            .simple_query(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
-        TestDb { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-
-    async fn client(&self) -> Client {
-        connect(&self.url()).await.unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime (or while it unwinds): the cleanup gets a
-        // thread and a runtime of its own.
-        let name = std::mem::take(&mut self.name);
-        let cleanup = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async { drop_database(&admin().await, &name).await });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-/// A connection to the database `test`, from which the tests' databases are made.
-async fn admin() -> Client {
-    connect(&format!("{SERVER}/test"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("these tests need PostgreSQL on 127.0.0.1:5432 (user postgres, trust): {e}")
-        })
-}
-
-async fn drop_database(admin: &Client, name: &str) {
-    admin
-        .simple_query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap_or_else(|e| panic!("dropping {name}: {e:?}"));
+/// A connection to a test's database.
+async fn connect_to(db: &Database) -> Client {
+    connect(&db.url()).await.unwrap()
 }
 
 /// Runs `streamhub seed <args>` with nothing else in its environment but `env`.
@@ -105,7 +45,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// Runs `seed --demo-data <size>` on `db` and expects it to succeed with one line.
-async fn seeded(db: &TestDb, size: &str) -> String {
+async fn seeded(db: &Database, size: &str) -> String {
     let out = streamhub_seed(&["--database-url", &db.url(), "--demo-data", size], &[]).await;
     assert!(out.status.success(), "seed failed: {}", stderr(&out));
     let line = stdout(&out);
@@ -258,7 +198,7 @@ async fn expected(store: &MemoryStore, users: u32) -> Counts {
 
 #[tokio::test]
 async fn seed_loads_the_memory_stores_demo_data_once() {
-    let db = TestDb::create().await;
+    let db = Database::empty("seed");
     let started = now();
     let first = seeded(&db, "small").await;
     let ended = now();
@@ -266,7 +206,7 @@ async fn seed_loads_the_memory_stores_demo_data_once() {
     assert!(first.contains("seeded the demo data"), "{first}");
     assert!(first.contains("users 200 "), "{first}");
 
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     let store = memory(200);
     let loaded = counts(&client).await;
     assert_eq!(loaded, expected(&store, 200).await);
@@ -408,7 +348,7 @@ async fn seed_loads_the_memory_stores_demo_data_once() {
 
 #[tokio::test]
 async fn seeds_started_together_load_the_data_once() {
-    let db = TestDb::create().await;
+    let db = Database::empty("seed");
     let url = db.url();
     let args = ["--database-url", &url, "--demo-data", "50"];
     let (a, b, c) = tokio::join!(
@@ -426,18 +366,18 @@ async fn seeds_started_together_load_the_data_once() {
         }
     }
     assert_eq!(loads, 1, "exactly one of them loaded the data");
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     assert_eq!(counts(&client).await, expected(&memory(50), 50).await);
 }
 
 #[tokio::test]
 async fn a_thousand_users_are_seeded_from_database_url() {
-    let db = TestDb::create().await;
+    let db = Database::empty("seed");
     let url = db.url();
     let out = streamhub_seed(&["--demo-data", "1000"], &[("DATABASE_URL", &url)]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("users 1000 "), "{}", stdout(&out));
-    let client = db.client().await;
+    let client = connect_to(&db).await;
     assert_eq!(counts(&client).await, expected(&memory(1000), 1000).await);
 }
 

@@ -36,12 +36,26 @@ pub struct Database {
     pub name: String,
 }
 
+/// A name no other database of this run has (`streamhub_<what>_<pid>_<n>`).
+fn database_name(what: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("streamhub_{what}_{}_{n}", std::process::id())
+}
+
 impl Database {
+    /// A new, empty database (one an earlier run with the same process id left is
+    /// dropped first).
+    pub fn empty(what: &str) -> Database {
+        let name = database_name(what);
+        psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        psql(&format!("CREATE DATABASE {name}"));
+        Database { name }
+    }
+
     /// A new database cloned from `template`.
     pub fn from_template(template: &str) -> Database {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("streamhub_t{}_{n}", std::process::id());
+        let name = database_name("t");
         // Cloning waits for sessions on the template to end (another clone's, say).
         let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
         let started = Instant::now();
