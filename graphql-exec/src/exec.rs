@@ -3,8 +3,10 @@
 //! Each level hands the resolver every parent object that needs a field at once
 //! ([`Resolver::resolve`] takes a slice of parents), so a field is resolved once per
 //! level and selection, never once per parent (no N+1, no dataloader timers). The
-//! resolver is async: each batch is awaited in turn, so a resolver that goes to its
-//! store suspends the operation, not the thread, and nothing is boxed per batch. Results
+//! resolver is async, so a resolver that goes to its store suspends the operation, not
+//! the thread; the batches of a level that await are awaited together (one allocation
+//! for the level, none when a single batch awaits), so a page's loads take one round
+//! trip per level, not one per batch. Results
 //! land in a flat arena of compact nodes (breadth-first order is not output order), then
 //! one depth-first pass writes the response with the plan's pre-escaped keys. Null
 //! propagates from a non-null position to the nearest nullable parent, and every error
@@ -91,6 +93,21 @@ pub enum Resolved<O> {
     List(Vec<Resolved<O>>),
     /// The field failed: null, with this error in `errors`.
     Error(FieldError),
+}
+
+impl<O> Resolved<O> {
+    /// Moves the strings in the text arena this value points at by `by` (its strings
+    /// were written to an arena of their own, then appended to another at `by`).
+    fn shift_text(&mut self, by: u32) {
+        match self {
+            Resolved::Leaf(Leaf::Json { start, end }) => {
+                *start += by;
+                *end += by;
+            }
+            Resolved::List(items) => items.iter_mut().for_each(|i| i.shift_text(by)),
+            _ => {}
+        }
+    }
 }
 
 /// A field's arguments for one request: constants from the plan (coerced when it was
@@ -194,7 +211,9 @@ pub trait Resolver {
 
     /// Resolves `field` for every one of `parents` (all of type `field.parent`), pushing
     /// exactly one value per parent, in order, onto `out`. Called once per level,
-    /// selection and field, with every parent of the batch.
+    /// selection and field, with every parent of the batch; outside a mutation's root,
+    /// the calls of one level run concurrently (on the caller's task), so a resolver
+    /// must not hold a borrow of shared state across an await.
     async fn resolve(
         &self,
         field: &PlannedField,
@@ -253,8 +272,10 @@ struct Slot<'p> {
 const NO_PARENT: u32 = u32::MAX;
 
 /// One response: `{"errors":[...],"data":{...}}` as bytes. Introspection fields are
-/// answered by the engine; every other field by `resolver`, whose batches are awaited
-/// one after another. Dropping the future stops the execution between two batches (or
+/// answered by the engine; every other field by `resolver`, level by level: in each
+/// level the fields that need no await are resolved first, then the batches that await
+/// are awaited together (a level's loads are in flight at once), and the next level
+/// starts when they are all done. Dropping the future stops the execution between two batches (or
 /// inside one, where the resolver awaits): a caller bounds it with a timeout this way.
 pub async fn execute<R: Resolver>(
     schema: &Schema,
@@ -274,6 +295,7 @@ pub async fn execute<R: Resolver>(
         text: Vec::with_capacity(8192),
         values: Vec::new(),
         intro_values: Vec::new(),
+        spare: Vec::new(),
     };
     run.slots.push(Slot {
         node: Node::Null,
@@ -290,7 +312,7 @@ pub async fn execute<R: Resolver>(
         let root = level.pop().expect("the root object was queued");
         for pos in 0..run.included(&plan.selection).len() {
             let mut next = Vec::new();
-            run.batch(&root, Some(pos), &mut next).await;
+            run.batch(&root, Some(pos), &mut next, None).await;
             run.drain(next).await;
         }
     } else {
@@ -322,6 +344,17 @@ struct Batch<'p, O> {
     /// Their nodes, in the order of `objects`.
     nodes: Vec<u32>,
     objects: Objects<'p, O>,
+}
+
+/// A field of a level's batch whose resolver must await, waiting to be awaited with
+/// the others of its level.
+struct Waiting<'p, 'r> {
+    /// The batch's place in its level.
+    batch: usize,
+    /// The field's place among the batch's included fields.
+    pos: usize,
+    field: &'p PlannedField,
+    args: Args<'r>,
 }
 
 /// The fields of a selection this request includes.
@@ -362,9 +395,11 @@ struct Run<'p, 'r, R: Resolver> {
     /// Scratch: one field's values, reused across batches.
     values: Vec<Resolved<R::Object>>,
     intro_values: Vec<Resolved<Intro<'p>>>,
+    /// Scratch: values of the fields a level awaits together, reused across levels.
+    spare: Vec<Vec<Resolved<R::Object>>>,
 }
 
-impl<'p, R: Resolver> Run<'p, '_, R> {
+impl<'p: 'r, 'r, R: Resolver> Run<'p, 'r, R> {
     fn included(&mut self, selection: &'p Selection) -> Included {
         if !selection.conditional {
             return Included::All(selection.fields.len());
@@ -447,24 +482,113 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
         batch.nodes.push(at);
     }
 
-    /// Resolves level after level until nothing is left.
+    /// Resolves level after level until nothing is left. In each level, the fields
+    /// that resolve without an await are placed first, then every field that awaits
+    /// is awaited together with the others of its level ([`Run::settle`]).
     async fn drain(&mut self, mut level: Vec<Batch<'p, R::Object>>) {
+        let mut waiting = Vec::new();
         while !level.is_empty() {
             let mut next = Vec::new();
-            for batch in &level {
-                self.batch(batch, None, &mut next).await;
+            for (at, batch) in level.iter().enumerate() {
+                self.batch(batch, None, &mut next, Some((at, &mut waiting)))
+                    .await;
             }
+            self.settle(&level, &mut waiting, &mut next).await;
             level = next;
         }
     }
 
-    /// Resolves the included fields of a batch (or only the one at `only`), awaiting the
-    /// resolver once per field.
+    /// Awaits the resolver's futures for the `waiting` fields of `level` together
+    /// (so a level's loads reach the store at once, not one round trip after another),
+    /// each into values of its own, then places their values in order.
+    async fn settle(
+        &mut self,
+        level: &[Batch<'p, R::Object>],
+        waiting: &mut Vec<Waiting<'p, 'r>>,
+        next: &mut Vec<Batch<'p, R::Object>>,
+    ) {
+        if waiting.len() <= 1 {
+            if let Some(w) = waiting.pop() {
+                let mut values = std::mem::take(&mut self.values);
+                values.clear();
+                let mut out = Out {
+                    values: &mut values,
+                    text: &mut self.text,
+                };
+                let batch = &level[w.batch];
+                if let Objects::User(parents) = &batch.objects {
+                    self.resolver
+                        .resolve(w.field, &w.args, parents, &mut out)
+                        .await;
+                }
+                self.place_values(batch, w.pos, w.field, &mut values, next);
+                self.values = values;
+            }
+            return;
+        }
+        let mut outs: Vec<(Vec<Resolved<R::Object>>, Vec<u8>)> = waiting
+            .iter()
+            .map(|_| (self.spare.pop().unwrap_or_default(), Vec::new()))
+            .collect();
+        let resolver = self.resolver;
+        futures_util::future::join_all(waiting.iter().zip(outs.iter_mut()).map(
+            |(w, (values, text))| async move {
+                if let Objects::User(parents) = &level[w.batch].objects {
+                    let mut out = Out { values, text };
+                    resolver.resolve(w.field, &w.args, parents, &mut out).await;
+                }
+            },
+        ))
+        .await;
+        for (w, (mut values, text)) in waiting.drain(..).zip(outs) {
+            if !text.is_empty() {
+                // Strings it wrote to an arena of its own move to the response's.
+                let base = self.text.len() as u32;
+                self.text.extend_from_slice(&text);
+                for v in &mut values {
+                    v.shift_text(base);
+                }
+            }
+            self.place_values(&level[w.batch], w.pos, w.field, &mut values, next);
+            values.clear();
+            self.spare.push(values);
+        }
+    }
+
+    /// Places the values a resolver gave for the included field at `pos` of `batch`,
+    /// one per parent (filled with errors if it gave too few), emptying `values`.
+    fn place_values(
+        &mut self,
+        batch: &Batch<'p, R::Object>,
+        pos: usize,
+        field: &'p PlannedField,
+        values: &mut Vec<Resolved<R::Object>>,
+        next: &mut Vec<Batch<'p, R::Object>>,
+    ) {
+        fill(values, batch.nodes.len(), field);
+        for (k, value) in values.drain(..).enumerate() {
+            if let Node::Object { first_child, .. } = self.slots[batch.nodes[k] as usize].node {
+                self.place(
+                    first_child + pos as u32,
+                    value,
+                    field,
+                    &field.ty,
+                    next,
+                    &Item::User,
+                );
+            }
+        }
+    }
+
+    /// Resolves the included fields of a batch (or only the one at `only`). A field
+    /// that must await is awaited here, or, given `defer` (the batch's place in its
+    /// level and the level's list), left in that list for [`Run::settle`].
     async fn batch(
         &mut self,
         batch: &Batch<'p, R::Object>,
         only: Option<usize>,
         next: &mut Vec<Batch<'p, R::Object>>,
+        mut defer: Option<(usize, &mut Vec<Waiting<'p, 'r>>)>,
     ) {
         let fields = self.included(batch.selection);
         let n = batch.nodes.len();
@@ -514,15 +638,20 @@ impl<'p, R: Resolver> Run<'p, '_, R> {
                         text: &mut self.text,
                     };
                     if !self.resolver.resolve_now(field, &args, parents, &mut out) {
+                        if let Some((at, waiting)) = defer.as_mut() {
+                            waiting.push(Waiting {
+                                batch: *at,
+                                pos,
+                                field,
+                                args,
+                            });
+                            self.values = values;
+                            continue;
+                        }
                         self.resolver.resolve(field, &args, parents, &mut out).await;
                     }
-                    fill(&mut values, n, field);
                     drop(args);
-                    for (k, value) in values.drain(..).enumerate() {
-                        if let Some(a) = at(self, k) {
-                            self.place(a, value, field, &field.ty, next, &Item::User);
-                        }
-                    }
+                    self.place_values(batch, pos, field, &mut values, next);
                     self.values = values;
                 }
                 objects => {
@@ -1038,7 +1167,7 @@ mod tests {
     use crate::block_on;
     use crate::plan::plan;
     use async_graphql_parser::parse_query;
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
     const SDL: &str = r#"
         interface Pet { name: String! }
@@ -1074,6 +1203,9 @@ mod tests {
         schema: Schema,
         /// (type.field, how many parents) per call.
         calls: RefCell<Vec<(String, usize)>>,
+        /// Calls suspended now, and the most that ever were at once.
+        in_flight: Cell<usize>,
+        most_in_flight: Cell<usize>,
     }
 
     impl Resolver for Toy {
@@ -1091,9 +1223,13 @@ mod tests {
                 parents.len(),
             ));
             // As a store round trip would: the batch is suspended once before answering.
+            self.in_flight.set(self.in_flight.get() + 1);
+            self.most_in_flight
+                .set(self.most_in_flight.get().max(self.in_flight.get()));
             tokio::task::yield_now().await;
+            self.in_flight.set(self.in_flight.get() - 1);
             for p in parents {
-                out.push(match (p, &*f.name) {
+                let value = match (p, &*f.name) {
                     (Obj::Root, "humans") => {
                         Resolved::List((0..3).map(|i| Resolved::Object(Obj::Human(i))).collect())
                     }
@@ -1108,9 +1244,8 @@ mod tests {
                     (Obj::Root, "pet") => Resolved::Object(Obj::Pet(0)),
                     (Obj::Human(i), "id") => Resolved::Leaf(Leaf::String(i.to_string())),
                     (Obj::Human(i), "name") => Resolved::Leaf(Leaf::String(HUMANS[*i].0.into())),
-                    (Obj::Human(i), "nick") => HUMANS[*i]
-                        .1
-                        .map_or(Resolved::Null, |n| Resolved::Leaf(Leaf::String(n.into()))),
+                    // In the text arena, as a domain writes its strings.
+                    (Obj::Human(i), "nick") => HUMANS[*i].1.map_or(Resolved::Null, |n| out.text(n)),
                     (Obj::Human(i), "pets") => Resolved::List(
                         HUMANS[*i]
                             .2
@@ -1127,7 +1262,8 @@ mod tests {
                         Resolved::Error(FieldError::new("FORBIDDEN", "cats do not tell"))
                     }
                     other => Resolved::Error(format!("no resolver for {other:?}").into()),
-                });
+                };
+                out.push(value);
             }
         }
 
@@ -1143,9 +1279,20 @@ mod tests {
     }
 
     fn run(query: &str, vars: serde_json::Value) -> (serde_json::Value, Vec<(String, usize)>) {
+        let (json, calls, _) = run_counting(query, vars);
+        (json, calls)
+    }
+
+    /// As [`run`], also saying how many resolver calls were suspended at once at most.
+    fn run_counting(
+        query: &str,
+        vars: serde_json::Value,
+    ) -> (serde_json::Value, Vec<(String, usize)>, usize) {
         let toy = Toy {
             schema: Schema::from_sdl(SDL).unwrap(),
             calls: RefCell::default(),
+            in_flight: Cell::new(0),
+            most_in_flight: Cell::new(0),
         };
         let doc = parse_query(query).unwrap();
         let (_, op) = doc.operations.iter().next().unwrap();
@@ -1162,7 +1309,26 @@ mod tests {
         let bytes = block_on(execute(&toy.schema, &p, &toy, Obj::Root, &vars));
         let text = String::from_utf8(bytes).unwrap();
         let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        (json, toy.calls.into_inner())
+        (json, toy.calls.into_inner(), toy.most_in_flight.get())
+    }
+
+    #[test]
+    fn the_fields_a_level_awaits_are_awaited_together_and_keep_their_strings() {
+        let (r, calls, most) = run_counting(
+            "{ human(id: \"0\") { nick pets { name } friend { name friend { nick } } } }",
+            serde_json::json!({}),
+        );
+        // Level 3 awaits the names of the dogs and of the cats, the friend's name and the
+        // friend's friend together.
+        assert_eq!(most, 4, "{calls:?}");
+        assert_eq!(
+            r["data"]["human"],
+            serde_json::json!({
+                "nick": "a\"1",
+                "pets": [{"name": "rex"}, {"name": "tom"}],
+                "friend": {"name": "bob", "friend": {"nick": "a\"1"}},
+            })
+        );
     }
 
     #[test]
