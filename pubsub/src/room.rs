@@ -21,7 +21,8 @@ pub type RoomId = Arc<str>;
 pub struct RoomEvent<P = Bytes> {
     /// The room the event belongs to.
     pub room: RoomId,
-    /// Its position in the room: 1, 2, 3, ... with no gaps, assigned by the room's owner.
+    /// Its position in the room: 1, 2, 3, ..., assigned by the room's owner; a seq whose
+    /// event was refused (never recorded) is skipped, never given again.
     pub seq: u64,
     /// The event itself.
     pub payload: P,

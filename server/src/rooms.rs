@@ -4,7 +4,15 @@
 //! store keeps of the room ([`crate::store::Store::tail`]), so seqs continue where the
 //! store left off. Each room has its own lock, held for an append or a read, never
 //! across an await; delivery itself takes none (events travel whole through the rings).
+//!
+//! An event takes its seq when it is ordered and enters the history only once it is
+//! settled: recorded by the store, or refused (its record failed: the seq stays
+//! unused, a void that readers pass over, and is never given again, since a write that
+//! timed out may still commit). Events settle in seq order: one recorded before an
+//! earlier one has settled waits for it, so the history stays contiguous and every
+//! shard meets the room's events in order.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,42 +21,58 @@ use streamhub_pubsub::{Chat, ChatEvent, Event, RoomId};
 
 use crate::store::{Clock, Millis, SharedStore, StoreError, StoreFuture};
 
-/// One room's history.
+/// One room's history and the seqs it has given.
 #[derive(Debug)]
 pub struct Room {
     /// The room's id (its channel's).
     pub id: RoomId,
-    history: Mutex<History<Arc<ChatEvent>, Millis>>,
+    state: Mutex<Order>,
+}
+
+/// A room's seqs: those settled (the history: an event, or None for a void), those
+/// given and not settled yet, and those settled before an earlier one.
+#[derive(Debug)]
+struct Order {
+    history: History<Option<Arc<ChatEvent>>, Millis>,
+    /// The last seq given (at or after the history's last).
+    given: u64,
+    /// Seqs settled while an earlier one was not, waiting to enter the history.
+    early: BTreeMap<u64, Option<Arc<ChatEvent>>>,
 }
 
 /// What a `since` asks of a room's history.
 #[derive(Debug)]
 pub enum Replay {
-    /// Every event after `since`, in order, and the room's last seq.
+    /// Every event after `since`, in order (voids left out), and the room's last seq.
     Events(Vec<Event>, u64),
     /// Some of the gap is no longer kept; the room's last seq.
     Lost(u64),
 }
 
 impl Room {
-    fn lock(&self) -> MutexGuard<'_, History<Arc<ChatEvent>, Millis>> {
+    fn lock(&self) -> MutexGuard<'_, Order> {
         // An append cannot be left half done by a panic elsewhere.
-        self.history.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The room's last seq.
+    /// The room's last settled seq (an event's or a void's).
     pub fn last_seq(&self) -> u64 {
-        self.lock().last_seq()
+        self.lock().history.last_seq()
     }
 
-    /// The events after `since` (up to the last), or that they are lost, at `now`.
+    /// The events after `since` (up to the last settled one), or that they are lost,
+    /// at `now`.
     pub fn since(&self, since: u64, now: Millis) -> Result<Replay, SinceAhead> {
-        let h = self.lock();
+        let order = self.lock();
+        let h = &order.history;
         let last = h.last_seq();
         Ok(match h.since(since, now)? {
             Recovery::Replay(events) => Replay::Events(
                 events
-                    .map(|(seq, e)| Event::new(Arc::clone(&self.id), seq, Arc::clone(e)))
+                    .filter_map(|(seq, e)| {
+                        e.as_ref()
+                            .map(|e| Event::new(Arc::clone(&self.id), seq, Arc::clone(e)))
+                    })
                     .collect(),
                 last,
             ),
@@ -56,20 +80,45 @@ impl Room {
         })
     }
 
-    /// Orders `chat` here: the next seq, kept in the history at `now`.
-    fn append(&self, chat: Chat, now: Millis) -> Event {
-        let mut h = self.lock();
-        let seq = h.last_seq() + 1;
-        let event = Arc::new(ChatEvent::new(chat));
-        h.record(seq, Arc::clone(&event), now);
-        Event::new(Arc::clone(&self.id), seq, event)
+    /// Gives `chat` the room's next seq (not in the history until it is settled).
+    fn give(&self, chat: Chat) -> Event {
+        let mut order = self.lock();
+        order.given += 1;
+        Event::new(
+            Arc::clone(&self.id),
+            order.given,
+            Arc::new(ChatEvent::new(chat)),
+        )
+    }
+
+    /// Settles the event ordered at `seq`: `Some` when the store recorded it, `None`
+    /// when it is refused (a void). Returns the events that entered the history by it,
+    /// in order (this one, and those settled earlier that waited for it), for the
+    /// caller to publish; none while an earlier seq is unsettled.
+    pub fn settle(&self, seq: u64, event: Option<Arc<ChatEvent>>, now: Millis) -> Vec<Event> {
+        let mut order = self.lock();
+        let Order { history, early, .. } = &mut *order;
+        if seq <= history.last_seq() {
+            return Vec::new();
+        }
+        early.insert(seq, event);
+        let mut ready = Vec::new();
+        while let Some(event) = early.remove(&(history.last_seq() + 1)) {
+            let seq = history.last_seq() + 1;
+            if let Some(e) = &event {
+                ready.push(Event::new(Arc::clone(&self.id), seq, Arc::clone(e)));
+            }
+            history.record(seq, event, now);
+        }
+        ready
     }
 }
 
-/// Gives a room's events their seqs: 1, 2, 3, ... with no gaps and no repeats.
+/// Gives a room's events their seqs: increasing, never given twice. A seq whose
+/// event is refused is not given again (a void).
 pub trait Orderer: Send + Sync + Debug {
-    /// Orders `chat` in `room` at `now`; the event is in the room's history when this
-    /// answers.
+    /// Orders `chat` in `room` at `now`: the event with its seq, which enters the room's
+    /// history once settled ([`Room::settle`]).
     fn order<'a>(&'a self, room: &'a Room, chat: Chat, now: Millis) -> StoreFuture<'a, Event>;
 }
 
@@ -78,8 +127,8 @@ pub trait Orderer: Send + Sync + Debug {
 pub struct LocalOrderer;
 
 impl Orderer for LocalOrderer {
-    fn order<'a>(&'a self, room: &'a Room, chat: Chat, now: Millis) -> StoreFuture<'a, Event> {
-        Box::pin(std::future::ready(Ok(room.append(chat, now))))
+    fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> StoreFuture<'a, Event> {
+        Box::pin(std::future::ready(Ok(room.give(chat))))
     }
 }
 
@@ -116,8 +165,9 @@ impl Rooms {
         self.clock.now()
     }
 
-    /// The room `id`, its history started from the store the first time; None when no
-    /// channel has that id.
+    /// The room `id`, its history started from the store the first time (a seq the
+    /// store lacks between two it holds is a void: its event was never recorded); None
+    /// when no channel has that id.
     pub async fn open(&self, id: &str) -> Result<Option<Arc<Room>>, StoreError> {
         if let Some(room) = self.rooms.pin().get(id) {
             return Ok(Some(Arc::clone(room)));
@@ -133,11 +183,18 @@ impl Rooms {
             self.limits,
         );
         for (seq, event) in tail.events {
-            history.record(seq, event, now);
+            while history.last_seq() + 1 < seq {
+                history.record(history.last_seq() + 1, None, now);
+            }
+            history.record(seq, Some(event), now);
         }
         let room = Arc::new(Room {
             id: id.into(),
-            history: Mutex::new(history),
+            state: Mutex::new(Order {
+                given: history.last_seq(),
+                history,
+                early: BTreeMap::new(),
+            }),
         });
         // Another shard may have opened it meanwhile: the first one in is the room.
         Ok(Some(Arc::clone(
@@ -151,7 +208,8 @@ impl Rooms {
         self.rooms.pin().get(id).cloned()
     }
 
-    /// Orders `chat`, which happened at `now` (the operation's time), in room `room`.
+    /// Orders `chat`, which happened at `now` (the operation's time), in room `room`:
+    /// the caller settles it ([`Room::settle`]) once the store has answered.
     pub async fn order(&self, room: &Room, chat: Chat, now: Millis) -> Result<Event, StoreError> {
         self.orderer.order(room, chat, now).await
     }
@@ -174,14 +232,76 @@ mod tests {
         Chat::Deleted { message_seq: n }
     }
 
+    /// Orders `chat` and settles it as recorded.
+    async fn publish(rooms: &Rooms, room: &Room, chat: Chat) -> Event {
+        let e = rooms.order(room, chat, rooms.now()).await.unwrap();
+        let ready = room.settle(e.seq, Some(Arc::clone(&e.payload)), rooms.now());
+        assert_eq!(ready.iter().map(|r| r.seq).collect::<Vec<_>>(), [e.seq]);
+        e
+    }
+
+    fn seqs(replay: Replay) -> Vec<u64> {
+        match replay {
+            Replay::Events(events, _) => events.iter().map(|e| e.seq).collect(),
+            Replay::Lost(_) => panic!("the gap is kept"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_enters_the_history_once_settled_and_in_seq_order() {
+        let rooms = rooms(HistoryLimits::default());
+        let room = rooms.open("ch_u1").await.unwrap().unwrap();
+        let last = room.last_seq();
+        let a = rooms.order(&room, deleted(1), rooms.now()).await.unwrap();
+        let b = rooms.order(&room, deleted(2), rooms.now()).await.unwrap();
+        assert_eq!((a.seq, b.seq), (last + 1, last + 2));
+        assert_eq!(room.last_seq(), last, "nothing settled yet");
+        // The later one recorded first waits for the earlier.
+        let now = rooms.now();
+        assert!(room
+            .settle(b.seq, Some(Arc::clone(&b.payload)), now)
+            .is_empty());
+        assert_eq!(room.last_seq(), last);
+        assert!(seqs(room.since(last, now).unwrap()).is_empty());
+        let ready = room.settle(a.seq, Some(Arc::clone(&a.payload)), now);
+        assert_eq!(
+            ready.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [a.seq, b.seq]
+        );
+        assert_eq!(room.last_seq(), last + 2);
+        assert_eq!(seqs(room.since(last, now).unwrap()), [a.seq, b.seq]);
+        // Settling again changes nothing.
+        assert!(room.settle(a.seq, None, now).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_is_a_void_its_seq_never_given_again_and_replays_pass_over_it() {
+        let rooms = rooms(HistoryLimits::default());
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let last = room.last_seq();
+        let now = rooms.now();
+        let refused = rooms.order(&room, deleted(1), now).await.unwrap();
+        let after = rooms.order(&room, deleted(2), now).await.unwrap();
+        assert!(room
+            .settle(after.seq, Some(Arc::clone(&after.payload)), now)
+            .is_empty());
+        let ready = room.settle(refused.seq, None, now);
+        assert_eq!(ready.iter().map(|e| e.seq).collect::<Vec<_>>(), [after.seq]);
+        assert_eq!(room.last_seq(), last + 2);
+        assert_eq!(seqs(room.since(last, now).unwrap()), [after.seq]);
+        assert!(seqs(room.since(last + 2, now).unwrap()).is_empty());
+        let next = publish(&rooms, &room, deleted(3)).await;
+        assert_eq!(next.seq, last + 3, "the void's seq is not given again");
+    }
+
     #[tokio::test]
     async fn a_room_continues_from_the_store_and_orders_one_after_another() {
         let rooms = rooms(HistoryLimits::default());
         let room = rooms.open("ch_u1").await.unwrap().unwrap();
         let last = room.last_seq();
         assert!(last >= 60, "alice's demo chat is there: {last}");
-        let a = rooms.order(&room, deleted(1), rooms.now()).await.unwrap();
-        let b = rooms.order(&room, deleted(2), rooms.now()).await.unwrap();
+        let a = publish(&rooms, &room, deleted(1)).await;
+        let b = publish(&rooms, &room, deleted(2)).await;
         assert_eq!((a.seq, b.seq), (last + 1, last + 2));
         let again = rooms.open("ch_u1").await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&room, &again), "one room per id");
@@ -208,7 +328,7 @@ mod tests {
         let room = rooms.open("ch_u2").await.unwrap().unwrap();
         let last = room.last_seq();
         for n in 0..5 {
-            rooms.order(&room, deleted(n), rooms.now()).await.unwrap();
+            publish(&rooms, &room, deleted(n)).await;
         }
         assert!(matches!(room.since(last, rooms.now()), Ok(Replay::Lost(l)) if l == last + 5));
         assert!(

@@ -1250,3 +1250,103 @@ fn sends_refused_while_postgres_hangs_are_not_recorded_later() {
         );
     }
 }
+
+#[test]
+fn a_refused_message_reaches_no_one_and_its_seq_is_never_given_again() {
+    let pg = PrivatePg::start_new();
+    let a = serve(&pg, &[("STREAMHUB_DEMO_DATA", "small")]);
+    let bob = token("u2", "bob", false);
+    let room = "ch_u1";
+    // Members on several connections (so, whatever the kernel does, on more than one
+    // shard as a rule); none of them may ever see a refused message.
+    let mut members: Vec<WsClient> = (0..4).map(|_| ws(&a, None)).collect();
+    for m in &mut members {
+        join(m, room, None);
+    }
+    let before = gql_sent(&a, &bob, room, "before the outage");
+    for m in &mut members {
+        let e = m.next_json();
+        assert_eq!(
+            (&e["seq"], &e["body"]),
+            (&json!(before), &json!("before the outage"))
+        );
+    }
+    let mut bob_ws = ws(&a, Some(&bob));
+    ws_send(&mut bob_ws, room, "warm", "w").expect("acknowledged");
+    for m in &mut members {
+        assert_eq!(m.next_json()["body"], "warm");
+    }
+
+    pg.stop();
+    for i in 0..4 {
+        let r = gql_send(&a, &bob, room, &format!("refused {i}"));
+        assert_eq!(code(&r), "SERVICE_UNAVAILABLE", "{r}");
+        let e = ws_send(
+            &mut bob_ws,
+            room,
+            &format!("refused by ws {i}"),
+            &format!("r{i}"),
+        )
+        .expect_err("nothing is acknowledged while PostgreSQL is down");
+        assert_eq!(e["code"], "SERVICE_UNAVAILABLE", "{e}");
+    }
+    pg.start();
+    let deadline = Instant::now() + PATIENCE;
+    while readyz(&a).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again {PATIENCE:?} after PostgreSQL is back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = gql_sent(&a, &bob, room, "after the outage");
+    let after_ws = ws_send(&mut bob_ws, room, "after, by ws", "a").expect("acknowledged");
+    assert!(after > before + 1, "{after} after {before}");
+    assert_eq!(after_ws, after + 1);
+    // Live: the members' next events are the acknowledged ones, nothing refused between.
+    for m in &mut members {
+        let e = m.next_json();
+        assert_eq!(
+            (&e["seq"], &e["body"]),
+            (&json!(after), &json!("after the outage")),
+            "{e}"
+        );
+        let e = m.next_json();
+        assert_eq!(
+            (&e["seq"], &e["body"]),
+            (&json!(after_ws), &json!("after, by ws")),
+            "{e}"
+        );
+    }
+    // A replay over the outage: the acknowledged events only.
+    let replay = |server: &Server| -> Vec<(u64, String)> {
+        let mut c = ws(server, None);
+        let j = join(&mut c, room, Some(before));
+        assert_eq!(j["recovered"], true, "{j}");
+        let last = j["seq"].as_u64().unwrap();
+        let mut seen = Vec::new();
+        while seen.last().is_none_or(|(s, _)| *s < last) {
+            let e = c.next_json();
+            seen.push((
+                e["seq"].as_u64().unwrap(),
+                e["body"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        seen
+    };
+    let acked = vec![
+        (before + 1, "warm".to_owned()),
+        (after, "after the outage".to_owned()),
+        (after_ws, "after, by ws".to_owned()),
+    ];
+    assert_eq!(replay(&a), acked);
+    drop(members);
+    drop(bob_ws);
+    terminate(a);
+
+    // After a restart, the same; the next message takes the next seq.
+    let b = serve(&pg, &[]);
+    assert_eq!(replay(&b), acked);
+    let next = gql_sent(&b, &bob, room, "after the restart");
+    assert_eq!(next, after_ws + 1);
+}

@@ -296,7 +296,10 @@ impl Request<'_> {
         self.domain.events.publish(Notice::Changed(changes.into()));
     }
 
-    /// Orders, keeps and announces a room event of `channel_id`.
+    /// Orders, records and announces a room event of `channel_id`. Members receive it
+    /// only once the store has recorded it; a refused one is a void that no one
+    /// receives (see [`crate::rooms`]), also when this future is dropped while the
+    /// store works.
     async fn publish_room(&self, channel_id: &str, chat: Chat) -> Result<Event, StoreError> {
         let rooms = &self.domain.rooms;
         let room = rooms
@@ -304,10 +307,15 @@ impl Request<'_> {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no channel has id `{channel_id}`")))?;
         let event = rooms.order(&room, chat, self.now).await?;
-        self.domain.store.record(&event, self.now).await?;
-        self.cache.room_changed(channel_id);
-        self.domain.events.publish(Notice::Room(event.clone()));
-        Ok(event)
+        let mut settling = Settling {
+            request: self,
+            room: &room,
+            seq: event.seq,
+            settled: false,
+        };
+        let recorded = self.domain.store.record(&event, self.now).await;
+        settling.settle(recorded.is_ok().then(|| Arc::clone(&event.payload)));
+        recorded.map(|()| event)
     }
 
     /// Sends a chat message as this request's viewer (the room protocol's `send`), with
@@ -321,6 +329,40 @@ impl Request<'_> {
     /// The viewer count of a channel.
     fn viewers(&self, channel_id: &str) -> u32 {
         self.domain.presence.count(channel_id)
+    }
+}
+
+/// A room event ordered and not settled yet: settled as recorded or refused, or, if
+/// dropped first (its request cancelled while the store worked), as refused, so the
+/// room's later events never wait for it.
+struct Settling<'a, 'r> {
+    request: &'a Request<'r>,
+    room: &'a crate::rooms::Room,
+    seq: u64,
+    settled: bool,
+}
+
+impl Settling<'_, '_> {
+    /// Settles the event (`Some` when recorded) and announces every event that entered
+    /// the room's history by it.
+    fn settle(&mut self, recorded: Option<Arc<streamhub_pubsub::ChatEvent>>) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let ready = self.room.settle(self.seq, recorded, self.request.now);
+        if ready.is_empty() {
+            return;
+        }
+        self.request.cache.room_changed(&self.room.id);
+        for event in ready {
+            self.request.domain.events.publish(Notice::Room(event));
+        }
+    }
+}
+
+impl Drop for Settling<'_, '_> {
+    fn drop(&mut self) {
+        self.settle(None);
     }
 }
 

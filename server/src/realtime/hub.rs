@@ -144,8 +144,14 @@ impl Room {
 /// What a room must do with an incoming event (see [`plan`]).
 #[derive(Debug, PartialEq)]
 pub enum Step {
-    /// Deliver these events, in order.
-    Deliver(Vec<Event>),
+    /// Deliver these events, in order; the room has then delivered up to `through`
+    /// (past the last of them when voids follow it).
+    Deliver {
+        /// The events.
+        events: Vec<Event>,
+        /// The seq delivered up to.
+        through: u64,
+    },
     /// The events up to `last` are lost to this shard: tell every subscriber, then go
     /// on after `last`.
     Resync {
@@ -164,11 +170,16 @@ pub fn plan(
 ) -> Option<Step> {
     match continuity(delivered, event.seq) {
         Continuity::Stale => None,
-        Continuity::Next => Some(Step::Deliver(vec![event.clone()])),
+        Continuity::Next => Some(Step::Deliver {
+            events: vec![event.clone()],
+            through: event.seq,
+        }),
+        // Voids in the gap are passed over: the history leaves them out.
         Continuity::Gap { .. } => match since(delivered) {
-            Some(Replay::Events(events, _)) => Some(Step::Deliver(
-                events.into_iter().filter(|e| e.seq <= event.seq).collect(),
-            )),
+            Some(Replay::Events(events, _)) => Some(Step::Deliver {
+                events: events.into_iter().filter(|e| e.seq <= event.seq).collect(),
+                through: event.seq,
+            }),
             Some(Replay::Lost(last)) => Some(Step::Resync {
                 last: last.max(event.seq),
             }),
@@ -291,20 +302,18 @@ impl Hub {
     /// Brings the local room up to its node room's last seq.
     fn catch_up(&self, node: &rooms::Room) {
         let last = node.last_seq();
-        let head = self.rooms.borrow().get(&*node.id).map(|r| r.delivered);
-        if head.is_some_and(|d| d < last) {
-            // A stand-in for the last event: `advance` fills the gap up to it.
-            if let Ok(Replay::Events(events, _)) =
-                node.since(last.saturating_sub(1), self.domain.rooms.now())
-            {
-                if let Some(e) = events.last() {
-                    self.advance(e);
-                    return;
-                }
-            }
-            // The last event itself is gone: resync at it.
-            self.apply(&node.id, Step::Resync { last });
+        let Some(delivered) = self.rooms.borrow().get(&*node.id).map(|r| r.delivered) else {
+            return;
+        };
+        if delivered >= last {
+            return;
         }
+        let step = match node.since(delivered, self.domain.rooms.now()) {
+            Ok(Replay::Events(events, through)) => Step::Deliver { events, through },
+            // The gap is gone: resync at the last seq.
+            Ok(Replay::Lost(_)) | Err(_) => Step::Resync { last },
+        };
+        self.apply(&node.id, step);
     }
 
     /// Delivers `event` to its room here, if the room has anyone here.
@@ -331,7 +340,7 @@ impl Hub {
         };
         room.members.retain(|(_, q)| !q.is_closing());
         match step {
-            Step::Deliver(events) => {
+            Step::Deliver { events, through } => {
                 let subs = room.subs_of(Topic::ChatEvents);
                 for e in events {
                     if e.seq <= room.delivered {
@@ -353,6 +362,7 @@ impl Hub {
                         });
                     }
                 }
+                room.delivered = room.delivered.max(through);
             }
             Step::Resync { last } => {
                 tracing::warn!(
@@ -792,6 +802,13 @@ mod tests {
         out
     }
 
+    /// Orders `chat` in `room` and settles it as recorded (not published).
+    async fn settled(rooms: &crate::rooms::Rooms, room: &rooms::Room, chat: Chat) -> Event {
+        let e = rooms.order(room, chat, rooms.now()).await.unwrap();
+        room.settle(e.seq, Some(Arc::clone(&e.payload)), rooms.now());
+        e
+    }
+
     /// A hub on one shard whose rooms keep 3 events, and its fan-out.
     fn hub() -> (Rc<Hub>, Arc<Fanout>) {
         let schema = Arc::new(crate::schema::build().unwrap());
@@ -828,10 +845,7 @@ mod tests {
         let rooms = &hub.domain.rooms;
         let room = rooms.open("ch_u1").await.unwrap().unwrap();
         for n in 0..10 {
-            rooms
-                .order(&room, Chat::Deleted { message_seq: n }, rooms.now())
-                .await
-                .unwrap();
+            settled(rooms, &room, Chat::Deleted { message_seq: n }).await;
         }
         for _ in 0..5000 {
             fanout.publish(Notice::Changed(vec![Change::Live].into()));
@@ -844,10 +858,7 @@ mod tests {
             "told, never skipped in silence"
         );
         // Then delivery goes on from there.
-        let next = rooms
-            .order(&room, Chat::Deleted { message_seq: 1 }, rooms.now())
-            .await
-            .unwrap();
+        let next = settled(rooms, &room, Chat::Deleted { message_seq: 1 }).await;
         fanout.publish(Notice::Room(next));
         hub.take();
         let frames = written(&member);
@@ -901,14 +912,8 @@ mod tests {
         let start = written(&member)[0]["seq"].as_u64().unwrap();
         let rooms = &hub.domain.rooms;
         let room = rooms.open("ch_u2").await.unwrap().unwrap();
-        let a = rooms
-            .order(&room, Chat::Deleted { message_seq: 1 }, rooms.now())
-            .await
-            .unwrap();
-        let b = rooms
-            .order(&room, Chat::Deleted { message_seq: 2 }, rooms.now())
-            .await
-            .unwrap();
+        let a = settled(rooms, &room, Chat::Deleted { message_seq: 1 }).await;
+        let b = settled(rooms, &room, Chat::Deleted { message_seq: 2 }).await;
         // The later event's notice comes first (another shard published it sooner).
         fanout.publish(Notice::Room(b));
         fanout.publish(Notice::Room(a));
@@ -930,7 +935,7 @@ mod tests {
 
     fn seqs(step: &Option<Step>) -> Vec<u64> {
         match step {
-            Some(Step::Deliver(events)) => events.iter().map(|e| e.seq).collect(),
+            Some(Step::Deliver { events, .. }) => events.iter().map(|e| e.seq).collect(),
             other => panic!("not a delivery: {other:?}"),
         }
     }
@@ -951,6 +956,21 @@ mod tests {
         });
         // 8 is in the history too, but comes by its own notice.
         assert_eq!(seqs(&step), vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn voids_in_a_gap_are_passed_over_not_resynced() {
+        // 5 and 6 were refused (voids): the history leaves them out.
+        let step = plan(4, &event(7), |_| {
+            Some(Replay::Events(vec![event(7), event(8)], 8))
+        });
+        assert_eq!(
+            step,
+            Some(Step::Deliver {
+                events: vec![event(7)],
+                through: 7
+            })
+        );
     }
 
     #[test]
