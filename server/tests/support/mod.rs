@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod pg;
+
 /// How long a test waits for something the server should do promptly before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
