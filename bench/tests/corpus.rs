@@ -44,6 +44,7 @@ fn both() -> Both {
         CacheLimits {
             entries: 10_000,
             ttl: 30_000,
+            primary_after_change: 0,
         },
         Arc::new(ShardMetrics::new(0)),
     );

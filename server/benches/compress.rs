@@ -60,6 +60,7 @@ fn shard_cache() -> Cache {
         CacheLimits {
             entries: 10_000,
             ttl: 30_000,
+            primary_after_change: 0,
         },
         Arc::new(ShardMetrics::new(0)),
     )

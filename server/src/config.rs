@@ -203,6 +203,29 @@ pub struct Config {
     )]
     pub database_url: Option<String>,
 
+    /// A streaming replica of `DATABASE_URL` that serves reads while it keeps up
+    /// (writes, and a viewer's reads for a while after that viewer wrote, go to the
+    /// primary); only with `DATABASE_URL`.
+    #[arg(
+        long,
+        env = "DATABASE_REPLICA_URL",
+        hide_env_values = true,
+        requires = "database_url",
+        help_heading = "Data"
+    )]
+    pub database_replica_url: Option<String>,
+
+    /// With a replica: how long after a viewer wrote that viewer's reads go to the
+    /// primary (read your own writes), and how long after a change the caches read it
+    /// again from the primary.
+    #[arg(long, env = "STREAMHUB_DB_READ_YOUR_WRITES", value_parser = parse_duration, default_value = "5s", help_heading = "Data")]
+    pub db_read_your_writes: Duration,
+
+    /// With a replica: how far behind the primary it may be; beyond it (or unreachable)
+    /// reads go to the primary until it catches up.
+    #[arg(long, env = "STREAMHUB_DB_REPLICA_MAX_LAG", value_parser = parse_duration, default_value = "1s", help_heading = "Data")]
+    pub db_replica_max_lag: Duration,
+
     /// Applies the embedded schema migrations before serving (`streamhub migrate`).
     #[arg(long, env = "STREAMHUB_MIGRATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
     pub migrate: bool,
@@ -430,7 +453,25 @@ impl Config {
                 pool_size: self.db_pool_size.max(1),
                 pool_wait: self.db_pool_wait,
                 statement_timeout: self.db_statement_timeout,
+                replica: self.database_replica_url.as_ref().map(|url| {
+                    crate::store::pg::ReplicaSettings {
+                        url: url.clone(),
+                        max_lag: self.db_replica_max_lag,
+                    }
+                }),
             })
+    }
+
+    /// How long after a write its writer's reads, and a cache's misses on what it
+    /// changed, go to the primary: `STREAMHUB_DB_READ_YOUR_WRITES` with a replica, else
+    /// 0 (every read is the primary's).
+    pub fn read_your_writes(&self) -> crate::store::Millis {
+        match (&self.database_url, &self.database_replica_url) {
+            (Some(_), Some(_)) => {
+                i64::try_from(self.db_read_your_writes.as_millis()).unwrap_or(i64::MAX)
+            }
+            _ => 0,
+        }
     }
 
     /// What each shard's cache keeps.
@@ -438,6 +479,7 @@ impl Config {
         crate::store::cache::CacheLimits {
             entries: self.cache_entries,
             ttl: i64::try_from(self.cache_ttl.as_millis()).unwrap_or(i64::MAX),
+            primary_after_change: self.read_your_writes(),
         }
     }
 

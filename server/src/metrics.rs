@@ -147,6 +147,8 @@ pub struct NodeInfo {
     pub draining: bool,
     /// Domain events published: (room events, stream events).
     pub events: (u64, u64),
+    /// The store's read replica, when it has one.
+    pub replica: Option<crate::store::ReplicaStatus>,
 }
 
 /// Renders every shard's metrics, summed, in the Prometheus text format.
@@ -240,6 +242,30 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], series: &Series, info: No
             counter_metric(&[("kind", "stream")], info.events.1),
         ],
     ));
+
+    if let Some(replica) = info.replica {
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        families.push(family(
+            "streamhub_db_replica_serving",
+            "1 while reads go to the PostgreSQL read replica, 0 while they go to the primary (the replica lags beyond STREAMHUB_DB_REPLICA_MAX_LAG, cannot be reached, or has not been checked yet).",
+            MetricType::GAUGE,
+            vec![gauge_metric(&[], flag(replica.serving))],
+        ));
+        families.push(family(
+            "streamhub_db_replica_reachable",
+            "1 if the last check of the PostgreSQL read replica reached it, else 0.",
+            MetricType::GAUGE,
+            vec![gauge_metric(&[], flag(replica.reachable))],
+        ));
+        if let Some(lag) = replica.lag_ms {
+            families.push(family(
+                "streamhub_db_replica_lag_seconds",
+                "How long the PostgreSQL read replica took, at the last check, to replay what the primary had flushed (while it lags: how long it has not yet).",
+                MetricType::GAUGE,
+                vec![gauge_metric(&[], lag as f64 / 1000.0)],
+            ));
+        }
+    }
 
     let mut lookups = Vec::new();
     for kind in CacheKind::ALL {
@@ -366,6 +392,7 @@ mod tests {
             shards: 2,
             draining: false,
             events: (0, 0),
+            replica: None,
         }
     }
 

@@ -122,6 +122,7 @@ impl Node {
                 shards: self.shard_metrics.len(),
                 draining: self.phase() != Phase::Serving,
                 events: self.events.counts(),
+                replica: self.domain.store.replica(),
             },
         )
     }

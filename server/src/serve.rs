@@ -82,7 +82,7 @@ impl Running {
 }
 
 /// The store the node serves from: the embedded memory store with its demo data, or
-/// PostgreSQL with `DATABASE_URL`.
+/// PostgreSQL with `DATABASE_URL` (and its read replica with `DATABASE_REPLICA_URL`).
 fn data_layer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<DataLayer> {
     let Some(pg) = config.postgres() else {
         return Ok(DataLayer::embedded(
@@ -93,8 +93,10 @@ fn data_layer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<DataLaye
     };
     prepare_postgres(config, &pg)?;
     let store = PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?;
-    tracing::info!("store: PostgreSQL");
-    Ok(DataLayer::over(Arc::new(store), config.retention(), clock))
+    tracing::info!(replica = pg.replica.is_some(), "store: PostgreSQL");
+    let mut data = DataLayer::over(Arc::new(store), config.retention(), clock);
+    data.read_your_writes = config.read_your_writes();
+    Ok(data)
 }
 
 /// Before serving on PostgreSQL: the schema migrated (`--migrate`) or checked, the demo

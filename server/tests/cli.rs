@@ -33,6 +33,9 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
         "STREAMHUB_JWT_LEEWAY",
         "STREAMHUB_TLS_CERT",
         "STREAMHUB_TLS_KEY",
+        "DATABASE_REPLICA_URL",
+        "STREAMHUB_DB_READ_YOUR_WRITES",
+        "STREAMHUB_DB_REPLICA_MAX_LAG",
     ] {
         // Secrets are listed without their value.
         let listed =

@@ -54,6 +54,7 @@ fn settings(url: String) -> PgSettings {
         pool_size: 4,
         pool_wait: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
+        replica: None,
     }
 }
 
@@ -881,6 +882,7 @@ async fn with_nothing_listening_the_store_starts_and_every_call_is_unavailable()
             pool_size: 2,
             pool_wait: Duration::from_millis(200),
             statement_timeout: Duration::from_secs(1),
+            replica: None,
         },
         Arc::new(HandClock(AtomicI64::new(0))),
     )

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use graphql_exec::exec::FieldError;
 
 use super::Request;
-use crate::store::cache::{FollowList, FOLLOW_PAGE, RECENT_MESSAGES};
+use crate::store::cache::{FollowList, Key, FOLLOW_PAGE, RECENT_MESSAGES};
 use crate::store::{
     Category, Channel, KeyPage, Live, Membership, Message, StoreError, Stream, User,
 };
@@ -69,11 +69,13 @@ impl Request<'_> {
         cached: bool,
     ) -> Result<Vec<Option<Rc<User>>>, StoreError> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
-        let store = &self.domain.store;
         through(
             ids,
             |id| cached.then(|| cache.user(id, now)).flatten(),
-            async |misses: &[&str]| store.users(misses).await,
+            async |misses: &[&str]| {
+                let store = self.reader_of(misses, Key::User);
+                store.users(misses).await
+            },
             |row| cache.put_user(row, now, fill),
         )
         .await
@@ -100,7 +102,11 @@ impl Request<'_> {
             }
         }
         let fill = self.cache.fill();
-        let user = self.domain.store.user_by_login(&lower).await?.map(Rc::new);
+        let user = self
+            .reader(Key::Other)
+            .user_by_login(&lower)
+            .await?
+            .map(Rc::new);
         if let Some(u) = &user {
             self.cache.put_user(u, self.now, fill);
         }
@@ -119,11 +125,13 @@ impl Request<'_> {
         cached: bool,
     ) -> Result<Vec<Option<Rc<Channel>>>, StoreError> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
-        let store = &self.domain.store;
         through(
             ids,
             |id| cached.then(|| cache.channel(id, now)).flatten(),
-            async |misses: &[&str]| store.channels(misses).await,
+            async |misses: &[&str]| {
+                let store = self.reader_of(misses, Key::Channel);
+                store.channels(misses).await
+            },
             |row| cache.put_channel(row, now, fill),
         )
         .await
@@ -140,8 +148,7 @@ impl Request<'_> {
     /// A channel by id, read from the store itself (for a mutation's checks).
     pub async fn fresh_channel(&self, id: &str) -> Result<Option<Rc<Channel>>, StoreError> {
         Ok(self
-            .domain
-            .store
+            .writer_reads()
             .channels(&[id])
             .await?
             .pop()
@@ -152,7 +159,7 @@ impl Request<'_> {
     /// Streams by id.
     pub async fn streams(&self, ids: &[&str]) -> Result<Vec<Option<Rc<Stream>>>, StoreError> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
-        let store = &self.domain.store;
+        let store = self.reader(Key::Other);
         through(
             ids,
             |id| cache.stream(id, now),
@@ -169,8 +176,7 @@ impl Request<'_> {
         }
         let fill = self.cache.fill();
         let all: Rc<[Rc<Category>]> = self
-            .domain
-            .store
+            .reader(Key::Other)
             .categories()
             .await?
             .into_iter()
@@ -196,7 +202,7 @@ impl Request<'_> {
             return Ok(live);
         }
         let fill = self.cache.fill();
-        let live: Rc<[Live]> = self.domain.store.live().await?.into();
+        let live: Rc<[Live]> = self.reader(Key::Live).live().await?.into();
         self.cache.put_live(&live, self.now, fill);
         Ok(live)
     }
@@ -219,7 +225,8 @@ impl Request<'_> {
             .collect();
         if !misses.is_empty() {
             let fill = self.cache.fill();
-            let loaded = self.domain.store.follows(user_id, &misses).await?;
+            let store = self.reader_of(&misses, |c| Key::Follow(user_id, c));
+            let loaded = store.follows(user_id, &misses).await?;
             for (c, yes) in misses.iter().zip(loaded) {
                 self.cache.put_follows(user_id, c, yes, self.now, fill);
                 for (want, slot) in channel_ids.iter().zip(out.iter_mut()) {
@@ -243,8 +250,7 @@ impl Request<'_> {
         }
         let fill = self.cache.fill();
         let m = self
-            .domain
-            .store
+            .reader(Key::Membership(user_id, channel_id))
             .membership(channel_id, Some(user_id))
             .await?
             .map(Rc::new);
@@ -262,7 +268,7 @@ impl Request<'_> {
         after: Option<u64>,
         first: usize,
     ) -> Result<(Rc<KeyPage>, usize), StoreError> {
-        let store = &self.domain.store;
+        let store = self.reader(Key::FollowList(list, id));
         let load = async |first| match list {
             FollowList::Followers => store.followers(id, after, first).await,
             FollowList::Following => store.following(id, after, first).await,
@@ -297,8 +303,7 @@ impl Request<'_> {
             None => {
                 let fill = self.cache.fill();
                 let all: Rc<[Rc<Message>]> = self
-                    .domain
-                    .store
+                    .reader(Key::Messages(channel_id))
                     .messages(channel_id, RECENT_MESSAGES, None)
                     .await?
                     .into_iter()

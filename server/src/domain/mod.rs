@@ -17,7 +17,9 @@ mod objects;
 pub mod plan_info;
 mod query;
 pub mod values;
+mod writers;
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -30,12 +32,12 @@ use streamhub_pubsub::{Chat, Event};
 use crate::auth::Viewer;
 use crate::realtime::presence::Presence;
 use crate::rooms::{LocalOrderer, Rooms};
-use crate::store::cache::Cache;
+use crate::store::cache::{Cache, Key};
 use crate::store::cursor::Cursor;
 use crate::store::memory::demo::DemoSize;
 use crate::store::memory::MemoryStore;
 use crate::store::{
-    Category, Change, Channel, Clock, Command, Membership, Message, Millis, SharedStore,
+    Category, Change, Channel, Clock, Command, Membership, Message, Millis, SharedStore, Store,
     StoreError, Stream, User,
 };
 use events::{EventSink, Notice};
@@ -52,6 +54,9 @@ pub struct DataLayer {
     pub presence: Arc<Presence>,
     /// The time everything is measured with.
     pub clock: Arc<dyn Clock>,
+    /// How long after a viewer wrote that viewer's reads go to the store's primary,
+    /// when it has a replica (`STREAMHUB_DB_READ_YOUR_WRITES`; 0: never).
+    pub read_your_writes: Millis,
 }
 
 impl DataLayer {
@@ -73,6 +78,7 @@ impl DataLayer {
             rooms,
             presence: Arc::new(Presence::seeded(viewers)),
             clock,
+            read_your_writes: 0,
         }
     }
 }
@@ -92,6 +98,7 @@ impl DataLayer {
             rooms,
             presence: Arc::new(Presence::seeded(Vec::new())),
             clock,
+            read_your_writes: 0,
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct Domain {
     pub events: Arc<dyn EventSink>,
     /// The schema's cache hints ([`cache_hints::HINTS`]), resolved.
     pub cache_hints: cache_hints::CacheHints,
+    /// Who wrote recently (only with a replica: see [`Request::reader`]).
+    writers: Option<writers::Writers>,
     clock: Arc<dyn Clock>,
     types: Types,
     fields: objects::Fields,
@@ -188,6 +197,10 @@ pub struct Request<'a> {
     /// The viewer's token.
     token: Option<&'a Viewer>,
     now: Millis,
+    /// The store's primary-pinned view, when its reads may go to a replica.
+    primary: Option<&'a dyn Store>,
+    /// Whether every read goes to `primary` (the viewer wrote recently).
+    pinned: Cell<bool>,
 }
 
 impl Domain {
@@ -199,6 +212,7 @@ impl Domain {
             rooms,
             presence,
             clock,
+            read_your_writes,
         } = data;
         let t = |name: &str| {
             schema
@@ -219,6 +233,8 @@ impl Domain {
         let cache_hints = cache_hints::CacheHints::new(&schema, cache_hints::HINTS)
             .unwrap_or_else(|e| panic!("the cache hints fit schema.graphql: {e}"));
         let fields = objects::Fields::new(&schema);
+        let writers = (store.primary().is_some() && read_your_writes > 0)
+            .then(|| writers::Writers::new(read_your_writes));
         Domain {
             schema,
             store,
@@ -226,6 +242,7 @@ impl Domain {
             presence,
             events,
             cache_hints,
+            writers,
             clock,
             types,
             fields,
@@ -245,12 +262,19 @@ impl Domain {
         cache: &'a Cache,
         viewer: Option<&'a Viewer>,
     ) -> Result<Request<'a>, StoreError> {
+        let now = self.now();
+        let pinned = match (&self.writers, viewer) {
+            (Some(w), Some(v)) => w.recent(&v.id, now),
+            _ => false,
+        };
         let mut req = Request {
             domain: self,
             cache,
             viewer: None,
             token: viewer,
-            now: self.now(),
+            now,
+            primary: self.store.primary(),
+            pinned: Cell::new(pinned),
         };
         if let Some(v) = viewer {
             req.viewer = Some(req.user_for(v).await?);
@@ -259,7 +283,49 @@ impl Domain {
     }
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// Where this request reads what `key` names (a miss in its shard's cache, or
+    /// [`Key::Other`] for what no cache holds): with a replica, the primary when the
+    /// viewer wrote within the read-your-writes window or `key` changed within it (so a
+    /// replica that has not replayed the change yet neither answers its writer nor
+    /// refills a cache with the row from before it), else the store, whose reads go to
+    /// the replica while it keeps up. Without a replica: the store.
+    fn reader(&self, key: Key<'_>) -> &'a dyn Store {
+        match self.primary {
+            Some(p) if self.pinned.get() || self.cache.changed(key, self.now) => p,
+            _ => &*self.domain.store,
+        }
+    }
+
+    /// [`Request::reader`] for a batch of misses: the primary if any of them calls for it.
+    fn reader_of<'k>(&self, ids: &[&'k str], key: impl Fn(&'k str) -> Key<'k>) -> &'a dyn Store {
+        match self.primary {
+            Some(p)
+                if self.pinned.get()
+                    || ids.iter().any(|id| self.cache.changed(key(id), self.now)) =>
+            {
+                p
+            }
+            _ => &*self.domain.store,
+        }
+    }
+
+    /// Where what a write checks is read: the primary.
+    fn writer_reads(&self) -> &'a dyn Store {
+        self.primary.unwrap_or(&*self.domain.store)
+    }
+
+    /// This request's viewer wrote: with a replica, its reads go to the primary from
+    /// now on, and the node's other requests of the same viewer for the window.
+    fn wrote(&self) {
+        if let Some(w) = &self.domain.writers {
+            self.pinned.set(true);
+            if let Some(v) = self.token {
+                w.wrote(&v.id, self.now);
+            }
+        }
+    }
+
     async fn user_for(&self, v: &Viewer) -> Result<Rc<User>, StoreError> {
         if let Some(u) = self.user(&v.id).await? {
             if u.admin == v.admin {
@@ -282,6 +348,7 @@ impl Request<'_> {
     /// at once, every other shard's through the rings before its next request.
     async fn apply(&self, command: Command) -> Result<crate::store::Applied, StoreError> {
         let applied = self.domain.store.apply(command).await?;
+        self.wrote();
         self.announce(&applied.changes);
         Ok(applied)
     }
@@ -291,7 +358,7 @@ impl Request<'_> {
             return;
         }
         for c in changes {
-            self.cache.invalidate(c);
+            self.cache.invalidate(c, self.now);
         }
         self.domain.events.publish(Notice::Changed(changes.into()));
     }
@@ -314,6 +381,9 @@ impl Request<'_> {
             settled: false,
         };
         let recorded = self.domain.store.record(&event, self.now).await;
+        if recorded.is_ok() {
+            self.wrote();
+        }
         settling.settle(recorded.is_ok().then(|| Arc::clone(&event.payload)));
         recorded.map(|()| event)
     }
@@ -353,7 +423,9 @@ impl Settling<'_, '_> {
         if ready.is_empty() {
             return;
         }
-        self.request.cache.room_changed(&self.room.id);
+        self.request
+            .cache
+            .room_changed(&self.room.id, self.request.now);
         for event in ready {
             self.request.domain.events.publish(Notice::Room(event));
         }

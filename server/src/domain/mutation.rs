@@ -238,8 +238,7 @@ async fn run(cx: &Request<'_>, field: &str, args: &Args<'_>) -> Result<Resolved<
             let seq = int_arg(args, "messageSeq").unwrap_or(0);
             let message = match u64::try_from(seq) {
                 Ok(s) => cx
-                    .domain
-                    .store
+                    .writer_reads()
                     .message(&c.id, s)
                     .await
                     .map_err(field_error)?,

@@ -7,6 +7,7 @@ use graphql_exec::exec::{Args, FieldError, Resolved};
 use super::load::field_error;
 use super::values::{after_arg, count_arg, int_arg, str_arg, BAD_USER_INPUT, NOT_FOUND};
 use super::{value, Obj, Page, Request};
+use crate::store::cache::Key;
 use crate::store::cursor::Cursor;
 use crate::store::{Found, Live, StoreError};
 
@@ -107,7 +108,8 @@ pub(super) async fn node(cx: &Request<'_>, id: &str) -> Result<Resolved<Obj>, St
     }
     if let Some((channel, seq)) = id.strip_prefix("msg_").and_then(|m| m.rsplit_once('_')) {
         if let Ok(seq) = seq.parse::<u64>() {
-            if let Some(m) = cx.domain.store.message(channel, seq).await? {
+            let store = cx.reader(Key::Messages(channel));
+            if let Some(m) = store.message(channel, seq).await? {
                 return Ok(Resolved::Object(Obj::Message(Rc::new(m))));
             }
         }
@@ -250,8 +252,7 @@ async fn chat_history(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>
         ));
     }
     let messages = cx
-        .domain
-        .store
+        .reader(Key::Messages(id))
         .messages(id, last, before)
         .await
         .map_err(field_error)?;
@@ -273,8 +274,7 @@ async fn search(cx: &Request<'_>, args: &Args<'_>) -> Result<Resolved<Obj>, Fiel
         return Err(FieldError::new(BAD_USER_INPUT, "`query` must not be empty"));
     }
     let found = cx
-        .domain
-        .store
+        .reader(Key::Other)
         .search(&q, first)
         .await
         .map_err(field_error)?;

@@ -44,6 +44,7 @@ fn fixture() -> Fixture {
             CacheLimits {
                 entries: 1000,
                 ttl: 60_000,
+                primary_after_change: 0,
             },
             Arc::new(ShardMetrics::new(0)),
         ),

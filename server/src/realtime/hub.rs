@@ -262,15 +262,16 @@ impl Hub {
             *self.taken.borrow_mut() = notices;
             return;
         }
+        let now = self.domain.now();
         for n in notices.drain(..) {
             match n {
                 Notice::Room(e) => {
-                    self.cache.room_changed(&e.room);
+                    self.cache.room_changed(&e.room, now);
                     self.advance(&e);
                 }
                 Notice::Changed(changes) => {
                     for c in changes.iter() {
-                        self.cache.invalidate(c);
+                        self.cache.invalidate(c, now);
                         if let Change::Stream(channel) = c {
                             self.stream_changed(channel);
                         }
@@ -281,7 +282,7 @@ impl Hub {
         *self.taken.borrow_mut() = notices;
         if lapped {
             // Notices were lost: what they said is read again from the rooms.
-            self.cache.clear();
+            self.cache.clear(now);
             let rooms: Vec<Arc<rooms::Room>> = self
                 .rooms
                 .borrow()
@@ -824,6 +825,7 @@ mod tests {
             CacheLimits {
                 entries: 100,
                 ttl: 60_000,
+                primary_after_change: 0,
             },
             Arc::new(ShardMetrics::new(0)),
         ));

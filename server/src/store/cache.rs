@@ -12,6 +12,16 @@
 //! after a mutation answered, on any shard, never reads what it changed from a cache.
 //! A fill that raced an invalidation (its store call began before the invalidation was
 //! applied) serves its own request but is not kept. A lapped reader clears everything.
+//!
+//! With a read replica, a fill read from the replica could bring back a row older than
+//! the change that dropped it (the replica had not replayed it yet) and keep it for a
+//! TTL. So a change leaves a mark in place of what it dropped, for
+//! [`CacheLimits::primary_after_change`] (`STREAMHUB_DB_READ_YOUR_WRITES`): a miss on
+//! a marked entry ([`Cache::changed`]) is read from the primary, whose rows include the
+//! change. Past the mark a miss reads the replica again, which by then has replayed the
+//! change unless it lags by more than the mark's life (the replica's check moves reads
+//! to the primary above `STREAMHUB_DB_REPLICA_MAX_LAG`, so this takes a lag that grew
+//! past both between two checks).
 
 use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
@@ -31,6 +41,10 @@ pub struct CacheLimits {
     pub entries: usize,
     /// How long an entry serves, in milliseconds.
     pub ttl: Millis,
+    /// How long after a change a miss on what it dropped is read from the primary, in
+    /// milliseconds (0: no mark is left; without a replica every read is the
+    /// primary's).
+    pub primary_after_change: Millis,
 }
 
 /// The tables, for the hit and miss counters.
@@ -105,10 +119,11 @@ pub enum FollowList {
     Following,
 }
 
-/// One table: entries that expire, at most `cap` of them.
+/// One table: entries that expire, at most `cap` of them. An entry holds a row until
+/// it expires, or (None) marks a change until then ([`CacheLimits::primary_after_change`]).
 #[derive(Debug)]
 struct Table<K, V> {
-    map: HashMap<K, (V, Millis), foldhash::fast::RandomState>,
+    map: HashMap<K, (Option<V>, Millis), foldhash::fast::RandomState>,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
@@ -124,14 +139,34 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         match self.map.get(key) {
-            Some((v, expires)) if *expires > now => Some(v.clone()),
+            Some((Some(v), expires)) if *expires > now => Some(v.clone()),
             _ => None,
         }
+    }
+
+    /// Whether a change to `key` was marked until after `now`.
+    fn changed<Q>(&self, key: &Q, now: Millis) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        matches!(self.map.get(key), Some((None, until)) if *until > now)
     }
 
     /// Keeps `value` until `now + ttl`; when full, the expired entries leave first, then
     /// one entry in hash order (random per process).
     fn put(&mut self, key: K, value: V, now: Millis, limits: CacheLimits) {
+        self.keep(
+            key,
+            Some(value),
+            now.saturating_add(limits.ttl),
+            now,
+            limits,
+        );
+    }
+
+    /// Keeps a row or a mark until `until`, within the table's bound.
+    fn keep(&mut self, key: K, value: Option<V>, until: Millis, now: Millis, limits: CacheLimits) {
         if limits.entries == 0 {
             return;
         }
@@ -143,21 +178,48 @@ impl<K: Hash + Eq + Clone, V: Clone> Table<K, V> {
                 }
             }
         }
-        self.map
-            .insert(key, (value, now.saturating_add(limits.ttl)));
+        self.map.insert(key, (value, until));
     }
 
-    fn remove<Q>(&mut self, key: &Q)
+    /// Drops what `key` holds; with [`CacheLimits::primary_after_change`], leaves a
+    /// mark of the change in its place.
+    fn remove<Q>(&mut self, key: &Q, now: Millis, limits: CacheLimits)
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Eq + ToKey<K> + ?Sized,
     {
-        self.map.remove(key);
+        if limits.primary_after_change > 0 {
+            let until = now.saturating_add(limits.primary_after_change);
+            self.keep(key.to_key(), None, until, now, limits);
+        } else {
+            self.map.remove(key);
+        }
     }
 
     fn clear(&mut self) {
         self.map.clear();
     }
+}
+
+/// A borrowed key made owned, for the mark a change leaves.
+trait ToKey<K> {
+    fn to_key(&self) -> K;
+}
+
+impl ToKey<Box<str>> for str {
+    fn to_key(&self) -> Box<str> {
+        self.into()
+    }
+}
+
+impl ToKey<u64> for u64 {
+    fn to_key(&self) -> u64 {
+        *self
+    }
+}
+
+impl ToKey<()> for () {
+    fn to_key(&self) {}
 }
 
 /// The key of a (user, channel) pair: a hash, the pair kept beside the answer so a
@@ -192,7 +254,31 @@ pub struct Cache {
     applied: Cell<u64>,
     /// Invalidations applied so far (a fill that began before the last one is not kept).
     generation: Cell<u64>,
+    /// Until when every miss counts as [`Cache::changed`] (a lapped ring cleared the
+    /// cache, the changes it lost unknown).
+    cleared_until: Cell<Millis>,
     metrics: Arc<ShardMetrics>,
+}
+
+/// What a miss was on, for [`Cache::changed`].
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    /// A user by id.
+    User(&'a str),
+    /// A channel by id.
+    Channel(&'a str),
+    /// Whether a user follows a channel.
+    Follow(&'a str, &'a str),
+    /// What a user is in a channel.
+    Membership(&'a str, &'a str),
+    /// The live list.
+    Live,
+    /// A room's recent messages.
+    Messages(&'a str),
+    /// The first page of a follow list.
+    FollowList(FollowList, &'a str),
+    /// What no change names (streams, categories, logins).
+    Other,
 }
 
 /// A fill in progress: began at this generation.
@@ -217,6 +303,7 @@ impl Cache {
             following: RefCell::new(Table::new()),
             applied: Cell::new(0),
             generation: Cell::new(0),
+            cleared_until: Cell::new(0),
             metrics,
         }
     }
@@ -457,43 +544,79 @@ impl Cache {
         }
     }
 
-    /// Drops what a change makes stale.
-    pub fn invalidate(&self, change: &Change) {
+    /// Whether what `key` names changed within [`CacheLimits::primary_after_change`]
+    /// of `now` (always false when that is 0): a miss on it is read from the primary.
+    pub fn changed(&self, key: Key<'_>, now: Millis) -> bool {
+        if self.limits.primary_after_change == 0 {
+            return false;
+        }
+        if self.cleared_until.get() > now {
+            return true;
+        }
+        match key {
+            Key::User(id) => self.users.borrow().changed(id, now),
+            Key::Channel(id) => self.channels.borrow().changed(id, now),
+            Key::Follow(user_id, channel_id) => self
+                .follows
+                .borrow()
+                .changed(&pair_key(user_id, channel_id), now),
+            Key::Membership(user_id, channel_id) => self
+                .memberships
+                .borrow()
+                .changed(&pair_key(user_id, channel_id), now),
+            Key::Live => self.live.borrow().changed(&(), now),
+            Key::Messages(id) => self.messages.borrow().changed(id, now),
+            Key::FollowList(list, id) => self.follow_table(list).borrow().changed(id, now),
+            Key::Other => false,
+        }
+    }
+
+    /// Drops what a change (applied at `now`) makes stale.
+    pub fn invalidate(&self, change: &Change, now: Millis) {
         self.generation.set(self.generation.get() + 1);
+        let limits = self.limits;
         match change {
-            Change::User(id) => self.users.borrow_mut().remove(&**id),
-            Change::Channel(id) => self.channels.borrow_mut().remove(&**id),
+            Change::User(id) => self.users.borrow_mut().remove(&**id, now, limits),
+            Change::Channel(id) => self.channels.borrow_mut().remove(&**id, now, limits),
             Change::Follow {
                 user_id,
                 channel_id,
             } => {
                 self.follows
                     .borrow_mut()
-                    .remove(&pair_key(user_id, channel_id));
-                self.followers.borrow_mut().remove(&**channel_id);
-                self.following.borrow_mut().remove(&**user_id);
+                    .remove(&pair_key(user_id, channel_id), now, limits);
+                self.followers
+                    .borrow_mut()
+                    .remove(&**channel_id, now, limits);
+                self.following.borrow_mut().remove(&**user_id, now, limits);
             }
-            Change::Live => self.live.borrow_mut().clear(),
+            Change::Live => self.live.borrow_mut().remove(&(), now, limits),
             Change::Membership {
                 user_id,
                 channel_id,
             } => self
                 .memberships
                 .borrow_mut()
-                .remove(&pair_key(user_id, channel_id)),
+                .remove(&pair_key(user_id, channel_id), now, limits),
             Change::Stream(_) => {}
         }
     }
 
-    /// Drops a room's recent messages (a room event came).
-    pub fn room_changed(&self, channel_id: &str) {
+    /// Drops a room's recent messages (a room event came at `now`).
+    pub fn room_changed(&self, channel_id: &str, now: Millis) {
         self.generation.set(self.generation.get() + 1);
-        self.messages.borrow_mut().remove(channel_id);
+        self.messages
+            .borrow_mut()
+            .remove(channel_id, now, self.limits);
     }
 
-    /// Drops everything (invalidations were lost to a lapped ring).
-    pub fn clear(&self) {
+    /// Drops everything (invalidations were lost to a lapped ring, noticed at `now`).
+    pub fn clear(&self, now: Millis) {
         self.generation.set(self.generation.get() + 1);
+        if self.limits.primary_after_change > 0 {
+            self.cleared_until
+                .set(now.saturating_add(self.limits.primary_after_change));
+        }
         self.users.borrow_mut().clear();
         self.logins.borrow_mut().clear();
         self.channels.borrow_mut().clear();
@@ -514,7 +637,11 @@ mod tests {
 
     fn cache(entries: usize) -> Cache {
         Cache::new(
-            CacheLimits { entries, ttl: 100 },
+            CacheLimits {
+                entries,
+                ttl: 100,
+                primary_after_change: 0,
+            },
             Arc::new(ShardMetrics::new(0)),
         )
     }
@@ -541,7 +668,7 @@ mod tests {
         assert!(c.channel("ch_1", 99).is_some());
         assert!(c.channel("ch_1", 100).is_none(), "expired at the TTL");
         c.put_channel(&channel("ch_1"), 200, c.fill());
-        c.invalidate(&Change::Channel("ch_1".into()));
+        c.invalidate(&Change::Channel("ch_1".into()), 0);
         assert!(c.channel("ch_1", 201).is_none());
         let m = &c.metrics;
         assert_eq!(
@@ -557,9 +684,47 @@ mod tests {
     fn a_fill_that_raced_an_invalidation_is_not_kept() {
         let c = cache(10);
         let fill = c.fill();
-        c.invalidate(&Change::Channel("ch_1".into()));
+        c.invalidate(&Change::Channel("ch_1".into()), 0);
         c.put_channel(&channel("ch_1"), 0, fill);
         assert!(c.channel("ch_1", 1).is_none());
+    }
+
+    #[test]
+    fn a_change_marks_what_it_dropped_for_a_while_when_asked_to() {
+        let c = Cache::new(
+            CacheLimits {
+                entries: 10,
+                ttl: 100,
+                primary_after_change: 50,
+            },
+            Arc::new(ShardMetrics::new(0)),
+        );
+        c.put_channel(&channel("ch_1"), 0, c.fill());
+        assert!(!c.changed(Key::Channel("ch_1"), 1), "a row is no mark");
+        c.invalidate(&Change::Channel("ch_1".into()), 10);
+        assert!(c.channel("ch_1", 11).is_none(), "a mark is a miss");
+        assert!(c.changed(Key::Channel("ch_1"), 11));
+        assert!(!c.changed(Key::Channel("ch_2"), 11));
+        assert!(
+            !c.changed(Key::Channel("ch_1"), 60),
+            "the mark lasts its while"
+        );
+        c.put_channel(&channel("ch_1"), 12, c.fill());
+        assert!(c.channel("ch_1", 13).is_some(), "a fill replaces the mark");
+        c.room_changed("ch_1", 20);
+        assert!(c.changed(Key::Messages("ch_1"), 21));
+        c.clear(30);
+        assert!(
+            c.changed(Key::Other, 31),
+            "after a lap everything counts as changed"
+        );
+        assert!(!c.changed(Key::Other, 80));
+        let off = cache(10);
+        off.invalidate(&Change::Channel("ch_1".into()), 10);
+        assert!(
+            !off.changed(Key::Channel("ch_1"), 11),
+            "no marks without a replica"
+        );
     }
 
     #[test]
@@ -583,12 +748,15 @@ mod tests {
         assert_eq!(c.follows("u1", "ch_2", 1), Some(true));
         assert_eq!(c.follows("u2", "ch_2", 1), Some(false));
         assert_eq!(c.follows("u1", "ch_3", 1), None);
-        c.invalidate(&Change::Follow {
-            user_id: "u1".into(),
-            channel_id: "ch_2".into(),
-        });
+        c.invalidate(
+            &Change::Follow {
+                user_id: "u1".into(),
+                channel_id: "ch_2".into(),
+            },
+            0,
+        );
         assert_eq!(c.follows("u1", "ch_2", 1), None);
-        c.clear();
+        c.clear(0);
         assert_eq!(c.follows("u2", "ch_2", 1), None);
     }
 
@@ -605,10 +773,13 @@ mod tests {
         assert_eq!(c.membership("u2", "ch_1", 1), Some(Some(m)));
         assert_eq!(c.membership("u3", "ch_1", 1), Some(None), "nothing, cached");
         assert_eq!(c.membership("u2", "ch_2", 1), None, "not cached");
-        c.invalidate(&Change::Membership {
-            user_id: "u2".into(),
-            channel_id: "ch_1".into(),
-        });
+        c.invalidate(
+            &Change::Membership {
+                user_id: "u2".into(),
+                channel_id: "ch_1".into(),
+            },
+            0,
+        );
         assert_eq!(c.membership("u2", "ch_1", 1), None);
         assert_eq!(c.membership("u3", "ch_1", 1), Some(None));
     }
@@ -625,10 +796,13 @@ mod tests {
         c.put_follow_list(FollowList::Followers, "ch_3", &page, 0, c.fill());
         c.put_follow_list(FollowList::Following, "u1", &page, 0, c.fill());
         c.put_follow_list(FollowList::Following, "u2", &page, 0, c.fill());
-        c.invalidate(&Change::Follow {
-            user_id: "u1".into(),
-            channel_id: "ch_2".into(),
-        });
+        c.invalidate(
+            &Change::Follow {
+                user_id: "u1".into(),
+                channel_id: "ch_2".into(),
+            },
+            0,
+        );
         assert!(c.follow_list(FollowList::Followers, "ch_2", 1).is_none());
         assert!(c.follow_list(FollowList::Following, "u1", 1).is_none());
         assert!(c.follow_list(FollowList::Followers, "ch_3", 1).is_some());

@@ -307,6 +307,33 @@ pub trait Store: Send + Sync + Debug {
 
     /// Whether the store can serve now (`/readyz`).
     fn ready(&self) -> StoreFuture<'_, ()>;
+
+    /// The same store with every read on the primary, when its reads may otherwise go
+    /// to a replica that lags behind it (None: every read already sees every write).
+    /// The domain reads through it for a viewer who wrote recently (read your own
+    /// writes), for what a write checks, and for a cache's miss on what changed
+    /// recently.
+    fn primary(&self) -> Option<&dyn Store> {
+        None
+    }
+
+    /// Where reads go now, when the store has a read replica (for `/metrics`).
+    fn replica(&self) -> Option<ReplicaStatus> {
+        None
+    }
+}
+
+/// A read replica's state as the store last measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Whether reads go to it (reachable and within the lag allowed); when not, they go
+    /// to the primary.
+    pub serving: bool,
+    /// Whether the last check reached it.
+    pub reachable: bool,
+    /// How far it was behind the primary at the last check, in milliseconds (None:
+    /// never measured).
+    pub lag_ms: Option<u64>,
 }
 
 /// The node's store.

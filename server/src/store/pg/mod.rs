@@ -1,5 +1,6 @@
 //! PostgreSQL as the source of truth: the store over it ([`PgStore`], its queries and
-//! connection pool, behind [`super::Store`]), chat recorded with group commit
+//! connection pool, behind [`super::Store`]), an optional read replica ([`replica`]),
+//! chat recorded with group commit
 //! ([`chat`]), the circuit breaker in front of it ([`breaker`]), connecting
 //! ([`connect`]), the schema, embedded in the binary and applied by `streamhub migrate`
 //! ([`migrate`]), and the demo data that `streamhub seed` loads ([`seed`]).
@@ -11,6 +12,7 @@
 pub mod breaker;
 pub mod chat;
 pub mod migrate;
+pub mod replica;
 pub mod seed;
 mod store;
 
@@ -33,6 +35,18 @@ pub struct PgSettings {
     pub pool_wait: Duration,
     /// How long one statement may run before PostgreSQL cancels it.
     pub statement_timeout: Duration,
+    /// A read replica of the primary (`DATABASE_REPLICA_URL`), with the same pool
+    /// settings.
+    pub replica: Option<ReplicaSettings>,
+}
+
+/// A read replica: where it is and how far behind the primary it may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// Its URL (a `postgres://` URL or `key=value` settings).
+    pub url: String,
+    /// The lag above which reads go to the primary instead.
+    pub max_lag: Duration,
 }
 
 /// How long [`connect`] waits for PostgreSQL when the URL does not say
@@ -68,6 +82,12 @@ pub enum ConnectError {
     /// The chat writer's thread could not be started ([`PgStore::new`]).
     #[error("cannot start the PostgreSQL chat writer: {cause}")]
     Writer {
+        /// What the system said.
+        cause: std::io::Error,
+    },
+    /// The replica's check could not be started ([`PgStore::new`]).
+    #[error("cannot start the PostgreSQL replica's check: {cause}")]
+    Check {
         /// What the system said.
         cause: std::io::Error,
     },

@@ -26,10 +26,11 @@ use tokio_postgres::{NoTls, Row};
 
 use super::breaker::Breaker;
 use super::chat::ChatWriter;
+use super::replica::Replica;
 use super::{describe, refused_input, Chain, ConnectError, PgSettings, CONNECT_TIMEOUT};
 use crate::store::{
     Applied, Category, Change, Channel, Clock, Command, Found, KeyPage, Live, Membership, Message,
-    Millis, Store, StoreError, StoreFuture, Stream, Tail, User,
+    Millis, ReplicaStatus, Store, StoreError, StoreFuture, Stream, Tail, User,
 };
 
 /// A call's time beyond its pool wait, connect timeout and statement timeout, before it
@@ -212,14 +213,33 @@ const REMOVE_MODERATOR: &str = "DELETE FROM moderators WHERE channel_id = $1 AND
 ///
 /// One pool for the node: a connection is made by whichever runtime first needs it and
 /// driven by a task spawned there (a shard's current-thread runtime, say), so it serves
-/// while that runtime runs.
+/// while that runtime runs. With a read replica ([`PgSettings::replica`]) a second
+/// pool, with its own breaker, serves the reads while [`Replica`]'s check finds it
+/// within the lag allowed; a read it fails as unavailable runs again on the primary.
+/// Writes, and what they read (`tail`, `ready`), always go to the primary, and so does
+/// every read of [`Store::primary`]'s view.
 pub struct PgStore {
-    pool: Pool,
-    /// Spares PostgreSQL while it is down (see [`Breaker`]).
-    breaker: Arc<Breaker>,
+    core: Arc<Core>,
+    /// Whether reads may go to the replica (false: this is the primary-pinned view).
+    replica_reads: bool,
+    /// The primary-pinned view of the same store, when there is a replica.
+    pinned: Option<Box<PgStore>>,
+}
+
+/// What a store and its primary-pinned view share.
+struct Core {
+    primary: Db,
+    replica: Option<Replica>,
     /// Records room events, many per commit.
     chat: ChatWriter,
     clock: Arc<dyn Clock>,
+}
+
+/// One PostgreSQL server: its pool, its breaker and its limits.
+pub(super) struct Db {
+    pool: Pool,
+    /// Spares PostgreSQL while it is down (see [`Breaker`]).
+    breaker: Arc<Breaker>,
     /// The hosts and ports of the URL, for messages.
     at: String,
     /// How long a call waits for a free connection.
@@ -232,24 +252,94 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let core = &self.core;
         f.debug_struct("PgStore")
-            .field("at", &self.at)
-            .field("pool", &self.pool.status())
+            .field("at", &core.primary.at)
+            .field("pool", &core.primary.pool.status())
+            .field("replica", &core.replica.as_ref().map(|r| &r.db.at))
+            .field("replica_reads", &self.replica_reads)
             .finish_non_exhaustive()
     }
 }
 
 impl PgStore {
-    /// A store over the PostgreSQL of `settings.url`, its times (ban expiry, a stream's
-    /// end) read from `clock`. Only parses the URL and builds the pool: connections are
-    /// made when calls need them, each within the URL's `connect_timeout` or else
+    /// A store over the PostgreSQL of `settings.url` (and its replica, if any), its
+    /// times (ban expiry, a stream's end) read from `clock`. Only parses the URLs and
+    /// builds the pools (and starts the replica's check): connections are made when
+    /// calls need them, each within the URL's `connect_timeout` or else
     /// [`CONNECT_TIMEOUT`], with `settings.statement_timeout` set on it; a call waits at
     /// most `settings.pool_wait` for a free one.
     pub fn new(settings: &PgSettings, clock: Arc<dyn Clock>) -> Result<PgStore, ConnectError> {
-        let mut config: tokio_postgres::Config = settings
-            .url
-            .parse()
-            .map_err(|cause| ConnectError::Url { cause })?;
+        let primary = Db::new(&settings.url, settings)?;
+        let replica = match &settings.replica {
+            Some(r) => Some(Replica::start(
+                Db::new(&r.url, settings)?,
+                &settings.url,
+                r,
+            )?),
+            None => None,
+        };
+        let chat = ChatWriter::spawn(settings).map_err(|cause| ConnectError::Writer { cause })?;
+        let core = Arc::new(Core {
+            primary,
+            replica,
+            chat,
+            clock,
+        });
+        let pinned = core.replica.is_some().then(|| {
+            Box::new(PgStore {
+                core: Arc::clone(&core),
+                replica_reads: false,
+                pinned: None,
+            })
+        });
+        Ok(PgStore {
+            core,
+            replica_reads: true,
+            pinned,
+        })
+    }
+
+    /// Runs a read: on the replica while it serves (and again on the primary if the
+    /// replica turns out unavailable), else on the primary.
+    fn read<'a, T, F>(&'a self, work: impl Fn(&'a Db) -> F + Send + 'a) -> StoreFuture<'a, T>
+    where
+        T: Send + 'a,
+        F: Future<Output = Result<T, StoreError>> + Send + 'a,
+    {
+        let primary = &self.core.primary;
+        let replica = match &self.core.replica {
+            Some(r) if self.replica_reads && r.serving() => &r.db,
+            _ => return Box::pin(primary.call(work(primary))),
+        };
+        Box::pin(async move {
+            match replica.call(work(replica)).await {
+                Err(StoreError::Unavailable(why)) => {
+                    tracing::debug!(
+                        reason = why,
+                        "a read failed on the replica: read again on the primary"
+                    );
+                    primary.call(work(primary)).await
+                }
+                answered => answered,
+            }
+        })
+    }
+
+    /// Runs a write (or what a write needs) on the primary.
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        work: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(self.core.primary.call(work))
+    }
+}
+
+impl Db {
+    /// The pool and breaker for the PostgreSQL at `url`, with `settings`' limits.
+    fn new(url: &str, settings: &PgSettings) -> Result<Db, ConnectError> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|cause| ConnectError::Url { cause })?;
         let connect_limit = config
             .get_connect_timeout()
             .copied()
@@ -275,13 +365,9 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|cause| ConnectError::Pool { cause })?;
-        let breaker = Arc::new(Breaker::new());
-        let chat = ChatWriter::spawn(settings).map_err(|cause| ConnectError::Writer { cause })?;
-        Ok(PgStore {
+        Ok(Db {
             pool,
-            breaker,
-            chat,
-            clock,
+            breaker: Arc::new(Breaker::new()),
             at,
             pool_wait: settings.pool_wait,
             connect_limit,
@@ -292,32 +378,40 @@ impl PgStore {
         })
     }
 
+    /// The hosts and ports of its URL.
+    pub(super) fn at(&self) -> &str {
+        &self.at
+    }
+
+    /// Why its circuit is open, if it is.
+    pub(super) fn circuit_open(&self) -> Option<String> {
+        self.breaker.is_open()
+    }
+
     /// Runs a call within its deadline, through the breaker: refused at once while it
     /// is open; a call that PostgreSQL answered (whatever the answer) closes it, one
     /// that could not reach it counts towards opening it.
-    fn call<'a, T: Send + 'a>(
-        &'a self,
-        work: impl Future<Output = Result<T, StoreError>> + Send + 'a,
-    ) -> StoreFuture<'a, T> {
-        Box::pin(async move {
-            if let Err(open) = self.breaker.admit() {
-                return Err(StoreError::Unavailable(open.to_string()));
-            }
-            let result = tokio::time::timeout(self.call_limit, work)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(format!(
-                        "PostgreSQL at {} did not answer within {}",
-                        self.at,
-                        humantime::format_duration(self.call_limit)
-                    )))
-                });
-            match &result {
-                Err(StoreError::Unavailable(why)) => self.breaker.failed(why),
-                _ => self.breaker.succeeded(),
-            }
-            result
-        })
+    async fn call<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if let Err(open) = self.breaker.admit() {
+            return Err(StoreError::Unavailable(open.to_string()));
+        }
+        let result = tokio::time::timeout(self.call_limit, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "PostgreSQL at {} did not answer within {}",
+                    self.at,
+                    humantime::format_duration(self.call_limit)
+                )))
+            });
+        match &result {
+            Err(StoreError::Unavailable(why)) => self.breaker.failed(why),
+            _ => self.breaker.succeeded(),
+        }
+        result
     }
 
     /// A pooled connection.
@@ -345,10 +439,12 @@ impl PgStore {
             })
         })
     }
+}
 
+impl PgStore {
     /// Runs `command` in a transaction of its own.
     async fn apply_once(&self, command: &Command) -> Result<Applied, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.core.primary.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
         let applied = self.run(&tx, command).await?;
         tx.commit().await.map_err(failed)?;
@@ -484,7 +580,7 @@ impl PgStore {
                     .await?
                     .ok_or_else(|| no_channel(channel_id))?;
                 if let Some(stream_id) = col::<Option<&str>>(&row, 3)? {
-                    exec(tx, END_STREAM, &[&stream_id, &self.clock.now()]).await?;
+                    exec(tx, END_STREAM, &[&stream_id, &self.core.clock.now()]).await?;
                     exec(tx, GO_OFFLINE, &[channel_id]).await?;
                     changes.push(Change::Channel(channel_id.clone()));
                     changes.push(Change::Live);
@@ -554,11 +650,11 @@ impl PgStore {
 
 impl Store for PgStore {
     fn users<'a>(&'a self, ids: &'a [&'a str]) -> StoreFuture<'a, Vec<Option<User>>> {
-        self.call(async move {
+        self.read(move |db| async move {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let client = self.client().await?;
+            let client = db.client().await?;
             let found = query(&client, USERS, &[&ids])
                 .await?
                 .iter()
@@ -569,8 +665,8 @@ impl Store for PgStore {
     }
 
     fn user_by_login<'a>(&'a self, login: &'a str) -> StoreFuture<'a, Option<User>> {
-        self.call(async move {
-            let client = self.client().await?;
+        self.read(move |db| async move {
+            let client = db.client().await?;
             let lower = login.to_ascii_lowercase();
             opt(&client, USER_BY_LOGIN, &[&lower])
                 .await?
@@ -580,11 +676,11 @@ impl Store for PgStore {
     }
 
     fn channels<'a>(&'a self, ids: &'a [&'a str]) -> StoreFuture<'a, Vec<Option<Channel>>> {
-        self.call(async move {
+        self.read(move |db| async move {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let client = self.client().await?;
+            let client = db.client().await?;
             let found = query(&client, CHANNELS, &[&ids])
                 .await?
                 .iter()
@@ -609,11 +705,11 @@ impl Store for PgStore {
     }
 
     fn streams<'a>(&'a self, ids: &'a [&'a str]) -> StoreFuture<'a, Vec<Option<Stream>>> {
-        self.call(async move {
+        self.read(move |db| async move {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let client = self.client().await?;
+            let client = db.client().await?;
             let found = query(&client, STREAMS, &[&ids])
                 .await?
                 .iter()
@@ -634,8 +730,8 @@ impl Store for PgStore {
     }
 
     fn categories(&self) -> StoreFuture<'_, Vec<Category>> {
-        self.call(async move {
-            let client = self.client().await?;
+        self.read(move |db| async move {
+            let client = db.client().await?;
             query(&client, CATEGORIES, &[])
                 .await?
                 .iter()
@@ -651,8 +747,8 @@ impl Store for PgStore {
     }
 
     fn live(&self) -> StoreFuture<'_, Vec<Live>> {
-        self.call(async move {
-            let client = self.client().await?;
+        self.read(move |db| async move {
+            let client = db.client().await?;
             query(&client, LIVE, &[])
                 .await?
                 .iter()
@@ -674,11 +770,11 @@ impl Store for PgStore {
         user_id: &'a str,
         channel_ids: &'a [&'a str],
     ) -> StoreFuture<'a, Vec<bool>> {
-        self.call(async move {
+        self.read(move |db| async move {
             if channel_ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let client = self.client().await?;
+            let client = db.client().await?;
             let rows = query(&client, FOLLOWS, &[&user_id, &channel_ids]).await?;
             let followed = rows
                 .iter()
@@ -694,8 +790,8 @@ impl Store for PgStore {
         after: Option<u64>,
         first: usize,
     ) -> StoreFuture<'a, KeyPage> {
-        self.call(async move {
-            let client = self.client().await?;
+        self.read(move |db| async move {
+            let client = db.client().await?;
             let rows = query(
                 &client,
                 FOLLOWERS,
@@ -712,8 +808,8 @@ impl Store for PgStore {
         after: Option<u64>,
         first: usize,
     ) -> StoreFuture<'a, KeyPage> {
-        self.call(async move {
-            let client = self.client().await?;
+        self.read(move |db| async move {
+            let client = db.client().await?;
             let rows = query(
                 &client,
                 FOLLOWING,
@@ -730,8 +826,8 @@ impl Store for PgStore {
         last: usize,
         before_seq: Option<u64>,
     ) -> StoreFuture<'a, Vec<Message>> {
-        self.call(async move {
-            let client = self.client().await?;
+        self.read(move |db| async move {
+            let client = db.client().await?;
             let rows = query(
                 &client,
                 MESSAGES,
@@ -753,11 +849,11 @@ impl Store for PgStore {
     }
 
     fn message<'a>(&'a self, channel_id: &'a str, seq: u64) -> StoreFuture<'a, Option<Message>> {
-        self.call(async move {
+        self.read(move |db| async move {
             let Ok(seq) = i64::try_from(seq) else {
                 return Ok(None);
             };
-            let client = self.client().await?;
+            let client = db.client().await?;
             match opt(&client, MESSAGE, &[&channel_id, &seq]).await? {
                 Some(row) => Ok(Some(message(
                     &Arc::from(channel_id),
@@ -775,9 +871,9 @@ impl Store for PgStore {
         channel_id: &'a str,
         user_id: Option<&'a str>,
     ) -> StoreFuture<'a, Option<Membership>> {
-        self.call(async move {
-            let client = self.client().await?;
-            let now = self.clock.now();
+        self.read(move |db| async move {
+            let client = db.client().await?;
+            let now = self.core.clock.now();
             let Some(row) = opt(&client, MEMBERSHIP, &[&channel_id, &user_id, &now]).await? else {
                 return Ok(None);
             };
@@ -791,11 +887,11 @@ impl Store for PgStore {
     }
 
     fn search<'a>(&'a self, query_text: &'a str, first: usize) -> StoreFuture<'a, Vec<Found>> {
-        self.call(async move {
+        self.read(move |db| async move {
             if first == 0 {
                 return Ok(Vec::new());
             }
-            let client = self.client().await?;
+            let client = db.client().await?;
             query(&client, SEARCH, &[&query_text, &limit(first)])
                 .await?
                 .iter()
@@ -812,7 +908,7 @@ impl Store for PgStore {
     }
 
     fn apply(&self, command: Command) -> StoreFuture<'_, Applied> {
-        self.call(async move {
+        self.write(async move {
             let mut tries = 0;
             loop {
                 tries += 1;
@@ -833,12 +929,13 @@ impl Store for PgStore {
         // the breaker and bounded like every call (the writer itself neither admits nor
         // counts: a second admission would refuse the probe this one let through, so
         // chat alone could never close the circuit, and each failure counted twice).
-        self.call(self.chat.record(event, at))
+        self.write(self.core.chat.record(event, at))
     }
 
     fn tail<'a>(&'a self, channel_id: &'a str, max: usize) -> StoreFuture<'a, Option<Tail>> {
-        self.call(async move {
-            let client = self.client().await?;
+        // An orderer starts from it: the primary's, never a replica's that lags.
+        self.write(async move {
+            let client = self.core.primary.client().await?;
             let rows = query(&client, TAIL, &[&channel_id, &limit(max)]).await?;
             let Some(first) = rows.first() else {
                 return Ok(None);
@@ -858,10 +955,30 @@ impl Store for PgStore {
     }
 
     fn ready(&self) -> StoreFuture<'_, ()> {
-        self.call(async move {
-            let client = self.client().await?;
-            query(&client, READY, &[]).await.map(drop)
+        Box::pin(async move {
+            let primary = &self.core.primary;
+            let answer = primary
+                .call(async {
+                    let client = primary.client().await?;
+                    query(&client, READY, &[]).await.map(drop)
+                })
+                .await;
+            match (answer, &self.core.replica) {
+                // The primary down: say where reads go meanwhile.
+                (Err(StoreError::Unavailable(why)), Some(replica)) => Err(StoreError::Unavailable(
+                    format!("{why}; {}", replica.describe()),
+                )),
+                (answer, _) => answer,
+            }
         })
+    }
+
+    fn primary(&self) -> Option<&dyn Store> {
+        self.pinned.as_deref().map(|p| p as &dyn Store)
+    }
+
+    fn replica(&self) -> Option<ReplicaStatus> {
+        self.core.replica.as_ref().map(Replica::status)
     }
 }
 
