@@ -3,7 +3,9 @@
 //! a server on both, with the shards' caches off so that reads reach the store. Reads
 //! go to the replica; a viewer who wrote reads the primary, on every shard; a replica
 //! that lags beyond the setting, or stops, leaves reads to the primary until it is back
-//! (visible in `/metrics`); and the replica alone is refused at start.
+//! (visible in `/metrics`); the primary down makes the node unready (the reason says
+//! where reads go) while the replica still serves reads; and the replica alone is
+//! refused at start.
 //!
 //! Replay is paused on the replica (`pg_wal_replay_pause()`) to make it lag at will.
 //! Nothing here asserts a duration: every wait polls with a bound ([`PATIENCE`]).
@@ -252,6 +254,38 @@ fn a_stopped_replica_leaves_reads_to_the_primary_until_it_is_back() {
     });
     // Back, and caught up with what was written meanwhile.
     assert_eq!(display_name(&server, None), "Alice without a replica");
+}
+
+#[test]
+fn the_primary_down_is_unready_while_the_replica_still_serves_reads() {
+    let Some((primary, replica)) = primary_and_replica() else {
+        return;
+    };
+    let server = serve(&primary, &replica, &[]);
+    let before = display_name(&server, None);
+
+    primary.stop();
+    // Readiness follows the primary, and its reason says where reads go meanwhile.
+    let deadline = Instant::now() + PATIENCE;
+    let reason = loop {
+        let r = server.get("/readyz", &[]);
+        if r.status == 503 {
+            break r.json()["reason"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "/readyz still {}", r.status);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(reason.contains("the replica at"), "{reason}");
+    assert!(reason.contains("serves reads"), "{reason}");
+    // Nothing can measure the lag without the primary: reads stay on the replica.
+    assert_eq!(display_name(&server, None), before);
+
+    primary.start();
+    let deadline = Instant::now() + PATIENCE;
+    while server.get("/readyz", &[]).status != 200 {
+        assert!(Instant::now() < deadline, "not ready again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
