@@ -45,7 +45,7 @@ const QUEUE: usize = 16 * MAX_BATCH;
 const COLUMNS: &str = "channel_id, seq, kind, recorded_at, author_id, author_login, \
     author_display_name, body, sent_at, deleted, target_seq, target_user_id, until";
 
-/// The batch's rows as one row set, from one array per column.
+/// The batch's rows, from one array per column.
 const ROWS: &str = "UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], \
     $6::text[], $7::text[], $8::text[], $9::int8[], $10::bool[], $11::int8[], $12::text[], \
     $13::int8[])";
@@ -55,6 +55,16 @@ const ROWS: &str = "UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::t
 fn insert() -> String {
     format!("INSERT INTO chat_events ({COLUMNS}) SELECT * FROM {ROWS}")
 }
+
+/// Which of the channels given exist. `chat_events` has no foreign key to `channels`
+/// (checked per row after the insert, it was a third of PostgreSQL's time per message):
+/// the writer asks once per channel instead and keeps the answer, since channels are
+/// never deleted.
+const CHANNELS: &str = "SELECT id FROM channels WHERE id = ANY($1)";
+
+/// Channels the writer keeps as known to exist at most; past it, it forgets them all
+/// and asks again.
+const KNOWN_CHANNELS: usize = 100_000;
 
 /// A batch with deletions, or one whose plain insert met a taken seq: the rows whose
 /// seq is free are inserted, the messages that the inserted deletions name, written
@@ -127,7 +137,7 @@ struct Columns<'a> {
 impl<'a> Columns<'a> {
     /// The rows of `jobs`, with each deletion of a message in the same batch marked on
     /// the message's row.
-    fn of(jobs: &'a [Job]) -> Columns<'a> {
+    fn of(jobs: &[&'a Job]) -> Columns<'a> {
         let mut c = Columns::default();
         for job in jobs {
             c.push(&job.event, job.at);
@@ -282,12 +292,39 @@ impl ChatWriter {
     }
 }
 
-/// The writer's connection and its statements.
+/// The writer's connection, its statements, and the channels it found.
 struct Conn {
     client: Client,
     insert: Statement,
     careful: Statement,
     stored: Statement,
+    channels: Statement,
+    /// Channels known to exist (at most [`KNOWN_CHANNELS`]).
+    known: HashSet<Box<str>>,
+}
+
+impl Conn {
+    /// Learns whether the channels of `jobs` that it does not know yet exist.
+    async fn learn_channels(&mut self, jobs: &[Job]) -> Result<(), tokio_postgres::Error> {
+        let mut unknown: Vec<&str> = Vec::new();
+        for job in jobs {
+            let room = &*job.event.room;
+            if !self.known.contains(room) && !unknown.contains(&room) {
+                unknown.push(room);
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let found = self.client.query(&self.channels, &[&unknown]).await?;
+        if self.known.len() + found.len() > KNOWN_CHANNELS {
+            self.known.clear();
+        }
+        for row in found {
+            self.known.insert(row.try_get::<_, &str>(0)?.into());
+        }
+        Ok(())
+    }
 }
 
 /// The writer's loop: a batch at a time until every handle is gone.
@@ -308,21 +345,21 @@ async fn run(settings: PgSettings, mut jobs: mpsc::Receiver<Job>) {
                     let _ = job.done.send(answer);
                 }
             }
-            // PostgreSQL refused the batch for what one of its events holds (a room
-            // whose channel is gone, say): each event alone, so only that one fails.
+            // PostgreSQL refused the batch for what one of its events holds (a NUL
+            // character in a message, say): each event alone, so only that one fails.
             Err(Failure::Refused(..)) if batch.len() > 1 => {
                 for job in batch.drain(..) {
                     let one = std::slice::from_ref(&job);
                     let answer = match write(&settings, &mut conn, one).await {
                         Ok(mut answers) => answers.pop().expect("one answer per event"),
-                        Err(f) => Err(f.into_error(&job.event)),
+                        Err(f) => Err(f.into_error()),
                     };
                     let _ = job.done.send(answer);
                 }
             }
             Err(failure) => {
                 for job in batch.drain(..) {
-                    let _ = job.done.send(Err(failure.clone().into_error(&job.event)));
+                    let _ = job.done.send(Err(failure.clone().into_error()));
                 }
             }
         }
@@ -339,13 +376,10 @@ enum Failure {
 }
 
 impl Failure {
-    /// What the sender of `event` hears.
-    fn into_error(self, event: &Event) -> StoreError {
+    /// What the senders of the failed write hear.
+    fn into_error(self) -> StoreError {
         match self {
             Failure::Unavailable(e) => e,
-            Failure::Refused(code, _) if code == "23503" => {
-                StoreError::NotFound(format!("no channel has id `{}`", event.room))
-            }
             Failure::Refused(code, message) if code.starts_with("22") => {
                 StoreError::Invalid(format!("{REFUSED_INPUT}: {message}"))
             }
@@ -361,7 +395,7 @@ impl Failure {
 async fn connected<'c>(
     settings: &PgSettings,
     conn: &'c mut Option<Conn>,
-) -> Result<&'c Conn, Failure> {
+) -> Result<&'c mut Conn, Failure> {
     if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
         *conn = None;
         let client = super::connect(&settings.url)
@@ -376,14 +410,17 @@ async fn connected<'c>(
         let insert = prepare(&insert()).await?;
         let careful = prepare(&careful()).await?;
         let stored = prepare(STORED).await?;
+        let channels = prepare(CHANNELS).await?;
         *conn = Some(Conn {
             client,
             insert,
             careful,
             stored,
+            channels,
+            known: HashSet::new(),
         });
     }
-    Ok(conn.as_ref().expect("connected above"))
+    Ok(conn.as_mut().expect("connected above"))
 }
 
 /// Writes a batch, each event's row committed or found already kept: one answer per
@@ -394,21 +431,7 @@ async fn write(
     jobs: &[Job],
 ) -> Result<Vec<Result<(), StoreError>>, Failure> {
     let c = connected(settings, conn).await?;
-    let rows = Columns::of(jobs);
-    let params = rows.params();
-    let result = if rows.deletions {
-        careful_write(c, &rows).await
-    } else {
-        match c.client.execute(&c.insert, &params).await {
-            Ok(_) => Ok(vec![Ok(()); rows.len()]),
-            // A seq already taken: which one, and by what.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                careful_write(c, &rows).await
-            }
-            Err(e) => Err(e),
-        }
-    };
-    match result {
+    match write_on(c, jobs).await {
         Ok(answers) => Ok(answers),
         Err(e) => {
             if c.client.is_closed() {
@@ -417,6 +440,55 @@ async fn write(
             Err(unavailable(&e))
         }
     }
+}
+
+/// [`write`] on a connection: the events of channels that do not exist answered "not
+/// found", the others inserted.
+async fn write_on(
+    c: &mut Conn,
+    jobs: &[Job],
+) -> Result<Vec<Result<(), StoreError>>, tokio_postgres::Error> {
+    c.learn_channels(jobs).await?;
+    let mut answers: Vec<Result<(), StoreError>> = jobs
+        .iter()
+        .map(|j| {
+            if c.known.contains(&*j.event.room) {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(format!(
+                    "no channel has id `{}`",
+                    j.event.room
+                )))
+            }
+        })
+        .collect();
+    let kept: Vec<&Job> = jobs
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.is_ok())
+        .map(|(j, _)| j)
+        .collect();
+    if kept.is_empty() {
+        return Ok(answers);
+    }
+    let rows = Columns::of(&kept);
+    let written = if rows.deletions {
+        careful_write(c, &rows).await?
+    } else {
+        match c.client.execute(&c.insert, &rows.params()).await {
+            Ok(_) => vec![Ok(()); rows.len()],
+            // A seq already taken: which one, and by what.
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                careful_write(c, &rows).await?
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut written = written.into_iter();
+    for answer in answers.iter_mut().filter(|a| a.is_ok()) {
+        *answer = written.next().expect("one answer per row");
+    }
+    Ok(answers)
 }
 
 /// [`careful`], then each row it did not insert compared with the stored one.
@@ -510,7 +582,7 @@ mod tests {
                 8,
             ),
         ]);
-        let c = Columns::of(&jobs);
+        let c = Columns::of(&jobs.iter().collect::<Vec<_>>());
         assert_eq!(
             (
                 c.kind[0],
@@ -544,9 +616,10 @@ mod tests {
             (message(2), 0),
             (event(3, Chat::Deleted { message_seq: 2 }), 0),
         ]);
-        assert_eq!(Columns::of(&jobs).deleted, [false, true, false]);
+        let all: Vec<&Job> = jobs.iter().collect();
+        assert_eq!(Columns::of(&all).deleted, [false, true, false]);
         let none = self::jobs(vec![(message(1), 0), (message(2), 0)]);
-        let c = Columns::of(&none);
+        let c = Columns::of(&none.iter().collect::<Vec<_>>());
         assert!(!c.deletions);
         assert_eq!(c.deleted, [false, false]);
     }
