@@ -869,6 +869,64 @@ async fn categories_and_recorded_history_past_the_memory_limits() {
     assert_eq!(store.messages("ch_u1", 100, None).await.unwrap().len(), 50);
 }
 
+/// A sender is acknowledged only when the row at its event's seq is its own. A seq
+/// already taken (a write that timed out committed late, say) refuses the event as a
+/// conflict, alone or within a batch whose other events are kept; the same event
+/// recorded again (a retry) is acknowledged and kept once.
+#[tokio::test]
+async fn an_event_whose_seq_is_taken_is_refused_and_a_retry_is_acknowledged() {
+    let db = TestDb::create().await;
+    let store = db.store(Arc::new(HandClock(AtomicI64::new(0))));
+    store.apply(ensure("u1", "alice", false, 0)).await.unwrap();
+    let event = |seq, login: &str, body: &str| {
+        Event::new(
+            "ch_u1",
+            seq,
+            Arc::new(ChatEvent::new(said(&format!("id_{login}"), login, body, 7))),
+        )
+    };
+    let first = event(1, "alice", "first");
+    store.record(&first, 7).await.unwrap();
+    store.record(&first, 7).await.unwrap();
+    let late = event(1, "bob", "late");
+    let refused = store.record(&late, 7).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    // Sent together, so that they are likely to share a batch: the others are kept.
+    let (two, again, taken, three) = (
+        event(2, "carol", "two"),
+        first.clone(),
+        event(1, "dave", "taken"),
+        event(3, "erin", "three"),
+    );
+    let answers = tokio::join!(
+        store.record(&two, 8),
+        store.record(&again, 7),
+        store.record(&taken, 8),
+        store.record(&three, 8),
+    );
+    assert!(
+        answers.0.is_ok() && answers.1.is_ok() && answers.3.is_ok(),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers.2, Err(StoreError::Conflict(_))),
+        "{answers:?}"
+    );
+    let tail = store.tail("ch_u1", 10).await.unwrap().unwrap();
+    let kept: Vec<(u64, &Chat)> = tail.events.iter().map(|(s, e)| (*s, &e.chat)).collect();
+    assert_eq!(
+        kept,
+        [
+            (1, &first.payload.chat),
+            (2, &two.payload.chat),
+            (3, &three.payload.chat)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn with_nothing_listening_the_store_starts_and_every_call_is_unavailable() {
     let port = TcpListener::bind("127.0.0.1:0")

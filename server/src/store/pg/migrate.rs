@@ -35,12 +35,20 @@ pub struct Migration {
 }
 
 /// The migrations this binary embeds, in order, numbered from 1 without gaps.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../../migrations/0001_initial.sql"),
-    compatible_from: 1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../../migrations/0001_initial.sql"),
+        compatible_from: 1,
+    },
+    Migration {
+        version: 2,
+        name: "chat_events_channel_check",
+        sql: include_str!("../../../migrations/0002_chat_events_channel_check.sql"),
+        compatible_from: 1,
+    },
+];
 
 /// The schema version this binary's code is written for: its newest migration.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

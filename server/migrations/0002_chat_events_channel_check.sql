@@ -1,0 +1,16 @@
+-- StreamHub schema, version 2: a chat event's channel is checked by the chat writer, not
+-- by a foreign key.
+--
+-- The chat writer (server/src/store/pg/chat.rs) inserts a batch of events (up to 512)
+-- per statement. The foreign key `chat_events.channel_id -> channels.id` checked each
+-- row by itself after the insert: a query and a key-share lock of the channel's row per
+-- row, a third of PostgreSQL's time per chat message (perf/RESULTS.md, "PostgreSQL as the
+-- store"). The writer checks each channel once instead (`SELECT id FROM channels WHERE
+-- id = ANY($1)` for the channels it has not seen yet) and answers an event of a channel
+-- that does not exist "not found", as the key did. Channels are never deleted (each is
+-- its owner's `users.channel_id`, itself a foreign key), so a channel found once exists
+-- for good and no event loses its channel afterwards.
+--
+-- Expanding: a release at version 1 runs on this schema (its writer never sends an
+-- event of a channel that does not exist: a room is opened from its channel first).
+ALTER TABLE chat_events DROP CONSTRAINT chat_events_channel_id_fkey;
