@@ -143,7 +143,28 @@ pub struct Out<'a, O> {
     text: &'a mut Vec<u8>,
 }
 
+/// Where an [`Out`] stood ([`Out::mark`]), to take back what was written after it.
+#[derive(Debug, Clone, Copy)]
+pub struct OutMark {
+    values: usize,
+    text: usize,
+}
+
 impl<O> Out<'_, O> {
+    /// Where it stands now.
+    pub fn mark(&self) -> OutMark {
+        OutMark {
+            values: self.values.len(),
+            text: self.text.len(),
+        }
+    }
+
+    /// Takes back every value and string written since `mark`.
+    pub fn rewind(&mut self, mark: OutMark) {
+        self.values.truncate(mark.values);
+        self.text.truncate(mark.text);
+    }
+
     /// Adds the value for the next parent.
     pub fn push(&mut self, value: Resolved<O>) {
         self.values.push(value);
@@ -346,6 +367,9 @@ struct Batch<'p, O> {
     objects: Objects<'p, O>,
 }
 
+/// The values and strings one awaited field writes, apart from the others of its level.
+type Scratch<O> = (Vec<Resolved<O>>, Vec<u8>);
+
 /// A field of a level's batch whose resolver must await, waiting to be awaited with
 /// the others of its level.
 struct Waiting<'p, 'r> {
@@ -526,7 +550,7 @@ impl<'p: 'r, 'r, R: Resolver> Run<'p, 'r, R> {
             }
             return;
         }
-        let mut outs: Vec<(Vec<Resolved<R::Object>>, Vec<u8>)> = waiting
+        let mut outs: Vec<Scratch<R::Object>> = waiting
             .iter()
             .map(|_| (self.spare.pop().unwrap_or_default(), Vec::new()))
             .collect();

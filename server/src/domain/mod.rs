@@ -16,6 +16,7 @@ mod mutation;
 mod objects;
 pub mod plan_info;
 mod query;
+mod trial;
 pub mod values;
 mod writers;
 
@@ -201,6 +202,10 @@ pub struct Request<'a> {
     primary: Option<&'a dyn Store>,
     /// Whether every read goes to `primary` (the viewer wrote recently).
     pinned: Cell<bool>,
+    /// Set while a field is tried from the shard's cache alone ([`trial`]).
+    trial: Cell<bool>,
+    /// Set when a read during a trial needed the store.
+    missed: Cell<bool>,
 }
 
 impl Domain {
@@ -275,6 +280,8 @@ impl Domain {
             now,
             primary: self.store.primary(),
             pinned: Cell::new(pinned),
+            trial: Cell::new(false),
+            missed: Cell::new(false),
         };
         if let Some(v) = viewer {
             req.viewer = Some(req.user_for(v).await?);
@@ -291,6 +298,9 @@ impl<'a> Request<'a> {
     /// refills a cache with the row from before it), else the store, whose reads go to
     /// the replica while it keeps up. Without a replica: the store.
     fn reader(&self, key: Key<'_>) -> &'a dyn Store {
+        if self.trial.get() {
+            return self.refused();
+        }
         match self.primary {
             Some(p) if self.pinned.get() || self.cache.changed(key, self.now) => p,
             _ => &*self.domain.store,
@@ -299,6 +309,9 @@ impl<'a> Request<'a> {
 
     /// [`Request::reader`] for a batch of misses: the primary if any of them calls for it.
     fn reader_of<'k>(&self, ids: &[&'k str], key: impl Fn(&'k str) -> Key<'k>) -> &'a dyn Store {
+        if self.trial.get() {
+            return self.refused();
+        }
         match self.primary {
             Some(p)
                 if self.pinned.get()
@@ -312,7 +325,16 @@ impl<'a> Request<'a> {
 
     /// Where what a write checks is read: the primary.
     fn writer_reads(&self) -> &'a dyn Store {
+        if self.trial.get() {
+            return self.refused();
+        }
         self.primary.unwrap_or(&*self.domain.store)
+    }
+
+    /// What a trial reads instead of the store: a refusal, noted in `missed`.
+    fn refused(&self) -> &'static dyn Store {
+        self.missed.set(true);
+        &trial::Refused
     }
 
     /// This request's viewer wrote: with a replica, its reads go to the primary from
@@ -475,13 +497,15 @@ impl Resolver for Request<'_> {
     fn resolve_now(
         &self,
         field: &PlannedField,
-        _args: &Args<'_>,
+        args: &Args<'_>,
         parents: &[Obj],
         out: &mut Out<'_, Obj>,
     ) -> bool {
         let schema = &self.domain.schema;
         let root = [schema.mutation, schema.subscription, Some(schema.query)];
-        !root.contains(&Some(field.parent)) && objects::resolve_now(self, field, parents, out)
+        !root.contains(&Some(field.parent))
+            && (objects::resolve_now(self, field, parents, out)
+                || trial::from_cache(self, field, args, parents, out))
     }
 
     fn type_of(&self, object: &Obj) -> TypeId {

@@ -481,3 +481,31 @@ fn an_object_handle_is_two_words() {
     // grow; a fat variant would make every handle bigger.
     assert_eq!(std::mem::size_of::<Obj>(), 16);
 }
+
+#[test]
+fn a_field_tried_from_the_cache_counts_a_miss_once_and_a_warm_one_as_a_hit() {
+    let metrics = Arc::new(ShardMetrics::new(0));
+    let mut f = fixture();
+    f.cache = Cache::new(
+        CacheLimits {
+            entries: 1000,
+            ttl: 60_000,
+            primary_after_change: 0,
+        },
+        Arc::clone(&metrics),
+    );
+    let users = |hit| metrics.cache_count(crate::store::cache::Kind::User, hit);
+    let q = r#"{ channel(id: "ch_u1") { owner { login } moderators { login } } }"#;
+    // Cold: the trial misses and is taken back; the field is loaded for real. Each
+    // lookup is counted once, by the real load.
+    let cold = f.run(None, q, json!({}));
+    assert_eq!(cold["data"]["channel"]["owner"]["login"], "alice", "{cold}");
+    let misses = users(false);
+    assert!(misses >= 1, "{misses}");
+    assert_eq!(users(true), 0);
+    // Warm: the trial holds; every lookup a hit, counted once.
+    let warm = f.run(None, q, json!({}));
+    assert_eq!(warm, cold);
+    assert_eq!(users(false), misses);
+    assert_eq!(users(true), misses);
+}

@@ -257,6 +257,10 @@ pub struct Cache {
     /// Until when every miss counts as [`Cache::changed`] (a lapped ring cleared the
     /// cache, the changes it lost unknown).
     cleared_until: Cell<Millis>,
+    /// Whether lookups are a trial's ([`Cache::begin_trial`]): counted once it ends.
+    trial: Cell<bool>,
+    /// The lookups of the trial under way.
+    staged: RefCell<Vec<(Kind, bool)>>,
     metrics: Arc<ShardMetrics>,
 }
 
@@ -304,6 +308,8 @@ impl Cache {
             applied: Cell::new(0),
             generation: Cell::new(0),
             cleared_until: Cell::new(0),
+            trial: Cell::new(false),
+            staged: RefCell::new(Vec::new()),
             metrics,
         }
     }
@@ -329,7 +335,29 @@ impl Cache {
     }
 
     fn count(&self, kind: Kind, hit: bool) {
-        self.metrics.cache_lookup(kind, hit);
+        if self.trial.get() {
+            self.staged.borrow_mut().push((kind, hit));
+        } else {
+            self.metrics.cache_lookup(kind, hit);
+        }
+    }
+
+    /// Starts a trial: a field tried from the cache alone, whose lookups count only if
+    /// it succeeds (else the field is resolved again, and its lookups counted then).
+    pub fn begin_trial(&self) {
+        self.trial.set(true);
+    }
+
+    /// Ends the trial: its lookups are counted when it `succeeded`, else forgotten.
+    pub fn end_trial(&self, succeeded: bool) {
+        self.trial.set(false);
+        let mut staged = self.staged.borrow_mut();
+        if succeeded {
+            for &(kind, hit) in staged.iter() {
+                self.metrics.cache_lookup(kind, hit);
+            }
+        }
+        staged.clear();
     }
 
     /// A user by id.
