@@ -64,6 +64,16 @@ pub enum IoBackend {
     Epoll,
 }
 
+/// How the node's PostgreSQL connections are pooled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DbPools {
+    /// One pool per shard (the pool size split between them): a shard's queries run on
+    /// connections its own runtime drives.
+    PerShard,
+    /// One pool for the node: a connection is driven by whichever shard made it.
+    Shared,
+}
+
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -225,6 +235,11 @@ pub struct Config {
     /// reads go to the primary until it catches up.
     #[arg(long, env = "STREAMHUB_DB_REPLICA_MAX_LAG", value_parser = parse_duration, default_value = "1s", help_heading = "Data")]
     pub db_replica_max_lag: Duration,
+
+    /// PostgreSQL pools: one per shard (`per-shard`, `STREAMHUB_DB_POOL_SIZE` split
+    /// between them) or one for the node (`shared`).
+    #[arg(long, env = "STREAMHUB_DB_POOLS", value_enum, default_value_t = DbPools::PerShard, help_heading = "Data")]
+    pub db_pools: DbPools,
 
     /// Applies the embedded schema migrations before serving (`streamhub migrate`).
     #[arg(long, env = "STREAMHUB_MIGRATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", help_heading = "Data")]
@@ -451,6 +466,10 @@ impl Config {
             .map(|url| crate::store::pg::PgSettings {
                 url: url.clone(),
                 pool_size: self.db_pool_size.max(1),
+                pools: match self.db_pools {
+                    DbPools::PerShard => self.shard_count(),
+                    DbPools::Shared => 1,
+                },
                 pool_wait: self.db_pool_wait,
                 statement_timeout: self.db_statement_timeout,
                 replica: self.database_replica_url.as_ref().map(|url| {

@@ -52,6 +52,7 @@ fn settings(url: String) -> PgSettings {
     PgSettings {
         url,
         pool_size: 4,
+        pools: 1,
         pool_wait: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         replica: None,
@@ -938,6 +939,7 @@ async fn with_nothing_listening_the_store_starts_and_every_call_is_unavailable()
         &PgSettings {
             url: format!("postgres://postgres@127.0.0.1:{port}/streamhub"),
             pool_size: 2,
+            pools: 1,
             pool_wait: Duration::from_millis(200),
             statement_timeout: Duration::from_secs(1),
             replica: None,

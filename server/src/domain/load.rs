@@ -159,11 +159,10 @@ impl Request<'_> {
     /// Streams by id.
     pub async fn streams(&self, ids: &[&str]) -> Result<Vec<Option<Rc<Stream>>>, StoreError> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
-        let store = self.reader(Key::Other);
         through(
             ids,
             |id| cache.stream(id, now),
-            async |misses: &[&str]| store.streams(misses).await,
+            async |misses: &[&str]| self.reader(Key::Other).streams(misses).await,
             |row| cache.put_stream(row, now, fill),
         )
         .await
@@ -268,10 +267,14 @@ impl Request<'_> {
         after: Option<u64>,
         first: usize,
     ) -> Result<(Rc<KeyPage>, usize), StoreError> {
-        let store = self.reader(Key::FollowList(list, id));
-        let load = async |first| match list {
-            FollowList::Followers => store.followers(id, after, first).await,
-            FollowList::Following => store.following(id, after, first).await,
+        // The store is chosen when a load happens (a trial from the cache must not
+        // ask for it on a hit).
+        let load = async |first| {
+            let store = self.reader(Key::FollowList(list, id));
+            match list {
+                FollowList::Followers => store.followers(id, after, first).await,
+                FollowList::Following => store.following(id, after, first).await,
+            }
         };
         if after.is_some() || first > FOLLOW_PAGE {
             let page = Rc::new(load(first).await?);

@@ -31,6 +31,9 @@ pub struct PgSettings {
     pub url: String,
     /// Connections the node keeps at most.
     pub pool_size: usize,
+    /// How many pools share them: 1 for the node, or one per shard (each thread that
+    /// calls the store takes the next pool the first time, so each shard has its own).
+    pub pools: usize,
     /// How long a call waits for a free connection before failing as unavailable.
     pub pool_wait: Duration,
     /// How long one statement may run before PostgreSQL cancels it.

@@ -211,9 +211,10 @@ const REMOVE_MODERATOR: &str = "DELETE FROM moderators WHERE channel_id = $1 AND
 
 /// The store over PostgreSQL.
 ///
-/// One pool for the node: a connection is made by whichever runtime first needs it and
-/// driven by a task spawned there (a shard's current-thread runtime, say), so it serves
-/// while that runtime runs. With a read replica ([`PgSettings::replica`]) a second
+/// A pool per shard, or one for the node ([`PgSettings::pools`]): a connection is made
+/// by whichever runtime first needs it and driven by a task spawned there (a shard's
+/// current-thread runtime, say), so it serves while that runtime runs; with a pool per
+/// shard, a shard's queries never wait on another shard's runtime. With a read replica ([`PgSettings::replica`]) a second
 /// pool, with its own breaker, serves the reads while [`Replica`]'s check finds it
 /// within the lag allowed; a read it fails as unavailable runs again on the primary.
 /// Writes, and what they read (`tail`, `ready`), always go to the primary, and so does
@@ -235,9 +236,10 @@ struct Core {
     clock: Arc<dyn Clock>,
 }
 
-/// One PostgreSQL server: its pool, its breaker and its limits.
+/// One PostgreSQL server: its pools, its breaker and its limits.
 pub(super) struct Db {
-    pool: Pool,
+    /// One, or one per shard ([`PgSettings::pools`]; see [`Db::pool`]).
+    pools: Box<[Pool]>,
     /// Spares PostgreSQL while it is down (see [`Breaker`]).
     breaker: Arc<Breaker>,
     /// The hosts and ports of the URL, for messages.
@@ -255,7 +257,15 @@ impl std::fmt::Debug for PgStore {
         let core = &self.core;
         f.debug_struct("PgStore")
             .field("at", &core.primary.at)
-            .field("pool", &core.primary.pool.status())
+            .field(
+                "pools",
+                &core
+                    .primary
+                    .pools
+                    .iter()
+                    .map(Pool::status)
+                    .collect::<Vec<_>>(),
+            )
             .field("replica", &core.replica.as_ref().map(|r| &r.db.at))
             .field("replica_reads", &self.replica_reads)
             .finish_non_exhaustive()
@@ -357,16 +367,21 @@ impl Db {
         let at = describe(&config);
         // The connect timeout bounds the socket's connect; the pool's create timeout
         // the startup and authentication after it, as `connect` does.
-        let pool = Pool::builder(Manager::new(config, NoTls))
-            .max_size(settings.pool_size)
-            .wait_timeout(Some(settings.pool_wait))
-            .create_timeout(Some(connect_limit))
-            .recycle_timeout(Some(connect_limit))
-            .runtime(Runtime::Tokio1)
-            .build()
+        let count = settings.pools.max(1);
+        let pools = (0..count)
+            .map(|_| {
+                Pool::builder(Manager::new(config.clone(), NoTls))
+                    .max_size(settings.pool_size.div_ceil(count))
+                    .wait_timeout(Some(settings.pool_wait))
+                    .create_timeout(Some(connect_limit))
+                    .recycle_timeout(Some(connect_limit))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+            })
+            .collect::<Result<_, _>>()
             .map_err(|cause| ConnectError::Pool { cause })?;
         Ok(Db {
-            pool,
+            pools,
             breaker: Arc::new(Breaker::new()),
             at,
             pool_wait: settings.pool_wait,
@@ -414,9 +429,31 @@ impl Db {
         result
     }
 
+    /// This thread's pool: with one per shard, each thread that calls the store takes
+    /// the next one the first time, so a shard's connections are made, and driven, by
+    /// its own runtime (a connection's task runs where it was made).
+    fn pool(&self) -> &Pool {
+        if self.pools.len() == 1 {
+            return &self.pools[0];
+        }
+        thread_local! {
+            static POOL: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let at = POOL.with(|p| match p.get() {
+            Some(at) => at,
+            None => {
+                let at = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                p.set(Some(at));
+                at
+            }
+        });
+        &self.pools[at % self.pools.len()]
+    }
+
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
-        self.pool.get().await.map_err(|e| {
+        self.pool().get().await.map_err(|e| {
             StoreError::Unavailable(match e {
                 PoolError::Timeout(TimeoutType::Wait) => format!(
                     "PostgreSQL at {}: no free connection within {}",
