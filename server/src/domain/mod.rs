@@ -67,24 +67,12 @@ impl DataLayer {
         let (memory, viewers) = MemoryStore::demo(size, limits, Arc::clone(&clock));
         let (users, live) = memory.counts();
         tracing::info!(users, live, "store: embedded, demo data loaded");
-        let store: SharedStore = Arc::new(memory);
-        let rooms = Arc::new(Rooms::new(
-            Arc::clone(&store),
-            Box::new(LocalOrderer),
-            Arc::clone(&clock),
-            limits,
-        ));
         DataLayer {
-            store,
-            rooms,
             presence: Arc::new(Presence::seeded(viewers)),
-            clock,
-            read_your_writes: 0,
+            ..DataLayer::over(Arc::new(memory), limits, clock)
         }
     }
-}
 
-impl DataLayer {
     /// A store of record (PostgreSQL): rooms ordered on this node over it, their
     /// histories started from what it keeps; presence starts empty.
     pub fn over(store: SharedStore, limits: HistoryLimits, clock: Arc<dyn Clock>) -> DataLayer {
