@@ -92,18 +92,6 @@ fn ws(server: &Server, who: Option<&str>) -> WsClient {
     }
 }
 
-/// Joins `room` (after `since`, if given): the `joined` message.
-fn join(c: &mut WsClient, room: &str, since: Option<u64>) -> Value {
-    let mut m = json!({"type": "join", "room": room});
-    if let Some(s) = since {
-        m["since"] = json!(s);
-    }
-    c.send_json(&m);
-    let j = c.next_json();
-    assert_eq!(j["type"], "joined", "{j}");
-    j
-}
-
 /// Sends a message over the room protocol and waits for its answer: the seq it was
 /// acknowledged with (`sent`), or the `error`. Room events on the way are skipped.
 fn ws_send(c: &mut WsClient, room: &str, body: &str, nonce: &str) -> Result<u64, Value> {
@@ -319,7 +307,7 @@ fn a_restart_keeps_users_channels_follows_bans_and_chat() {
     // The room's history is PostgreSQL's: the same events, the ban among them, and the
     // next message takes the next seq.
     let mut member = ws(&b, None);
-    let j = join(&mut member, "ch_u1", Some(first - 1));
+    let j = member.join("ch_u1", Some(first - 1));
     assert_eq!(j["recovered"], true, "{j}");
     assert_eq!(j["seq"], first + 5, "{j}");
     let mut replay = Vec::new();
@@ -522,7 +510,7 @@ fn acknowledged_chat_survives_an_outage_and_sigterm() {
     // the first one's predecessor, in order.
     let first = acked[0].0;
     let mut member = ws(&b, None);
-    let j = join(&mut member, room, Some(first - 1));
+    let j = member.join(room, Some(first - 1));
     assert_eq!(j["recovered"], true, "{j}");
     assert_eq!(j["seq"], acked.last().unwrap().0, "{j}");
     for (seq, body) in &acked {
@@ -541,9 +529,9 @@ fn a_client_reconnecting_with_since_after_a_restart_recovers_its_gap() {
                         // A witness stays in the room on A: what it receives live is what the member
                         // must recover after the restart.
     let mut witness = ws(&a, None);
-    join(&mut witness, room, None);
+    witness.join(room, None);
     let mut member = ws(&a, None);
-    join(&mut member, room, None);
+    member.join(room, None);
     let seen = gql_sent(&a, &bob, room, "seen by the member");
     let m = member.next_json();
     assert_eq!((&m["type"], &m["seq"]), (&json!("message"), &json!(seen)));
@@ -590,7 +578,7 @@ fn a_client_reconnecting_with_since_after_a_restart_recovers_its_gap() {
 
     let b = serve(&pg, &[]);
     let mut member = ws(&b, None);
-    let j = join(&mut member, room, Some(seen));
+    let j = member.join(room, Some(seen));
     assert_eq!(
         j,
         json!({"type": "joined", "room": room, "seq": seen + 7, "recovered": true})
@@ -1027,7 +1015,7 @@ fn a_refused_message_reaches_no_one_and_its_seq_is_never_given_again() {
     // shard as a rule); none of them may ever see a refused message.
     let mut members: Vec<WsClient> = (0..4).map(|_| ws(&a, None)).collect();
     for m in &mut members {
-        join(m, room, None);
+        m.join(room, None);
     }
     let before = gql_sent(&a, &bob, room, "before the outage");
     for m in &mut members {
@@ -1087,7 +1075,7 @@ fn a_refused_message_reaches_no_one_and_its_seq_is_never_given_again() {
     // A replay over the outage: the acknowledged events only.
     let replay = |server: &Server| -> Vec<(u64, String)> {
         let mut c = ws(server, None);
-        let j = join(&mut c, room, Some(before));
+        let j = c.join(room, Some(before));
         assert_eq!(j["recovered"], true, "{j}");
         let last = j["seq"].as_u64().unwrap();
         let mut seen = Vec::new();

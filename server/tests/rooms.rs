@@ -35,18 +35,6 @@ fn auth(t: &str) -> String {
     format!("Bearer {t}")
 }
 
-/// Joins `room` and returns the `joined` message.
-fn join(c: &mut WsClient, room: &str, since: Option<u64>) -> Value {
-    let mut m = json!({"type": "join", "room": room});
-    if let Some(s) = since {
-        m["since"] = json!(s);
-    }
-    c.send_json(&m);
-    let j = c.next_json();
-    assert_eq!(j["type"], "joined", "{j}");
-    j
-}
-
 #[test]
 fn every_member_on_every_shard_gets_every_event_once_in_order() {
     let server = server(&[("STREAMHUB_SHARDS", "2")]);
@@ -55,7 +43,7 @@ fn every_member_on_every_shard_gets_every_event_once_in_order() {
         .collect();
     let start: Vec<u64> = members
         .iter_mut()
-        .map(|m| join(m, "ch_u2", None)["seq"].as_u64().unwrap())
+        .map(|m| m.join("ch_u2", None)["seq"].as_u64().unwrap())
         .collect();
     let first = start[0];
     assert!(start.iter().all(|&s| s == first));
@@ -117,7 +105,7 @@ fn miss_three(addr: SocketAddr, prefix: &str) -> (WsClient, u64) {
     let bob = token("u2", "bob", false);
     let mut sender = WsClient::connect_to(addr, "/ws", &[("Authorization", &auth(&bob))]);
     let mut a = WsClient::connect_to(addr, "/ws", &[]);
-    let last = join(&mut a, "ch_u3", None)["seq"].as_u64().unwrap();
+    let last = a.join("ch_u3", None)["seq"].as_u64().unwrap();
     drop(a);
     for i in 0..3 {
         sender
@@ -132,7 +120,7 @@ fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
     let server = server(&[("STREAMHUB_HISTORY_EVENTS", "5")]);
     let (mut sender, last) = miss_three(server.addr, "missed");
     let mut again = WsClient::connect(&server, "/ws", &[]);
-    let j = join(&mut again, "ch_u3", Some(last));
+    let j = again.join("ch_u3", Some(last));
     assert_eq!(j["recovered"], true);
     assert_eq!(j["seq"], last + 3);
     for i in 0..3 {
@@ -146,7 +134,7 @@ fn a_reconnect_with_since_recovers_the_gap_or_says_it_cannot() {
     }
     // 7 events after `last`: more than the 5 kept.
     let mut late = WsClient::connect(&server, "/ws", &[]);
-    let j = join(&mut late, "ch_u3", Some(last));
+    let j = late.join("ch_u3", Some(last));
     assert_eq!(j["recovered"], false);
     assert_eq!(j["seq"], last + 7);
     // A since past the end is refused.
@@ -195,13 +183,7 @@ fn history_older_than_its_age_is_not_replayed_and_leaves_the_chat_log() {
     let clock = Arc::new(HandClock(AtomicI64::new(1_800_000_000_000)));
     let node = streamhub_server::serve::start(*config, clock.clone()).unwrap();
     let (mut sender, last) = miss_three(node.addr, "old");
-    let since_last = || {
-        join(
-            &mut WsClient::connect_to(node.addr, "/ws", &[]),
-            "ch_u3",
-            Some(last),
-        )
-    };
+    let since_last = || WsClient::connect_to(node.addr, "/ws", &[]).join("ch_u3", Some(last));
     let history = || {
         let r = support::graphql_at(
             node.addr,
@@ -299,9 +281,9 @@ fn origins_outside_the_allow_list_are_closed_with_1008() {
 fn a_slow_consumer_is_closed_with_4008_and_the_others_keep_receiving() {
     let server = server(&[("STREAMHUB_WS_QUEUE_BYTES", "16KiB")]);
     let mut slow = WsClient::connect_small(&server, "/ws");
-    join(&mut slow, "ch_u4", None);
+    slow.join("ch_u4", None);
     let mut fast = WsClient::connect(&server, "/ws", &[]);
-    let first = join(&mut fast, "ch_u4", None)["seq"].as_u64().unwrap();
+    let first = fast.join("ch_u4", None)["seq"].as_u64().unwrap();
     // `slow` stops reading; messages fill the socket buffers, then its queue.
     let mut sender = WsClient::connect(
         &server,
@@ -494,7 +476,7 @@ fn sessions_get_1001_when_the_server_shuts_down() {
         ("STREAMHUB_DRAIN_DELAY", "0s"),
     ]);
     let mut room = WsClient::connect(&server, "/ws", &[]);
-    join(&mut room, "ch_u1", None);
+    room.join("ch_u1", None);
     let mut gql = WsClient::connect(
         &server,
         "/graphql",

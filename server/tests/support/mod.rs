@@ -606,6 +606,19 @@ impl WsClient {
         }
     }
 
+    /// Joins `room` on the room protocol (after `since`, if given): the `joined`
+    /// message.
+    pub fn join(&mut self, room: &str, since: Option<u64>) -> serde_json::Value {
+        let mut m = serde_json::json!({"type": "join", "room": room});
+        if let Some(s) = since {
+            m["since"] = serde_json::json!(s);
+        }
+        self.send_json(&m);
+        let j = self.next_json();
+        assert_eq!(j["type"], "joined", "{j}");
+        j
+    }
+
     /// The next text message (pings skipped); panics on anything else.
     pub fn next_json(&mut self) -> serde_json::Value {
         loop {
