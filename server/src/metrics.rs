@@ -149,6 +149,8 @@ pub struct NodeInfo {
     pub events: (u64, u64),
     /// The store's read replica, when it has one.
     pub replica: Option<crate::store::ReplicaStatus>,
+    /// The store's calls to its database so far, when it has one.
+    pub db_calls: Option<u64>,
 }
 
 /// Renders every shard's metrics, summed, in the Prometheus text format.
@@ -242,6 +244,15 @@ pub fn render(shards: &[std::sync::Arc<ShardMetrics>], series: &Series, info: No
             counter_metric(&[("kind", "stream")], info.events.1),
         ],
     ));
+
+    if let Some(calls) = info.db_calls {
+        families.push(family(
+            "streamhub_db_calls_total",
+            "Calls to PostgreSQL, primary and replica: a statement for each read (one per batch of the GraphQL executor that the shard caches miss), a transaction for each command (the chat writer's batches are not counted).",
+            MetricType::COUNTER,
+            vec![counter_metric(&[], calls)],
+        ));
+    }
 
     if let Some(replica) = info.replica {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
@@ -393,6 +404,7 @@ mod tests {
             draining: false,
             events: (0, 0),
             replica: None,
+            db_calls: None,
         }
     }
 

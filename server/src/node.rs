@@ -123,6 +123,7 @@ impl Node {
                 draining: self.phase() != Phase::Serving,
                 events: self.events.counts(),
                 replica: self.domain.store.replica(),
+                db_calls: self.domain.store.calls(),
             },
         )
     }

@@ -241,6 +241,7 @@ async fn users_channels_and_streams_answer_as_the_memory_store() {
         "alice", "aLiCe", "alice2", "ALICE22", "Alice3", "nobody", "",
     ] {
         same!(b, |s| s.user_by_login(login));
+        same!(b, |s| s.user_and_channel_by_login(login));
     }
 
     // Profiles.
@@ -485,6 +486,11 @@ async fn follows_bans_chat_and_search_answer_as_the_memory_store() {
     same!(b, |s| s.followers("ch_u1", Some(1), 5));
     same!(b, |s| s.following("u2", Some(u64::MAX), 5));
     same!(b, |s| s.followers("ch_nope", None, 5));
+    for (after, first, with_users) in [(None, 5, 2), (None, 2, 5), (Some(3), 5, 5), (None, 0, 3)] {
+        same!(b, |s| s
+            .followers_with_users("ch_u1", after, first, with_users));
+    }
+    same!(b, |s| s.followers_with_users("ch_nope", None, 5, 5));
     same!(b, |s| s.following("nobody", None, 5));
     same!(b, |s| s.following("u4", None, 5));
 
@@ -1085,12 +1091,17 @@ fn plan_arguments(name: &str) -> (&'static str, &'static [&'static str]) {
     match name {
         "users" => ("('{u1,u20,u300}')", &["users_pkey"]),
         "user_by_login" => ("('user42')", &["users_login_lower"]),
+        "user_and_channel_by_login" => ("('user42')", &["users_login_lower"]),
         "channels" => ("('{ch_u1,ch_u2,ch_u3}')", &["moderators_pkey"]),
         "streams" => ("('{st1,st2}')", &[]),
         "live" => ("", &["channels_live"]),
         "follows" => ("('u1', '{ch_u1,ch_u38,ch_u75}')", &[]),
         "followers" => (
             "('ch_u38', 9223372036854775807, 21)",
+            &["follows_channel_key"],
+        ),
+        "followers_with_users" => (
+            "('ch_u38', 9223372036854775807, 21, 10)",
             &["follows_channel_key"],
         ),
         "following" => ("('u1', 9223372036854775807, 21)", &["follows_user_key"]),
@@ -1172,5 +1183,67 @@ async fn calls_are_send_and_serve_a_multi_threaded_runtime() {
         .collect();
     for task in tasks {
         assert_eq!(task.await.unwrap(), [true]);
+    }
+}
+
+/// `streamhub_db_calls_total` from `/metrics`.
+fn db_calls(server: &support::Server) -> u64 {
+    let text = String::from_utf8(server.get("/metrics", &[]).body).expect("metrics are text");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("streamhub_db_calls_total ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no streamhub_db_calls_total in\n{text}"))
+}
+
+/// With the shard caches off, the channel page the benchmarks ask for costs one
+/// statement per batch of its levels, and a row it needs twice is read once: the user
+/// and channel by login together (level 1); categories, the stream, the recent
+/// messages and the followers with their users (level 2: the owner is the user level 1
+/// read); the live list for the category's viewers and the messages' authors (level 3:
+/// the stream's category and channel are the ones read before). Seven, on any shard.
+#[test]
+fn a_channel_page_with_caches_off_costs_one_statement_per_batch() {
+    let db = Database::empty("calls");
+    let url = db.url();
+    let server = support::Server::start(&[
+        ("DATABASE_URL", url.as_str()),
+        ("STREAMHUB_MIGRATE", "true"),
+        ("STREAMHUB_DEMO_DATA", "small"),
+        ("STREAMHUB_CACHE_ENTRIES", "0"),
+        ("STREAMHUB_RATE_QUERY", "off"),
+    ]);
+    let page = serde_json::json!({
+        "query": include_str!("../../bench/queries/channel-page.graphql"),
+        "variables": {"login": "alice"},
+    });
+    for _ in 0..6 {
+        let before = db_calls(&server);
+        let r = server.graphql(None, &page).json();
+        assert!(r.get("errors").is_none(), "{r}");
+        assert_eq!(r["data"]["channel"]["owner"]["login"], "alice", "{r}");
+        assert!(
+            r["data"]["channel"]["stream"]["category"]["id"].is_string(),
+            "{r}"
+        );
+        assert_eq!(
+            r["data"]["channel"]["followers"]["nodes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10,
+            "{r}"
+        );
+        assert!(
+            !r["data"]["channel"]["recentMessages"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{r}"
+        );
+        assert_eq!(db_calls(&server) - before, 7, "statements for one page");
     }
 }

@@ -1,13 +1,13 @@
-//! Loading rows for a level of the executor: the shard's cache first, then one store
-//! call for every miss of the batch, whose rows fill the cache. Each loader answers
-//! one entry per id, in order.
+//! Loading rows for a level of the executor: the shard's cache first, then what this
+//! request loaded already ([`Loaded`]), then one store call for every miss of the
+//! batch, whose rows fill the cache. Each loader answers one entry per id, in order.
 
 use std::rc::Rc;
 
 use graphql_exec::exec::FieldError;
 
 use super::Request;
-use crate::store::cache::{FollowList, Key, FOLLOW_PAGE, RECENT_MESSAGES};
+use crate::store::cache::{Fill, FollowList, Key, FOLLOW_PAGE, RECENT_MESSAGES};
 use crate::store::{
     Category, Channel, KeyPage, Live, Membership, Message, StoreError, Stream, User,
 };
@@ -21,6 +21,28 @@ pub fn field_error(e: StoreError) -> FieldError {
         StoreError::Unavailable(_) => "SERVICE_UNAVAILABLE",
     };
     FieldError::new(code, e.to_string())
+}
+
+/// The users, channels and categories one request loaded from the store: a row it
+/// needs twice (the channel page's owner is the user its login named; a stream's
+/// channel is the page's channel) is read once even when the shard's cache keeps
+/// nothing (`STREAMHUB_CACHE_ENTRIES=0`), as a GraphQL data loader keeps what it loaded
+/// for the request. Forgotten when the request writes.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    users: Vec<Rc<User>>,
+    channels: Vec<Rc<Channel>>,
+    categories: Option<Rc<[Rc<Category>]>>,
+}
+
+impl Loaded {
+    fn user(&self, id: &str) -> Option<Rc<User>> {
+        self.users.iter().find(|u| &*u.id == id).cloned()
+    }
+
+    fn channel(&self, id: &str) -> Option<Rc<Channel>> {
+        self.channels.iter().find(|c| &*c.id == id).cloned()
+    }
 }
 
 /// Looks `ids` up with `hit`; loads the misses with `load` in one call and keeps them
@@ -62,6 +84,23 @@ impl Request<'_> {
         self.users_from(ids, true).await
     }
 
+    /// Keeps a user loaded in `fill` in the shard's cache and for this request.
+    fn keep_user(&self, row: &Rc<User>, fill: Fill) {
+        self.cache.put_user(row, self.now, fill);
+        self.loaded.borrow_mut().users.push(Rc::clone(row));
+    }
+
+    /// Keeps a channel loaded in `fill` in the shard's cache and for this request.
+    fn keep_channel(&self, row: &Rc<Channel>, fill: Fill) {
+        self.cache.put_channel(row, self.now, fill);
+        self.loaded.borrow_mut().channels.push(Rc::clone(row));
+    }
+
+    /// Forgets what this request loaded (it wrote: what it reads next must see that).
+    pub(super) fn forget_loaded(&self) {
+        *self.loaded.borrow_mut() = Loaded::default();
+    }
+
     /// Users by id, looked up in the cache first when `cached` (else: known misses).
     async fn users_from(
         &self,
@@ -71,12 +110,17 @@ impl Request<'_> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
         through(
             ids,
-            |id| cached.then(|| cache.user(id, now)).flatten(),
+            |id| {
+                cached
+                    .then(|| cache.user(id, now))
+                    .flatten()
+                    .or_else(|| self.loaded.borrow().user(id))
+            },
             async |misses: &[&str]| {
                 let store = self.reader_of(misses, Key::User);
                 store.users(misses).await
             },
-            |row| cache.put_user(row, now, fill),
+            |row| self.keep_user(row, fill),
         )
         .await
     }
@@ -91,15 +135,9 @@ impl Request<'_> {
 
     /// The user with a login (case-insensitive).
     pub async fn user_by_login(&self, login: &str) -> Result<Option<Rc<User>>, StoreError> {
-        let lower = if login.bytes().any(|b| b.is_ascii_uppercase()) {
-            std::borrow::Cow::Owned(login.to_ascii_lowercase())
-        } else {
-            std::borrow::Cow::Borrowed(login)
-        };
-        if let Some(id) = self.cache.login(&lower, self.now) {
-            if let Some(u) = self.user(&id).await? {
-                return Ok(Some(u));
-            }
+        let lower = lowercase(login);
+        if let Some(u) = self.cached_login(&lower).await? {
+            return Ok(Some(u));
         }
         let fill = self.cache.fill();
         let user = self
@@ -108,9 +146,47 @@ impl Request<'_> {
             .await?
             .map(Rc::new);
         if let Some(u) = &user {
-            self.cache.put_user(u, self.now, fill);
+            self.keep_user(u, fill);
         }
         Ok(user)
+    }
+
+    /// The channel of the user with a login (case-insensitive): one store call for
+    /// both when the cache knows neither.
+    pub async fn channel_by_login(&self, login: &str) -> Result<Option<Rc<Channel>>, StoreError> {
+        let lower = lowercase(login);
+        if let Some(u) = self.cached_login(&lower).await? {
+            return self.channel(&u.channel_id).await;
+        }
+        let fill = self.cache.fill();
+        let Some((user, channel)) = self
+            .reader(Key::Other)
+            .user_and_channel_by_login(&lower)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = Rc::new(user);
+        self.keep_user(&user, fill);
+        match channel {
+            // Read where a changed channel must be read (the primary, with a replica).
+            Some(c)
+                if self.primary.is_none() || !self.cache.changed(Key::Channel(&c.id), self.now) =>
+            {
+                let c = Rc::new(c);
+                self.keep_channel(&c, fill);
+                Ok(Some(c))
+            }
+            _ => self.channel(&user.channel_id).await,
+        }
+    }
+
+    /// The user the cache files under a lowercase login, if it knows it.
+    async fn cached_login(&self, lower: &str) -> Result<Option<Rc<User>>, StoreError> {
+        match self.cache.login(lower, self.now) {
+            Some(id) => self.user(&id).await,
+            None => Ok(None),
+        }
     }
 
     /// Channels by id.
@@ -127,12 +203,17 @@ impl Request<'_> {
         let (cache, now, fill) = (self.cache, self.now, self.cache.fill());
         through(
             ids,
-            |id| cached.then(|| cache.channel(id, now)).flatten(),
+            |id| {
+                cached
+                    .then(|| cache.channel(id, now))
+                    .flatten()
+                    .or_else(|| self.loaded.borrow().channel(id))
+            },
             async |misses: &[&str]| {
                 let store = self.reader_of(misses, Key::Channel);
                 store.channels(misses).await
             },
-            |row| cache.put_channel(row, now, fill),
+            |row| self.keep_channel(row, fill),
         )
         .await
     }
@@ -173,6 +254,9 @@ impl Request<'_> {
         if let Some(all) = self.cache.categories(self.now) {
             return Ok(all);
         }
+        if let Some(all) = &self.loaded.borrow().categories {
+            return Ok(Rc::clone(all));
+        }
         let fill = self.cache.fill();
         let all: Rc<[Rc<Category>]> = self
             .reader(Key::Other)
@@ -182,6 +266,7 @@ impl Request<'_> {
             .map(Rc::new)
             .collect();
         self.cache.put_categories(&all, self.now, fill);
+        self.loaded.borrow_mut().categories = Some(Rc::clone(&all));
         Ok(all)
     }
 
@@ -269,11 +354,24 @@ impl Request<'_> {
     ) -> Result<(Rc<KeyPage>, usize), StoreError> {
         // The store is chosen when a load happens (a trial from the cache must not
         // ask for it on a hit).
-        let load = async |first| {
+        // The users a page of followers shows come with it.
+        let load = async |n| {
             let store = self.reader(Key::FollowList(list, id));
             match list {
-                FollowList::Followers => store.followers(id, after, first).await,
-                FollowList::Following => store.following(id, after, first).await,
+                FollowList::Followers => {
+                    let fill = self.cache.fill();
+                    let (page, users) = store.followers_with_users(id, after, n, first).await?;
+                    for (u, (_, uid)) in users.into_iter().zip(&page.items) {
+                        let fresh = || {
+                            self.primary.is_none() || !self.cache.changed(Key::User(uid), self.now)
+                        };
+                        if let Some(u) = u.filter(|_| fresh()) {
+                            self.keep_user(&Rc::new(u), fill);
+                        }
+                    }
+                    Ok(page)
+                }
+                FollowList::Following => store.following(id, after, n).await,
             }
         };
         if after.is_some() || first > FOLLOW_PAGE {
@@ -318,5 +416,14 @@ impl Request<'_> {
         };
         let skip = all.len().saturating_sub(last);
         Ok((all, skip))
+    }
+}
+
+/// `login` in lowercase (borrowed when it is).
+fn lowercase(login: &str) -> std::borrow::Cow<'_, str> {
+    if login.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(login.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(login)
     }
 }

@@ -20,7 +20,7 @@ mod trial;
 pub mod values;
 mod writers;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -194,6 +194,8 @@ pub struct Request<'a> {
     trial: Cell<bool>,
     /// Set when a read during a trial needed the store.
     missed: Cell<bool>,
+    /// What this request loaded from the store.
+    loaded: RefCell<load::Loaded>,
 }
 
 impl Domain {
@@ -270,6 +272,7 @@ impl Domain {
             pinned: Cell::new(pinned),
             trial: Cell::new(false),
             missed: Cell::new(false),
+            loaded: RefCell::default(),
         };
         if let Some(v) = viewer {
             req.viewer = Some(req.user_for(v).await?);
@@ -358,6 +361,7 @@ impl<'a> Request<'a> {
     /// at once, every other shard's through the rings before its next request.
     async fn apply(&self, command: Command) -> Result<crate::store::Applied, StoreError> {
         let applied = self.domain.store.apply(command).await?;
+        self.forget_loaded();
         self.wrote();
         self.announce(&applied.changes);
         Ok(applied)

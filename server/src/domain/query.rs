@@ -75,17 +75,11 @@ fn one_of<'a>(args: &'a Args<'_>, id: &str, other: &str) -> Result<By<'a>, Field
 }
 
 async fn channel_by(cx: &Request<'_>, by: By<'_>) -> Result<Resolved<Obj>, StoreError> {
-    let id: Box<str> = match by {
-        By::Id(id) => id.into(),
-        By::Other(login) => match cx.user_by_login(login).await? {
-            Some(u) => u.channel_id.clone(),
-            None => return Ok(Resolved::Null),
-        },
+    let channel = match by {
+        By::Id(id) => cx.channel(id).await?,
+        By::Other(login) => cx.channel_by_login(login).await?,
     };
-    Ok(cx
-        .channel(&id)
-        .await?
-        .map_or(Resolved::Null, |c| Resolved::Object(Obj::Channel(c))))
+    Ok(channel.map_or(Resolved::Null, |c| Resolved::Object(Obj::Channel(c))))
 }
 
 /// Any object by its id: a channel (`ch_`), a category (`cat_`), a stream (`st`), a

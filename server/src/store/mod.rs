@@ -232,6 +232,21 @@ pub trait Store: Send + Sync + Debug {
     /// The user with `login` (case-insensitive).
     fn user_by_login<'a>(&'a self, login: &'a str) -> StoreFuture<'a, Option<User>>;
 
+    /// The user with `login` (case-insensitive) and that user's channel. Two calls here;
+    /// PostgreSQL overrides it with one statement (a channel page starts with it).
+    fn user_and_channel_by_login<'a>(
+        &'a self,
+        login: &'a str,
+    ) -> StoreFuture<'a, Option<(User, Option<Channel>)>> {
+        Box::pin(async move {
+            let Some(user) = self.user_by_login(login).await? else {
+                return Ok(None);
+            };
+            let channel = self.channels(&[&*user.channel_id]).await?.pop().flatten();
+            Ok(Some((user, channel)))
+        })
+    }
+
     /// Channels by id.
     fn channels<'a>(&'a self, ids: &'a [&'a str]) -> StoreFuture<'a, Vec<Option<Channel>>>;
 
@@ -259,6 +274,29 @@ pub trait Store: Send + Sync + Debug {
         after: Option<u64>,
         first: usize,
     ) -> StoreFuture<'a, KeyPage>;
+
+    /// [`Store::followers`] and the users of the page's first `with_users` items, in
+    /// its order (None where a row is gone). One call here; PostgreSQL overrides it
+    /// with one statement, so that a page's followers cost one round trip.
+    fn followers_with_users<'a>(
+        &'a self,
+        channel_id: &'a str,
+        after: Option<u64>,
+        first: usize,
+        with_users: usize,
+    ) -> StoreFuture<'a, (KeyPage, Vec<Option<User>>)> {
+        Box::pin(async move {
+            let page = self.followers(channel_id, after, first).await?;
+            let ids: Vec<&str> = page
+                .items
+                .iter()
+                .take(with_users)
+                .map(|(_, id)| &**id)
+                .collect();
+            let users = self.users(&ids).await?;
+            Ok((page, users))
+        })
+    }
 
     /// The channels a user follows (channel ids), newest follow first, after the follow
     /// keyed `after`.
@@ -319,6 +357,13 @@ pub trait Store: Send + Sync + Debug {
 
     /// Where reads go now, when the store has a read replica (for `/metrics`).
     fn replica(&self) -> Option<ReplicaStatus> {
+        None
+    }
+
+    /// How many calls the store has made to its database (primary and replica): a
+    /// statement for each read, a transaction for each command; the chat writer's
+    /// batches are not counted. None: it has no database (for `/metrics`).
+    fn calls(&self) -> Option<u64> {
         None
     }
 }

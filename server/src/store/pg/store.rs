@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,11 +52,13 @@ const STREAM_IDS_LOCK: i64 = 0x7348_5374;
 pub const READS: &[(&str, &str)] = &[
     ("users", USERS),
     ("user_by_login", USER_BY_LOGIN),
+    ("user_and_channel_by_login", USER_AND_CHANNEL_BY_LOGIN),
     ("channels", CHANNELS),
     ("streams", STREAMS),
     ("live", LIVE),
     ("follows", FOLLOWS),
     ("followers", FOLLOWERS),
+    ("followers_with_users", FOLLOWERS_WITH_USERS),
     ("following", FOLLOWING),
     ("messages", MESSAGES),
     ("message", MESSAGE),
@@ -74,6 +77,14 @@ const CHANNELS: &str = "SELECT c.id, c.owner_id, c.login, c.title, c.language, c
      ARRAY(SELECT m.user_id FROM moderators m WHERE m.channel_id = c.id ORDER BY m.user_id) \
      FROM channels c WHERE c.id = ANY($1)";
 
+/// [`USER_BY_LOGIN`] and the user's channel ([`CHANNELS`]' columns from the 8th).
+const USER_AND_CHANNEL_BY_LOGIN: &str = "SELECT u.id, u.login, u.display_name, u.bio, \
+     u.admin, u.created_at, u.channel_id, c.id, c.owner_id, c.login, c.title, c.language, \
+     c.tags, c.category_id, c.stream_id, c.follower_count, \
+     ARRAY(SELECT m.user_id FROM moderators m WHERE m.channel_id = c.id ORDER BY m.user_id) \
+     FROM users u LEFT JOIN channels c ON c.id = u.channel_id \
+     WHERE lower(u.login COLLATE \"C\") = $1";
+
 const STREAMS: &str = "SELECT id, channel_id, title, category_id, language, started_at \
      FROM streams WHERE id = ANY($1)";
 
@@ -87,6 +98,15 @@ const FOLLOWS: &str = "SELECT channel_id FROM follows WHERE user_id = $1 AND cha
 const FOLLOWERS: &str = "SELECT c.follower_count::bigint, f.key, f.user_id FROM channels c \
      LEFT JOIN LATERAL (SELECT key, user_id FROM follows \
          WHERE channel_id = c.id AND key < $2 ORDER BY key DESC LIMIT $3) f ON true \
+     WHERE c.id = $1 ORDER BY f.key DESC NULLS LAST";
+
+/// [`FOLLOWERS`] and the users of the first `$4` follows ([`USERS`]' columns from the 4th).
+const FOLLOWERS_WITH_USERS: &str = "SELECT c.follower_count::bigint, f.key, f.user_id, \
+     u.id, u.login, u.display_name, u.bio, u.admin, u.created_at, u.channel_id \
+     FROM channels c \
+     LEFT JOIN LATERAL (SELECT key, user_id, row_number() OVER (ORDER BY key DESC) AS n \
+         FROM follows WHERE channel_id = c.id AND key < $2 ORDER BY key DESC LIMIT $3) f ON true \
+     LEFT JOIN users u ON u.id = f.user_id AND f.n <= $4 \
      WHERE c.id = $1 ORDER BY f.key DESC NULLS LAST";
 
 const FOLLOWING: &str = "SELECT t.total, f.key, f.channel_id FROM users u \
@@ -250,6 +270,8 @@ pub(super) struct Db {
     connect_limit: Duration,
     /// How long a whole call may take.
     call_limit: Duration,
+    /// Calls admitted so far (a statement each, or a command's transaction).
+    calls: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -390,6 +412,7 @@ impl Db {
                 + connect_limit
                 + settings.statement_timeout
                 + CALL_SLACK,
+            calls: AtomicU64::new(0),
         })
     }
 
@@ -413,6 +436,7 @@ impl Db {
         if let Err(open) = self.breaker.admit() {
             return Err(StoreError::Unavailable(open.to_string()));
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let result = tokio::time::timeout(self.call_limit, work)
             .await
             .unwrap_or_else(|_| {
@@ -712,6 +736,24 @@ impl Store for PgStore {
         })
     }
 
+    fn user_and_channel_by_login<'a>(
+        &'a self,
+        login: &'a str,
+    ) -> StoreFuture<'a, Option<(User, Option<Channel>)>> {
+        self.read(move |db| async move {
+            let client = db.client().await?;
+            let lower = login.to_ascii_lowercase();
+            let Some(row) = opt(&client, USER_AND_CHANNEL_BY_LOGIN, &[&lower]).await? else {
+                return Ok(None);
+            };
+            let channel = match col::<Option<&str>>(&row, 7)? {
+                Some(_) => Some(channel(&row, 7)?),
+                None => None,
+            };
+            Ok(Some((user(&row)?, channel)))
+        })
+    }
+
     fn channels<'a>(&'a self, ids: &'a [&'a str]) -> StoreFuture<'a, Vec<Option<Channel>>> {
         self.read(move |db| async move {
             if ids.is_empty() {
@@ -722,18 +764,7 @@ impl Store for PgStore {
                 .await?
                 .iter()
                 .map(|row| {
-                    let channel = Channel {
-                        id: col::<&str>(row, 0)?.into(),
-                        owner_id: col::<&str>(row, 1)?.into(),
-                        login: col::<&str>(row, 2)?.into(),
-                        title: col::<&str>(row, 3)?.into(),
-                        language: col::<&str>(row, 4)?.into(),
-                        tags: strings(col(row, 5)?),
-                        category_id: col::<Option<&str>>(row, 6)?.map(Into::into),
-                        stream_id: col::<Option<&str>>(row, 7)?.map(Into::into),
-                        follower_count: unsigned(col::<i32>(row, 8)?)?,
-                        moderator_ids: strings(col(row, 9)?),
-                    };
+                    let channel = channel(row, 0)?;
                     Ok((channel.id.clone(), channel))
                 })
                 .collect::<Result<_, StoreError>>()?;
@@ -836,6 +867,39 @@ impl Store for PgStore {
             )
             .await?;
             key_page(&rows, first)?.ok_or_else(|| no_channel(channel_id))
+        })
+    }
+
+    fn followers_with_users<'a>(
+        &'a self,
+        channel_id: &'a str,
+        after: Option<u64>,
+        first: usize,
+        with_users: usize,
+    ) -> StoreFuture<'a, (KeyPage, Vec<Option<User>>)> {
+        self.read(move |db| async move {
+            let client = db.client().await?;
+            let rows = query(
+                &client,
+                FOLLOWERS_WITH_USERS,
+                &[
+                    &channel_id,
+                    &before(after),
+                    &limit(first.saturating_add(1)),
+                    &limit(with_users),
+                ],
+            )
+            .await?;
+            let page = key_page(&rows, first)?.ok_or_else(|| no_channel(channel_id))?;
+            let users = rows
+                .iter()
+                .take(page.items.len().min(with_users))
+                .map(|row| match col::<Option<&str>>(row, 3)? {
+                    Some(_) => user_at(row, 3).map(Some),
+                    None => Ok(None),
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok((page, users))
         })
     }
 
@@ -1017,6 +1081,15 @@ impl Store for PgStore {
     fn replica(&self) -> Option<ReplicaStatus> {
         self.core.replica.as_ref().map(Replica::status)
     }
+
+    fn calls(&self) -> Option<u64> {
+        let replica = self
+            .core
+            .replica
+            .as_ref()
+            .map_or(0, |r| r.db.calls.load(Ordering::Relaxed));
+        Some(self.core.primary.calls.load(Ordering::Relaxed) + replica)
+    }
 }
 
 /// Prepares (once per connection) and runs a statement that answers rows.
@@ -1125,14 +1198,35 @@ fn in_order<T: Clone>(ids: &[&str], found: HashMap<Box<str>, T>) -> Vec<Option<T
 }
 
 fn user(row: &Row) -> Result<User, StoreError> {
+    user_at(row, 0)
+}
+
+/// A user from [`USERS`]' columns starting at `from`.
+fn user_at(row: &Row, from: usize) -> Result<User, StoreError> {
     Ok(User {
-        id: col::<&str>(row, 0)?.into(),
-        login: col::<&str>(row, 1)?.into(),
-        display_name: col::<&str>(row, 2)?.into(),
-        bio: col::<Option<&str>>(row, 3)?.map(Into::into),
-        admin: col(row, 4)?,
-        created_at: col(row, 5)?,
-        channel_id: col::<&str>(row, 6)?.into(),
+        id: col::<&str>(row, from)?.into(),
+        login: col::<&str>(row, from + 1)?.into(),
+        display_name: col::<&str>(row, from + 2)?.into(),
+        bio: col::<Option<&str>>(row, from + 3)?.map(Into::into),
+        admin: col(row, from + 4)?,
+        created_at: col(row, from + 5)?,
+        channel_id: col::<&str>(row, from + 6)?.into(),
+    })
+}
+
+/// A channel from [`CHANNELS`]' columns starting at `from`.
+fn channel(row: &Row, from: usize) -> Result<Channel, StoreError> {
+    Ok(Channel {
+        id: col::<&str>(row, from)?.into(),
+        owner_id: col::<&str>(row, from + 1)?.into(),
+        login: col::<&str>(row, from + 2)?.into(),
+        title: col::<&str>(row, from + 3)?.into(),
+        language: col::<&str>(row, from + 4)?.into(),
+        tags: strings(col(row, from + 5)?),
+        category_id: col::<Option<&str>>(row, from + 6)?.map(Into::into),
+        stream_id: col::<Option<&str>>(row, from + 7)?.map(Into::into),
+        follower_count: unsigned(col::<i32>(row, from + 8)?)?,
+        moderator_ids: strings(col(row, from + 9)?),
     })
 }
 
