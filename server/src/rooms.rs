@@ -95,14 +95,22 @@ impl Room {
     /// when it is refused (a void). Returns the events that entered the history by it,
     /// in order (this one, and those settled earlier that waited for it), for the
     /// caller to publish; none while an earlier seq is unsettled.
-    pub fn settle(&self, seq: u64, event: Option<Arc<ChatEvent>>, now: Millis) -> Vec<Event> {
+    pub fn settle(&self, seq: u64, event: Option<Arc<ChatEvent>>, now: Millis) -> Ready {
         let mut order = self.lock();
         let Order { history, early, .. } = &mut *order;
         if seq <= history.last_seq() {
-            return Vec::new();
+            return Ready::new();
+        }
+        // The usual case, in order with nothing waiting: no detour through `early`.
+        if seq == history.last_seq() + 1 && early.is_empty() {
+            let ready = event
+                .as_ref()
+                .map(|e| Event::new(Arc::clone(&self.id), seq, Arc::clone(e)));
+            history.record(seq, event, now);
+            return ready.into_iter().collect();
         }
         early.insert(seq, event);
-        let mut ready = Vec::new();
+        let mut ready = Ready::new();
         while let Some(event) = early.remove(&(history.last_seq() + 1)) {
             let seq = history.last_seq() + 1;
             if let Some(e) = &event {
@@ -113,6 +121,10 @@ impl Room {
         ready
     }
 }
+
+/// The events a settle lets into a room's history, in seq order: most often the one
+/// settled, kept inline.
+pub type Ready = smallvec::SmallVec<[Event; 1]>;
 
 /// Gives a room's events their seqs: increasing, never given twice. A seq whose
 /// event is refused is not given again (a void).
