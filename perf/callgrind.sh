@@ -4,7 +4,7 @@
 # Load options go to streamhub-bench (e.g. --header "Authorization: Bearer ...");
 # the server inherits this environment (e.g. STREAMHUB_JWT_SECRET).
 # The server runs under callgrind; after a warm-up the counters are zeroed, the load
-# sends exactly <operations> requests (closed-loop, 4 connections), the counters are
+# sends exactly <operations> requests (closed-loop, $CONNECTIONS connections, default 4), the counters are
 # dumped, and total instructions / operations is printed with the top functions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ wait_ready "$addr" 120
 
 extra=("$@")
 load() {
-  target/release/streamhub-bench "$scenario" --addr "$addr" --connections 4 \
+  target/release/streamhub-bench "$scenario" --addr "$addr" --connections "${CONNECTIONS:-4}" \
     --requests "$1" --duration 600s --quiet --load-core 1 "${extra[@]}" >/dev/null
 }
 load 2000                      # warm-up: connections, caches, lazy initialisation
