@@ -491,6 +491,16 @@ async fn follows_bans_chat_and_search_answer_as_the_memory_store() {
             .followers_with_users("ch_u1", after, first, with_users));
     }
     same!(b, |s| s.followers_with_users("ch_nope", None, 5, 5));
+    for (after, first, with_channels) in [(None, 5, 2), (None, 2, 5), (Some(3), 5, 5), (None, 0, 3)]
+    {
+        same!(b, |s| s.following_with_channels(
+            "u2",
+            after,
+            first,
+            with_channels
+        ));
+    }
+    same!(b, |s| s.following_with_channels("nobody", None, 5, 5));
     same!(b, |s| s.following("nobody", None, 5));
     same!(b, |s| s.following("u4", None, 5));
 
@@ -1104,6 +1114,7 @@ fn plan_arguments(name: &str) -> (&'static str, &'static [&'static str]) {
             "('ch_u38', 9223372036854775807, 21, 10)",
             &["follows_channel_key"],
         ),
+        "following_with_channels" => ("('u1', 9223372036854775807, 21, 10)", &["follows_user_key"]),
         "following" => ("('u1', 9223372036854775807, 21)", &["follows_user_key"]),
         "messages" => (
             "('ch_u1', 9223372036854775807, 50)",

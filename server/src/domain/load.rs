@@ -354,7 +354,7 @@ impl Request<'_> {
     ) -> Result<(Rc<KeyPage>, usize), StoreError> {
         // The store is chosen when a load happens (a trial from the cache must not
         // ask for it on a hit).
-        // The users a page of followers shows come with it.
+        // The users (channels) a page of followers (followed channels) shows come with it.
         let load = async |n| {
             let store = self.reader(Key::FollowList(list, id));
             match list {
@@ -371,7 +371,21 @@ impl Request<'_> {
                     }
                     Ok(page)
                 }
-                FollowList::Following => store.following(id, after, n).await,
+                FollowList::Following => {
+                    let fill = self.cache.fill();
+                    let (page, channels) =
+                        store.following_with_channels(id, after, n, first).await?;
+                    for (c, (_, cid)) in channels.into_iter().zip(&page.items) {
+                        let fresh = || {
+                            self.primary.is_none()
+                                || !self.cache.changed(Key::Channel(cid), self.now)
+                        };
+                        if let Some(c) = c.filter(|_| fresh()) {
+                            self.keep_channel(&Rc::new(c), fill);
+                        }
+                    }
+                    Ok(page)
+                }
             }
         };
         if after.is_some() || first > FOLLOW_PAGE {

@@ -307,6 +307,29 @@ pub trait Store: Send + Sync + Debug {
         first: usize,
     ) -> StoreFuture<'a, KeyPage>;
 
+    /// [`Store::following`] and the channels of the page's first `with_channels` items,
+    /// in its order (None where a row is gone). One call here; PostgreSQL overrides it
+    /// with one statement.
+    fn following_with_channels<'a>(
+        &'a self,
+        user_id: &'a str,
+        after: Option<u64>,
+        first: usize,
+        with_channels: usize,
+    ) -> StoreFuture<'a, (KeyPage, Vec<Option<Channel>>)> {
+        Box::pin(async move {
+            let page = self.following(user_id, after, first).await?;
+            let ids: Vec<&str> = page
+                .items
+                .iter()
+                .take(with_channels)
+                .map(|(_, id)| &**id)
+                .collect();
+            let channels = self.channels(&ids).await?;
+            Ok((page, channels))
+        })
+    }
+
     /// The `last` chat messages (deleted ones left out) of a channel before `before_seq`
     /// (exclusive; None: the newest), oldest first.
     fn messages<'a>(

@@ -60,6 +60,7 @@ pub const READS: &[(&str, &str)] = &[
     ("followers", FOLLOWERS),
     ("followers_with_users", FOLLOWERS_WITH_USERS),
     ("following", FOLLOWING),
+    ("following_with_channels", FOLLOWING_WITH_CHANNELS),
     ("messages", MESSAGES),
     ("message", MESSAGE),
     ("membership", MEMBERSHIP),
@@ -113,6 +114,19 @@ const FOLLOWING: &str = "SELECT t.total, f.key, f.channel_id FROM users u \
      CROSS JOIN LATERAL (SELECT count(*) AS total FROM follows WHERE user_id = u.id) t \
      LEFT JOIN LATERAL (SELECT key, channel_id FROM follows \
          WHERE user_id = u.id AND key < $2 ORDER BY key DESC LIMIT $3) f ON true \
+     WHERE u.id = $1 ORDER BY f.key DESC NULLS LAST";
+
+/// [`FOLLOWING`] and the channels of the first `$4` follows ([`CHANNELS`]' columns
+/// from the 4th).
+const FOLLOWING_WITH_CHANNELS: &str = "SELECT t.total, f.key, f.channel_id, c.id, \
+     c.owner_id, c.login, c.title, c.language, c.tags, c.category_id, c.stream_id, \
+     c.follower_count, \
+     ARRAY(SELECT m.user_id FROM moderators m WHERE m.channel_id = c.id ORDER BY m.user_id) \
+     FROM users u \
+     CROSS JOIN LATERAL (SELECT count(*) AS total FROM follows WHERE user_id = u.id) t \
+     LEFT JOIN LATERAL (SELECT key, channel_id, row_number() OVER (ORDER BY key DESC) AS n \
+         FROM follows WHERE user_id = u.id AND key < $2 ORDER BY key DESC LIMIT $3) f ON true \
+     LEFT JOIN channels c ON c.id = f.channel_id AND f.n <= $4 \
      WHERE u.id = $1 ORDER BY f.key DESC NULLS LAST";
 
 const MESSAGES: &str = "SELECT e.seq, e.author_id, e.author_login, e.author_display_name, \
@@ -918,6 +932,39 @@ impl Store for PgStore {
             )
             .await?;
             key_page(&rows, first)?.ok_or_else(|| no_user(user_id))
+        })
+    }
+
+    fn following_with_channels<'a>(
+        &'a self,
+        user_id: &'a str,
+        after: Option<u64>,
+        first: usize,
+        with_channels: usize,
+    ) -> StoreFuture<'a, (KeyPage, Vec<Option<Channel>>)> {
+        self.read(move |db| async move {
+            let client = db.client().await?;
+            let rows = query(
+                &client,
+                FOLLOWING_WITH_CHANNELS,
+                &[
+                    &user_id,
+                    &before(after),
+                    &limit(first.saturating_add(1)),
+                    &limit(with_channels),
+                ],
+            )
+            .await?;
+            let page = key_page(&rows, first)?.ok_or_else(|| no_user(user_id))?;
+            let channels = rows
+                .iter()
+                .take(page.items.len().min(with_channels))
+                .map(|row| match col::<Option<&str>>(row, 3)? {
+                    Some(_) => channel(row, 3).map(Some),
+                    None => Ok(None),
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok((page, channels))
         })
     }
 
