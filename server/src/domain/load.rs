@@ -361,29 +361,20 @@ impl Request<'_> {
                 FollowList::Followers => {
                     let fill = self.cache.fill();
                     let (page, users) = store.followers_with_users(id, after, n, first).await?;
-                    for (u, (_, uid)) in users.into_iter().zip(&page.items) {
-                        let fresh = || {
-                            self.primary.is_none() || !self.cache.changed(Key::User(uid), self.now)
-                        };
-                        if let Some(u) = u.filter(|_| fresh()) {
-                            self.keep_user(&Rc::new(u), fill);
-                        }
-                    }
+                    self.keep_joined(&page, users, |id| Key::User(id), fill, Self::keep_user);
                     Ok(page)
                 }
                 FollowList::Following => {
                     let fill = self.cache.fill();
                     let (page, channels) =
                         store.following_with_channels(id, after, n, first).await?;
-                    for (c, (_, cid)) in channels.into_iter().zip(&page.items) {
-                        let fresh = || {
-                            self.primary.is_none()
-                                || !self.cache.changed(Key::Channel(cid), self.now)
-                        };
-                        if let Some(c) = c.filter(|_| fresh()) {
-                            self.keep_channel(&Rc::new(c), fill);
-                        }
-                    }
+                    self.keep_joined(
+                        &page,
+                        channels,
+                        |id| Key::Channel(id),
+                        fill,
+                        Self::keep_channel,
+                    );
                     Ok(page)
                 }
             }
@@ -404,6 +395,24 @@ impl Request<'_> {
         };
         let n = page.items.len().min(first);
         Ok((page, n))
+    }
+
+    /// Keeps the rows that came with a follow page (in its order), except where the
+    /// cache marks a row changed and a replica may have read it stale.
+    fn keep_joined<T>(
+        &self,
+        page: &KeyPage,
+        rows: Vec<Option<T>>,
+        key: for<'k> fn(&'k str) -> Key<'k>,
+        fill: Fill,
+        keep: fn(&Self, &Rc<T>, Fill),
+    ) {
+        for (row, (_, id)) in rows.into_iter().zip(&page.items) {
+            let fresh = || self.primary.is_none() || !self.cache.changed(key(id), self.now);
+            if let Some(row) = row.filter(|_| fresh()) {
+                keep(self, &Rc::new(row), fill);
+            }
+        }
     }
 
     /// The newest messages of a channel (at most [`RECENT_MESSAGES`]), oldest first,

@@ -287,13 +287,7 @@ pub trait Store: Send + Sync + Debug {
     ) -> StoreFuture<'a, (KeyPage, Vec<Option<User>>)> {
         Box::pin(async move {
             let page = self.followers(channel_id, after, first).await?;
-            let ids: Vec<&str> = page
-                .items
-                .iter()
-                .take(with_users)
-                .map(|(_, id)| &**id)
-                .collect();
-            let users = self.users(&ids).await?;
+            let users = self.users(&page.ids(with_users)).await?;
             Ok((page, users))
         })
     }
@@ -319,13 +313,7 @@ pub trait Store: Send + Sync + Debug {
     ) -> StoreFuture<'a, (KeyPage, Vec<Option<Channel>>)> {
         Box::pin(async move {
             let page = self.following(user_id, after, first).await?;
-            let ids: Vec<&str> = page
-                .items
-                .iter()
-                .take(with_channels)
-                .map(|(_, id)| &**id)
-                .collect();
-            let channels = self.channels(&ids).await?;
+            let channels = self.channels(&page.ids(with_channels)).await?;
             Ok((page, channels))
         })
     }

@@ -135,6 +135,13 @@ pub struct KeyPage {
     pub total: usize,
 }
 
+impl KeyPage {
+    /// The ids of the page's first `n` items, in list order.
+    pub fn ids(&self, n: usize) -> Vec<&str> {
+        self.items.iter().take(n).map(|(_, id)| &**id).collect()
+    }
+}
+
 /// Something found by a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {

@@ -904,16 +904,7 @@ impl Store for PgStore {
                 ],
             )
             .await?;
-            let page = key_page(&rows, first)?.ok_or_else(|| no_channel(channel_id))?;
-            let users = rows
-                .iter()
-                .take(page.items.len().min(with_users))
-                .map(|row| match col::<Option<&str>>(row, 3)? {
-                    Some(_) => user_at(row, 3).map(Some),
-                    None => Ok(None),
-                })
-                .collect::<Result<_, StoreError>>()?;
-            Ok((page, users))
+            joined_page(&rows, first, with_users, || no_channel(channel_id), user_at)
         })
     }
 
@@ -955,16 +946,7 @@ impl Store for PgStore {
                 ],
             )
             .await?;
-            let page = key_page(&rows, first)?.ok_or_else(|| no_user(user_id))?;
-            let channels = rows
-                .iter()
-                .take(page.items.len().min(with_channels))
-                .map(|row| match col::<Option<&str>>(row, 3)? {
-                    Some(_) => channel(row, 3).map(Some),
-                    None => Ok(None),
-                })
-                .collect::<Result<_, StoreError>>()?;
-            Ok((page, channels))
+            joined_page(&rows, first, with_channels, || no_user(user_id), channel)
         })
     }
 
@@ -1342,6 +1324,28 @@ fn key_page(rows: &[Row], first: usize) -> Result<Option<KeyPage>, StoreError> {
             .push((unsigned(key)?, col::<&str>(row, 2)?.into()));
     }
     Ok(Some(page))
+}
+
+/// A follow page whose rows also carry the followed or following row from column 3
+/// ([`key_page`]), and those rows for the page's first `with` items, read by `row_at`
+/// (None where the row is gone); `missing` when there is no page (the owner is not there).
+fn joined_page<T>(
+    rows: &[Row],
+    first: usize,
+    with: usize,
+    missing: impl FnOnce() -> StoreError,
+    row_at: fn(&Row, usize) -> Result<T, StoreError>,
+) -> Result<(KeyPage, Vec<Option<T>>), StoreError> {
+    let page = key_page(rows, first)?.ok_or_else(missing)?;
+    let joined = rows
+        .iter()
+        .take(page.items.len().min(with))
+        .map(|row| match col::<Option<&str>>(row, 3)? {
+            Some(_) => row_at(row, 3).map(Some),
+            None => Ok(None),
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((page, joined))
 }
 
 /// `login`, or `login` with the smallest numeric suffix from 2 up that no user has
