@@ -395,7 +395,7 @@ async fn users_channels_and_streams_answer_as_the_memory_store() {
     let pg = by_moderator_id(b.pg.channels(&ids).await.unwrap());
     assert_eq!(mem, pg);
     let ch_u1 = pg[0].as_ref().unwrap();
-    assert_eq!(ch_u1.moderator_ids, ["u2".into(), "u3".into()]);
+    assert_eq!(ch_u1.moderator_ids, [Box::<str>::from("u2"), "u3".into()]);
     assert_eq!(&*ch_u1.title, "first stream");
     assert_eq!(&*ch_u1.language, "fr");
     assert_eq!(ch_u1.stream_id.as_deref(), Some("st1"));
@@ -719,7 +719,11 @@ async fn hostile_text_is_kept_verbatim_and_changes_nothing_else() {
     assert_eq!(&*ch.title, delete_channels);
     assert_eq!(
         ch.tags,
-        ["{a,b}".into(), "\"quoted\"".into(), "NULL".into()]
+        [
+            Box::<str>::from("{a,b}"),
+            "\"quoted\"".into(),
+            "NULL".into()
+        ]
     );
     let said_back = answer!(b, |s| s.messages("ch_u1", 10, None)).unwrap();
     assert_eq!(&*said_back[0].body, "'); DROP TABLE chat_events; --");

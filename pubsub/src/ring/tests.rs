@@ -486,7 +486,7 @@ fn read_until(consumer: &mut Consumer<Stamp>, total: u64, progress: Option<&Atom
     while checker.expected < total {
         round += 1;
         let before = checker.expected;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             consumer.drain(64, |recv| match recv {
                 Recv::Item(stamp) => checker.item(checker.expected, stamp),
                 Recv::Lapped(lapped) => checker.lapped(lapped),
@@ -532,7 +532,7 @@ fn stress_every_reader_sees_every_item_or_an_exact_lap_report() {
     while pos < TOTAL {
         turn += 1;
         // Alternate single pushes and batches of 1..=16.
-        if (turn / 1000) % 2 == 0 {
+        if (turn / 1000).is_multiple_of(2) {
             assert_eq!(producer.push(Stamp::new(pos)), pos);
             pos += 1;
         } else {
@@ -540,10 +540,10 @@ fn stress_every_reader_sees_every_item_or_an_exact_lap_report() {
             assert_eq!(producer.push_batch((pos..end).map(Stamp::new)), pos..end);
             pos = end;
         }
-        if turn % 32 == 0 {
+        if turn.is_multiple_of(32) {
             producer.wake();
         }
-        if turn % 256 == 0 {
+        if turn.is_multiple_of(256) {
             // Let the readers in between laps, so that reads race with overwrites
             // instead of every reader being lapped wholesale.
             thread::yield_now();

@@ -116,7 +116,7 @@ mod tests {
         assert!(language("zu").is_ok());
         assert!(language("xx").is_err());
         assert!(language("eng").is_err());
-        assert!(ISO_639_1.len() % 2 == 0);
+        assert!(ISO_639_1.len().is_multiple_of(2));
     }
 
     #[test]

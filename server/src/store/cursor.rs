@@ -45,7 +45,7 @@ impl Cursor {
     /// The cursor a client sent.
     pub fn decode(cursor: &str) -> Result<Cursor, NotACursor> {
         let bad = || NotACursor(cursor.to_owned());
-        if cursor.len() % 2 != 0 || cursor.len() > 1024 {
+        if !cursor.len().is_multiple_of(2) || cursor.len() > 1024 {
             return Err(bad());
         }
         let bytes = (0..cursor.len())
