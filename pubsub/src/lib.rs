@@ -12,6 +12,9 @@
 //!   recoverable", never a partial replay.
 //! - [`room`]: the one event type of the whole path ([`Event`]: a room, a seq and a
 //!   self-contained [`Chat`] event with its frame encoded once).
+//! - [`wire`]: a room event's bytes between nodes (its seq and chat event, or a void).
+//! - [`redis`]: rooms across nodes through Redis: the scripts that order a room's
+//!   events and the subscriber link that brings a node the events of its rooms.
 //!
 //! The server's hubs (subscribers, delivery), its orderers and the Redis bridge between
 //! nodes are built on these.
@@ -24,9 +27,11 @@
 
 pub mod doorbell;
 pub mod history;
+pub mod redis;
 pub mod ring;
 pub mod room;
 pub mod seq;
+pub mod wire;
 
 pub use doorbell::Doorbell;
 pub use history::{History, HistoryLimits, Recovery};

@@ -1,0 +1,324 @@
+//! Rooms across nodes through Redis: the commands that order a room's events
+//! ([`RedisRooms`]) and the subscriber link that brings every node the events of the
+//! rooms it watches ([`Link`]).
+//!
+//! Every key of room R carries the hash tag `{R}`, so that a room's keys share one slot
+//! of a Redis Cluster and each script touches one slot: `sh:{R}:seq` (the last seq
+//! given), `sh:{R}:pend` (seqs given and not settled yet, scored by when, on Redis'
+//! clock), `sh:{R}:x` (the room's stream of settled events, capped by length) and the
+//! pub/sub channel `sh:{R}`. What is published and kept is [`crate::wire`]'s bytes.
+//!
+//! An event is ordered in two steps around the store of record: `order` gives the seq
+//! (and marks it pending), the caller records the event, then `settle` appends it (or a
+//! void, when the record was refused) to the stream and publishes it in one script, so
+//! no node ever receives an event that was not recorded.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use redis::aio::ConnectionManager;
+use redis::{RedisResult, Script};
+use tokio::sync::{mpsc, oneshot};
+
+/// `KEYS` seq, pend. The next seq, marked pending; -1 when the room has no counter
+/// (never seeded, or Redis lost it).
+const ORDER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local seq = redis.call('INCR', KEYS[1])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), seq)
+return seq
+";
+
+/// `KEYS` pend, stream; `ARGV` seq, event bytes, stream length, channel. The settled
+/// event (or void) leaves the pending set, joins the stream and is published.
+const SETTLE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return 1
+";
+
+/// `KEYS` seq, pend; `ARGV` floor. Raises the room's counter to `floor` (the store's
+/// last seq) when it is missing or lower, then answers the last seq given and the
+/// pending ones.
+const GIVEN: &str = r"
+local floor = tonumber(ARGV[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if cur < floor then
+  redis.call('SET', KEYS[1], floor)
+  cur = floor
+end
+return {cur, redis.call('ZRANGE', KEYS[2], 0, -1)}
+";
+
+/// Redis' key of room `room` with `suffix`.
+fn key(room: &str, suffix: &str) -> String {
+    format!("sh:{{{room}}}:{suffix}")
+}
+
+/// The pub/sub channel of room `room`.
+pub fn channel(room: &str) -> String {
+    format!("sh:{{{room}}}")
+}
+
+/// The room a pub/sub channel is for.
+pub fn room_of(channel: &str) -> Option<&str> {
+    channel.strip_prefix("sh:{")?.strip_suffix('}')
+}
+
+/// The room commands, on one connection that reconnects by itself.
+#[derive(Clone)]
+pub struct RedisRooms {
+    conn: ConnectionManager,
+    stream_len: usize,
+    order: Script,
+    settle: Script,
+    given: Script,
+}
+
+impl std::fmt::Debug for RedisRooms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRooms")
+            .field("stream_len", &self.stream_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRooms {
+    /// Commands on `conn`; each room's stream keeps about `stream_len` events.
+    pub fn new(conn: ConnectionManager, stream_len: usize) -> RedisRooms {
+        RedisRooms {
+            conn,
+            stream_len: stream_len.max(1),
+            order: Script::new(ORDER),
+            settle: Script::new(SETTLE),
+            given: Script::new(GIVEN),
+        }
+    }
+
+    /// Gives the room's next seq (pending until settled); None when the room has no
+    /// counter ([`RedisRooms::given`] seeds it).
+    pub async fn order(&self, room: &str) -> RedisResult<Option<u64>> {
+        let seq: i64 = self
+            .order
+            .key(key(room, "seq"))
+            .key(key(room, "pend"))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(u64::try_from(seq).ok())
+    }
+
+    /// Settles the event at `seq` with its bytes (`crate::wire`: the event, or a void):
+    /// out of the pending set, into the stream, published to every node watching.
+    pub async fn settle(&self, room: &str, seq: u64, bytes: &[u8]) -> RedisResult<()> {
+        let _: i64 = self
+            .settle
+            .key(key(room, "pend"))
+            .key(key(room, "x"))
+            .arg(seq)
+            .arg(bytes)
+            .arg(self.stream_len)
+            .arg(channel(room))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// The last seq given in the room and those still pending, in order, after raising
+    /// the room's counter to `floor` if it is lower (or missing).
+    pub async fn given(&self, room: &str, floor: u64) -> RedisResult<(u64, Vec<u64>)> {
+        let (last, mut pending): (u64, Vec<u64>) = self
+            .given
+            .key(key(room, "seq"))
+            .key(key(room, "pend"))
+            .arg(floor)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        pending.sort_unstable();
+        Ok((last, pending))
+    }
+}
+
+/// Why the link could not subscribe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Redis is not reachable (or did not confirm in time).
+    #[error("redis is unreachable: {0}")]
+    Unreachable(String),
+    /// The link's thread has stopped.
+    #[error("the redis link has stopped")]
+    Stopped,
+}
+
+/// A subscription asked of the link's thread.
+struct Want {
+    channel: String,
+    done: oneshot::Sender<Result<(), LinkError>>,
+}
+
+/// The node's subscriber connection to Redis, on a thread of its own: subscribed to the
+/// channel of every room the node watches, it hands every message to the node; lost,
+/// it reconnects (with a growing pause, up to a second) and subscribes again.
+#[derive(Debug, Clone)]
+pub struct Link {
+    wants: mpsc::UnboundedSender<Want>,
+}
+
+/// Starts a node's connections to the Redis at `url`: the command connection (lazy:
+/// it connects on first use and again after a loss) and the [`Link`] on its thread,
+/// whose `deliver` gets each message's channel and bytes in the order Redis sent them.
+/// Commands, connecting, subscribing and the link's heartbeat each give up after
+/// `timeout`; each room's stream keeps about `stream_len` events.
+pub fn start(
+    url: &str,
+    timeout: Duration,
+    stream_len: usize,
+    deliver: impl FnMut(&str, &[u8]) + Send + 'static,
+) -> Result<(RedisRooms, Link), LinkError> {
+    let client = redis::Client::open(url).map_err(|e| LinkError::Unreachable(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(timeout);
+    // Made on the link's runtime, which runs its reconnection task.
+    let conn = rt
+        .block_on(async { ConnectionManager::new_lazy_with_config(client.clone(), config) })
+        .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+    let (wants, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("redis-link".into())
+        .spawn(move || rt.block_on(run(client, timeout, rx, deliver)))
+        .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+    Ok((RedisRooms::new(conn, stream_len), Link { wants }))
+}
+
+impl Link {
+    /// Subscribes to room `room`'s channel: done once Redis has confirmed, so that every
+    /// event published after this returns reaches the node.
+    pub async fn subscribe(&self, room: &str) -> Result<(), LinkError> {
+        let (done, confirmed) = oneshot::channel();
+        self.wants
+            .send(Want {
+                channel: channel(room),
+                done,
+            })
+            .map_err(|_| LinkError::Stopped)?;
+        confirmed.await.map_err(|_| LinkError::Stopped)?
+    }
+}
+
+/// The link's thread: connect, subscribe to what is wanted, deliver, until the node
+/// drops every [`Link`].
+async fn run(
+    client: redis::Client,
+    timeout: Duration,
+    mut wants: mpsc::UnboundedReceiver<Want>,
+    mut deliver: impl FnMut(&str, &[u8]),
+) {
+    let mut wanted: Vec<String> = Vec::new();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let why = match connect(&client, timeout, &wanted).await {
+            Ok((mut sink, mut stream)) => {
+                pause = Duration::from_millis(50);
+                tracing::info!(rooms = wanted.len(), "redis link: subscribed");
+                let mut beat = tokio::time::interval(timeout.max(Duration::from_secs(1)));
+                loop {
+                    tokio::select! {
+                        want = wants.recv() => {
+                            let Some(want) = want else { return };
+                            let known = wanted.contains(&want.channel);
+                            let r = if known {
+                                Ok(())
+                            } else {
+                                within(timeout, sink.subscribe(&want.channel)).await
+                            };
+                            let failed = r.as_ref().err().cloned();
+                            if r.is_ok() && !known {
+                                wanted.push(want.channel);
+                            }
+                            let _ = want.done.send(r);
+                            if let Some(e) = failed {
+                                break e.to_string();
+                            }
+                        }
+                        msg = stream.next() => match msg {
+                            Some(m) => deliver(m.get_channel_name(), m.get_payload_bytes()),
+                            None => break "the connection closed".to_string(),
+                        },
+                        _ = beat.tick() => {
+                            if let Err(e) = within(timeout, sink.ping::<redis::Value>()).await {
+                                break e.to_string();
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %why, retry_in = ?pause, "redis link: lost");
+        // Subscriptions asked meanwhile fail at once rather than wait for Redis.
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                want = wants.recv() => match want {
+                    Some(w) => {
+                        let _ = w.done.send(Err(LinkError::Unreachable(why.clone())));
+                    }
+                    None => return,
+                },
+            }
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// A subscriber connection, subscribed to `wanted`.
+async fn connect(
+    client: &redis::Client,
+    timeout: Duration,
+    wanted: &[String],
+) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), LinkError> {
+    let pubsub = within(timeout, client.get_async_pubsub()).await?;
+    let (mut sink, stream) = pubsub.split();
+    if !wanted.is_empty() {
+        within(timeout, sink.subscribe(wanted)).await?;
+    }
+    Ok((sink, stream))
+}
+
+/// `f`'s value, or why Redis did not give it within `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    f: impl std::future::Future<Output = RedisResult<T>>,
+) -> Result<T, LinkError> {
+    match tokio::time::timeout(timeout, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(LinkError::Unreachable(e.to_string())),
+        Err(_) => Err(LinkError::Unreachable(format!(
+            "no answer within {timeout:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rooms_keys_and_channel_share_its_hash_tag() {
+        assert_eq!(key("ch_u1", "seq"), "sh:{ch_u1}:seq");
+        assert_eq!(channel("ch_u1"), "sh:{ch_u1}");
+        assert_eq!(room_of("sh:{ch_u1}"), Some("ch_u1"));
+        assert_eq!(room_of("sh:ch_u1"), None);
+        assert_eq!(room_of("other"), None);
+    }
+}
