@@ -263,6 +263,23 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_DB_STATEMENT_TIMEOUT", value_parser = parse_duration, default_value = "2s", help_heading = "Data")]
     pub db_statement_timeout: Duration,
 
+    /// Redis, the engine between nodes (a `redis://` URL): room events are ordered
+    /// there and reach every node that has members in the room. Only with
+    /// `DATABASE_URL` (nodes on memory stores of their own would disagree).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        requires = "database_url",
+        help_heading = "Nodes"
+    )]
+    pub redis_url: Option<String>,
+
+    /// How long a Redis call (ordering a room event, subscribing to a room) may take
+    /// before it fails with `SERVICE_UNAVAILABLE`.
+    #[arg(long, env = "STREAMHUB_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "500ms", help_heading = "Nodes")]
+    pub redis_timeout: Duration,
+
     /// Entries each shard's cache keeps per table (users, channels, streams, follows,
     /// rooms' recent messages...); 0 turns the caches off.
     #[arg(

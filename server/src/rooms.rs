@@ -80,6 +80,54 @@ impl Room {
         })
     }
 
+    /// A room whose history starts from the store's `tail`: a seq between the tail's
+    /// first and the last one given (the tail's last, or `given`'s) that the store lacks
+    /// is a void, unless `given` lists it pending; pending seqs and those after the
+    /// last given settle when their events come.
+    fn starting(
+        id: &str,
+        tail: crate::store::Tail,
+        given: Option<Given>,
+        limits: HistoryLimits,
+        now: Millis,
+    ) -> Room {
+        let start = tail
+            .events
+            .first()
+            .map_or(tail.last_seq, |(seq, _)| seq - 1);
+        let mut order = Order {
+            history: History::starting_after(start, limits),
+            given: 0,
+            early: BTreeMap::new(),
+        };
+        let given = given.unwrap_or_else(|| Given {
+            last: tail.last_seq,
+            pending: Vec::new(),
+        });
+        let mut events = tail.events.into_iter().peekable();
+        for seq in start + 1..=given.last.max(tail.last_seq) {
+            let event = match events.next_if(|(s, _)| *s == seq) {
+                Some((_, event)) => Some(event),
+                None if seq > given.last || given.pending.contains(&seq) => continue,
+                None => None,
+            };
+            order.early.insert(seq, event);
+        }
+        order.take_early(&id.into(), now);
+        order.given = order.history.last_seq().max(given.last);
+        Room {
+            id: id.into(),
+            state: Mutex::new(order),
+        }
+    }
+
+    /// The highest seq this node knows was given in the room (settled or not).
+    pub fn highest_seq(&self) -> u64 {
+        let order = self.lock();
+        let early = order.early.keys().next_back().copied().unwrap_or(0);
+        order.given.max(order.history.last_seq()).max(early)
+    }
+
     /// Gives `chat` the room's next seq (not in the history until it is settled).
     fn give(&self, chat: Chat) -> Event {
         let mut order = self.lock();
@@ -110,13 +158,21 @@ impl Room {
             return ready.into_iter().collect();
         }
         early.insert(seq, event);
+        order.take_early(&self.id, now)
+    }
+}
+
+impl Order {
+    /// Moves the events settled early that now follow the history's last into it, in
+    /// order: those that entered.
+    fn take_early(&mut self, room: &RoomId, now: Millis) -> Ready {
         let mut ready = Ready::new();
-        while let Some(event) = early.remove(&(history.last_seq() + 1)) {
-            let seq = history.last_seq() + 1;
+        while let Some(event) = self.early.remove(&(self.history.last_seq() + 1)) {
+            let seq = self.history.last_seq() + 1;
             if let Some(e) = &event {
-                ready.push(Event::new(Arc::clone(&self.id), seq, Arc::clone(e)));
+                ready.push(Event::new(Arc::clone(room), seq, Arc::clone(e)));
             }
-            history.record(seq, event, now);
+            self.history.record(seq, event, now);
         }
         ready
     }
@@ -127,11 +183,47 @@ impl Room {
 pub type Ready = smallvec::SmallVec<[Event; 1]>;
 
 /// Gives a room's events their seqs: increasing, never given twice. A seq whose
-/// event is refused is not given again (a void).
+/// event is refused is not given again (a void). Across nodes (Redis) it also tells
+/// the other nodes how each event settled, and brings theirs to the node's rooms.
 pub trait Orderer: Send + Sync + Debug {
     /// Orders `chat` in `room` at `now`: the event with its seq, which enters the room's
     /// history once settled ([`Room::settle`]).
     fn order<'a>(&'a self, room: &'a Room, chat: Chat, now: Millis) -> StoreFuture<'a, Event>;
+
+    /// Before the node reads room `id` from the store: listens for the room's events
+    /// from other nodes (from here on, none is missed), then says which seqs have been
+    /// given (`floor`, the store's last seq, starts a room the orderer has not seen).
+    /// None on one node: the store and this node's history are all there is.
+    fn watch<'a>(&'a self, _id: &'a str, _floor: u64) -> StoreFuture<'a, Option<Given>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// The room is open (the one every shard uses): the events of other nodes that came
+    /// while it opened settle in it now, later ones as they come.
+    fn opened(&self, _room: &Arc<Room>) {}
+
+    /// Tells the other nodes how the event at `seq` settled: `Some` recorded, None
+    /// refused (a void). None on one node, where there is nothing to tell (and nothing
+    /// to await).
+    fn publish<'a>(
+        &'a self,
+        _room: &'a Room,
+        _seq: u64,
+        _chat: Option<&'a Chat>,
+    ) -> Option<StoreFuture<'a, ()>> {
+        None
+    }
+}
+
+/// The seqs an orderer across nodes has given in a room, read after the node started
+/// listening for the room's events ([`Orderer::watch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Given {
+    /// The last seq given.
+    pub last: u64,
+    /// The seqs given whose events have not settled yet (they will come as events or
+    /// voids); every other seq up to `last` has settled, so one the store lacks is a void.
+    pub pending: Vec<u64>,
 }
 
 /// The orderer of a single node: the room's lock is its order.
@@ -178,40 +270,30 @@ impl Rooms {
     }
 
     /// The room `id`, its history started from the store the first time (a seq the
-    /// store lacks between two it holds is a void: its event was never recorded); None
-    /// when no channel has that id.
+    /// store lacks between two it holds is a void: its event was never recorded, unless
+    /// the orderer says it is still pending); None when no channel has that id.
     pub async fn open(&self, id: &str) -> Result<Option<Arc<Room>>, StoreError> {
         if let Some(room) = self.rooms.pin().get(id) {
             return Ok(Some(Arc::clone(room)));
         }
-        let Some(tail) = self.store.tail(id, self.limits.max_events).await? else {
+        let Some(mut tail) = self.store.tail(id, self.limits.max_events).await? else {
             return Ok(None);
         };
-        let now = self.now();
-        let mut history = History::starting_after(
-            tail.events
-                .first()
-                .map_or(tail.last_seq, |(seq, _)| seq - 1),
-            self.limits,
-        );
-        for (seq, event) in tail.events {
-            while history.last_seq() + 1 < seq {
-                history.record(history.last_seq() + 1, None, now);
-            }
-            history.record(seq, Some(event), now);
+        let given = self.orderer.watch(id, tail.last_seq).await?;
+        if given.is_some() {
+            // Read again after the orderer's state, so that every seq it had settled by
+            // then is in the store (recorded before settled) or a void.
+            tail = self
+                .store
+                .tail(id, self.limits.max_events)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("the room `{id}` is gone")))?;
         }
-        let room = Arc::new(Room {
-            id: id.into(),
-            state: Mutex::new(Order {
-                given: history.last_seq(),
-                history,
-                early: BTreeMap::new(),
-            }),
-        });
+        let room = Arc::new(Room::starting(id, tail, given, self.limits, self.now()));
         // Another shard may have opened it meanwhile: the first one in is the room.
-        Ok(Some(Arc::clone(
-            self.rooms.pin().get_or_insert(id.into(), room),
-        )))
+        let room = Arc::clone(self.rooms.pin().get_or_insert(id.into(), room));
+        self.orderer.opened(&room);
+        Ok(Some(room))
     }
 
     /// The room `id`, if opened already (for a shard filling a gap: a room it delivers
@@ -225,6 +307,20 @@ impl Rooms {
     pub async fn order(&self, room: &Room, chat: Chat, now: Millis) -> Result<Event, StoreError> {
         self.orderer.order(room, chat, now).await
     }
+
+    /// Tells the other nodes how the event at `seq` of `room` settled (`Some`:
+    /// recorded, None: a void), before the caller settles it here.
+    pub async fn publish(
+        &self,
+        room: &Room,
+        seq: u64,
+        chat: Option<&Chat>,
+    ) -> Result<(), StoreError> {
+        match self.orderer.publish(room, seq, chat) {
+            Some(published) => published.await,
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,7 +328,7 @@ mod tests {
     use super::*;
     use crate::store::memory::demo::DemoSize;
     use crate::store::memory::MemoryStore;
-    use crate::store::SystemClock;
+    use crate::store::{Store, SystemClock};
 
     fn rooms(limits: HistoryLimits) -> Rooms {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -329,6 +425,64 @@ mod tests {
         }
         assert!(room.since(last + 3, rooms.now()).is_err());
         assert!(rooms.open("ch_nobody").await.unwrap().is_none());
+    }
+
+    /// An orderer across nodes as a room's opening sees it: `ahead` seqs given past the
+    /// store's last, those in `pending` not settled yet.
+    #[derive(Debug)]
+    struct Across {
+        ahead: u64,
+        pending: Vec<u64>,
+    }
+
+    impl Orderer for Across {
+        fn order<'a>(&'a self, _: &'a Room, _: Chat, _: Millis) -> StoreFuture<'a, Event> {
+            unreachable!("the test settles by hand")
+        }
+
+        fn watch<'a>(&'a self, _id: &'a str, floor: u64) -> StoreFuture<'a, Option<Given>> {
+            let given = Given {
+                last: floor + self.ahead,
+                pending: self.pending.iter().map(|p| floor + p).collect(),
+            };
+            Box::pin(std::future::ready(Ok(Some(given))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_room_opened_across_nodes_waits_for_pending_seqs_and_voids_the_settled_ones_the_store_lacks(
+    ) {
+        let limits = HistoryLimits::default();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
+        let last = store.tail("ch_u2", 10).await.unwrap().unwrap().last_seq;
+        // Given past the store's last: +1 and +3 settled (the store lacks them: voids),
+        // +2 pending; +4 is given later.
+        let orderer = Across {
+            ahead: 3,
+            pending: vec![2],
+        };
+        let rooms = Rooms::new(Arc::new(store), Box::new(orderer), clock, limits);
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        assert_eq!(room.last_seq(), last + 1, "waits at the pending seq");
+        assert_eq!(room.highest_seq(), last + 3);
+        let now = rooms.now();
+        let late = Arc::new(ChatEvent::new(deleted(7)));
+        assert!(room
+            .settle(last + 4, Some(Arc::clone(&late)), now)
+            .is_empty());
+        let pending = Arc::new(ChatEvent::new(deleted(8)));
+        let ready = room.settle(last + 2, Some(pending), now);
+        assert_eq!(
+            ready.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [last + 2, last + 4],
+            "the pending one, then (past the void) the one that waited"
+        );
+        assert_eq!(seqs(room.since(last, now).unwrap()), [last + 2, last + 4]);
+        assert!(
+            room.settle(last + 3, Some(late), now).is_empty(),
+            "a void stays one"
+        );
     }
 
     #[tokio::test]

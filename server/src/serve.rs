@@ -14,10 +14,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::auth::key::VerifyKey;
+use crate::cluster::RedisOrderer;
 use crate::config::Config;
+use crate::domain::events::EventSink;
 use crate::domain::{DataLayer, Domain};
 use crate::node::{Node, Phase};
 use crate::realtime::fanout::Fanout;
+use crate::rooms::{LocalOrderer, Orderer};
 use crate::store::memory::demo::DemoSize;
 use crate::store::pg::{migrate, seed, PgSettings, PgStore};
 use crate::store::{Clock, SystemClock};
@@ -82,8 +85,14 @@ impl Running {
 }
 
 /// The store the node serves from: the embedded memory store with its demo data, or
-/// PostgreSQL with `DATABASE_URL` (and its read replica with `DATABASE_REPLICA_URL`).
-fn data_layer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<DataLayer> {
+/// PostgreSQL with `DATABASE_URL` (and its read replica with `DATABASE_REPLICA_URL`),
+/// its rooms ordered through Redis with `REDIS_URL` (their events published to
+/// `events` as they come from other nodes).
+fn data_layer(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn EventSink>,
+) -> anyhow::Result<DataLayer> {
     let Some(pg) = config.postgres() else {
         return Ok(DataLayer::embedded(
             config.demo_size(),
@@ -94,7 +103,22 @@ fn data_layer(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<DataLaye
     prepare_postgres(config, &pg)?;
     let store = PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?;
     tracing::info!(replica = pg.replica.is_some(), "store: PostgreSQL");
-    let mut data = DataLayer::over(Arc::new(store), config.retention(), clock);
+    let orderer: Box<dyn Orderer> = match &config.redis_url {
+        Some(url) => {
+            let orderer = RedisOrderer::start(
+                url,
+                config.redis_timeout,
+                config.retention().max_events,
+                events,
+                Arc::clone(&clock),
+            )
+            .context("REDIS_URL")?;
+            tracing::info!("rooms: ordered through Redis");
+            Box::new(orderer)
+        }
+        None => Box::new(LocalOrderer),
+    };
+    let mut data = DataLayer::over(Arc::new(store), orderer, config.retention(), clock);
     data.read_your_writes = config.read_your_writes();
     Ok(data)
 }
@@ -168,8 +192,8 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
         None => Vec::new(),
     };
     let persisted = Registry::new(&manifest, config.document_registry_bytes);
-    let data = data_layer(&config, clock)?;
     let events = Arc::new(Fanout::new(shards));
+    let data = data_layer(&config, clock, events.clone())?;
     let domain = Arc::new(Domain::new(schema, data, events.clone()));
     let node = Arc::new(Node::new(
         config, backend, shards, verify_key, tls, domain, persisted, events,

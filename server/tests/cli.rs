@@ -36,6 +36,8 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
         "DATABASE_REPLICA_URL",
         "STREAMHUB_DB_READ_YOUR_WRITES",
         "STREAMHUB_DB_REPLICA_MAX_LAG",
+        "REDIS_URL",
+        "STREAMHUB_REDIS_TIMEOUT",
     ] {
         // Secrets are listed without their value.
         let listed =
@@ -55,6 +57,19 @@ fn uring_backend_is_refused_with_a_clear_message() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("STREAMHUB_IO=uring"), "{err}");
     assert!(err.contains("epoll"), "{err}");
+}
+
+#[test]
+fn redis_without_postgresql_is_refused_with_a_clear_message() {
+    let out = streamhub()
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("STREAMHUB_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--redis-url"), "{err}");
+    assert!(err.contains("--database-url"), "{err}");
 }
 
 #[test]

@@ -32,7 +32,7 @@ use streamhub_pubsub::{Chat, Event};
 
 use crate::auth::Viewer;
 use crate::realtime::presence::Presence;
-use crate::rooms::{LocalOrderer, Rooms};
+use crate::rooms::{LocalOrderer, Orderer, Rooms};
 use crate::store::cache::{Cache, Key};
 use crate::store::cursor::Cursor;
 use crate::store::memory::demo::DemoSize;
@@ -69,16 +69,22 @@ impl DataLayer {
         tracing::info!(users, live, "store: embedded, demo data loaded");
         DataLayer {
             presence: Arc::new(Presence::seeded(viewers)),
-            ..DataLayer::over(Arc::new(memory), limits, clock)
+            ..DataLayer::over(Arc::new(memory), Box::new(LocalOrderer), limits, clock)
         }
     }
 
-    /// A store of record (PostgreSQL): rooms ordered on this node over it, their
-    /// histories started from what it keeps; presence starts empty.
-    pub fn over(store: SharedStore, limits: HistoryLimits, clock: Arc<dyn Clock>) -> DataLayer {
+    /// A store of record (PostgreSQL): rooms ordered by `orderer` (on this node, or
+    /// across nodes through Redis) over it, their histories started from what it keeps;
+    /// presence starts empty.
+    pub fn over(
+        store: SharedStore,
+        orderer: Box<dyn Orderer>,
+        limits: HistoryLimits,
+        clock: Arc<dyn Clock>,
+    ) -> DataLayer {
         let rooms = Arc::new(Rooms::new(
             Arc::clone(&store),
-            Box::new(LocalOrderer),
+            orderer,
             Arc::clone(&clock),
             limits,
         ));
@@ -398,8 +404,12 @@ impl<'a> Request<'a> {
         if recorded.is_ok() {
             self.wrote();
         }
+        // Every node hears how it settled (a void too, or their rooms would wait for it).
+        let chat = recorded.is_ok().then_some(&event.payload.chat);
+        let published = rooms.publish(&room, event.seq, chat).await;
         settling.settle(recorded.is_ok().then(|| Arc::clone(&event.payload)));
-        recorded.map(|()| event)
+        recorded?;
+        published.map(|()| event)
     }
 
     /// Sends a chat message as this request's viewer (the room protocol's `send`), with

@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod pg;
+pub mod redis;
 
 /// How long a test waits for something the server should do promptly before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);

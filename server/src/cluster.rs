@@ -1,0 +1,313 @@
+//! Nodes through Redis (`REDIS_URL`): the orderer that orders every room's events in
+//! Redis ([`RedisOrderer`]), so that the nodes behind one load balancer serve the same
+//! rooms: a room's seqs come from Redis, every node that watches a room (it has opened
+//! it: a member joined, a message was sent) is subscribed to it, and the events other
+//! nodes settle enter its rooms' histories and reach its shards through the node's
+//! event sink, as the node's own do.
+//!
+//! A room opens on a node in this order: the node subscribes (confirmed), reads which
+//! seqs Redis has given and which are pending, then reads the store's tail: every seq
+//! settled before the subscription is in the store (recorded before it was settled) or
+//! a void, and every one settled after arrives by the link. What arrives while the room
+//! opens waits, and settles once it is open.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use streamhub_pubsub::redis::{Link, LinkError, RedisRooms};
+use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
+
+use crate::domain::events::{EventSink, Notice};
+use crate::rooms::{Given, Orderer, Room};
+use crate::store::{Clock, Millis, StoreError, StoreFuture};
+
+/// Orders room events in Redis and brings other nodes' events to this node's rooms.
+#[derive(Debug)]
+pub struct RedisOrderer {
+    redis: RedisRooms,
+    link: Link,
+    watched: Arc<Watched>,
+}
+
+/// The rooms this node watches, and where their events go.
+#[derive(Debug)]
+struct Watched {
+    rooms: Mutex<HashMap<Box<str>, Watch>>,
+    events: Arc<dyn EventSink>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A watched room.
+#[derive(Debug)]
+enum Watch {
+    /// Opening (`openers` of them at once): the events that came meanwhile, in order.
+    Opening {
+        openers: usize,
+        early: Vec<(u64, Option<Chat>)>,
+    },
+    /// Open: events settle in it as they come.
+    Open(Arc<Room>),
+}
+
+impl RedisOrderer {
+    /// Connects the node to the Redis at `url` (lazily: a node starts while Redis is
+    /// down, and its room calls fail fast until it is back); settled events go to
+    /// `events`. Redis calls give up after `timeout`; each room's Redis stream keeps
+    /// about `stream_len` events.
+    pub fn start(
+        url: &str,
+        timeout: Duration,
+        stream_len: usize,
+        events: Arc<dyn EventSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RedisOrderer, LinkError> {
+        let watched = Arc::new(Watched {
+            rooms: Mutex::default(),
+            events,
+            clock,
+        });
+        let receiver = Arc::clone(&watched);
+        let (redis, link) = streamhub_pubsub::redis::start(url, timeout, stream_len, {
+            move |channel, bytes| receiver.receive(channel, bytes)
+        })?;
+        Ok(RedisOrderer {
+            redis,
+            link,
+            watched,
+        })
+    }
+}
+
+impl Watched {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, Watch>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Room `id` is opening: what comes for it waits until it is open.
+    fn opening(&self, id: &str) {
+        match self.lock().entry(id.into()).or_insert(Watch::Opening {
+            openers: 0,
+            early: Vec::new(),
+        }) {
+            Watch::Opening { openers, .. } => *openers += 1,
+            Watch::Open(_) => {}
+        }
+    }
+
+    /// An opening of room `id` failed: once no other is under way, what came for it is
+    /// dropped (it is in the store by the next try's reads).
+    fn failed(&self, id: &str) {
+        let mut rooms = self.lock();
+        if let Some(Watch::Opening { openers, .. }) = rooms.get_mut(id) {
+            *openers -= 1;
+            if *openers == 0 {
+                rooms.remove(id);
+            }
+        }
+    }
+
+    /// `room` is open: what came while it opened settles in it, in order.
+    fn opened(&self, room: &Arc<Room>) {
+        let mut rooms = self.lock();
+        let Some(watch) = rooms.get_mut(&*room.id) else {
+            return;
+        };
+        if let Watch::Opening { early, .. } =
+            std::mem::replace(watch, Watch::Open(Arc::clone(room)))
+        {
+            for (seq, chat) in early {
+                self.settle(room, seq, chat);
+            }
+        }
+    }
+
+    /// A message of the link: an event (or a void) settled by some node.
+    fn receive(&self, channel: &str, bytes: &[u8]) {
+        let Some(id) = streamhub_pubsub::redis::room_of(channel) else {
+            return;
+        };
+        let (seq, chat) = match wire::decode(bytes) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(room = id, error = %e, "redis link: an event that cannot be read");
+                return;
+            }
+        };
+        let mut rooms = self.lock();
+        match rooms.get_mut(id) {
+            Some(Watch::Opening { early, .. }) => early.push((seq, chat)),
+            Some(Watch::Open(room)) => self.settle(room, seq, chat),
+            None => {}
+        }
+    }
+
+    /// Settles an event in `room` and publishes what entered its history (called with
+    /// the rooms locked, so that the link's events leave in the order they came).
+    fn settle(&self, room: &Room, seq: u64, chat: Option<Chat>) {
+        let now: Millis = self.clock.now();
+        let event = chat.map(|c| Arc::new(ChatEvent::new(c)));
+        for event in room.settle(seq, event, now) {
+            self.events.publish(Notice::Room(event));
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl Orderer for RedisOrderer {
+    fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> StoreFuture<'a, Event> {
+        Box::pin(async move {
+            let seq = match self.redis.order(&room.id).await.map_err(unavailable)? {
+                Some(seq) => seq,
+                None => {
+                    // Redis lost the room's counter: it continues past every seq this
+                    // node knows of.
+                    self.redis
+                        .given(&room.id, room.highest_seq())
+                        .await
+                        .map_err(unavailable)?;
+                    self.redis
+                        .order(&room.id)
+                        .await
+                        .map_err(unavailable)?
+                        .ok_or_else(|| unavailable("the room's counter is gone"))?
+                }
+            };
+            Ok(Event::new(
+                Arc::clone(&room.id),
+                seq,
+                Arc::new(ChatEvent::new(chat)),
+            ))
+        })
+    }
+
+    fn watch<'a>(&'a self, id: &'a str, floor: u64) -> StoreFuture<'a, Option<Given>> {
+        Box::pin(async move {
+            self.watched.opening(id);
+            let given = async {
+                self.link.subscribe(id).await.map_err(unavailable)?;
+                self.redis.given(id, floor).await.map_err(unavailable)
+            }
+            .await;
+            match given {
+                Ok((last, pending)) => Ok(Some(Given { last, pending })),
+                Err(e) => {
+                    self.watched.failed(id);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn opened(&self, room: &Arc<Room>) {
+        self.watched.opened(room);
+    }
+
+    fn publish<'a>(
+        &'a self,
+        room: &'a Room,
+        seq: u64,
+        chat: Option<&'a Chat>,
+    ) -> Option<StoreFuture<'a, ()>> {
+        Some(Box::pin(async move {
+            self.redis
+                .settle(&room.id, seq, &wire::encode(seq, chat))
+                .await
+                .map_err(unavailable)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rooms::{LocalOrderer, Rooms};
+    use crate::store::memory::demo::DemoSize;
+    use crate::store::memory::MemoryStore;
+    use crate::store::SystemClock;
+    use streamhub_pubsub::HistoryLimits;
+
+    /// The seqs of the room events published, in order.
+    #[derive(Debug, Default)]
+    struct Seqs(Mutex<Vec<u64>>);
+
+    impl EventSink for Seqs {
+        fn publish(&self, notice: Notice) {
+            if let Notice::Room(e) = notice {
+                self.0.lock().unwrap().push(e.seq);
+            }
+        }
+    }
+
+    impl Seqs {
+        fn seen(&self) -> Vec<u64> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn watched(events: Arc<Seqs>) -> Watched {
+        Watched {
+            rooms: Mutex::default(),
+            events,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn deleted(n: u64) -> Chat {
+        Chat::Deleted { message_seq: n }
+    }
+
+    #[tokio::test]
+    async fn what_comes_while_a_room_opens_settles_in_order_once_it_is_open() {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let limits = HistoryLimits::default();
+        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
+        let rooms = Rooms::new(Arc::new(store), Box::new(LocalOrderer), clock, limits);
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let last = room.last_seq();
+        let events = Arc::new(Seqs::default());
+        let watched = watched(Arc::clone(&events));
+        let channel = streamhub_pubsub::redis::channel("ch_u2");
+        watched.receive(&channel, &wire::encode(last + 1, None));
+        assert!(events.seen().is_empty(), "a room not watched takes nothing");
+
+        watched.opening("ch_u2");
+        watched.receive(&channel, &wire::encode(last + 3, Some(&deleted(3))));
+        watched.receive(&channel, &wire::encode(last + 1, Some(&deleted(1))));
+        watched.receive(&channel, b"not an event");
+        assert!(events.seen().is_empty(), "nothing settles while it opens");
+        watched.opened(&room);
+        assert_eq!(events.seen(), [last + 1], "+3 waits for +2");
+        watched.receive(&channel, &wire::encode(last + 2, None));
+        assert_eq!(
+            events.seen(),
+            [last + 1, last + 3],
+            "the void lets +3 through"
+        );
+        watched.receive(&channel, &wire::encode(last + 3, Some(&deleted(3))));
+        assert_eq!(
+            events.seen(),
+            [last + 1, last + 3],
+            "a duplicate is dropped"
+        );
+        assert_eq!(room.last_seq(), last + 3);
+    }
+
+    #[test]
+    fn a_failed_opening_drops_what_came_once_no_other_is_under_way() {
+        let watched = watched(Arc::default());
+        watched.opening("ch_u2");
+        watched.opening("ch_u2");
+        watched.receive("sh:{ch_u2}", &wire::encode(9, None));
+        watched.failed("ch_u2");
+        assert!(
+            watched.lock().contains_key("ch_u2"),
+            "one opening is still under way"
+        );
+        watched.failed("ch_u2");
+        assert!(watched.lock().is_empty());
+    }
+}

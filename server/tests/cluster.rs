@@ -1,0 +1,187 @@
+//! Nodes through Redis, as they run behind one load balancer: two real `streamhub`
+//! processes (two shards each) on one PostgreSQL and a Redis the test starts itself.
+//! Members on both nodes get every acknowledged event of their room once, in seq order,
+//! whichever node it was sent on; Redis lost makes sends fail fast with
+//! `SERVICE_UNAVAILABLE`, and once it is back (empty) seqs go on past the last one,
+//! never repeating, on both nodes.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use support::redis::PrivateRedis;
+use support::{graphql_at, token, Database, Server, WsClient, PATIENCE, SECRET};
+
+/// Node `n` on `db` and `redis`: the first one migrates and seeds the demo data.
+fn node(n: usize, db: &Database, redis: &PrivateRedis) -> Server {
+    let (db, redis) = (db.url(), redis.url());
+    let mut env = vec![
+        ("DATABASE_URL", db.as_str()),
+        ("REDIS_URL", redis.as_str()),
+        ("STREAMHUB_SHARDS", "2"),
+        ("STREAMHUB_JWT_SECRET", SECRET),
+        ("STREAMHUB_LOG", "warn,streamhub=info"),
+        ("STREAMHUB_RATE_CHAT", "off"),
+        ("STREAMHUB_RATE_MUTATION", "off"),
+        ("STREAMHUB_RATE_WS_CONNECT", "off"),
+    ];
+    if n == 0 {
+        env.extend([
+            ("STREAMHUB_MIGRATE", "true"),
+            ("STREAMHUB_DEMO_DATA", "small"),
+        ]);
+    }
+    let server = Server::start(&env);
+    server.wait_for_log(|l| l["message"] == "rooms: ordered through Redis");
+    server
+}
+
+fn send_gql(server: &Server, who: &str, room: &str, body: &str) -> Value {
+    graphql_at(
+        server.addr,
+        Some(&token(who, who, false)),
+        &json!({
+            "query": "mutation($c: ID!, $b: String!) { sendChatMessage(channelId: $c, body: $b) { seq } }",
+            "variables": {"c": room, "b": body},
+        }),
+    )
+    .json()
+}
+
+/// Reads `n` messages: their (seq, body), in the order they came.
+fn messages(member: &mut WsClient, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let e = member.next_json();
+            assert_eq!(e["type"], "message", "{e}");
+            (
+                e["seq"].as_u64().unwrap(),
+                e["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn members_on_every_node_and_shard_get_every_event_once_in_seq_order() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster");
+    let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    let mut members: Vec<WsClient> = (0..8)
+        .map(|i| WsClient::connect(&nodes[i % 2], "/ws", &[]))
+        .collect();
+    let start: BTreeSet<u64> = members
+        .iter_mut()
+        .map(|m| m.join("ch_u2", None)["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        start.len(),
+        1,
+        "both nodes start the room at one seq: {start:?}"
+    );
+    let first = *start.first().unwrap();
+
+    // Publishers on both nodes at once: two room-protocol senders each, and GraphQL.
+    let per = 20;
+    let mut sent = BTreeSet::new();
+    let mut threads = Vec::new();
+    for n in 0..4 {
+        let user = format!("u{}", 10 + n);
+        let auth = format!("Bearer {}", token(&user, &user, false));
+        let mut c = WsClient::connect(&nodes[n % 2], "/ws", &[("Authorization", &auth)]);
+        let bodies: Vec<String> = (0..per).map(|i| format!("ws {n} {i}")).collect();
+        sent.extend(bodies.iter().cloned());
+        threads.push(std::thread::spawn(move || {
+            for b in &bodies {
+                c.send_json(&json!({"type": "send", "room": "ch_u2", "body": b}));
+            }
+            let mut acks = 0;
+            while acks < bodies.len() {
+                let m = c.next_json();
+                assert_ne!(m["type"], "error", "{m}");
+                if m["type"] == "sent" {
+                    acks += 1;
+                }
+            }
+        }));
+    }
+    for i in 0..per {
+        let body = format!("gql {i}");
+        let r = send_gql(&nodes[i % 2], "u1", "ch_u2", &body);
+        assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
+        sent.insert(body);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    let total = sent.len();
+    let want: Vec<u64> = (first + 1..=first + total as u64).collect();
+    for (k, m) in members.iter_mut().enumerate() {
+        let got = messages(m, total);
+        let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            seqs,
+            want,
+            "member {k} (node {}): every seq once, in order",
+            k % 2
+        );
+        let bodies: BTreeSet<String> = got.into_iter().map(|(_, b)| b).collect();
+        assert_eq!(
+            bodies, sent,
+            "member {k}: every message sent on either node"
+        );
+    }
+}
+
+#[test]
+fn redis_lost_fails_sends_fast_and_back_empty_seqs_go_on_without_repeating() {
+    let mut redis = PrivateRedis::start();
+    let db = Database::empty("cluster_lost");
+    let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
+    let first = member.join("ch_u3", None)["seq"].as_u64().unwrap();
+    for i in 0..3 {
+        let r = send_gql(&nodes[0], "u1", "ch_u3", &format!("before {i}"));
+        assert_eq!(
+            r["data"]["sendChatMessage"]["seq"],
+            first + 1 + i as u64,
+            "{r}"
+        );
+    }
+    let got = messages(&mut member, 3);
+    assert_eq!(got.last().unwrap().0, first + 3);
+
+    redis.kill();
+    for node in &nodes {
+        let r = send_gql(node, "u1", "ch_u3", "while redis is gone");
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE",
+            "{r}"
+        );
+        assert!(r["data"]["sendChatMessage"].is_null(), "{r}");
+    }
+
+    redis.restart_empty();
+    // Node 1's link subscribes again (it logs it a second time) before node 0 sends.
+    let deadline = Instant::now() + PATIENCE;
+    while nodes[1]
+        .logs()
+        .iter()
+        .filter(|l| l["message"] == "redis link: subscribed")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "node 1 did not subscribe again");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = send_gql(&nodes[0], "u1", "ch_u3", "after");
+    assert_eq!(
+        r["data"]["sendChatMessage"]["seq"],
+        first + 4,
+        "the seq goes on past the last one, not from 1: {r}"
+    );
+    assert_eq!(messages(&mut member, 1), [(first + 4, "after".to_owned())]);
+}
