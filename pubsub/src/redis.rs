@@ -13,6 +13,7 @@
 //! void, when the record was refused) to the stream and publishes it in one script, so
 //! no node ever receives an event that was not recorded.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -151,6 +152,21 @@ pub enum LinkError {
     Stopped,
 }
 
+/// What the link hands the node.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// A message on a room's channel.
+    Message {
+        /// The channel.
+        channel: &'a str,
+        /// Its bytes.
+        bytes: &'a [u8],
+    },
+    /// The link is subscribed again to every room after it was lost: what was
+    /// published meanwhile did not come.
+    Resubscribed,
+}
+
 /// A subscription asked of the link's thread.
 struct Want {
     channel: String,
@@ -163,18 +179,20 @@ struct Want {
 #[derive(Debug, Clone)]
 pub struct Link {
     wants: mpsc::UnboundedSender<Want>,
+    down: Arc<Mutex<Option<String>>>,
 }
 
 /// Starts a node's connections to the Redis at `url`: the command connection (lazy:
 /// it connects on first use and again after a loss) and the [`Link`] on its thread,
-/// whose `deliver` gets each message's channel and bytes in the order Redis sent them.
+/// whose `deliver` gets each message in the order Redis sent them (and word of each
+/// subscription made again after a loss).
 /// Commands, connecting, subscribing and the link's heartbeat each give up after
 /// `timeout`; each room's stream keeps about `stream_len` events.
 pub fn start(
     url: &str,
     timeout: Duration,
     stream_len: usize,
-    deliver: impl FnMut(&str, &[u8]) + Send + 'static,
+    deliver: impl FnMut(Incoming<'_>) + Send + 'static,
 ) -> Result<(RedisRooms, Link), LinkError> {
     let client = redis::Client::open(url).map_err(|e| LinkError::Unreachable(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -191,14 +209,21 @@ pub fn start(
         .block_on(async { ConnectionManager::new_lazy_with_config(client.clone(), config) })
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
     let (wants, rx) = mpsc::unbounded_channel();
+    let down = Arc::new(Mutex::new(Some("connecting".to_owned())));
+    let state = Arc::clone(&down);
     std::thread::Builder::new()
         .name("redis-link".into())
-        .spawn(move || rt.block_on(run(client, timeout, rx, deliver)))
+        .spawn(move || rt.block_on(run(client, timeout, rx, state, deliver)))
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
-    Ok((RedisRooms::new(conn, stream_len), Link { wants }))
+    Ok((RedisRooms::new(conn, stream_len), Link { wants, down }))
 }
 
 impl Link {
+    /// Why the link is not connected now, if it is not.
+    pub fn down(&self) -> Option<String> {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Subscribes to room `room`'s channel: done once Redis has confirmed, so that every
     /// event published after this returns reaches the node.
     pub async fn subscribe(&self, room: &str) -> Result<(), LinkError> {
@@ -219,15 +244,22 @@ async fn run(
     client: redis::Client,
     timeout: Duration,
     mut wants: mpsc::UnboundedReceiver<Want>,
-    mut deliver: impl FnMut(&str, &[u8]),
+    down: Arc<Mutex<Option<String>>>,
+    mut deliver: impl FnMut(Incoming<'_>),
 ) {
     let mut wanted: Vec<String> = Vec::new();
     let mut pause = Duration::from_millis(50);
+    let set_down = |why: Option<String>| *down.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    let mut lost = false;
     loop {
         let why = match connect(&client, timeout, &wanted).await {
             Ok((mut sink, mut stream)) => {
                 pause = Duration::from_millis(50);
+                set_down(None);
                 tracing::info!(rooms = wanted.len(), "redis link: subscribed");
+                if std::mem::take(&mut lost) {
+                    deliver(Incoming::Resubscribed);
+                }
                 let mut beat = tokio::time::interval(timeout.max(Duration::from_secs(1)));
                 loop {
                     tokio::select! {
@@ -249,7 +281,10 @@ async fn run(
                             }
                         }
                         msg = stream.next() => match msg {
-                            Some(m) => deliver(m.get_channel_name(), m.get_payload_bytes()),
+                            Some(m) => deliver(Incoming::Message {
+                                channel: m.get_channel_name(),
+                                bytes: m.get_payload_bytes(),
+                            }),
                             None => break "the connection closed".to_string(),
                         },
                         _ = beat.tick() => {
@@ -263,6 +298,8 @@ async fn run(
             Err(e) => e.to_string(),
         };
         tracing::warn!(error = %why, retry_in = ?pause, "redis link: lost");
+        set_down(Some(why.clone()));
+        lost = true;
         // Subscriptions asked meanwhile fail at once rather than wait for Redis.
         let sleep = tokio::time::sleep(pause);
         tokio::pin!(sleep);

@@ -12,15 +12,15 @@
 //! opens waits, and settles once it is open.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use streamhub_pubsub::redis::{Link, LinkError, RedisRooms};
+use streamhub_pubsub::redis::{Incoming, Link, LinkError, RedisRooms};
 use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
 use crate::rooms::{Given, Orderer, Room};
-use crate::store::{Clock, Millis, StoreError, StoreFuture};
+use crate::store::{Clock, Millis, SharedStore, StoreError, StoreFuture};
 
 /// Orders room events in Redis and brings other nodes' events to this node's rooms.
 #[derive(Debug)]
@@ -30,13 +30,20 @@ pub struct RedisOrderer {
     watched: Arc<Watched>,
 }
 
-/// The rooms this node watches, and where their events go.
+/// The rooms this node watches, where their events go, and what a room catching up
+/// after the link was lost reads.
 #[derive(Debug)]
 struct Watched {
     rooms: Mutex<HashMap<Box<str>, Watch>>,
     events: Arc<dyn EventSink>,
     clock: Arc<dyn Clock>,
+    store: SharedStore,
+    redis: OnceLock<RedisRooms>,
 }
+
+/// The most events one room reads from the store to catch up; a longer gap is not
+/// replayed (its members are told: `recovered:false`).
+const CATCH_UP_MAX: usize = 10_000;
 
 /// A watched room.
 #[derive(Debug)]
@@ -59,6 +66,7 @@ impl RedisOrderer {
         url: &str,
         timeout: Duration,
         stream_len: usize,
+        store: SharedStore,
         events: Arc<dyn EventSink>,
         clock: Arc<dyn Clock>,
     ) -> Result<RedisOrderer, LinkError> {
@@ -66,11 +74,17 @@ impl RedisOrderer {
             rooms: Mutex::default(),
             events,
             clock,
+            store,
+            redis: OnceLock::new(),
         });
         let receiver = Arc::clone(&watched);
         let (redis, link) = streamhub_pubsub::redis::start(url, timeout, stream_len, {
-            move |channel, bytes| receiver.receive(channel, bytes)
+            move |incoming| match incoming {
+                Incoming::Message { channel, bytes } => receiver.receive(channel, bytes),
+                Incoming::Resubscribed => Watched::resubscribed(&receiver),
+            }
         })?;
+        let _ = watched.redis.set(redis.clone());
         Ok(RedisOrderer {
             redis,
             link,
@@ -145,11 +159,79 @@ impl Watched {
     /// Settles an event in `room` and publishes what entered its history (called with
     /// the rooms locked, so that the link's events leave in the order they came).
     fn settle(&self, room: &Room, seq: u64, chat: Option<Chat>) {
-        let now: Millis = self.clock.now();
-        let event = chat.map(|c| Arc::new(ChatEvent::new(c)));
-        for event in room.settle(seq, event, now) {
+        self.settle_event(room, seq, chat.map(|c| Arc::new(ChatEvent::new(c))));
+    }
+
+    fn settle_event(&self, room: &Room, seq: u64, event: Option<Arc<ChatEvent>>) {
+        for event in room.settle(seq, event, self.clock.now()) {
             self.events.publish(Notice::Room(event));
         }
+    }
+
+    /// The link is back after a loss: every open room catches up on what was settled
+    /// meanwhile (on the link's thread, while what comes next waits in the rooms).
+    fn resubscribed(this: &Arc<Watched>) {
+        let open: Vec<Arc<Room>> = this
+            .lock()
+            .values()
+            .filter_map(|w| match w {
+                Watch::Open(room) => Some(Arc::clone(room)),
+                Watch::Opening { .. } => None,
+            })
+            .collect();
+        let this = Arc::clone(this);
+        tokio::spawn(async move {
+            for room in open {
+                if let Err(e) = this.catch_up(&room).await {
+                    tracing::warn!(room = %room.id, error = %e, "redis link: a room could not catch up");
+                }
+            }
+        });
+    }
+
+    /// Settles every seq given in `room` after its last settled one, as a room opens:
+    /// from the store (recorded before settled), a void where the store lacks one that
+    /// is not pending. A gap longer than [`CATCH_UP_MAX`] restarts the room's history
+    /// after it, so its members are told instead of skipping it silently.
+    async fn catch_up(&self, room: &Arc<Room>) -> Result<(), StoreError> {
+        let redis = self.redis.get().ok_or_else(|| unavailable("not started"))?;
+        let (given, pending) = redis
+            .given(&room.id, room.highest_seq())
+            .await
+            .map_err(unavailable)?;
+        let from = room.last_seq();
+        if given <= from {
+            return Ok(());
+        }
+        let mut want = usize::try_from(given - from).unwrap_or(CATCH_UP_MAX) + pending.len() + 16;
+        let tail = loop {
+            let tail = self
+                .store
+                .tail(&room.id, want.min(CATCH_UP_MAX))
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("the room `{}` is gone", room.id)))?;
+            let whole = tail.events.len() < want.min(CATCH_UP_MAX);
+            let reaches = tail.events.first().is_none_or(|(s, _)| *s <= from + 1);
+            if whole || reaches || want >= CATCH_UP_MAX {
+                break tail;
+            }
+            want = want.saturating_mul(4);
+        };
+        let _order = self.lock();
+        let first = tail.events.first().map_or(from + 1, |(s, _)| *s);
+        if first > from + 1 && tail.events.len() >= CATCH_UP_MAX {
+            room.skip_to(first - 1, self.clock.now());
+        }
+        let mut events = tail.events.into_iter().peekable();
+        for seq in from + 1..=given {
+            while events.next_if(|(s, _)| *s < seq).is_some() {}
+            match events.next_if(|(s, _)| *s == seq) {
+                Some((_, event)) => self.settle_event(room, seq, Some(event)),
+                None if pending.contains(&seq) => {}
+                None => self.settle_event(room, seq, None),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -206,6 +288,10 @@ impl Orderer for RedisOrderer {
         self.watched.opened(room);
     }
 
+    fn unready(&self) -> Option<String> {
+        self.link.down()
+    }
+
     fn publish<'a>(
         &'a self,
         room: &'a Room,
@@ -249,10 +335,18 @@ mod tests {
     }
 
     fn watched(events: Arc<Seqs>) -> Watched {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, _) = MemoryStore::demo(
+            DemoSize::SMALL,
+            HistoryLimits::default(),
+            Arc::clone(&clock),
+        );
         Watched {
             rooms: Mutex::default(),
             events,
-            clock: Arc::new(SystemClock),
+            clock,
+            store: Arc::new(store),
+            redis: OnceLock::new(),
         }
     }
 

@@ -128,6 +128,20 @@ impl Room {
         order.given.max(order.history.last_seq()).max(early)
     }
 
+    /// Restarts the history after `seq` when it is behind it (what came before is not
+    /// kept, so a member behind it is told, `recovered:false`, rather than skipped).
+    pub fn skip_to(&self, seq: u64, now: Millis) -> Ready {
+        let mut order = self.lock();
+        if seq <= order.history.last_seq() {
+            return Ready::new();
+        }
+        let limits = order.history.limits();
+        order.history = History::starting_after(seq, limits);
+        order.early = order.early.split_off(&(seq + 1));
+        order.given = order.given.max(seq);
+        order.take_early(&self.id, now)
+    }
+
     /// Gives `chat` the room's next seq (not in the history until it is settled).
     fn give(&self, chat: Chat) -> Event {
         let mut order = self.lock();
@@ -201,6 +215,11 @@ pub trait Orderer: Send + Sync + Debug {
     /// The room is open (the one every shard uses): the events of other nodes that came
     /// while it opened settle in it now, later ones as they come.
     fn opened(&self, _room: &Arc<Room>) {}
+
+    /// Why rooms cannot be ordered now (for `/readyz`), if they cannot.
+    fn unready(&self) -> Option<String> {
+        None
+    }
 
     /// Tells the other nodes how the event at `seq` settled: `Some` recorded, None
     /// refused (a void). None on one node, where there is nothing to tell (and nothing
@@ -306,6 +325,11 @@ impl Rooms {
     /// the caller settles it ([`Room::settle`]) once the store has answered.
     pub async fn order(&self, room: &Room, chat: Chat, now: Millis) -> Result<Event, StoreError> {
         self.orderer.order(room, chat, now).await
+    }
+
+    /// Why rooms cannot be ordered now (Redis is unreachable), if they cannot.
+    pub fn unready(&self) -> Option<String> {
+        self.orderer.unready()
     }
 
     /// Tells the other nodes how the event at `seq` of `room` settled (`Some`:

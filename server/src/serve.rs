@@ -23,7 +23,7 @@ use crate::realtime::fanout::Fanout;
 use crate::rooms::{LocalOrderer, Orderer};
 use crate::store::memory::demo::DemoSize;
 use crate::store::pg::{migrate, seed, PgSettings, PgStore};
-use crate::store::{Clock, SystemClock};
+use crate::store::{Clock, SharedStore, SystemClock};
 
 /// Runs the server until it has shut down.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -101,7 +101,8 @@ fn data_layer(
         ));
     };
     prepare_postgres(config, &pg)?;
-    let store = PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?;
+    let store: SharedStore =
+        Arc::new(PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?);
     tracing::info!(replica = pg.replica.is_some(), "store: PostgreSQL");
     let orderer: Box<dyn Orderer> = match &config.redis_url {
         Some(url) => {
@@ -109,6 +110,7 @@ fn data_layer(
                 url,
                 config.redis_timeout,
                 config.retention().max_events,
+                Arc::clone(&store),
                 events,
                 Arc::clone(&clock),
             )
@@ -118,7 +120,7 @@ fn data_layer(
         }
         None => Box::new(LocalOrderer),
     };
-    let mut data = DataLayer::over(Arc::new(store), orderer, config.retention(), clock);
+    let mut data = DataLayer::over(store, orderer, config.retention(), clock);
     data.read_your_writes = config.read_your_writes();
     Ok(data)
 }

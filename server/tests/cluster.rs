@@ -2,8 +2,9 @@
 //! processes (two shards each) on one PostgreSQL and a Redis the test starts itself.
 //! Members on both nodes get every acknowledged event of their room once, in seq order,
 //! whichever node it was sent on; Redis lost makes sends fail fast with
-//! `SERVICE_UNAVAILABLE`, and once it is back (empty) seqs go on past the last one,
-//! never repeating, on both nodes.
+//! `SERVICE_UNAVAILABLE` and `/readyz` say why, and once it is back (empty) seqs go
+//! on past the last one, never repeating, on both nodes; a node whose subscriber link
+//! was lost catches up on what was sent meanwhile.
 
 mod support;
 
@@ -48,6 +49,24 @@ fn send_gql(server: &Server, who: &str, room: &str, body: &str) -> Value {
         }),
     )
     .json()
+}
+
+/// Waits until `server` has logged `message` `n` times.
+fn wait_for_logs(server: &Server, message: &str, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while server
+        .logs()
+        .iter()
+        .filter(|l| l["message"] == message)
+        .count()
+        < n
+    {
+        assert!(
+            Instant::now() < deadline,
+            "`{message}` logged fewer than {n} times"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Reads `n` messages: their (seq, body), in the order they came.
@@ -164,19 +183,14 @@ fn redis_lost_fails_sends_fast_and_back_empty_seqs_go_on_without_repeating() {
         assert!(r["data"]["sendChatMessage"].is_null(), "{r}");
     }
 
+    let ready = nodes[1].get("/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["status"], "redis", "{:?}", ready.json());
+
     redis.restart_empty();
-    // Node 1's link subscribes again (it logs it a second time) before node 0 sends.
-    let deadline = Instant::now() + PATIENCE;
-    while nodes[1]
-        .logs()
-        .iter()
-        .filter(|l| l["message"] == "redis link: subscribed")
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "node 1 did not subscribe again");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Node 1's link subscribes again before node 0 sends.
+    wait_for_logs(&nodes[1], "redis link: subscribed", 2);
+    assert_eq!(nodes[1].get("/readyz", &[]).status, 200);
     let r = send_gql(&nodes[0], "u1", "ch_u3", "after");
     assert_eq!(
         r["data"]["sendChatMessage"]["seq"],
@@ -184,4 +198,47 @@ fn redis_lost_fails_sends_fast_and_back_empty_seqs_go_on_without_repeating() {
         "the seq goes on past the last one, not from 1: {r}"
     );
     assert_eq!(messages(&mut member, 1), [(first + 4, "after".to_owned())]);
+}
+
+#[test]
+fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_catch_up");
+    let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
+    let first = member.join("ch_u4", None)["seq"].as_u64().unwrap();
+    let r = send_gql(&nodes[0], "u1", "ch_u4", "before");
+    assert_eq!(r["data"]["sendChatMessage"]["seq"], first + 1, "{r}");
+
+    // The links are cut and cannot subscribe again until Redis allows it: node 0 sends
+    // while node 1 hears nothing.
+    assert_eq!(
+        redis.cli(&["ACL", "SETUSER", "default", "-subscribe"]),
+        "OK"
+    );
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    wait_for_logs(&nodes[1], "redis link: lost", 1);
+    assert_eq!(nodes[1].get("/readyz", &[]).json()["status"], "redis");
+    let mut sent = vec!["before".to_owned()];
+    for i in 0..10 {
+        let body = format!("meanwhile {i}");
+        let r = send_gql(&nodes[0], "u1", "ch_u4", &body);
+        assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
+        sent.push(body);
+    }
+    assert_eq!(
+        redis.cli(&["ACL", "SETUSER", "default", "+subscribe"]),
+        "OK"
+    );
+    wait_for_logs(&nodes[1], "redis link: subscribed", 2);
+    let r = send_gql(&nodes[0], "u1", "ch_u4", "after");
+    assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
+    sent.push("after".to_owned());
+
+    let got = messages(&mut member, sent.len());
+    let want: Vec<(u64, String)> = (first + 1..).zip(sent).collect();
+    assert_eq!(
+        got, want,
+        "every message once, in order, the missed ones included"
+    );
 }

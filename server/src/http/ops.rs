@@ -15,20 +15,24 @@ pub fn healthz() -> Response<Body> {
 }
 
 /// `GET /readyz`: 200 while the node wants traffic and its store can serve; 503 from
-/// the moment it drains (`draining`), or while the store cannot serve (`store`, with
-/// the store's reason).
+/// the moment it drains (`draining`), while the store cannot serve (`store`, with
+/// the store's reason) or Redis cannot be reached (`redis`, with the link's).
 pub async fn readyz(shard: &Shard) -> Response<Body> {
     let resp = match shard.node.phase() {
-        Phase::Serving => match shard.node.domain.store.ready().await {
-            Ok(()) => json(StatusCode::OK, &b"{\"status\":\"ready\"}"[..]),
-            Err(e) => json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::to_vec(
-                    &serde_json::json!({"status": "store", "reason": e.to_string()}),
-                )
-                .unwrap_or_default(),
-            ),
-        },
+        Phase::Serving => {
+            let unready = match shard.node.domain.store.ready().await {
+                Err(e) => Some(("store", e.to_string())),
+                Ok(()) => shard.node.domain.rooms.unready().map(|why| ("redis", why)),
+            };
+            match unready {
+                None => json(StatusCode::OK, &b"{\"status\":\"ready\"}"[..]),
+                Some((status, reason)) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::to_vec(&serde_json::json!({"status": status, "reason": reason}))
+                        .unwrap_or_default(),
+                ),
+            }
+        }
         Phase::Draining | Phase::Closing => json(
             StatusCode::SERVICE_UNAVAILABLE,
             &b"{\"status\":\"draining\"}"[..],
