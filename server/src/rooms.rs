@@ -510,6 +510,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_room_skipped_past_a_gap_it_cannot_fill_says_so_to_whoever_was_before_it() {
+        let rooms = rooms(HistoryLimits::default());
+        let room = rooms.open("ch_u3").await.unwrap().unwrap();
+        let last = room.last_seq();
+        let now = rooms.now();
+        let waiting = Arc::new(ChatEvent::new(deleted(1)));
+        assert!(room.settle(last + 12, Some(waiting), now).is_empty());
+        assert!(
+            room.skip_to(last, now).is_empty(),
+            "not behind: nothing changes"
+        );
+        let ready = room.skip_to(last + 11, now);
+        assert_eq!(ready.iter().map(|e| e.seq).collect::<Vec<_>>(), [last + 12]);
+        assert_eq!(room.last_seq(), last + 12);
+        assert!(matches!(room.since(last, now), Ok(Replay::Lost(l)) if l == last + 12));
+        assert!(seqs(room.since(last + 11, now).unwrap()) == [last + 12]);
+    }
+
+    #[tokio::test]
     async fn a_gap_older_than_the_history_is_lost() {
         let rooms = rooms(HistoryLimits {
             max_events: 3,
