@@ -141,6 +141,78 @@ impl RedisRooms {
     }
 }
 
+/// Presence across nodes: each node keeps its per-room viewer counts in a hash of its
+/// own, `sh:pres:<node>` (a field per room, and an empty one so that the hash exists
+/// with no viewers), which expires unless the node writes it again; `sh:nodes` lists
+/// the nodes that wrote one, and a node whose hash expired is dropped from it.
+impl RedisRooms {
+    /// Writes node `node`'s counts, kept for `ttl`.
+    pub async fn report_presence(
+        &self,
+        node: &str,
+        counts: &[(Box<str>, u32)],
+        ttl: Duration,
+    ) -> RedisResult<()> {
+        let key = format!("sh:pres:{node}");
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore().hset(&key, "", 0).ignore();
+        if !counts.is_empty() {
+            let fields: Vec<(&str, u32)> = counts.iter().map(|(r, n)| (&**r, *n)).collect();
+            pipe.hset_multiple(&key, &fields).ignore();
+        }
+        pipe.pexpire(&key, i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+            .ignore()
+            .sadd("sh:nodes", node)
+            .ignore();
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
+    /// The viewer counts of every node but `node` whose hash has not expired, summed by
+    /// room.
+    pub async fn others_presence(&self, node: &str) -> RedisResult<Vec<(String, u64)>> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg("sh:nodes")
+            .query_async(&mut conn)
+            .await?;
+        let others: Vec<&String> = nodes.iter().filter(|n| *n != node).collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for n in &others {
+            pipe.hgetall(format!("sh:pres:{n}"));
+        }
+        let hashes: Vec<Vec<(String, u64)>> = pipe.query_async(&mut conn).await?;
+        let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+        for (n, hash) in others.iter().zip(hashes) {
+            if hash.is_empty() {
+                // Expired: the node stopped reporting.
+                let _: RedisResult<i64> = redis::cmd("SREM")
+                    .arg("sh:nodes")
+                    .arg(n.as_str())
+                    .query_async(&mut conn)
+                    .await;
+            }
+            for (room, count) in hash.into_iter().filter(|(room, _)| !room.is_empty()) {
+                *sums.entry(room).or_default() += count;
+            }
+        }
+        Ok(sums.into_iter().collect())
+    }
+
+    /// Forgets node `node`'s counts at once (it is stopping).
+    pub async fn clear_presence(&self, node: &str) -> RedisResult<()> {
+        redis::pipe()
+            .del(format!("sh:pres:{node}"))
+            .ignore()
+            .srem("sh:nodes", node)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+}
+
 /// Why the link could not subscribe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {

@@ -19,6 +19,7 @@ use streamhub_pubsub::redis::{Incoming, Link, LinkError, RedisRooms};
 use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
+use crate::realtime::presence::Presence;
 use crate::rooms::{Given, Orderer, Room};
 use crate::store::{Clock, Millis, SharedStore, StoreError, StoreFuture};
 
@@ -90,6 +91,50 @@ impl RedisOrderer {
             link,
             watched,
         })
+    }
+}
+
+impl RedisOrderer {
+    /// Shares this node's viewer counts with the other nodes and theirs with it, on a
+    /// thread of its own: every third of `ttl` (at least every second) the node's
+    /// counts are written, kept for `ttl`, and the others' are read into `presence`.
+    pub fn share_presence(&self, presence: Arc<Presence>, ttl: Duration) -> std::io::Result<()> {
+        let redis = self.redis.clone();
+        let node = format!("{:016x}", fastrand::u64(..));
+        let every = (ttl / 3)
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(10));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("redis-presence".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let mut tick = tokio::time::interval(every);
+                    let mut failing = false;
+                    loop {
+                        tick.tick().await;
+                        let shared = async {
+                            redis.report_presence(&node, &presence.local(), ttl).await?;
+                            redis.others_presence(&node).await
+                        }
+                        .await;
+                        match shared {
+                            Ok(sums) => {
+                                presence.set_remote(&sums);
+                                failing = false;
+                            }
+                            Err(e) if !failing => {
+                                failing = true;
+                                tracing::warn!(error = %e, "presence: other nodes' counts are not shared while Redis is unreachable");
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                })
+            })?;
+        Ok(())
     }
 }
 

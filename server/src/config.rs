@@ -280,6 +280,12 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "500ms", help_heading = "Nodes")]
     pub redis_timeout: Duration,
 
+    /// With Redis: how long a node's viewer counts count after it last reported them
+    /// (it reports every third of this, at least every second); a node that stops
+    /// counts for no longer.
+    #[arg(long, env = "STREAMHUB_PRESENCE_TTL", value_parser = parse_duration, default_value = "15s", help_heading = "Nodes")]
+    pub presence_ttl: Duration,
+
     /// Entries each shard's cache keeps per table (users, channels, streams, follows,
     /// rooms' recent messages...); 0 turns the caches off.
     #[arg(

@@ -20,6 +20,7 @@ use crate::domain::events::EventSink;
 use crate::domain::{DataLayer, Domain};
 use crate::node::{Node, Phase};
 use crate::realtime::fanout::Fanout;
+use crate::realtime::presence::Presence;
 use crate::rooms::{LocalOrderer, Orderer};
 use crate::store::memory::demo::DemoSize;
 use crate::store::pg::{migrate, seed, PgSettings, PgStore};
@@ -104,6 +105,7 @@ fn data_layer(
     let store: SharedStore =
         Arc::new(PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?);
     tracing::info!(replica = pg.replica.is_some(), "store: PostgreSQL");
+    let presence = Arc::new(Presence::default());
     let orderer: Box<dyn Orderer> = match &config.redis_url {
         Some(url) => {
             let orderer = RedisOrderer::start(
@@ -115,12 +117,16 @@ fn data_layer(
                 Arc::clone(&clock),
             )
             .context("REDIS_URL")?;
+            orderer
+                .share_presence(Arc::clone(&presence), config.presence_ttl)
+                .context("starting presence")?;
             tracing::info!("rooms: ordered through Redis");
             Box::new(orderer)
         }
         None => Box::new(LocalOrderer),
     };
     let mut data = DataLayer::over(store, orderer, config.retention(), clock);
+    data.presence = presence;
     data.read_your_writes = config.read_your_writes();
     Ok(data)
 }

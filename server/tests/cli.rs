@@ -38,6 +38,7 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
         "STREAMHUB_DB_REPLICA_MAX_LAG",
         "REDIS_URL",
         "STREAMHUB_REDIS_TIMEOUT",
+        "STREAMHUB_PRESENCE_TTL",
     ] {
         // Secrets are listed without their value.
         let listed =

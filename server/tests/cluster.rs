@@ -4,7 +4,8 @@
 //! whichever node it was sent on; Redis lost makes sends fail fast with
 //! `SERVICE_UNAVAILABLE` and `/readyz` say why, and once it is back (empty) seqs go
 //! on past the last one, never repeating, on both nodes; a node whose subscriber link
-//! was lost catches up on what was sent meanwhile.
+//! was lost catches up on what was sent meanwhile; viewer counts are summed across
+//! nodes, and a node killed stops counting.
 
 mod support;
 
@@ -17,6 +18,11 @@ use support::{graphql_at, token, Database, Server, WsClient, PATIENCE, SECRET};
 
 /// Node `n` on `db` and `redis`: the first one migrates and seeds the demo data.
 fn node(n: usize, db: &Database, redis: &PrivateRedis) -> Server {
+    node_with(n, db, redis, &[])
+}
+
+/// [`node`] with more settings.
+fn node_with(n: usize, db: &Database, redis: &PrivateRedis, extra: &[(&str, &str)]) -> Server {
     let (db, redis) = (db.url(), redis.url());
     let mut env = vec![
         ("DATABASE_URL", db.as_str()),
@@ -34,6 +40,7 @@ fn node(n: usize, db: &Database, redis: &PrivateRedis) -> Server {
             ("STREAMHUB_DEMO_DATA", "small"),
         ]);
     }
+    env.extend_from_slice(extra);
     let server = Server::start(&env);
     server.wait_for_log(|l| l["message"] == "rooms: ordered through Redis");
     server
@@ -241,4 +248,89 @@ fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
         got, want,
         "every message once, in order, the missed ones included"
     );
+}
+
+/// `ch_u5`'s viewer count as `server` answers it.
+fn viewers(server: &Server) -> u64 {
+    let r = graphql_at(
+        server.addr,
+        None,
+        &json!({"query": "{ channel(id: \"ch_u5\") { viewerCount } }"}),
+    )
+    .json();
+    r["data"]["channel"]["viewerCount"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{r}"))
+}
+
+/// Waits until `server` counts `n` viewers in `ch_u5`.
+fn wait_for_viewers(server: &Server, n: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = viewers(server);
+        if seen == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{seen} viewers, not {n}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn viewer_counts_are_summed_across_nodes_and_a_killed_node_stops_counting() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_presence");
+    let ttl = [("STREAMHUB_PRESENCE_TTL", "2s")];
+    let nodes = [
+        node_with(0, &db, &redis, &ttl),
+        node_with(1, &db, &redis, &ttl),
+    ];
+    let mut members: Vec<WsClient> = (0..5)
+        .map(|i| WsClient::connect(&nodes[if i < 3 { 0 } else { 1 }], "/ws", &[]))
+        .collect();
+    for m in &mut members {
+        m.join("ch_u5", None);
+    }
+    // Three members on node 0, two on node 1: both count five.
+    wait_for_viewers(&nodes[1], 5);
+    wait_for_viewers(&nodes[0], 5);
+    support::pg::signal(&[nodes[0].pid().to_string()], "KILL");
+    wait_for_viewers(&nodes[1], 2);
+}
+
+#[test]
+fn a_member_moving_nodes_with_since_gets_the_exact_gap_or_is_told_it_cannot() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_moving");
+    let nodes = [
+        node_with(0, &db, &redis, &[("STREAMHUB_HISTORY_EVENTS", "20")]),
+        node_with(1, &db, &redis, &[("STREAMHUB_HISTORY_EVENTS", "20")]),
+    ];
+    // Node 1 has the room open (a member there), so it hears every event.
+    let mut stays = WsClient::connect(&nodes[1], "/ws", &[]);
+    let mut mover = WsClient::connect(&nodes[0], "/ws", &[]);
+    let left_at = mover.join("ch_u6", None)["seq"].as_u64().unwrap();
+    stays.join("ch_u6", None);
+    drop(mover);
+    for i in 0..5 {
+        let r = send_gql(&nodes[0], "u1", "ch_u6", &format!("gap {i}"));
+        assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
+    }
+    assert_eq!(messages(&mut stays, 5).last().unwrap().0, left_at + 5);
+    let mut moved = WsClient::connect(&nodes[1], "/ws", &[]);
+    let joined = moved.join("ch_u6", Some(left_at));
+    assert_eq!(joined["recovered"], true, "{joined}");
+    let got = messages(&mut moved, 5);
+    let want: Vec<(u64, String)> = (0..5)
+        .map(|i| (left_at + 1 + i, format!("gap {i}")))
+        .collect();
+    assert_eq!(got, want);
+
+    // A gap longer than the history (20 events) is not replayed, on either node.
+    for i in 0..25 {
+        send_gql(&nodes[1], "u1", "ch_u6", &format!("more {i}"));
+    }
+    let mut late = WsClient::connect(&nodes[0], "/ws", &[]);
+    let joined = late.join("ch_u6", Some(left_at));
+    assert_eq!(joined["recovered"], false, "{joined}");
 }
