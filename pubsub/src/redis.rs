@@ -72,6 +72,7 @@ pub fn room_of(channel: &str) -> Option<&str> {
 #[derive(Clone)]
 pub struct RedisRooms {
     conn: ConnectionManager,
+    timeout: Duration,
     stream_len: usize,
     order: Script,
     settle: Script,
@@ -87,10 +88,12 @@ impl std::fmt::Debug for RedisRooms {
 }
 
 impl RedisRooms {
-    /// Commands on `conn`; each room's stream keeps about `stream_len` events.
-    pub fn new(conn: ConnectionManager, stream_len: usize) -> RedisRooms {
+    /// Commands on `conn`, each given up after `timeout`; each room's stream keeps
+    /// about `stream_len` events.
+    pub fn new(conn: ConnectionManager, timeout: Duration, stream_len: usize) -> RedisRooms {
         RedisRooms {
             conn,
+            timeout,
             stream_len: stream_len.max(1),
             order: Script::new(ORDER),
             settle: Script::new(SETTLE),
@@ -102,10 +105,11 @@ impl RedisRooms {
     /// counter ([`RedisRooms::given`] seeds it).
     pub async fn order(&self, room: &str) -> RedisResult<Option<u64>> {
         let seq: i64 = self
-            .order
-            .key(key(room, "seq"))
-            .key(key(room, "pend"))
-            .invoke_async(&mut self.conn.clone())
+            .run(|mut conn| {
+                let mut order = self.order.key(key(room, "seq"));
+                order.key(key(room, "pend"));
+                async move { order.invoke_async(&mut conn).await }
+            })
             .await?;
         Ok(u64::try_from(seq).ok())
     }
@@ -114,14 +118,16 @@ impl RedisRooms {
     /// out of the pending set, into the stream, published to every node watching.
     pub async fn settle(&self, room: &str, seq: u64, bytes: &[u8]) -> RedisResult<()> {
         let _: i64 = self
-            .settle
-            .key(key(room, "pend"))
-            .key(key(room, "x"))
-            .arg(seq)
-            .arg(bytes)
-            .arg(self.stream_len)
-            .arg(channel(room))
-            .invoke_async(&mut self.conn.clone())
+            .run(|mut conn| {
+                let mut settle = self.settle.key(key(room, "pend"));
+                settle
+                    .key(key(room, "x"))
+                    .arg(seq)
+                    .arg(bytes)
+                    .arg(self.stream_len)
+                    .arg(channel(room));
+                async move { settle.invoke_async(&mut conn).await }
+            })
             .await?;
         Ok(())
     }
@@ -130,14 +136,44 @@ impl RedisRooms {
     /// the room's counter to `floor` if it is lower (or missing).
     pub async fn given(&self, room: &str, floor: u64) -> RedisResult<(u64, Vec<u64>)> {
         let (last, mut pending): (u64, Vec<u64>) = self
-            .given
-            .key(key(room, "seq"))
-            .key(key(room, "pend"))
-            .arg(floor)
-            .invoke_async(&mut self.conn.clone())
+            .run(|mut conn| {
+                let mut given = self.given.key(key(room, "seq"));
+                given.key(key(room, "pend")).arg(floor);
+                async move { given.invoke_async(&mut conn).await }
+            })
             .await?;
         pending.sort_unstable();
         Ok((last, pending))
+    }
+
+    /// `call`'s answer on the command connection within the commands' timeout
+    /// (connecting included). A call refused because the connection was lost (Redis
+    /// went away since it was made) is made once more: the first one started the
+    /// reconnection, so a Redis that is back answers the second.
+    async fn run<T, F, Fut>(&self, call: F) -> RedisResult<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut again = true;
+        loop {
+            let answer = tokio::time::timeout_at(deadline, call(self.conn.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {:?}", self.timeout),
+                    )
+                    .into())
+                });
+            match answer {
+                Err(e) if again && (e.is_connection_dropped() || e.is_connection_refusal()) => {
+                    again = false;
+                }
+                answer => return answer,
+            }
+        }
     }
 }
 
@@ -164,16 +200,23 @@ impl RedisRooms {
             .ignore()
             .sadd("sh:nodes", node)
             .ignore();
-        pipe.query_async(&mut self.conn.clone()).await
+        self.run(|mut conn| {
+            let pipe = pipe.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
     }
 
     /// The viewer counts of every node but `node` whose hash has not expired, summed by
     /// room.
     pub async fn others_presence(&self, node: &str) -> RedisResult<Vec<(String, u64)>> {
-        let mut conn = self.conn.clone();
-        let nodes: Vec<String> = redis::cmd("SMEMBERS")
-            .arg("sh:nodes")
-            .query_async(&mut conn)
+        let nodes: Vec<String> = self
+            .run(|mut conn| async move {
+                redis::cmd("SMEMBERS")
+                    .arg("sh:nodes")
+                    .query_async(&mut conn)
+                    .await
+            })
             .await?;
         let others: Vec<&String> = nodes.iter().filter(|n| *n != node).collect();
         if others.is_empty() {
@@ -183,15 +226,22 @@ impl RedisRooms {
         for n in &others {
             pipe.hgetall(format!("sh:pres:{n}"));
         }
-        let hashes: Vec<Vec<(String, u64)>> = pipe.query_async(&mut conn).await?;
+        let hashes: Vec<Vec<(String, u64)>> = self
+            .run(|mut conn| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
         let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
         for (n, hash) in others.iter().zip(hashes) {
             if hash.is_empty() {
                 // Expired: the node stopped reporting.
-                let _: RedisResult<i64> = redis::cmd("SREM")
-                    .arg("sh:nodes")
-                    .arg(n.as_str())
-                    .query_async(&mut conn)
+                let _: RedisResult<i64> = self
+                    .run(|mut conn| {
+                        let mut srem = redis::cmd("SREM");
+                        srem.arg("sh:nodes").arg(n.as_str());
+                        async move { srem.query_async(&mut conn).await }
+                    })
                     .await;
             }
             for (room, count) in hash.into_iter().filter(|(room, _)| !room.is_empty()) {
@@ -199,17 +249,6 @@ impl RedisRooms {
             }
         }
         Ok(sums.into_iter().collect())
-    }
-
-    /// Forgets node `node`'s counts at once (it is stopping).
-    pub async fn clear_presence(&self, node: &str) -> RedisResult<()> {
-        redis::pipe()
-            .del(format!("sh:pres:{node}"))
-            .ignore()
-            .srem("sh:nodes", node)
-            .ignore()
-            .query_async(&mut self.conn.clone())
-            .await
     }
 }
 
@@ -274,9 +313,10 @@ pub fn start(
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1)
+        .set_number_of_retries(0)
         .set_max_delay(timeout);
-    // Made on the link's runtime, which runs its reconnection task.
+    // Made on the link's runtime, which runs its watch for disconnections; the
+    // connection itself runs on the runtime of whichever thread uses it first.
     let conn = rt
         .block_on(async { ConnectionManager::new_lazy_with_config(client.clone(), config) })
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
@@ -287,7 +327,10 @@ pub fn start(
         .name("redis-link".into())
         .spawn(move || rt.block_on(run(client, timeout, rx, state, deliver)))
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
-    Ok((RedisRooms::new(conn, stream_len), Link { wants, down }))
+    Ok((
+        RedisRooms::new(conn, timeout, stream_len),
+        Link { wants, down },
+    ))
 }
 
 impl Link {

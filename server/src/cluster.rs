@@ -21,7 +21,7 @@ use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 use crate::domain::events::{EventSink, Notice};
 use crate::realtime::presence::Presence;
 use crate::rooms::{Given, Orderer, Room};
-use crate::store::{Clock, Millis, SharedStore, StoreError, StoreFuture};
+use crate::store::{Change, Clock, Millis, SharedStore, StoreError, StoreFuture};
 
 /// Orders room events in Redis and brings other nodes' events to this node's rooms.
 #[derive(Debug)]
@@ -208,7 +208,21 @@ impl Watched {
     }
 
     fn settle_event(&self, room: &Room, seq: u64, event: Option<Arc<ChatEvent>>) {
-        for event in room.settle(seq, event, self.clock.now()) {
+        self.publish(room.settle(seq, event, self.clock.now()));
+    }
+
+    /// Publishes events that entered a room's history here; a ban from another node also
+    /// drops what this node's caches know of the user in the room, so the banned user
+    /// cannot go on sending here.
+    fn publish(&self, ready: crate::rooms::Ready) {
+        for event in ready {
+            if let Chat::Banned { user_id, .. } = &event.payload.chat {
+                self.events
+                    .publish(Notice::Changed(Arc::from([Change::Membership {
+                        user_id: user_id.clone(),
+                        channel_id: Box::from(&*event.room),
+                    }])));
+            }
             self.events.publish(Notice::Room(event));
         }
     }
@@ -240,22 +254,21 @@ impl Watched {
     /// after it, so its members are told instead of skipping it silently.
     async fn catch_up(&self, room: &Arc<Room>) -> Result<(), StoreError> {
         let redis = self.redis.get().ok_or_else(|| unavailable("not started"))?;
-        let (given, pending) = redis
-            .given(&room.id, room.highest_seq())
-            .await
-            .map_err(unavailable)?;
-        let from = room.last_seq();
+        let floor = self.floor(room).await?;
+        let (given, pending) = redis.given(&room.id, floor).await.map_err(unavailable)?;
+        let mut from = room.last_seq();
         if given <= from {
             return Ok(());
         }
-        let mut want = usize::try_from(given - from).unwrap_or(CATCH_UP_MAX) + pending.len() + 16;
+        let gap = usize::try_from(given - from).unwrap_or(usize::MAX);
+        let mut want = gap.saturating_add(pending.len()).saturating_add(16);
         let tail = loop {
-            let tail = self
-                .store
-                .tail(&room.id, want.min(CATCH_UP_MAX))
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("the room `{}` is gone", room.id)))?;
-            let whole = tail.events.len() < want.min(CATCH_UP_MAX);
+            let max = want.min(CATCH_UP_MAX);
+            let tail =
+                self.store.tail(&room.id, max).await?.ok_or_else(|| {
+                    StoreError::NotFound(format!("the room `{}` is gone", room.id))
+                })?;
+            let whole = tail.events.len() < max;
             let reaches = tail.events.first().is_none_or(|(s, _)| *s <= from + 1);
             if whole || reaches || want >= CATCH_UP_MAX {
                 break tail;
@@ -263,9 +276,15 @@ impl Watched {
             want = want.saturating_mul(4);
         };
         let _order = self.lock();
-        let first = tail.events.first().map_or(from + 1, |(s, _)| *s);
-        if first > from + 1 && tail.events.len() >= CATCH_UP_MAX {
-            room.skip_to(first - 1, self.clock.now());
+        // What the store no longer gives back (or a counter far ahead) is not replayed.
+        let cut = match tail.events.first() {
+            Some((first, _)) if *first > from + 1 && tail.events.len() >= CATCH_UP_MAX => first - 1,
+            _ => from,
+        }
+        .max(given.saturating_sub(CATCH_UP_MAX as u64));
+        if cut > from {
+            self.publish(room.skip_to(cut, self.clock.now()));
+            from = room.last_seq().max(cut);
         }
         let mut events = tail.events.into_iter().peekable();
         for seq in from + 1..=given {
@@ -277,6 +296,17 @@ impl Watched {
             }
         }
         Ok(())
+    }
+
+    /// The seq a room's Redis counter must not be below: the highest this node knows
+    /// of, and the store's last (another node's acknowledged events are there).
+    async fn floor(&self, room: &Room) -> Result<u64, StoreError> {
+        let stored = self
+            .store
+            .tail(&room.id, 0)
+            .await?
+            .map_or(0, |t| t.last_seq);
+        Ok(stored.max(room.highest_seq()))
     }
 }
 
@@ -291,9 +321,10 @@ impl Orderer for RedisOrderer {
                 Some(seq) => seq,
                 None => {
                     // Redis lost the room's counter: it continues past every seq this
-                    // node knows of.
+                    // node knows of and the store holds.
+                    let floor = self.watched.floor(room).await?;
                     self.redis
-                        .given(&room.id, room.highest_seq())
+                        .given(&room.id, floor)
                         .await
                         .map_err(unavailable)?;
                     self.redis
@@ -331,6 +362,10 @@ impl Orderer for RedisOrderer {
 
     fn opened(&self, room: &Arc<Room>) {
         self.watched.opened(room);
+    }
+
+    fn abandon(&self, id: &str) {
+        self.watched.failed(id);
     }
 
     fn unready(&self) -> Option<String> {

@@ -216,6 +216,10 @@ pub trait Orderer: Send + Sync + Debug {
     /// while it opened settle in it now, later ones as they come.
     fn opened(&self, _room: &Arc<Room>) {}
 
+    /// An opening that [`Orderer::watch`] began did not finish (the store failed, or
+    /// the request was dropped): what the orderer kept for it can go.
+    fn abandon(&self, _id: &str) {}
+
     /// Why rooms cannot be ordered now (for `/readyz`), if they cannot.
     fn unready(&self) -> Option<String> {
         None
@@ -252,6 +256,22 @@ pub struct LocalOrderer;
 impl Orderer for LocalOrderer {
     fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> StoreFuture<'a, Event> {
         Box::pin(std::future::ready(Ok(room.give(chat))))
+    }
+}
+
+/// A room being opened after [`Orderer::watch`]: abandoned if the opening fails or
+/// is dropped before the room is open.
+struct Watching<'a> {
+    orderer: &'a dyn Orderer,
+    id: &'a str,
+    open: bool,
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        if !self.open {
+            self.orderer.abandon(self.id);
+        }
     }
 }
 
@@ -299,6 +319,11 @@ impl Rooms {
             return Ok(None);
         };
         let given = self.orderer.watch(id, tail.last_seq).await?;
+        let mut watching = Watching {
+            orderer: &*self.orderer,
+            id,
+            open: given.is_none(),
+        };
         if given.is_some() {
             // Read again after the orderer's state, so that every seq it had settled by
             // then is in the store (recorded before settled) or a void.
@@ -312,6 +337,7 @@ impl Rooms {
         // Another shard may have opened it meanwhile: the first one in is the room.
         let room = Arc::clone(self.rooms.pin().get_or_insert(id.into(), room));
         self.orderer.opened(&room);
+        watching.open = true;
         Ok(Some(room))
     }
 

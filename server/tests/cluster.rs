@@ -328,7 +328,8 @@ fn a_member_moving_nodes_with_since_gets_the_exact_gap_or_is_told_it_cannot() {
 
     // A gap longer than the history (20 events) is not replayed, on either node.
     for i in 0..25 {
-        send_gql(&nodes[1], "u1", "ch_u6", &format!("more {i}"));
+        let r = send_gql(&nodes[1], "u1", "ch_u6", &format!("more {i}"));
+        assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
     }
     let mut late = WsClient::connect(&nodes[0], "/ws", &[]);
     let joined = late.join("ch_u6", Some(left_at));

@@ -10,8 +10,8 @@
 //! that sees the counter ahead of what its shard has read drains the rings first, so
 //! what a mutation changed is never read from a cache after it answered.
 //!
-//! A publish from a thread that is not a shard (none in the server; tests and tools)
-//! goes through a lock-free fallback queue per shard instead.
+//! A publish from a thread that is not a shard (the Redis link's, with other nodes;
+//! tests and tools) goes through a lock-free fallback queue per shard instead.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
