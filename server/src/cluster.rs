@@ -396,14 +396,15 @@ mod tests {
     use crate::store::SystemClock;
     use streamhub_pubsub::HistoryLimits;
 
-    /// The seqs of the room events published, in order.
+    /// The seqs of the room events published, in order, and the changes.
     #[derive(Debug, Default)]
-    struct Seqs(Mutex<Vec<u64>>);
+    struct Seqs(Mutex<Vec<u64>>, Mutex<Vec<Change>>);
 
     impl EventSink for Seqs {
         fn publish(&self, notice: Notice) {
-            if let Notice::Room(e) = notice {
-                self.0.lock().unwrap().push(e.seq);
+            match notice {
+                Notice::Room(e) => self.0.lock().unwrap().push(e.seq),
+                Notice::Changed(c) => self.1.lock().unwrap().extend(c.iter().cloned()),
             }
         }
     }
@@ -468,6 +469,33 @@ mod tests {
             "a duplicate is dropped"
         );
         assert_eq!(room.last_seq(), last + 3);
+    }
+
+    #[tokio::test]
+    async fn a_ban_from_another_node_drops_what_the_caches_know_of_the_user_here() {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let limits = HistoryLimits::default();
+        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
+        let rooms = Rooms::new(Arc::new(store), Box::new(LocalOrderer), clock, limits);
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let events = Arc::new(Seqs::default());
+        let watched = watched(Arc::clone(&events));
+        watched.opening("ch_u2");
+        watched.opened(&room);
+        let ban = Chat::Banned {
+            user_id: "u7".into(),
+            until: None,
+        };
+        let seq = room.last_seq() + 1;
+        watched.receive("sh:{ch_u2}", &wire::encode(seq, Some(&ban)));
+        assert_eq!(events.seen(), [seq]);
+        assert_eq!(
+            *events.1.lock().unwrap(),
+            [Change::Membership {
+                user_id: "u7".into(),
+                channel_id: "ch_u2".into()
+            }]
+        );
     }
 
     #[test]
