@@ -431,17 +431,22 @@ mod tests {
         }
     }
 
+    /// Room `ch_u2` of the demo data, opened on one node.
+    async fn ch_u2() -> Arc<Room> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let limits = HistoryLimits::default();
+        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
+        let rooms = Rooms::new(Arc::new(store), Box::new(LocalOrderer), clock, limits);
+        rooms.open("ch_u2").await.unwrap().unwrap()
+    }
+
     fn deleted(n: u64) -> Chat {
         Chat::Deleted { message_seq: n }
     }
 
     #[tokio::test]
     async fn what_comes_while_a_room_opens_settles_in_order_once_it_is_open() {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let limits = HistoryLimits::default();
-        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
-        let rooms = Rooms::new(Arc::new(store), Box::new(LocalOrderer), clock, limits);
-        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let room = ch_u2().await;
         let last = room.last_seq();
         let events = Arc::new(Seqs::default());
         let watched = watched(Arc::clone(&events));
@@ -473,11 +478,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ban_from_another_node_drops_what_the_caches_know_of_the_user_here() {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let limits = HistoryLimits::default();
-        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
-        let rooms = Rooms::new(Arc::new(store), Box::new(LocalOrderer), clock, limits);
-        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let room = ch_u2().await;
         let events = Arc::new(Seqs::default());
         let watched = watched(Arc::clone(&events));
         watched.opening("ch_u2");
