@@ -32,13 +32,40 @@ return seq
 ";
 
 /// `KEYS` pend, stream; `ARGV` seq, event bytes, stream length, channel. The settled
-/// event (or void) leaves the pending set, joins the stream and is published.
+/// event (or void) leaves the pending set, joins the stream and is published; 0 (and
+/// nothing done) when it is no longer pending: a node voided it, too late.
 const SETTLE: &str = r"
-redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return 1
 ";
+
+/// `KEYS` pend, stream; `ARGV` seq, milliseconds, void bytes, stream length, channel.
+/// Settles the seq as a void if it has been pending longer than that (on Redis' clock):
+/// 1; -1 when it is pending but not for that long; 0 when it is not pending.
+const VOID: &str = r"
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not at then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(at) > now - tonumber(ARGV[2]) then return -1 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[3])
+return 1
+";
+
+/// What [`RedisRooms::void_stale`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voided {
+    /// The seq was voided: every node watching hears it.
+    Voided,
+    /// It has been pending, but not for that long yet.
+    Recent,
+    /// It is not pending (settled, or never given).
+    NotPending,
+}
 
 /// `KEYS` seq, pend; `ARGV` floor. Raises the room's counter to `floor` (the store's
 /// last seq) when it is missing or lower, then answers the last seq given and the
@@ -77,6 +104,7 @@ pub struct RedisRooms {
     order: Script,
     settle: Script,
     given: Script,
+    void: Script,
 }
 
 impl std::fmt::Debug for RedisRooms {
@@ -98,6 +126,7 @@ impl RedisRooms {
             order: Script::new(ORDER),
             settle: Script::new(SETTLE),
             given: Script::new(GIVEN),
+            void: Script::new(VOID),
         }
     }
 
@@ -115,9 +144,10 @@ impl RedisRooms {
     }
 
     /// Settles the event at `seq` with its bytes (`crate::wire`: the event, or a void):
-    /// out of the pending set, into the stream, published to every node watching.
-    pub async fn settle(&self, room: &str, seq: u64, bytes: &[u8]) -> RedisResult<()> {
-        let _: i64 = self
+    /// out of the pending set, into the stream, published to every node watching; false
+    /// (nothing done) when it was no longer pending (voided: too late).
+    pub async fn settle(&self, room: &str, seq: u64, bytes: &[u8]) -> RedisResult<bool> {
+        let settled: i64 = self
             .run(|mut conn| {
                 let mut settle = self.settle.key(key(room, "pend"));
                 settle
@@ -129,7 +159,37 @@ impl RedisRooms {
                 async move { settle.invoke_async(&mut conn).await }
             })
             .await?;
-        Ok(())
+        Ok(settled == 1)
+    }
+
+    /// Voids the seq `seq` of `room` if it has been pending for `older_than` (its
+    /// orderer died, or lost Redis, between ordering and settling it), so that the
+    /// room's later events stop waiting for it.
+    pub async fn void_stale(
+        &self,
+        room: &str,
+        seq: u64,
+        older_than: Duration,
+    ) -> RedisResult<Voided> {
+        let void = crate::wire::encode(seq, None);
+        let ms = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+        let done: i64 = self
+            .run(|mut conn| {
+                let mut call = self.void.key(key(room, "pend"));
+                call.key(key(room, "x"))
+                    .arg(seq)
+                    .arg(ms)
+                    .arg(&void[..])
+                    .arg(self.stream_len)
+                    .arg(channel(room));
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(match done {
+            1 => Voided::Voided,
+            -1 => Voided::Recent,
+            _ => Voided::NotPending,
+        })
     }
 
     /// The last seq given in the room and those still pending, in order, after raising
@@ -249,6 +309,39 @@ impl RedisRooms {
             }
         }
         Ok(sums.into_iter().collect())
+    }
+}
+
+/// How long a document registered by APQ stays shared between nodes.
+const SHARED_DOCUMENT_SECS: u64 = 86_400;
+
+/// Documents registered by APQ (automatic persisted queries), shared between nodes:
+/// `sh:apq:<sha256 hex>` holds the document's text for a day, so a GET by its hash
+/// works on every node once one node has registered it.
+impl RedisRooms {
+    /// Shares the text of the document whose hash is `hash` (lowercase hex).
+    pub async fn share_document(&self, hash: &str, text: &str) -> RedisResult<()> {
+        self.run(|mut conn| async move {
+            redis::cmd("SET")
+                .arg(format!("sh:apq:{hash}"))
+                .arg(text)
+                .arg("EX")
+                .arg(SHARED_DOCUMENT_SECS)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// The text some node shared for `hash`, if any.
+    pub async fn shared_document(&self, hash: &str) -> RedisResult<Option<String>> {
+        self.run(|mut conn| async move {
+            redis::cmd("GET")
+                .arg(format!("sh:apq:{hash}"))
+                .query_async(&mut conn)
+                .await
+        })
+        .await
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use streamhub_pubsub::redis::{Incoming, Link, LinkError, RedisRooms};
+use streamhub_pubsub::redis::{Incoming, Link, LinkError, RedisRooms, Voided};
 use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
@@ -95,28 +95,44 @@ impl RedisOrderer {
 }
 
 impl RedisOrderer {
-    /// Shares this node's viewer counts with the other nodes and theirs with it, on a
-    /// thread of its own: every third of `ttl` (at least every second) the node's
-    /// counts are written, kept for `ttl`, and the others' are read into `presence`.
-    pub fn share_presence(&self, presence: Arc<Presence>, ttl: Duration) -> std::io::Result<()> {
+    /// The node's Redis commands (for what else nodes share there: APQ registrations).
+    pub fn redis(&self) -> RedisRooms {
+        self.redis.clone()
+    }
+
+    /// Starts the node's Redis upkeep on a thread of its own, every third of
+    /// `presence_ttl` (at least every second): shares this node's viewer counts with
+    /// the other nodes and theirs with it (each node's kept for `presence_ttl`), and
+    /// voids a seq a room has waited for longer than `stale_after` while later events
+    /// settled (its orderer died, or lost Redis, between ordering and settling it).
+    pub fn start_upkeep(
+        &self,
+        presence: Arc<Presence>,
+        presence_ttl: Duration,
+        stale_after: Duration,
+    ) -> std::io::Result<()> {
         let redis = self.redis.clone();
+        let watched = Arc::clone(&self.watched);
         let node = format!("{:016x}", fastrand::u64(..));
-        let every = (ttl / 3)
+        let every = (presence_ttl / 3)
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(10));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         std::thread::Builder::new()
-            .name("redis-presence".into())
+            .name("redis-upkeep".into())
             .spawn(move || {
                 rt.block_on(async move {
                     let mut tick = tokio::time::interval(every);
                     let mut failing = false;
+                    let mut holes = HashMap::new();
                     loop {
                         tick.tick().await;
                         let shared = async {
-                            redis.report_presence(&node, &presence.local(), ttl).await?;
+                            redis
+                                .report_presence(&node, &presence.local(), presence_ttl)
+                                .await?;
                             redis.others_presence(&node).await
                         }
                         .await;
@@ -131,6 +147,7 @@ impl RedisOrderer {
                             }
                             Err(_) => {}
                         }
+                        watched.sweep(&redis, &mut holes, stale_after).await;
                     }
                 })
             })?;
@@ -141,6 +158,58 @@ impl RedisOrderer {
 impl Watched {
     fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, Watch>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Voids what open rooms have waited for since longer than `stale_after` (`holes`:
+    /// the seq each room waited for when last looked at, and since when). A seq that
+    /// is not pending any more settled without this node hearing it: the room catches
+    /// up.
+    async fn sweep(
+        &self,
+        redis: &RedisRooms,
+        holes: &mut HashMap<Box<str>, (u64, std::time::Instant)>,
+        stale_after: Duration,
+    ) {
+        let open: Vec<Arc<Room>> = self
+            .lock()
+            .values()
+            .filter_map(|w| match w {
+                Watch::Open(room) => Some(Arc::clone(room)),
+                Watch::Opening { .. } => None,
+            })
+            .collect();
+        let now = std::time::Instant::now();
+        holes.retain(|id, _| open.iter().any(|r| *r.id == **id));
+        for room in open {
+            let Some(hole) = room.hole() else {
+                holes.remove(&*room.id);
+                continue;
+            };
+            let since = match holes.get(&*room.id) {
+                Some((seq, since)) if *seq == hole => *since,
+                _ => {
+                    holes.insert(Box::from(&*room.id), (hole, now));
+                    continue;
+                }
+            };
+            if now.duration_since(since) < stale_after {
+                continue;
+            }
+            let swept = match redis.void_stale(&room.id, hole, stale_after).await {
+                Ok(Voided::Recent) => continue,
+                Ok(Voided::Voided) => Ok("voided"),
+                Ok(Voided::NotPending) => self.catch_up(&room).await.map(|()| "caught up"),
+                Err(e) => Err(unavailable(e)),
+            };
+            match swept {
+                Ok(how) => {
+                    tracing::info!(room = %room.id, seq = hole, how, "rooms: a seq waited for too long was settled")
+                }
+                Err(e) => {
+                    tracing::warn!(room = %room.id, seq = hole, error = %e, "rooms: a seq waited for too long could not be settled")
+                }
+            }
+        }
     }
 
     /// Room `id` is opening: what comes for it waits until it is open.
@@ -379,10 +448,17 @@ impl Orderer for RedisOrderer {
         chat: Option<&'a Chat>,
     ) -> Option<StoreFuture<'a, ()>> {
         Some(Box::pin(async move {
-            self.redis
+            match self
+                .redis
                 .settle(&room.id, seq, &wire::encode(seq, chat))
                 .await
-                .map_err(unavailable)
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(unavailable(
+                    "the event was voided by another node before it settled",
+                )),
+                Err(e) => Err(unavailable(e)),
+            }
         }))
     }
 }

@@ -121,6 +121,12 @@ impl Room {
         }
     }
 
+    /// The seq later settled events wait for, if some do.
+    pub fn hole(&self) -> Option<u64> {
+        let order = self.lock();
+        (!order.early.is_empty()).then(|| order.history.last_seq() + 1)
+    }
+
     /// The highest seq this node knows was given in the room (settled or not).
     pub fn highest_seq(&self) -> u64 {
         let order = self.lock();

@@ -106,6 +106,7 @@ fn data_layer(
         Arc::new(PgStore::new(&pg, Arc::clone(&clock)).context("the PostgreSQL store")?);
     tracing::info!(replica = pg.replica.is_some(), "store: PostgreSQL");
     let presence = Arc::new(Presence::default());
+    let mut redis = None;
     let orderer: Box<dyn Orderer> = match &config.redis_url {
         Some(url) => {
             let orderer = RedisOrderer::start(
@@ -117,16 +118,24 @@ fn data_layer(
                 Arc::clone(&clock),
             )
             .context("REDIS_URL")?;
+            // Longer than an orderer that lives takes between its two calls: the
+            // store's wait and statement, and both Redis calls.
+            let stale_after = config.db_pool_wait
+                + config.db_statement_timeout
+                + 2 * config.redis_timeout
+                + std::time::Duration::from_secs(1);
             orderer
-                .share_presence(Arc::clone(&presence), config.presence_ttl)
-                .context("starting presence")?;
+                .start_upkeep(Arc::clone(&presence), config.presence_ttl, stale_after)
+                .context("starting the Redis upkeep")?;
             tracing::info!("rooms: ordered through Redis");
+            redis = Some(orderer.redis());
             Box::new(orderer)
         }
         None => Box::new(LocalOrderer),
     };
     let mut data = DataLayer::over(store, orderer, config.retention(), clock);
     data.presence = presence;
+    data.redis = redis;
     data.read_your_writes = config.read_your_writes();
     Ok(data)
 }

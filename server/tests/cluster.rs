@@ -335,3 +335,65 @@ fn a_member_moving_nodes_with_since_gets_the_exact_gap_or_is_told_it_cannot() {
     let joined = late.join("ch_u6", Some(left_at));
     assert_eq!(joined["recovered"], false, "{joined}");
 }
+
+#[test]
+fn an_apq_registration_on_one_node_runs_by_its_hash_on_the_other() {
+    use sha2::{Digest, Sha256};
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_apq");
+    let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    let text = "{ category(slug: \"chess\") { name } }";
+    let hash = hex::encode(Sha256::digest(text.as_bytes()));
+    let by_hash = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    let code = |r: &Value| r["errors"][0]["extensions"]["code"].clone();
+    assert_eq!(
+        code(&graphql_at(nodes[1].addr, None, &by_hash).json()),
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    let register = json!({"query": text, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": hash}}});
+    let r = graphql_at(nodes[0].addr, None, &register).json();
+    assert_eq!(r["data"]["category"]["name"], "Chess", "{r}");
+    let r = graphql_at(nodes[1].addr, None, &by_hash).json();
+    assert_eq!(r["data"]["category"]["name"], "Chess", "{r}");
+    // A text in Redis that does not match its hash is not run.
+    let other = hex::encode(Sha256::digest(b"something else"));
+    redis.cli(&["SET", &format!("sh:apq:{other}"), text]);
+    let forged = json!({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": other}}});
+    let r = graphql_at(nodes[1].addr, None, &forged).json();
+    assert!(r["data"].is_null(), "{r}");
+    assert_eq!(code(&r), "PERSISTED_QUERY_NOT_FOUND", "{r}");
+}
+
+#[test]
+fn a_seq_whose_orderer_never_settled_it_is_voided_and_the_room_goes_on() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_stale");
+    // A seq counts as stale after the pool wait, the statement timeout, two Redis calls
+    // and a second: about 2 s here.
+    let quick = [
+        ("STREAMHUB_DB_POOL_WAIT", "200ms"),
+        ("STREAMHUB_DB_STATEMENT_TIMEOUT", "500ms"),
+        ("STREAMHUB_REDIS_TIMEOUT", "200ms"),
+    ];
+    let nodes = [
+        node_with(0, &db, &redis, &quick),
+        node_with(1, &db, &redis, &quick),
+    ];
+    let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
+    let first = member.join("ch_u7", None)["seq"].as_u64().unwrap();
+    // An orderer gave the next seq and died before settling it: it stays pending.
+    let stuck: u64 = redis
+        .cli(&["INCR", "sh:{ch_u7}:seq"])
+        .parse()
+        .expect("the room's counter");
+    assert_eq!(stuck, first + 1);
+    redis.cli(&["ZADD", "sh:{ch_u7}:pend", "1", &stuck.to_string()]);
+    let r = send_gql(&nodes[0], "u1", "ch_u7", "after the stuck one");
+    assert_eq!(r["data"]["sendChatMessage"]["seq"], first + 2, "{r}");
+    // It waits for the stuck seq until a node voids it, then comes (a void shows nothing).
+    assert_eq!(
+        messages(&mut member, 1),
+        [(first + 2, "after the stuck one".to_owned())]
+    );
+    assert_eq!(redis.cli(&["ZCARD", "sh:{ch_u7}:pend"]), "0");
+}

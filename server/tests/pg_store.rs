@@ -888,6 +888,12 @@ async fn categories_and_recorded_history_past_the_memory_limits() {
     assert_eq!(tail.last_seq, 50);
     assert_eq!(seqs, (41..=50).collect::<Vec<_>>());
     assert_eq!(store.messages("ch_u1", 100, None).await.unwrap().len(), 50);
+    // An event voided across nodes is taken back: the tail passes over its seq.
+    store.unrecord("ch_u1", 45).await.unwrap();
+    let tail = store.tail("ch_u1", 10).await.unwrap().unwrap();
+    let seqs: Vec<u64> = tail.events.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [40, 41, 42, 43, 44, 46, 47, 48, 49, 50]);
+    assert_eq!(store.messages("ch_u1", 100, None).await.unwrap().len(), 49);
 }
 
 /// A sender is acknowledged only when the row at its event's seq is its own. A seq

@@ -43,6 +43,7 @@ use crate::store::{
 };
 use events::{EventSink, Notice};
 pub use load::field_error;
+use streamhub_pubsub::redis::RedisRooms;
 
 /// What a domain serves from: the store, the node's rooms over it, and presence.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct DataLayer {
     /// How long after a viewer wrote that viewer's reads go to the store's primary,
     /// when it has a replica (`STREAMHUB_DB_READ_YOUR_WRITES`; 0: never).
     pub read_your_writes: Millis,
+    /// With other nodes: Redis, where APQ registrations are shared.
+    pub redis: Option<RedisRooms>,
 }
 
 impl DataLayer {
@@ -94,6 +97,7 @@ impl DataLayer {
             presence: Arc::new(Presence::seeded(Vec::new())),
             clock,
             read_your_writes: 0,
+            redis: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct Domain {
     pub rooms: Arc<Rooms>,
     /// Viewer counts by room.
     pub presence: Arc<Presence>,
+    /// With other nodes: Redis, where APQ registrations are shared.
+    pub redis: Option<RedisRooms>,
     /// Where changes are announced.
     pub events: Arc<dyn EventSink>,
     /// The schema's cache hints ([`cache_hints::HINTS`]), resolved.
@@ -214,6 +220,7 @@ impl Domain {
             presence,
             clock,
             read_your_writes,
+            redis,
         } = data;
         let t = |name: &str| {
             schema
@@ -241,6 +248,7 @@ impl Domain {
             store,
             rooms,
             presence,
+            redis,
             events,
             cache_hints,
             writers,
@@ -407,7 +415,16 @@ impl<'a> Request<'a> {
         // Every node hears how it settled (a void too, or their rooms would wait for it).
         let chat = recorded.is_ok().then_some(&event.payload.chat);
         let published = rooms.publish(&room, event.seq, chat).await;
-        settling.settle(recorded.is_ok().then(|| Arc::clone(&event.payload)));
+        if recorded.is_ok() && published.is_err() {
+            // Not settled across nodes: it is (or becomes, once stale) a void there, so
+            // it is one here too, and the chat log does not keep it.
+            if let Err(e) = self.domain.store.unrecord(channel_id, event.seq).await {
+                tracing::warn!(room = channel_id, seq = event.seq, error = %e, "an event voided across nodes stays in the chat log");
+            }
+            settling.settle(None);
+        } else {
+            settling.settle(recorded.is_ok().then(|| Arc::clone(&event.payload)));
+        }
         recorded?;
         published.map(|()| event)
     }

@@ -204,6 +204,12 @@ fn text_document(shard: &Shard, text: &str, trusted_only: bool) -> Result<Rc<Doc
     Ok(doc)
 }
 
+/// A document another node registered (by APQ), whose text came from Redis (checked
+/// against its hash by the caller): registered here as if sent as text.
+pub fn adopt(shard: &Shard, text: &str) -> Result<(), Refusal> {
+    text_document(shard, text, shard.node.config.trusted_documents).map(|_| ())
+}
+
 fn prepare_error(e: PrepareError) -> Refusal {
     match e {
         PrepareError::Parse(message) => {

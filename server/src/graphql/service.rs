@@ -12,7 +12,7 @@ use graphql_exec::coerce::Variables;
 use graphql_exec::plan::Arg;
 use serde_json::{json, Value};
 
-use super::documents::{document, Doc};
+use super::documents::{self, document, Doc};
 use super::metrics::{Labels, Outcome};
 use super::request::GraphQlRequest;
 use crate::auth::Viewer;
@@ -131,7 +131,52 @@ pub async fn execute(
     caller: Caller<'_>,
 ) -> Result<Executed, Refusal> {
     let started = quanta::Instant::now();
-    finish(shard, req, operation(shard, req), via, caller, started).await
+    let mut found = operation(shard, req);
+    if let Some(redis) = &shard.node.domain.redis {
+        found = shared(shard, req, redis, found).await;
+    }
+    finish(shard, req, found, via, caller, started).await
+}
+
+/// With other nodes: an APQ registration is shared through Redis before it is answered
+/// (so a GET by its hash on another node right after finds it), and a hash this node
+/// does not know is looked up among those shared (not in trusted-documents mode,
+/// where nothing registers). Redis unreachable: the hash is not found, and the APQ
+/// client sends its text again.
+async fn shared(
+    shard: &Shard,
+    req: &GraphQlRequest<'_>,
+    redis: &streamhub_pubsub::redis::RedisRooms,
+    found: Result<(Rc<Doc>, usize), Refusal>,
+) -> Result<(Rc<Doc>, usize), Refusal> {
+    let Some(hash) = req.apq_hash.as_deref() else {
+        return found;
+    };
+    let hash = hash.to_ascii_lowercase();
+    match (&req.query, &found) {
+        (Some(text), Ok(_)) => {
+            if let Err(e) = redis.share_document(&hash, text).await {
+                tracing::warn!(error = %e, "apq: a registration was not shared with other nodes");
+            }
+            found
+        }
+        (None, Err(r))
+            if r.kind == Kind::PersistedNotFound && !shard.node.config.trusted_documents =>
+        {
+            match redis.shared_document(&hash).await {
+                Ok(Some(text)) if graphql_exec::persisted::apq_hash_matches(&hash, &text) => {
+                    documents::adopt(shard, &text)?;
+                    operation(shard, req)
+                }
+                Ok(_) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "apq: shared registrations cannot be read");
+                    found
+                }
+            }
+        }
+        _ => found,
+    }
 }
 
 /// Runs the operation found (or passes on the refusal) and counts it.

@@ -349,6 +349,16 @@ pub trait Store: Send + Sync + Debug {
     /// it a seq, ordered `at` (what its age is counted from): acknowledged means kept.
     fn record<'a>(&'a self, event: &'a streamhub_pubsub::Event, at: Millis) -> StoreFuture<'a, ()>;
 
+    /// Takes back the room event recorded at `seq` of `channel_id` (its orderer voided
+    /// it: no node delivers it, so the chat log must not keep it). Only a store of
+    /// record shared by nodes (PostgreSQL) is ever asked; this one refuses.
+    fn unrecord<'a>(&'a self, channel_id: &'a str, seq: u64) -> StoreFuture<'a, ()> {
+        let _ = (channel_id, seq);
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "this store does not take events back".into(),
+        ))))
+    }
+
     /// A room's last seq and its newest kept events (at most `max`, oldest first), for
     /// a history that starts (an orderer's, after a start); None when the channel does
     /// not exist.

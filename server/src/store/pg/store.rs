@@ -159,6 +159,8 @@ const SEARCH: &str = "SELECT kind, id FROM ( \
          WHERE strpos(lower(name), $1) > 0 ORDER BY id LIMIT $2)) found \
      ORDER BY kind, place, id LIMIT $2";
 
+const UNRECORD: &str = "DELETE FROM chat_events WHERE channel_id = $1 AND seq = $2";
+
 const TAIL: &str = "SELECT l.last_seq, e.seq, e.kind, e.author_id, e.author_login, \
      e.author_display_name, e.body, e.sent_at, e.target_seq, e.target_user_id, e.until \
      FROM channels c \
@@ -1060,6 +1062,15 @@ impl Store for PgStore {
         // counts: a second admission would refuse the probe this one let through, so
         // chat alone could never close the circuit, and each failure counted twice).
         self.write(self.core.chat.record(event, at))
+    }
+
+    fn unrecord<'a>(&'a self, channel_id: &'a str, seq: u64) -> StoreFuture<'a, ()> {
+        self.write(async move {
+            let client = self.core.primary.client().await?;
+            let seq = i64::try_from(seq).map_err(|_| StoreError::Invalid("seq".into()))?;
+            exec(&client, UNRECORD, &[&channel_id, &seq]).await?;
+            Ok(())
+        })
     }
 
     fn tail<'a>(&'a self, channel_id: &'a str, max: usize) -> StoreFuture<'a, Option<Tail>> {
