@@ -170,14 +170,7 @@ impl Watched {
         holes: &mut HashMap<Box<str>, (u64, std::time::Instant)>,
         stale_after: Duration,
     ) {
-        let open: Vec<Arc<Room>> = self
-            .lock()
-            .values()
-            .filter_map(|w| match w {
-                Watch::Open(room) => Some(Arc::clone(room)),
-                Watch::Opening { .. } => None,
-            })
-            .collect();
+        let open = self.open_rooms();
         let now = std::time::Instant::now();
         holes.retain(|id, _| open.iter().any(|r| *r.id == **id));
         for room in open {
@@ -210,6 +203,17 @@ impl Watched {
                 }
             }
         }
+    }
+
+    /// The rooms open on this node.
+    fn open_rooms(&self) -> Vec<Arc<Room>> {
+        self.lock()
+            .values()
+            .filter_map(|w| match w {
+                Watch::Open(room) => Some(Arc::clone(room)),
+                Watch::Opening { .. } => None,
+            })
+            .collect()
     }
 
     /// Room `id` is opening: what comes for it waits until it is open.
@@ -299,14 +303,7 @@ impl Watched {
     /// The link is back after a loss: every open room catches up on what was settled
     /// meanwhile (on the link's thread, while what comes next waits in the rooms).
     fn resubscribed(this: &Arc<Watched>) {
-        let open: Vec<Arc<Room>> = this
-            .lock()
-            .values()
-            .filter_map(|w| match w {
-                Watch::Open(room) => Some(Arc::clone(room)),
-                Watch::Opening { .. } => None,
-            })
-            .collect();
+        let open = this.open_rooms();
         let this = Arc::clone(this);
         tokio::spawn(async move {
             for room in open {
