@@ -21,15 +21,56 @@ use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 use tokio::sync::{mpsc, oneshot};
 
-/// `KEYS` seq, pend. The next seq, marked pending; -1 when the room has no counter
-/// (never seeded, or Redis lost it).
+/// `KEYS` seq, pend, epoch, settling; `ARGV` the epoch the node holds. The next seq,
+/// marked pending; -1 when the room has no counter (never seeded in this epoch), -2
+/// when Redis' epoch is not the node's (Redis came back empty and the node has not
+/// said yet what it saw before), -3 while the nodes settle a new epoch.
 const ORDER: &str = r"
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -2 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return -3 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), seq)
 return seq
 ";
+
+/// What [`RedisRooms::order`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordered {
+    /// The room's next seq, pending until settled.
+    Seq(u64),
+    /// The room has no counter in this epoch: [`RedisRooms::given`] seeds it.
+    Unseeded,
+    /// Redis' epoch is not the one the node holds.
+    OtherEpoch,
+    /// The nodes are settling a new epoch: no seq is given until they have.
+    Settling,
+}
+
+/// `KEYS` epoch, settling; `ARGV` a new epoch, milliseconds. Redis' epoch, made (with a
+/// settling time of that many milliseconds) when Redis has none: it is new, or it came
+/// back empty. Answers the epoch and how many milliseconds of settling are left.
+const EPOCH: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+  redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+end
+return {epoch, math.max(redis.call('PTTL', KEYS[2]), 0)}
+";
+
+/// Redis' epoch, as [`RedisRooms::epoch`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Epoch {
+    /// Its id: made by the node that found Redis without one.
+    pub id: String,
+    /// How long the nodes still settle it: while they do, no seq is given, and every
+    /// node raises the counters of the rooms it has open to the highest seq it has
+    /// seen, so that seqs never repeat.
+    pub settling: Duration,
+}
 
 /// `KEYS` pend, stream; `ARGV` seq, event bytes, stream length, channel. The settled
 /// event (or void) leaves the pending set, joins the stream and is published; 0 (and
@@ -67,9 +108,9 @@ pub enum Voided {
     NotPending,
 }
 
-/// `KEYS` seq, pend; `ARGV` floor. Raises the room's counter to `floor` (the store's
-/// last seq) when it is missing or lower, then answers the last seq given and the
-/// pending ones.
+/// `KEYS` seq, pend, settling; `ARGV` floor. Raises the room's counter to `floor` (the
+/// store's last seq) when it is missing or lower, then answers the last seq given, the
+/// pending ones, and whether the nodes are settling a new epoch.
 const GIVEN: &str = r"
 local floor = tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -77,8 +118,25 @@ if cur < floor then
   redis.call('SET', KEYS[1], floor)
   cur = floor
 end
-return {cur, redis.call('ZRANGE', KEYS[2], 0, -1)}
+return {cur, redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('EXISTS', KEYS[3])}
 ";
+
+/// What [`RedisRooms::given`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    /// The last seq given in the room.
+    pub last: u64,
+    /// The seqs given and not settled yet, in order.
+    pub pending: Vec<u64>,
+    /// Whether the nodes were settling a new epoch.
+    pub settling: bool,
+}
+
+/// Redis' epoch.
+const EPOCH_KEY: &str = "sh:epoch";
+
+/// Present while the nodes settle a new epoch.
+const SETTLING_KEY: &str = "sh:settling";
 
 /// Redis' key of room `room` with `suffix`.
 fn key(room: &str, suffix: &str) -> String {
@@ -105,6 +163,7 @@ pub struct RedisRooms {
     settle: Script,
     given: Script,
     void: Script,
+    epoch: Script,
 }
 
 impl std::fmt::Debug for RedisRooms {
@@ -127,20 +186,48 @@ impl RedisRooms {
             settle: Script::new(SETTLE),
             given: Script::new(GIVEN),
             void: Script::new(VOID),
+            epoch: Script::new(EPOCH),
         }
     }
 
-    /// Gives the room's next seq (pending until settled); None when the room has no
-    /// counter ([`RedisRooms::given`] seeds it).
-    pub async fn order(&self, room: &str) -> RedisResult<Option<u64>> {
+    /// Gives the room's next seq (pending until settled) in epoch `epoch`.
+    pub async fn order(&self, room: &str, epoch: &str) -> RedisResult<Ordered> {
         let seq: i64 = self
             .run(|mut conn| {
                 let mut order = self.order.key(key(room, "seq"));
-                order.key(key(room, "pend"));
+                order
+                    .key(key(room, "pend"))
+                    .key(EPOCH_KEY)
+                    .key(SETTLING_KEY)
+                    .arg(epoch);
                 async move { order.invoke_async(&mut conn).await }
             })
             .await?;
-        Ok(u64::try_from(seq).ok())
+        Ok(match seq {
+            -1 => Ordered::Unseeded,
+            -2 => Ordered::OtherEpoch,
+            -3 => Ordered::Settling,
+            seq => Ordered::Seq(u64::try_from(seq).unwrap_or(0)),
+        })
+    }
+
+    /// Redis' epoch: made now, with `settling` to settle it, if Redis has none.
+    pub async fn epoch(&self, settling: Duration) -> RedisResult<Epoch> {
+        let fresh = format!("{:016x}", fastrand::u64(1..));
+        let ms = u64::try_from(settling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let (id, left): (String, u64) = self
+            .run(|mut conn| {
+                let mut epoch = self.epoch.key(EPOCH_KEY);
+                epoch.key(SETTLING_KEY).arg(&fresh).arg(ms);
+                async move { epoch.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(Epoch {
+            id,
+            settling: Duration::from_millis(left),
+        })
     }
 
     /// Settles the event at `seq` with its bytes (`crate::wire`: the event, or a void):
@@ -192,18 +279,22 @@ impl RedisRooms {
         })
     }
 
-    /// The last seq given in the room and those still pending, in order, after raising
-    /// the room's counter to `floor` if it is lower (or missing).
-    pub async fn given(&self, room: &str, floor: u64) -> RedisResult<(u64, Vec<u64>)> {
-        let (last, mut pending): (u64, Vec<u64>) = self
+    /// The last seq given in the room and those still pending, after raising the room's
+    /// counter to `floor` if it is lower (or missing).
+    pub async fn given(&self, room: &str, floor: u64) -> RedisResult<Given> {
+        let (last, mut pending, settling): (u64, Vec<u64>, i64) = self
             .run(|mut conn| {
                 let mut given = self.given.key(key(room, "seq"));
-                given.key(key(room, "pend")).arg(floor);
+                given.key(key(room, "pend")).key(SETTLING_KEY).arg(floor);
                 async move { given.invoke_async(&mut conn).await }
             })
             .await?;
         pending.sort_unstable();
-        Ok((last, pending))
+        Ok(Given {
+            last,
+            pending,
+            settling: settling == 1,
+        })
     }
 
     /// `call`'s answer on the command connection within the commands' timeout
@@ -366,9 +457,12 @@ pub enum Incoming<'a> {
         /// Its bytes.
         bytes: &'a [u8],
     },
-    /// The link is subscribed again to every room after it was lost: what was
-    /// published meanwhile did not come.
-    Resubscribed,
+    /// The link is connected and subscribed to every room it watches; `again` after it
+    /// was lost (what was published meanwhile did not come).
+    Subscribed {
+        /// Whether it had been connected before.
+        again: bool,
+    },
 }
 
 /// A subscription asked of the link's thread.
@@ -463,11 +557,13 @@ async fn run(
         let why = match connect(&client, timeout, &wanted).await {
             Ok((mut sink, mut stream)) => {
                 pause = Duration::from_millis(50);
-                set_down(None);
                 tracing::info!(rooms = wanted.len(), "redis link: subscribed");
-                if std::mem::take(&mut lost) {
-                    deliver(Incoming::Resubscribed);
-                }
+                // Told before it counts as up, so that the node is not taken for
+                // ready before it has caught up.
+                deliver(Incoming::Subscribed {
+                    again: std::mem::take(&mut lost),
+                });
+                set_down(None);
                 let mut beat = tokio::time::interval(timeout.max(Duration::from_secs(1)));
                 loop {
                     tokio::select! {

@@ -12,10 +12,11 @@
 //! opens waits, and settles once it is open.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use streamhub_pubsub::redis::{Incoming, Link, LinkError, RedisRooms, Voided};
+use streamhub_pubsub::redis::{Incoming, Link, LinkError, Ordered, RedisRooms, Voided};
 use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
@@ -40,6 +41,28 @@ struct Watched {
     clock: Arc<dyn Clock>,
     store: SharedStore,
     redis: OnceLock<RedisRooms>,
+    /// The epoch this node gives seqs in: none until it has joined Redis' epoch.
+    epoch: Mutex<Option<Arc<str>>>,
+    /// Until when the nodes settle a new epoch.
+    settling_until: Mutex<Option<Instant>>,
+    /// How long a new epoch settles.
+    settle: Duration,
+    /// The link's connections so far: a joining that a newer connection superseded
+    /// stops trying.
+    connections: AtomicU64,
+    /// The last connection whose joining is done.
+    joined: AtomicU64,
+    /// An order found Redis in another epoch while the link stayed connected (its data
+    /// was flushed): the upkeep joins the new one.
+    rejoin: AtomicBool,
+}
+
+/// How long a new epoch settles before any seq is given in it, with Redis calls that
+/// give up after `timeout`: long enough for every node that was connected to reconnect
+/// (its link waits at most a second between tries, and a try takes at most two calls)
+/// and raise its rooms' counters, twice over.
+pub fn settling_time(timeout: Duration) -> Duration {
+    2 * (Duration::from_secs(1) + 2 * timeout)
 }
 
 /// The most events one room reads from the store to catch up; a longer gap is not
@@ -77,12 +100,18 @@ impl RedisOrderer {
             clock,
             store,
             redis: OnceLock::new(),
+            epoch: Mutex::default(),
+            settling_until: Mutex::default(),
+            settle: settling_time(timeout),
+            connections: AtomicU64::new(0),
+            joined: AtomicU64::new(0),
+            rejoin: AtomicBool::new(false),
         });
         let receiver = Arc::clone(&watched);
         let (redis, link) = streamhub_pubsub::redis::start(url, timeout, stream_len, {
             move |incoming| match incoming {
                 Incoming::Message { channel, bytes } => receiver.receive(channel, bytes),
-                Incoming::Resubscribed => Watched::resubscribed(&receiver),
+                Incoming::Subscribed { again } => Watched::subscribed(&receiver, again),
             }
         })?;
         let _ = watched.redis.set(redis.clone());
@@ -147,6 +176,10 @@ impl RedisOrderer {
                             }
                             Err(_) => {}
                         }
+                        if watched.rejoin.swap(false, Ordering::Relaxed) {
+                            let connection = watched.connections.load(Ordering::Relaxed);
+                            watched.join_epoch(true, connection).await;
+                        }
                         watched.sweep(&redis, &mut holes, stale_after).await;
                     }
                 })
@@ -191,7 +224,7 @@ impl Watched {
             let swept = match redis.void_stale(&room.id, hole, stale_after).await {
                 Ok(Voided::Recent) => continue,
                 Ok(Voided::Voided) => Ok("voided"),
-                Ok(Voided::NotPending) => self.catch_up(&room).await.map(|()| "caught up"),
+                Ok(Voided::NotPending) => self.catch_up(&room, false).await.map(|()| "caught up"),
                 Err(e) => Err(unavailable(e)),
             };
             match swept {
@@ -300,28 +333,105 @@ impl Watched {
         }
     }
 
-    /// The link is back after a loss: every open room catches up on what was settled
-    /// meanwhile (on the link's thread, while what comes next waits in the rooms).
-    fn resubscribed(this: &Arc<Watched>) {
-        let open = this.open_rooms();
+    /// The link is connected (`again`: after a loss): the node joins Redis' epoch, and
+    /// every open room catches up on what was settled meanwhile (on the link's thread,
+    /// while what comes next waits in the rooms).
+    fn subscribed(this: &Arc<Watched>, again: bool) {
+        let connection = this.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let this = Arc::clone(this);
-        tokio::spawn(async move {
-            for room in open {
-                if let Err(e) = this.catch_up(&room).await {
-                    tracing::warn!(room = %room.id, error = %e, "redis link: a room could not catch up");
+        tokio::spawn(async move { this.join_epoch(again, connection).await });
+    }
+
+    /// Joins Redis' epoch (made now if Redis has none): first the open rooms catch up
+    /// (`again`) and raise their counters to the highest seq this node has seen, then
+    /// the node gives seqs in it. Once a new epoch has settled, the open rooms catch
+    /// up once more, on the voids other nodes raised the counters by.
+    async fn join_epoch(&self, again: bool, connection: u64) {
+        let Some(redis) = self.redis.get() else {
+            return;
+        };
+        let epoch = loop {
+            match redis.epoch(self.settle).await {
+                Ok(epoch) => break epoch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rooms: Redis' epoch could not be read");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if self.connections.load(Ordering::Relaxed) != connection {
+                        return;
+                    }
                 }
             }
-        });
+        };
+        let held = self.epoch();
+        let changed = held.as_deref().is_some_and(|h| *h != *epoch.id);
+        if !epoch.settling.is_zero() {
+            *self
+                .settling_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + epoch.settling);
+        }
+        if changed {
+            tracing::warn!(epoch = %epoch.id, settling = ?epoch.settling, "rooms: Redis came back empty: seqs go on past the highest any node has seen, in a new epoch");
+        }
+        let catching_up = again || changed;
+        if catching_up {
+            self.catch_up_all(changed).await;
+        }
+        *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(&*epoch.id));
+        self.joined.fetch_max(connection, Ordering::Relaxed);
+        tracing::info!(epoch = %epoch.id, "rooms: joined Redis' epoch");
+        if catching_up && !epoch.settling.is_zero() {
+            tokio::time::sleep(epoch.settling).await;
+            self.catch_up_all(false).await;
+        }
+    }
+
+    /// Every open room catches up (`changed`: into a new epoch).
+    async fn catch_up_all(&self, changed: bool) {
+        for room in self.open_rooms() {
+            if let Err(e) = self.catch_up(&room, changed).await {
+                tracing::warn!(room = %room.id, error = %e, "redis link: a room could not catch up");
+            }
+        }
+    }
+
+    /// The epoch this node gives seqs in, once it has joined one.
+    fn epoch(&self) -> Option<Arc<str>> {
+        self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the node gives no seq now, if it does not.
+    fn unready(&self) -> Option<String> {
+        if self.epoch().is_none()
+            || self.joined.load(Ordering::Relaxed) < self.connections.load(Ordering::Relaxed)
+        {
+            return Some("joining Redis' epoch".into());
+        }
+        let until = *self
+            .settling_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        until
+            .is_some_and(|t| Instant::now() < t)
+            .then(|| "settling a new epoch: Redis came back empty".into())
     }
 
     /// Settles every seq given in `room` after its last settled one, as a room opens:
     /// from the store (recorded before settled), a void where the store lacks one that
     /// is not pending. A gap longer than [`CATCH_UP_MAX`] restarts the room's history
-    /// after it, so its members are told instead of skipping it silently.
-    async fn catch_up(&self, room: &Arc<Room>) -> Result<(), StoreError> {
+    /// after it, so its members are told instead of skipping it silently; so does a
+    /// new epoch (`changed`) that settled before this node raised the room's counter.
+    async fn catch_up(&self, room: &Arc<Room>, changed: bool) -> Result<(), StoreError> {
         let redis = self.redis.get().ok_or_else(|| unavailable("not started"))?;
         let floor = self.floor(room).await?;
-        let (given, pending) = redis.given(&room.id, floor).await.map_err(unavailable)?;
+        let given = redis.given(&room.id, floor).await.map_err(unavailable)?;
+        if changed && !given.settling {
+            tracing::warn!(room = %room.id, seq = given.last, "rooms: a new epoch settled before this node raised the room's counter: its members are told to reload");
+            let _order = self.lock();
+            self.publish(room.skip_to(given.last.max(floor), self.clock.now()));
+            return Ok(());
+        }
+        let (given, pending) = (given.last, given.pending);
         let mut from = room.last_seq();
         if given <= from {
             return Ok(());
@@ -383,21 +493,41 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl Orderer for RedisOrderer {
     fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> StoreFuture<'a, Event> {
         Box::pin(async move {
-            let seq = match self.redis.order(&room.id).await.map_err(unavailable)? {
-                Some(seq) => seq,
-                None => {
-                    // Redis lost the room's counter: it continues past every seq this
-                    // node knows of and the store holds.
-                    let floor = self.watched.floor(room).await?;
-                    self.redis
-                        .given(&room.id, floor)
-                        .await
-                        .map_err(unavailable)?;
-                    self.redis
-                        .order(&room.id)
-                        .await
-                        .map_err(unavailable)?
-                        .ok_or_else(|| unavailable("the room's counter is gone"))?
+            let epoch = self
+                .watched
+                .epoch()
+                .ok_or_else(|| unavailable("this node has not joined Redis' epoch yet"))?;
+            let mut seeded = false;
+            let seq = loop {
+                match self
+                    .redis
+                    .order(&room.id, &epoch)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    Ordered::Seq(seq) => break seq,
+                    Ordered::Unseeded if !seeded => {
+                        // The room has no counter in this epoch: it continues past
+                        // every seq this node knows of and the store holds.
+                        let floor = self.watched.floor(room).await?;
+                        self.redis
+                            .given(&room.id, floor)
+                            .await
+                            .map_err(unavailable)?;
+                        seeded = true;
+                    }
+                    Ordered::Unseeded => return Err(unavailable("the room's counter is gone")),
+                    Ordered::OtherEpoch => {
+                        self.watched.rejoin.store(true, Ordering::Relaxed);
+                        return Err(unavailable(
+                            "Redis came back empty: this node is joining its new epoch",
+                        ));
+                    }
+                    Ordered::Settling => {
+                        return Err(unavailable(
+                            "Redis came back empty: the nodes are settling its new epoch",
+                        ))
+                    }
                 }
             };
             Ok(Event::new(
@@ -417,7 +547,10 @@ impl Orderer for RedisOrderer {
             }
             .await;
             match given {
-                Ok((last, pending)) => Ok(Some(Given { last, pending })),
+                Ok(given) => Ok(Some(Given {
+                    last: given.last,
+                    pending: given.pending,
+                })),
                 Err(e) => {
                     self.watched.failed(id);
                     Err(e)
@@ -435,7 +568,7 @@ impl Orderer for RedisOrderer {
     }
 
     fn unready(&self) -> Option<String> {
-        self.link.down()
+        self.link.down().or_else(|| self.watched.unready())
     }
 
     fn publish<'a>(
@@ -501,6 +634,12 @@ mod tests {
             clock,
             store: Arc::new(store),
             redis: OnceLock::new(),
+            epoch: Mutex::default(),
+            settling_until: Mutex::default(),
+            settle: Duration::from_secs(3),
+            connections: AtomicU64::new(0),
+            joined: AtomicU64::new(0),
+            rejoin: AtomicBool::new(false),
         }
     }
 

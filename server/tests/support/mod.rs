@@ -87,6 +87,15 @@ impl Drop for Database {
     }
 }
 
+impl Database {
+    /// Runs one statement in it (`psql`), panicking with its error.
+    pub fn psql(&self, sql: &str) {
+        if let Err(e) = psql_at(&self.url(), sql) {
+            panic!("psql {sql}: {e}");
+        }
+    }
+}
+
 /// Runs one statement on the tests' PostgreSQL (`psql`), panicking with its error.
 pub fn psql(sql: &str) {
     if let Err(e) = try_psql(sql) {
@@ -96,8 +105,13 @@ pub fn psql(sql: &str) {
 
 /// Runs one statement on the tests' PostgreSQL (`psql`): its error, if any.
 pub fn try_psql(sql: &str) -> Result<(), String> {
+    psql_at(PG_ADMIN_URL, sql)
+}
+
+/// Runs one statement in the database at `url` (`psql`): its error, if any.
+fn psql_at(url: &str, sql: &str) -> Result<(), String> {
     let out = Command::new("psql")
-        .args([PG_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
         .output()
         .expect("running psql");
     if out.status.success() {
