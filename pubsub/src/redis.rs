@@ -328,6 +328,21 @@ impl RedisRooms {
     }
 }
 
+impl RedisRooms {
+    /// Publishes `bytes` on `channel`: how many subscribers received it (this node's
+    /// link included, when it is subscribed).
+    pub async fn publish(&self, channel: &str, bytes: &[u8]) -> RedisResult<usize> {
+        self.run(|mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(bytes)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+    }
+}
+
 /// Presence across nodes: each node keeps its per-room viewer counts in a hash of its
 /// own, `sh:pres:<node>` (a field per room, and an empty one so that the hash exists
 /// with no viewers), which expires unless the node writes it again; `sh:nodes` lists
@@ -482,14 +497,15 @@ pub struct Link {
 
 /// Starts a node's connections to the Redis at `url`: the command connection (lazy:
 /// it connects on first use and again after a loss) and the [`Link`] on its thread,
-/// whose `deliver` gets each message in the order Redis sent them (and word of each
-/// subscription made again after a loss).
+/// subscribed to the channels `always` from the start, whose `deliver` gets each
+/// message in the order Redis sent them (and word of each connection).
 /// Commands, connecting, subscribing and the link's heartbeat each give up after
 /// `timeout`; each room's stream keeps about `stream_len` events.
 pub fn start(
     url: &str,
     timeout: Duration,
     stream_len: usize,
+    always: Vec<String>,
     deliver: impl FnMut(Incoming<'_>) + Send + 'static,
 ) -> Result<(RedisRooms, Link), LinkError> {
     let client = redis::Client::open(url).map_err(|e| LinkError::Unreachable(e.to_string()))?;
@@ -512,7 +528,7 @@ pub fn start(
     let state = Arc::clone(&down);
     std::thread::Builder::new()
         .name("redis-link".into())
-        .spawn(move || rt.block_on(run(client, timeout, rx, state, deliver)))
+        .spawn(move || rt.block_on(run(client, timeout, always, rx, state, deliver)))
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
     Ok((
         RedisRooms::new(conn, timeout, stream_len),
@@ -526,15 +542,12 @@ impl Link {
         self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Subscribes to room `room`'s channel: done once Redis has confirmed, so that every
-    /// event published after this returns reaches the node.
-    pub async fn subscribe(&self, room: &str) -> Result<(), LinkError> {
+    /// Subscribes to `channel` (a room's is [`channel`]'s): done once Redis has
+    /// confirmed, so that every message published after this returns reaches the node.
+    pub async fn subscribe(&self, channel: String) -> Result<(), LinkError> {
         let (done, confirmed) = oneshot::channel();
         self.wants
-            .send(Want {
-                channel: channel(room),
-                done,
-            })
+            .send(Want { channel, done })
             .map_err(|_| LinkError::Stopped)?;
         confirmed.await.map_err(|_| LinkError::Stopped)?
     }
@@ -545,11 +558,11 @@ impl Link {
 async fn run(
     client: redis::Client,
     timeout: Duration,
+    mut wanted: Vec<String>,
     mut wants: mpsc::UnboundedReceiver<Want>,
     down: Arc<Mutex<Option<String>>>,
     mut deliver: impl FnMut(Incoming<'_>),
 ) {
-    let mut wanted: Vec<String> = Vec::new();
     let mut pause = Duration::from_millis(50);
     let set_down = |why: Option<String>| *down.lock().unwrap_or_else(|e| e.into_inner()) = why;
     let mut lost = false;

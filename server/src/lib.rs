@@ -6,7 +6,7 @@
 //! compression and the operations endpoints ([`http`]), the GraphQL service every
 //! transport calls ([`graphql`]), WebSocket sessions, rooms and subscriptions
 //! ([`realtime`]), the node's rooms: histories and the orderer of their events
-//! ([`rooms`]) and their orderer across nodes through Redis ([`cluster`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
+//! ([`rooms`]) and their orderer across nodes through Redis and what mutations changed announced to the other nodes ([`cluster`]), authentication ([`auth`]), node-wide limits ([`limits`]), the streaming
 //! domain ([`domain`], [`schema`]) over the store seam, its memory implementation,
 //! the PostgreSQL store (schema, migrations, demo seed, group-commit chat writer, circuit breaker) and each shard's read-through cache ([`store`]), per-shard metrics summed at
 //! scrape ([`metrics`]), JSON logs ([`logging`]), node-wide state and graceful shutdown

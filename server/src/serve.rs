@@ -107,6 +107,7 @@ fn data_layer(
     tracing::info!(replica = pg.replica.is_some(), "store: PostgreSQL");
     let presence = Arc::new(Presence::default());
     let mut redis = None;
+    let mut peers = None;
     let orderer: Box<dyn Orderer> = match &config.redis_url {
         Some(url) => {
             let orderer = RedisOrderer::start(
@@ -129,6 +130,7 @@ fn data_layer(
                 .context("starting the Redis upkeep")?;
             tracing::info!("rooms: ordered through Redis");
             redis = Some(orderer.redis());
+            peers = Some(orderer.peers());
             Box::new(orderer)
         }
         None => Box::new(LocalOrderer),
@@ -136,6 +138,7 @@ fn data_layer(
     let mut data = DataLayer::over(store, orderer, config.retention(), clock);
     data.presence = presence;
     data.redis = redis;
+    data.peers = peers;
     data.read_your_writes = config.read_your_writes();
     Ok(data)
 }

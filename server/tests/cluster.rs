@@ -526,3 +526,73 @@ fn redis_back_empty_never_gives_again_a_seq_a_node_saw_and_a_node_back_too_late_
     let mut moved = WsClient::connect(&nodes[1], "/ws", &[]);
     assert_eq!(moved.join("ch_u8", Some(void + 1))["recovered"], false);
 }
+
+/// `ch_u2`'s title as `server` answers it.
+fn title(server: &Server) -> Value {
+    let r = graphql_at(
+        server.addr,
+        None,
+        &json!({"query": "{ channel(id: \"ch_u2\") { title } }"}),
+    )
+    .json();
+    r["data"]["channel"]["title"].clone()
+}
+
+fn retitle(server: &Server, title: &str) -> Value {
+    graphql_at(
+        server.addr,
+        Some(&token("u2", "u2", false)),
+        &json!({
+            "query": "mutation($t: String!) { updateChannel(input: {title: $t}) { title } }",
+            "variables": {"t": title},
+        }),
+    )
+    .json()
+}
+
+#[test]
+fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_changes");
+    let users = ["n0", "n1"];
+    let urls = users.map(|u| {
+        let r = redis.cli(&["ACL", "SETUSER", u, "on", ">pw", "~*", "&*", "+@all"]);
+        assert_eq!(r, "OK");
+        format!("redis://{u}:pw@127.0.0.1:{}", redis.port)
+    });
+    let nodes = [0, 1].map(|n| node_with(n, &db, &redis, &[("REDIS_URL", &urls[n])]));
+    for i in 0..5 {
+        // Node 1's caches (both shards) hold the title; each write is read there at once.
+        for _ in 0..4 {
+            title(&nodes[1]);
+        }
+        let new = format!("title {i}");
+        let r = retitle(&nodes[0], &new);
+        assert_eq!(r["data"]["updateChannel"]["title"], new.as_str(), "{r}");
+        assert_eq!(title(&nodes[1]), new.as_str());
+    }
+
+    // Node 1's link is cut while node 0 writes: once back, its caches drop what they
+    // held (the announcement did not reach it).
+    for _ in 0..4 {
+        title(&nodes[1]);
+    }
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "-subscribe"]), "OK");
+    redis.cli(&["CLIENT", "KILL", "USER", "n1"]);
+    let deadline = Instant::now() + PATIENCE;
+    while nodes[1].get("/readyz", &[]).status == 200 {
+        assert!(Instant::now() < deadline, "node 1 did not see its link go");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Meanwhile node 1 refuses writes at once: it could not tell the other nodes.
+    let r = retitle(&nodes[1], "refused");
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "SERVICE_UNAVAILABLE",
+        "{r}"
+    );
+    let r = retitle(&nodes[0], "while cut");
+    assert_eq!(r["data"]["updateChannel"]["title"], "while cut", "{r}");
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "+subscribe"]), "OK");
+    wait_ready(&nodes[1]);
+    assert_eq!(title(&nodes[1]), "while cut");
+}

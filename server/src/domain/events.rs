@@ -18,6 +18,9 @@ pub enum Notice {
     Room(Event),
     /// What a mutation changed.
     Changed(Arc<[Change]>),
+    /// Changes may have been missed (another node's, while the link to them was
+    /// down): every cache drops everything.
+    Cleared,
 }
 
 /// Where notices go.
@@ -57,6 +60,7 @@ impl EventSink for Counted {
                     .count();
                 self.stream.fetch_add(streams as u64, Ordering::Relaxed);
             }
+            Notice::Cleared => {}
         }
     }
 }

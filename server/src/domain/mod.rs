@@ -31,6 +31,7 @@ use streamhub_pubsub::history::HistoryLimits;
 use streamhub_pubsub::{Chat, Event};
 
 use crate::auth::Viewer;
+use crate::cluster::peers::Peers;
 use crate::realtime::presence::Presence;
 use crate::rooms::{LocalOrderer, Orderer, Rooms};
 use crate::store::cache::{Cache, Key};
@@ -61,6 +62,8 @@ pub struct DataLayer {
     pub read_your_writes: Millis,
     /// With other nodes: Redis, where APQ registrations are shared.
     pub redis: Option<RedisRooms>,
+    /// With other nodes: where what a mutation changed is announced.
+    pub peers: Option<Arc<Peers>>,
 }
 
 impl DataLayer {
@@ -98,6 +101,7 @@ impl DataLayer {
             clock,
             read_your_writes: 0,
             redis: None,
+            peers: None,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct Domain {
     pub presence: Arc<Presence>,
     /// With other nodes: Redis, where APQ registrations are shared.
     pub redis: Option<RedisRooms>,
+    /// With other nodes: where what a mutation changed is announced.
+    pub peers: Option<Arc<Peers>>,
     /// Where changes are announced.
     pub events: Arc<dyn EventSink>,
     /// The schema's cache hints ([`cache_hints::HINTS`]), resolved.
@@ -221,6 +227,7 @@ impl Domain {
             clock,
             read_your_writes,
             redis,
+            peers,
         } = data;
         let t = |name: &str| {
             schema
@@ -249,6 +256,7 @@ impl Domain {
             rooms,
             presence,
             redis,
+            peers,
             events,
             cache_hints,
             writers,
@@ -372,12 +380,23 @@ impl<'a> Request<'a> {
     }
 
     /// Applies a command and announces what it changed: this shard's cache drops it
-    /// at once, every other shard's through the rings before its next request.
+    /// at once, every other shard's through the rings before its next request, and
+    /// with other nodes, theirs before this returns (refused at once when they could
+    /// not be told; but not the viewer's own row, which a chat send also ensures, and
+    /// which changes only when the token's login or role did).
     async fn apply(&self, command: Command) -> Result<crate::store::Applied, StoreError> {
+        if let Some(peers) = &self.domain.peers {
+            if !matches!(command, Command::EnsureUser { .. }) {
+                peers.ready()?;
+            }
+        }
         let applied = self.domain.store.apply(command).await?;
         self.forget_loaded();
         self.wrote();
         self.announce(&applied.changes);
+        if let Some(peers) = &self.domain.peers {
+            peers.announce(&applied.changes).await;
+        }
         Ok(applied)
     }
 

@@ -188,6 +188,7 @@ mod tests {
         match n {
             Notice::Changed(c) => format!("{:?}", c[0]),
             Notice::Room(e) => e.room.to_string(),
+            Notice::Cleared => "cleared".into(),
         }
     }
 

@@ -263,6 +263,7 @@ impl Hub {
             return;
         }
         let now = self.domain.now();
+        let mut cleared = lapped;
         for n in notices.drain(..) {
             match n {
                 Notice::Room(e) => {
@@ -277,12 +278,15 @@ impl Hub {
                         }
                     }
                 }
+                Notice::Cleared => cleared = true,
             }
+        }
+        if cleared {
+            self.cache.clear(now);
         }
         *self.taken.borrow_mut() = notices;
         if lapped {
             // Notices were lost: what they said is read again from the rooms.
-            self.cache.clear(now);
             let rooms: Vec<Arc<rooms::Room>> = self
                 .rooms
                 .borrow()

@@ -11,6 +11,8 @@
 //! a void, and every one settled after arrives by the link. What arrives while the room
 //! opens waits, and settles once it is open.
 
+pub mod peers;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -23,6 +25,7 @@ use crate::domain::events::{EventSink, Notice};
 use crate::realtime::presence::Presence;
 use crate::rooms::{Given, Orderer, Room};
 use crate::store::{Change, Clock, Millis, SharedStore, StoreError, StoreFuture};
+use peers::Peers;
 
 /// Orders room events in Redis and brings other nodes' events to this node's rooms.
 #[derive(Debug)]
@@ -30,6 +33,9 @@ pub struct RedisOrderer {
     redis: RedisRooms,
     link: Link,
     watched: Arc<Watched>,
+    peers: Arc<Peers>,
+    /// This node's id among the nodes (random, made at start).
+    node: Box<str>,
 }
 
 /// The rooms this node watches, where their events go, and what a room catching up
@@ -107,18 +113,34 @@ impl RedisOrderer {
             joined: AtomicU64::new(0),
             rejoin: AtomicBool::new(false),
         });
+        let node = format!("{:016x}", fastrand::u64(..));
+        let peers = Arc::new(Peers::new(&node, Arc::clone(&watched.events), timeout));
+        let always = vec![peers::CHANGES.to_owned(), peers::answers(&node)];
         let receiver = Arc::clone(&watched);
-        let (redis, link) = streamhub_pubsub::redis::start(url, timeout, stream_len, {
+        let heard = Arc::clone(&peers);
+        let (redis, link) = streamhub_pubsub::redis::start(url, timeout, stream_len, always, {
             move |incoming| match incoming {
-                Incoming::Message { channel, bytes } => receiver.receive(channel, bytes),
-                Incoming::Subscribed { again } => Watched::subscribed(&receiver, again),
+                Incoming::Message { channel, bytes } => {
+                    if !heard.receive(channel, bytes) {
+                        receiver.receive(channel, bytes);
+                    }
+                }
+                Incoming::Subscribed { again } => {
+                    if again {
+                        heard.resubscribed();
+                    }
+                    Watched::subscribed(&receiver, again);
+                }
             }
         })?;
         let _ = watched.redis.set(redis.clone());
+        peers.connect(redis.clone(), link.clone());
         Ok(RedisOrderer {
             redis,
             link,
             watched,
+            peers,
+            node: node.into(),
         })
     }
 }
@@ -127,6 +149,11 @@ impl RedisOrderer {
     /// The node's Redis commands (for what else nodes share there: APQ registrations).
     pub fn redis(&self) -> RedisRooms {
         self.redis.clone()
+    }
+
+    /// The other nodes, as this node's mutations reach their caches.
+    pub fn peers(&self) -> Arc<Peers> {
+        Arc::clone(&self.peers)
     }
 
     /// Starts the node's Redis upkeep on a thread of its own, every third of
@@ -142,7 +169,7 @@ impl RedisOrderer {
     ) -> std::io::Result<()> {
         let redis = self.redis.clone();
         let watched = Arc::clone(&self.watched);
-        let node = format!("{:016x}", fastrand::u64(..));
+        let node = self.node.clone();
         let every = (presence_ttl / 3)
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(10));
@@ -542,7 +569,10 @@ impl Orderer for RedisOrderer {
         Box::pin(async move {
             self.watched.opening(id);
             let given = async {
-                self.link.subscribe(id).await.map_err(unavailable)?;
+                self.link
+                    .subscribe(streamhub_pubsub::redis::channel(id))
+                    .await
+                    .map_err(unavailable)?;
                 self.redis.given(id, floor).await.map_err(unavailable)
             }
             .await;
@@ -611,6 +641,7 @@ mod tests {
             match notice {
                 Notice::Room(e) => self.0.lock().unwrap().push(e.seq),
                 Notice::Changed(c) => self.1.lock().unwrap().extend(c.iter().cloned()),
+                Notice::Cleared => {}
             }
         }
     }
