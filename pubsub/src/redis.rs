@@ -164,6 +164,7 @@ pub struct RedisRooms {
     given: Script,
     void: Script,
     epoch: Script,
+    gcra: Script,
 }
 
 impl std::fmt::Debug for RedisRooms {
@@ -187,6 +188,7 @@ impl RedisRooms {
             given: Script::new(GIVEN),
             void: Script::new(VOID),
             epoch: Script::new(EPOCH),
+            gcra: Script::new(GCRA),
         }
     }
 
@@ -340,6 +342,47 @@ impl RedisRooms {
                 .await
         })
         .await
+    }
+}
+
+/// `KEYS` the bucket; `ARGV` interval and tolerance (µs). The generic cell rate
+/// algorithm on Redis' clock: the bucket keeps when it is full again; 0 when the call
+/// is allowed (and spent), else the µs to wait.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local full = tonumber(redis.call('GET', KEYS[1]) or '0')
+if full < now then full = now end
+local wait = full - now - tonumber(ARGV[2])
+if wait > 0 then return wait end
+local next = full + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - now) / 1000) + 1)
+return 0
+";
+
+/// Rate budgets across nodes: one key per budget and client, `sh:rl:<bucket>`, holding
+/// when the bucket is full again (expiring then).
+impl RedisRooms {
+    /// Spends one call from `bucket`, which refills one call per `interval` and holds
+    /// `tolerance / interval + 1` calls: Ok, or how long until one is allowed.
+    pub async fn spend(
+        &self,
+        bucket: &str,
+        interval: Duration,
+        tolerance: Duration,
+    ) -> RedisResult<Result<(), Duration>> {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2);
+        let wait: u64 = self
+            .run(|mut conn| {
+                let mut call = self.gcra.key(format!("sh:rl:{bucket}"));
+                call.arg(us(interval).max(1)).arg(us(tolerance));
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(match wait {
+            0 => Ok(()),
+            us => Err(Duration::from_micros(us)),
+        })
     }
 }
 

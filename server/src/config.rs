@@ -64,6 +64,16 @@ pub enum IoBackend {
     Epoll,
 }
 
+/// Where the rate budgets hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateScope {
+    /// Per node: each node gives a client the whole budget.
+    Node,
+    /// Across the nodes sharing `REDIS_URL`: a client's budget is spent in Redis
+    /// (the node's own buckets stand in while Redis cannot be reached).
+    Cluster,
+}
+
 /// How the node's PostgreSQL connections are pooled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DbPools {
@@ -395,6 +405,18 @@ pub struct Config {
     /// WebSocket upgrades per user or address.
     #[arg(long, env = "STREAMHUB_RATE_WS_CONNECT", value_parser = parse_rate_setting, default_value = "20/10s", help_heading = "Rates")]
     pub rate_ws_connect: RateSetting,
+
+    /// Where the rate budgets hold: `node` (each node gives a client the whole budget)
+    /// or `cluster` (spent in Redis, across the nodes; requires `REDIS_URL`).
+    #[arg(
+        long,
+        env = "STREAMHUB_RATE_SCOPE",
+        value_enum,
+        default_value = "node",
+        requires_if("cluster", "redis_url"),
+        help_heading = "Rates"
+    )]
+    pub rate_scope: RateScope,
 
     /// Mount `/ws/echo`, which echoes every WebSocket message (for conformance suites).
     #[arg(long, env = "STREAMHUB_WS_ECHO", default_value_t = false, action = clap::ArgAction::Set, help_heading = "WebSocket")]

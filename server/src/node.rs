@@ -73,8 +73,14 @@ impl Node {
         events: Arc<Fanout>,
     ) -> Node {
         let operations = Series::new(config.metrics_max_operations);
+        let mut limiter = Limiter::new(config.rates(), tokio::time::Instant::now());
+        if config.rate_scope == crate::config::RateScope::Cluster {
+            if let Some(redis) = &domain.redis {
+                limiter.across_nodes(redis.clone());
+            }
+        }
         Node {
-            limiter: Limiter::new(config.rates(), tokio::time::Instant::now()),
+            limiter,
             per_address: PerAddress::new(config.max_connections_per_ip),
             config,
             backend,

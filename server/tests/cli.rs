@@ -39,6 +39,7 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
         "REDIS_URL",
         "STREAMHUB_REDIS_TIMEOUT",
         "STREAMHUB_PRESENCE_TTL",
+        "STREAMHUB_RATE_SCOPE",
     ] {
         // Secrets are listed without their value.
         let listed =
@@ -71,6 +72,18 @@ fn redis_without_postgresql_is_refused_with_a_clear_message() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--redis-url"), "{err}");
     assert!(err.contains("--database-url"), "{err}");
+}
+
+#[test]
+fn cluster_rate_scope_without_redis_is_refused_with_a_clear_message() {
+    let out = streamhub()
+        .env("STREAMHUB_RATE_SCOPE", "cluster")
+        .env("STREAMHUB_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--redis-url"), "{err}");
 }
 
 #[test]

@@ -596,3 +596,62 @@ fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
     wait_ready(&nodes[1]);
     assert_eq!(title(&nodes[1]), "while cut");
 }
+
+#[test]
+fn with_the_cluster_rate_scope_a_client_has_one_budget_across_the_nodes() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_rates");
+    let rates = [
+        ("STREAMHUB_RATE_SCOPE", "cluster"),
+        ("STREAMHUB_RATE_QUERY", "5/1h"),
+        ("STREAMHUB_RATE_CHAT", "3/1h"),
+    ];
+    let nodes = [
+        node_with(0, &db, &redis, &rates),
+        node_with(1, &db, &redis, &rates),
+    ];
+    let query = json!({"query": "{ category(slug: \"chess\") { name } }"});
+    let code = |r: &Value| r["errors"][0]["extensions"]["code"].clone();
+    let who = token("u3", "u3", false);
+    for n in [0, 1, 0, 1, 1] {
+        let r = graphql_at(nodes[n].addr, Some(&who), &query).json();
+        assert_eq!(r["data"]["category"]["name"], "Chess", "{r}");
+    }
+    for node in &nodes {
+        let r = graphql_at(node.addr, Some(&who), &query);
+        assert_eq!(r.status, 429);
+        assert_eq!(code(&r.json()), "RATE_LIMITED");
+    }
+    // Another client's budget is its own.
+    let r = graphql_at(nodes[0].addr, Some(&token("u4", "u4", false)), &query).json();
+    assert_eq!(r["data"]["category"]["name"], "Chess", "{r}");
+
+    // Chat: two sends by mutation on node 0, the third over the room protocol on node 1
+    // goes, the fourth does not.
+    for i in 0..2 {
+        let r = send_gql(&nodes[0], "u5", "ch_u9", &format!("m{i}"));
+        assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
+    }
+    let mut ws = WsClient::connect(
+        &nodes[1],
+        "/ws",
+        &[("Authorization", &format!("Bearer {}", token("u5", "u5", false)))],
+    );
+    ws.join("ch_u9", None);
+    ws.send_json(&json!({"type": "send", "room": "ch_u9", "body": "m2", "nonce": "a"}));
+    ws.send_json(&json!({"type": "send", "room": "ch_u9", "body": "m3", "nonce": "b"}));
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let f = ws.next_json();
+        if f["type"] == "sent" || f["type"] == "error" {
+            answers.push((f["nonce"].clone(), f["type"].clone(), f["code"].clone()));
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            (json!("a"), json!("sent"), Value::Null),
+            (json!("b"), json!("error"), json!("RATE_LIMITED")),
+        ]
+    );
+}

@@ -288,7 +288,7 @@ async fn run(
         OperationType::Mutation => Budget::Mutation,
         OperationType::Query => Budget::Query,
     };
-    spend(shard, budget, client)?;
+    spend(shard, budget, client).await?;
     let schema = &shard.node.domain.schema;
     let vars = coerce(shard, doc, index, req)?;
     let domain_req = shard.request(viewer).await.map_err(|e| {
@@ -302,11 +302,12 @@ async fn run(
 }
 
 /// Spends one call of `budget` for `client`, or refuses with the wait.
-pub fn spend(shard: &Shard, budget: Budget, client: &Client) -> Result<(), Refusal> {
+pub async fn spend(shard: &Shard, budget: Budget, client: &Client) -> Result<(), Refusal> {
     shard
         .node
         .limiter
-        .check(budget, client, tokio::time::Instant::now())
+        .spend(budget, client, tokio::time::Instant::now())
+        .await
         .map_err(|wait| {
             Refusal::new(
                 Kind::RateLimited(retry_after_secs(wait)),

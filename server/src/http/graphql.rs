@@ -340,7 +340,9 @@ async fn subscribe(
         }
         Ok(Started::Subscription(s)) => s,
     };
-    service::spend(shard, Budget::Query, caller.client).map_err(|r| r.errors)?;
+    service::spend(shard, Budget::Query, caller.client)
+        .await
+        .map_err(|r| r.errors)?;
     let since = match s.topic {
         Topic::ChatEvents => sse::last_event_id(head).or(s.since),
         _ => s.since,

@@ -103,7 +103,8 @@ pub async fn handle(
         match shard
             .node
             .limiter
-            .check(Budget::WsConnect, &client, tokio::time::Instant::now())
+            .spend(Budget::WsConnect, &client, tokio::time::Instant::now())
+            .await
         {
             Err(wait) => {
                 let mut r = error_response(

@@ -7,12 +7,17 @@
 //! be full again (its "theoretical arrival time"), and a call is one compare-and-swap
 //! of it. So a client gets the node's whole budget wherever the kernel puts its
 //! connections, and no shard waits on another.
+//!
+//! With `STREAMHUB_RATE_SCOPE=cluster` the same algorithm runs in Redis, one script
+//! call per call on Redis' clock, so a client's budget holds across the nodes; while
+//! Redis cannot be reached, each node's own buckets stand in (logged once).
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use streamhub_pubsub::redis::RedisRooms;
 use tokio::time::Instant;
 
 /// A rate: `count` per `period`.
@@ -203,6 +208,10 @@ impl Buckets {
 pub struct Limiter {
     budgets: [Option<Buckets>; 4],
     epoch: Instant,
+    /// With the cluster scope: Redis, where the budgets are spent.
+    cluster: Option<RedisRooms>,
+    /// Whether the last call to Redis failed (the node's buckets stand in).
+    failing: AtomicBool,
 }
 
 impl Limiter {
@@ -211,6 +220,63 @@ impl Limiter {
         Limiter {
             budgets: rates.map(|r| r.map(Buckets::new)),
             epoch: now,
+            cluster: None,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Spends the budgets in `redis` from now on, across every node that does.
+    pub fn across_nodes(&mut self, redis: RedisRooms) {
+        self.cluster = Some(redis);
+    }
+
+    /// Spends one call of `budget` for `client`, or says how long until one is
+    /// allowed: in Redis with the cluster scope (the node's own buckets while Redis
+    /// cannot be reached), else on the node ([`Limiter::check`]).
+    pub async fn spend(
+        &self,
+        budget: Budget,
+        client: &Client,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        match (&self.cluster, &self.budgets[budget as usize]) {
+            // Boxed: the callers' futures stay as small as with the node scope.
+            (Some(redis), Some(b)) => Box::pin(self.spend_in(redis, b, budget, client, now)).await,
+            _ => self.check(budget, client, now),
+        }
+    }
+
+    /// [`Limiter::spend`] in Redis.
+    async fn spend_in(
+        &self,
+        redis: &RedisRooms,
+        b: &Buckets,
+        budget: Budget,
+        client: &Client,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let bucket = match client {
+            Client::User(id) => format!("{}:u:{id}", budget as u8),
+            Client::Ip(ip) => format!("{}:ip:{ip}", budget as u8),
+        };
+        let spent = redis
+            .spend(
+                &bucket,
+                Duration::from_nanos(b.interval),
+                Duration::from_nanos(b.tolerance),
+            )
+            .await;
+        match spent {
+            Ok(spent) => {
+                self.failing.store(false, Ordering::Relaxed);
+                spent
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "rate limits: Redis cannot be reached: each node spends its own budgets meanwhile");
+                }
+                self.check(budget, client, now)
+            }
         }
     }
 

@@ -140,23 +140,20 @@ impl<'a> Protocol<'a> for Session<'a> {
                     Some(v) => Client::User(Rc::clone(&v.id)),
                     None => Client::Ip(self.ip),
                 };
-                let now = tokio::time::Instant::now();
-                if self
-                    .shard
-                    .node
-                    .limiter
-                    .check(Budget::Chat, &client, now)
-                    .is_err()
-                {
-                    self.queue.push(room::error(
-                        "RATE_LIMITED",
-                        "too many messages; slow down",
-                        nonce.as_deref(),
-                    ));
-                    return Step::Done(true);
-                }
                 let (shard, viewer) = (self.shard, self.viewer.clone());
                 return Step::Flight(Box::pin(async move {
+                    let now = tokio::time::Instant::now();
+                    if shard
+                        .node
+                        .limiter
+                        .spend(Budget::Chat, &client, now)
+                        .await
+                        .is_err()
+                    {
+                        let refused =
+                            FieldError::new("RATE_LIMITED", "too many messages; slow down");
+                        return Done::Send(nonce, Err(refused));
+                    }
                     let sent = match shard.request(viewer.as_deref()).await {
                         Ok(req) => req.send_chat(&r, &body).await,
                         Err(e) => Err(crate::domain::field_error(e)),
