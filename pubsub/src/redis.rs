@@ -523,10 +523,15 @@ pub enum Incoming<'a> {
     },
 }
 
-/// A subscription asked of the link's thread.
-struct Want {
-    channel: String,
-    done: oneshot::Sender<Result<(), LinkError>>,
+/// What the link's thread is asked.
+enum Want {
+    /// Subscribe to a channel, and say when Redis has confirmed.
+    Subscribe {
+        channel: String,
+        done: oneshot::Sender<Result<(), LinkError>>,
+    },
+    /// Unsubscribe from these channels (in one command).
+    Unsubscribe(Vec<String>),
 }
 
 /// The node's subscriber connection to Redis, on a thread of its own: subscribed to the
@@ -590,9 +595,17 @@ impl Link {
     pub async fn subscribe(&self, channel: String) -> Result<(), LinkError> {
         let (done, confirmed) = oneshot::channel();
         self.wants
-            .send(Want { channel, done })
+            .send(Want::Subscribe { channel, done })
             .map_err(|_| LinkError::Stopped)?;
         confirmed.await.map_err(|_| LinkError::Stopped)?
+    }
+
+    /// Unsubscribes from `channels`, in one command (nothing is awaited: what still
+    /// comes for them is dropped by the node).
+    pub fn unsubscribe(&self, channels: Vec<String>) {
+        if !channels.is_empty() {
+            let _ = self.wants.send(Want::Unsubscribe(channels));
+        }
     }
 }
 
@@ -623,23 +636,31 @@ async fn run(
                 let mut beat = tokio::time::interval(timeout.max(Duration::from_secs(1)));
                 loop {
                     tokio::select! {
-                        want = wants.recv() => {
-                            let Some(want) = want else { return };
-                            let known = wanted.contains(&want.channel);
-                            let r = if known {
-                                Ok(())
-                            } else {
-                                within(timeout, sink.subscribe(&want.channel)).await
-                            };
-                            let failed = r.as_ref().err().cloned();
-                            if r.is_ok() && !known {
-                                wanted.push(want.channel);
+                        want = wants.recv() => match want {
+                            None => return,
+                            Some(Want::Subscribe { channel, done }) => {
+                                let known = wanted.contains(&channel);
+                                let r = if known {
+                                    Ok(())
+                                } else {
+                                    within(timeout, sink.subscribe(&channel)).await
+                                };
+                                let failed = r.as_ref().err().cloned();
+                                if r.is_ok() && !known {
+                                    wanted.push(channel);
+                                }
+                                let _ = done.send(r);
+                                if let Some(e) = failed {
+                                    break e.to_string();
+                                }
                             }
-                            let _ = want.done.send(r);
-                            if let Some(e) = failed {
-                                break e.to_string();
+                            Some(Want::Unsubscribe(channels)) => {
+                                wanted.retain(|c| !channels.contains(c));
+                                if let Err(e) = within(timeout, sink.unsubscribe(&channels)).await {
+                                    break e.to_string();
+                                }
                             }
-                        }
+                        },
                         msg = stream.next() => match msg {
                             Some(m) => deliver(Incoming::Message {
                                 channel: m.get_channel_name(),
@@ -667,8 +688,11 @@ async fn run(
             tokio::select! {
                 _ = &mut sleep => break,
                 want = wants.recv() => match want {
-                    Some(w) => {
-                        let _ = w.done.send(Err(LinkError::Unreachable(why.clone())));
+                    Some(Want::Subscribe { done, .. }) => {
+                        let _ = done.send(Err(LinkError::Unreachable(why.clone())));
+                    }
+                    Some(Want::Unsubscribe(channels)) => {
+                        wanted.retain(|c| !channels.contains(c));
                     }
                     None => return,
                 },

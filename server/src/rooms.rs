@@ -30,7 +30,8 @@ pub struct Room {
 }
 
 /// A room's seqs: those settled (the history: an event, or None for a void), those
-/// given and not settled yet, and those settled before an earlier one.
+/// given and not settled yet, and those settled before an earlier one; and who holds
+/// the room.
 #[derive(Debug)]
 struct Order {
     history: History<Option<Arc<ChatEvent>>, Millis>,
@@ -38,6 +39,31 @@ struct Order {
     given: u64,
     /// Seqs settled while an earlier one was not, waiting to enter the history.
     early: BTreeMap<u64, Option<Arc<ChatEvent>>>,
+    /// Shards holding the room (it has members or subscriptions there).
+    held: u32,
+    /// Since when no shard has held it, as [`Rooms::close_idle`] first saw.
+    idle_since: Option<Millis>,
+    /// Closed: no longer the node's room for its channel, and never held again.
+    closed: bool,
+}
+
+/// A shard's hold on a room (it has members or subscriptions there): while any is held,
+/// the node keeps the room open. Dropped, it lets go.
+#[derive(Debug)]
+pub struct Held(Arc<Room>);
+
+impl std::ops::Deref for Held {
+    type Target = Arc<Room>;
+
+    fn deref(&self) -> &Arc<Room> {
+        &self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.lock().held -= 1;
+    }
 }
 
 /// What a `since` asks of a room's history.
@@ -53,6 +79,43 @@ impl Room {
     fn lock(&self) -> MutexGuard<'_, Order> {
         // An append cannot be left half done by a panic elsewhere.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A hold on the room for a shard; None once it is closed (open the channel's room
+    /// again: [`Rooms::open`] makes a new one).
+    pub fn hold(self: &Arc<Self>) -> Option<Held> {
+        let mut order = self.lock();
+        if order.closed {
+            return None;
+        }
+        order.held += 1;
+        order.idle_since = None;
+        Some(Held(Arc::clone(self)))
+    }
+
+    /// Whether the room was closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Closes the room if no shard has held it since `linger` before `now` (the first
+    /// look at an idle room only notes when).
+    fn close_if_idle(&self, now: Millis, linger: Millis) -> bool {
+        let mut order = self.lock();
+        if order.held > 0 || order.closed {
+            return false;
+        }
+        match order.idle_since {
+            Some(since) if now.saturating_sub(since) >= linger => {
+                order.closed = true;
+                true
+            }
+            Some(_) => false,
+            None => {
+                order.idle_since = Some(now);
+                false
+            }
+        }
     }
 
     /// The room's last settled seq (an event's or a void's).
@@ -99,6 +162,9 @@ impl Room {
             history: History::starting_after(start, limits),
             given: 0,
             early: BTreeMap::new(),
+            held: 0,
+            idle_since: None,
+            closed: false,
         };
         let given = given.unwrap_or_else(|| Given {
             last: tail.last_seq,
@@ -226,6 +292,17 @@ pub trait Orderer: Send + Sync + Debug {
     /// the request was dropped): what the orderer kept for it can go.
     fn abandon(&self, _id: &str) {}
 
+    /// Whether rooms no shard holds are closed after a while ([`Rooms::close_idle`]):
+    /// only where seqs outlive the node's rooms (across nodes, in Redis); on one node a
+    /// room's seqs are its own, and a void it gave must never be given again.
+    fn closes_idle(&self) -> bool {
+        false
+    }
+
+    /// These rooms were closed (no shard held them for a while): the orderer stops
+    /// listening for their events.
+    fn closed(&self, _rooms: &[Arc<Room>]) {}
+
     /// Why rooms cannot be ordered now (for `/readyz`), if they cannot.
     fn unready(&self) -> Option<String> {
         None
@@ -319,7 +396,11 @@ impl Rooms {
     /// the orderer says it is still pending); None when no channel has that id.
     pub async fn open(&self, id: &str) -> Result<Option<Arc<Room>>, StoreError> {
         if let Some(room) = self.rooms.pin().get(id) {
-            return Ok(Some(Arc::clone(room)));
+            if !room.is_closed() {
+                return Ok(Some(Arc::clone(room)));
+            }
+            // Closing: it leaves the map; a new one takes its place.
+            self.rooms.pin().remove_if(id, |_, r| r.is_closed()).ok();
         }
         let Some(mut tail) = self.store.tail(id, self.limits.max_events).await? else {
             return Ok(None);
@@ -345,6 +426,29 @@ impl Rooms {
         self.orderer.opened(&room);
         watching.open = true;
         Ok(Some(room))
+    }
+
+    /// Closes the rooms no shard has held for `linger` (where the orderer closes idle
+    /// rooms): they leave the node, and the orderer stops listening for them. How
+    /// many were closed.
+    pub fn close_idle(&self, linger: Millis) -> usize {
+        if !self.orderer.closes_idle() {
+            return 0;
+        }
+        let now = self.now();
+        let map = self.rooms.pin();
+        let closed: Vec<Arc<Room>> = map
+            .iter()
+            .filter(|(_, room)| room.close_if_idle(now, linger))
+            .map(|(_, room)| Arc::clone(room))
+            .collect();
+        for room in &closed {
+            map.remove_if(&*room.id, |_, r| Arc::ptr_eq(r, room)).ok();
+        }
+        if !closed.is_empty() {
+            self.orderer.closed(&closed);
+        }
+        closed.len()
     }
 
     /// The room `id`, if opened already (for a shard filling a gap: a room it delivers
@@ -481,6 +585,60 @@ mod tests {
         }
         assert!(room.since(last + 3, rooms.now()).is_err());
         assert!(rooms.open("ch_nobody").await.unwrap().is_none());
+    }
+
+    /// An orderer that closes idle rooms, noting which.
+    #[derive(Debug, Default)]
+    struct Closing(Arc<Mutex<Vec<String>>>);
+
+    impl Orderer for Closing {
+        fn order<'a>(&'a self, room: &'a Room, chat: Chat, _: Millis) -> StoreFuture<'a, Event> {
+            Box::pin(std::future::ready(Ok(room.give(chat))))
+        }
+
+        fn closes_idle(&self) -> bool {
+            true
+        }
+
+        fn closed(&self, rooms: &[Arc<Room>]) {
+            let mut closed = self.0.lock().unwrap();
+            closed.extend(rooms.iter().map(|r| r.id.to_string()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_room_no_shard_holds_is_closed_after_a_while_and_the_next_open_makes_a_new_one() {
+        let limits = HistoryLimits::default();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
+        let closing = Closing::default();
+        let closed = Arc::clone(&closing.0);
+        let rooms = Rooms::new(Arc::new(store), Box::new(closing), clock, limits);
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let held = room.hold().expect("an open room is held");
+        assert_eq!(rooms.close_idle(0), 0, "a held room stays");
+        assert_eq!(rooms.close_idle(0), 0);
+        drop(held);
+        assert_eq!(rooms.close_idle(0), 0, "the first look notes since when");
+        let again = room.hold().expect("held again before it closed");
+        assert_eq!(rooms.close_idle(0), 0, "held again: it stays");
+        drop(again);
+        assert_eq!(rooms.close_idle(0), 0);
+        assert_eq!(rooms.close_idle(0), 1, "idle since the last look");
+        assert_eq!(*closed.lock().unwrap(), ["ch_u2"]);
+        assert!(room.hold().is_none(), "a closed room is never held again");
+        assert!(rooms.get("ch_u2").is_none());
+        let next = rooms.open("ch_u2").await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&room, &next), "a new room");
+        assert_eq!(next.last_seq(), room.last_seq());
+        assert!(next.hold().is_some());
+
+        // On one node rooms stay (their seqs are theirs alone).
+        let one = self::rooms(limits);
+        let room = one.open("ch_u2").await.unwrap().unwrap();
+        one.close_idle(0);
+        assert_eq!(one.close_idle(0), 0);
+        assert!(room.hold().is_some());
     }
 
     /// An orderer across nodes as a room's opening sees it: `ahead` seqs given past the

@@ -108,6 +108,7 @@ fn data_layer(
     let presence = Arc::new(Presence::default());
     let mut redis = None;
     let mut peers = None;
+    let mut rooms_slot = None;
     let orderer: Box<dyn Orderer> = match &config.redis_url {
         Some(url) => {
             let orderer = RedisOrderer::start(
@@ -131,6 +132,7 @@ fn data_layer(
             tracing::info!("rooms: ordered through Redis");
             redis = Some(orderer.redis());
             peers = Some(orderer.peers());
+            rooms_slot = Some(orderer.rooms_slot());
             Box::new(orderer)
         }
         None => Box::new(LocalOrderer),
@@ -139,6 +141,9 @@ fn data_layer(
     data.presence = presence;
     data.redis = redis;
     data.peers = peers;
+    if let Some(slot) = rooms_slot {
+        let _ = slot.set(Arc::downgrade(&data.rooms));
+    }
     data.read_your_writes = config.read_your_writes();
     Ok(data)
 }

@@ -635,7 +635,10 @@ fn with_the_cluster_rate_scope_a_client_has_one_budget_across_the_nodes() {
     let mut ws = WsClient::connect(
         &nodes[1],
         "/ws",
-        &[("Authorization", &format!("Bearer {}", token("u5", "u5", false)))],
+        &[(
+            "Authorization",
+            &format!("Bearer {}", token("u5", "u5", false)),
+        )],
     );
     ws.join("ch_u9", None);
     ws.send_json(&json!({"type": "send", "room": "ch_u9", "body": "m2", "nonce": "a"}));
@@ -654,4 +657,45 @@ fn with_the_cluster_rate_scope_a_client_has_one_budget_across_the_nodes() {
             (json!("b"), json!("error"), json!("RATE_LIMITED")),
         ]
     );
+}
+
+/// How many links are subscribed to `room`'s channel.
+fn subscribed(redis: &PrivateRedis, room: &str) -> u64 {
+    let out = redis.cli(&["PUBSUB", "NUMSUB", &format!("sh:{{{room}}}")]);
+    out.lines()
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_node_leaves_a_room_its_last_member_left_and_comes_back_with_the_next() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_idle");
+    let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
+    member.join("ch_u2", None);
+    assert_eq!(subscribed(&redis, "ch_u2"), 1, "node 1 listens");
+    member.send_json(&json!({"type": "leave", "room": "ch_u2"}));
+    // Once no shard has held it for the linger (5 s), node 1 unsubscribes.
+    let deadline = Instant::now() + PATIENCE;
+    while subscribed(&redis, "ch_u2") != 0 {
+        assert!(Instant::now() < deadline, "node 1 never left the room");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Sent meanwhile on node 0, then a member joins node 1 again: the room opens anew
+    // and hears every event from there on.
+    let r = send_gql(&nodes[0], "u1", "ch_u2", "while nobody listened");
+    let missed = r["data"]["sendChatMessage"]["seq"].as_u64().unwrap();
+    let mut back = WsClient::connect(&nodes[1], "/ws", &[]);
+    let joined = back.join("ch_u2", Some(missed - 1));
+    assert_eq!(joined["recovered"], true, "{joined}");
+    assert_eq!(
+        messages(&mut back, 1),
+        [(missed, "while nobody listened".to_owned())]
+    );
+    // (Node 0, which sent, has the room open too, until it has been idle a while.)
+    let r = send_gql(&nodes[0], "u1", "ch_u2", "after");
+    let seq = r["data"]["sendChatMessage"]["seq"].as_u64().unwrap();
+    assert_eq!(messages(&mut back, 1), [(seq, "after".to_owned())]);
 }

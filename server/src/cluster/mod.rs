@@ -15,7 +15,7 @@ pub mod peers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use streamhub_pubsub::redis::{Incoming, Link, LinkError, Ordered, RedisRooms, Voided};
@@ -23,7 +23,7 @@ use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
 use crate::realtime::presence::Presence;
-use crate::rooms::{Given, Orderer, Room};
+use crate::rooms::{Given, Orderer, Room, Rooms};
 use crate::store::{Change, Clock, Millis, SharedStore, StoreError, StoreFuture};
 use peers::Peers;
 
@@ -61,7 +61,14 @@ struct Watched {
     /// An order found Redis in another epoch while the link stayed connected (its data
     /// was flushed): the upkeep joins the new one.
     rejoin: AtomicBool,
+    /// The node's rooms, whose idle ones the upkeep closes.
+    node_rooms: Arc<OnceLock<Weak<Rooms>>>,
 }
+
+/// How long a room no shard holds (no member, no subscription) stays open before the
+/// node closes it and unsubscribes from it: a room whose last member leaves and
+/// another joins soon after is not churned.
+const ROOM_LINGER: Millis = 5_000;
 
 /// How long a new epoch settles before any seq is given in it, with Redis calls that
 /// give up after `timeout`: long enough for every node that was connected to reconnect
@@ -112,6 +119,7 @@ impl RedisOrderer {
             connections: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             rejoin: AtomicBool::new(false),
+            node_rooms: Arc::default(),
         });
         let node = format!("{:016x}", fastrand::u64(..));
         let peers = Arc::new(Peers::new(&node, Arc::clone(&watched.events), timeout));
@@ -149,6 +157,12 @@ impl RedisOrderer {
     /// The node's Redis commands (for what else nodes share there: APQ registrations).
     pub fn redis(&self) -> RedisRooms {
         self.redis.clone()
+    }
+
+    /// Where the node's rooms go once they exist (the orderer is theirs, so it comes
+    /// first): the upkeep closes the idle ones.
+    pub fn rooms_slot(&self) -> Arc<OnceLock<Weak<Rooms>>> {
+        Arc::clone(&self.watched.node_rooms)
     }
 
     /// The other nodes, as this node's mutations reach their caches.
@@ -208,6 +222,9 @@ impl RedisOrderer {
                             watched.join_epoch(true, connection).await;
                         }
                         watched.sweep(&redis, &mut holes, stale_after).await;
+                        if let Some(rooms) = watched.node_rooms.get().and_then(Weak::upgrade) {
+                            rooms.close_idle(ROOM_LINGER);
+                        }
                     }
                 })
             })?;
@@ -276,15 +293,38 @@ impl Watched {
             .collect()
     }
 
-    /// Room `id` is opening: what comes for it waits until it is open.
+    /// Room `id` is opening: what comes for it waits until it is open (a room of the
+    /// channel that was closed gives way).
     fn opening(&self, id: &str) {
-        match self.lock().entry(id.into()).or_insert(Watch::Opening {
+        let mut rooms = self.lock();
+        let watch = rooms.entry(id.into()).or_insert(Watch::Opening {
             openers: 0,
             early: Vec::new(),
-        }) {
+        });
+        if matches!(watch, Watch::Open(old) if old.is_closed()) {
+            *watch = Watch::Opening {
+                openers: 0,
+                early: Vec::new(),
+            };
+        }
+        match watch {
             Watch::Opening { openers, .. } => *openers += 1,
             Watch::Open(_) => {}
         }
+    }
+
+    /// These rooms were closed: they are no longer watched (unless the channel's next
+    /// room is already opening). The channels to unsubscribe from.
+    fn closed(&self, closed: &[Arc<Room>]) -> Vec<String> {
+        let mut rooms = self.lock();
+        let mut channels = Vec::new();
+        for room in closed {
+            if matches!(rooms.get(&*room.id), Some(Watch::Open(r)) if Arc::ptr_eq(r, room)) {
+                rooms.remove(&*room.id);
+                channels.push(streamhub_pubsub::redis::channel(&room.id));
+            }
+        }
+        channels
     }
 
     /// An opening of room `id` failed: once no other is under way, what came for it is
@@ -593,6 +633,14 @@ impl Orderer for RedisOrderer {
         self.watched.opened(room);
     }
 
+    fn closes_idle(&self) -> bool {
+        true
+    }
+
+    fn closed(&self, rooms: &[Arc<Room>]) {
+        self.link.unsubscribe(self.watched.closed(rooms));
+    }
+
     fn abandon(&self, id: &str) {
         self.watched.failed(id);
     }
@@ -671,6 +719,7 @@ mod tests {
             connections: AtomicU64::new(0),
             joined: AtomicU64::new(0),
             rejoin: AtomicBool::new(false),
+            node_rooms: Arc::default(),
         }
     }
 

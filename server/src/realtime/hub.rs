@@ -117,8 +117,9 @@ pub struct Subscription {
 
 #[derive(Debug)]
 struct Room {
-    /// The node's room: its history, for gaps.
-    node: Arc<rooms::Room>,
+    /// The node's room (held while this shard has members or subscriptions there):
+    /// its history, for gaps.
+    node: rooms::Held,
     /// The last seq delivered to this shard's members.
     delivered: u64,
     members: Vec<(ConnId, Rc<SendQueue>)>,
@@ -412,13 +413,19 @@ impl Hub {
     /// and brought up to date.
     async fn open(&self, room_id: &str) -> Result<(), Refusal> {
         if !self.rooms.borrow().contains_key(room_id) {
-            let node = self
-                .domain
-                .rooms
-                .open(room_id)
-                .await
-                .map_err(|e| ("SERVICE_UNAVAILABLE", e.to_string()))?
-                .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
+            let node = loop {
+                let node = self
+                    .domain
+                    .rooms
+                    .open(room_id)
+                    .await
+                    .map_err(|e| ("SERVICE_UNAVAILABLE", e.to_string()))?
+                    .ok_or_else(|| ("NOT_FOUND", format!("no channel has id `{room_id}`")))?;
+                // Closed since it was opened (idle): the channel's next room is opened.
+                if let Some(held) = node.hold() {
+                    break held;
+                }
+            };
             // Notices still in the rings for seqs up to the history's last are stale
             // for the new room and dropped when taken below.
             self.rooms
