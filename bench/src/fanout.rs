@@ -46,7 +46,7 @@ pub struct FanoutArgs {
 }
 
 /// The room every scenario uses: alice's channel.
-const ROOM: &str = "ch_u1";
+pub const ROOM: &str = "ch_u1";
 
 /// Runs the scenario against a StreamHub started here (and then the peer, when asked);
 /// returns the BENCH.md JSON with the scenario's own fields.
@@ -84,21 +84,101 @@ fn run_one(
 ) -> anyhow::Result<Value> {
     let server = ServerProc::start(spec, args.server_core)?;
     let streamhub = spec.name == "streamhub";
-    let viewer_count = |addr: SocketAddr| {
+    let addr = server.addr;
+    let joined = move || {
         if streamhub {
             viewer_count(addr)
         } else {
             peer_members(addr)
         }
     };
-    let exe = std::env::current_exe()?;
     let url = format!("ws://{}/ws", server.addr);
-    let before = viewer_count(server.addr)?;
+    let m = measure(args, &url, &url, &joined, &[server.pid()])?;
+    Ok(json!({
+        "scenario": "ws-fanout",
+        "machine": crate::report::machine(),
+        "setup": format!(
+            "server pinned to core {} with one shard; {} subscriber processes and one publisher on cores {}",
+            args.server_core, m.processes, crate::ws::other_cores(args.server_core)
+        ),
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "command": command,
+        "runs": [m.run(&spec.name, args)],
+    }))
+}
+
+/// What one fan-out measured.
+#[derive(Debug)]
+pub struct Measured {
+    /// Subscriber worker processes.
+    pub processes: u32,
+    /// Messages published.
+    pub publishes: u64,
+    /// Messages the subscribers received.
+    pub deliveries: u64,
+    /// Subscribers times publishes.
+    pub expected: u64,
+    /// Seconds from the first delivery to the last.
+    pub delivery_span: f64,
+    /// Publish-to-receive latency.
+    pub latency: crate::hist::Summary,
+    /// Connections that failed or were closed early.
+    pub errors: u64,
+    /// Seconds the publishing took.
+    pub seconds: f64,
+    /// Seconds until every subscriber had joined.
+    pub connect_seconds: f64,
+    /// CPU seconds of the serving processes while publishing.
+    pub cpu_seconds: f64,
+    /// Their CPU share of one core over the same time.
+    pub cpu_share: f64,
+}
+
+impl Measured {
+    /// The run as BENCH.md's JSON has it.
+    pub fn run(&self, server: &str, args: &FanoutArgs) -> Value {
+        let s = &self.latency;
+        json!({
+            "server": server,
+            "subscribers": args.subscribers,
+            "publishes": self.publishes,
+            "body_bytes": args.body_bytes,
+            "deliveries": self.deliveries,
+            "deliveries_expected": self.expected,
+            // Over the time they took, from the first arrival to the last (the
+            // publisher's window ends with a hold that delivers nothing).
+            "deliveries_per_second": self.deliveries as f64 / self.delivery_span.max(1e-3),
+            "p50_us": s.p50_us, "p90_us": s.p90_us, "p99_us": s.p99_us,
+            "p999_us": s.p999_us, "max_us": s.max_us,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "connect_seconds": self.connect_seconds,
+            "server_cpu": self.cpu_share,
+            // The serving processes' CPU time per delivery, publishes and all.
+            "server_cpu_us_per_delivery": 1e6 * self.cpu_seconds / (self.deliveries.max(1) as f64),
+            "latency": "publish-to-receive, from the stamp in each message",
+        })
+    }
+}
+
+/// The fan-out itself: `args.subscribers` join the room at `subscribe_url` (spread
+/// over worker processes), `joined` says how many have, then one publisher sends
+/// through `publish_url`; the CPU of `pids` (the processes that serve) is measured
+/// while it publishes.
+pub fn measure(
+    args: &FanoutArgs,
+    subscribe_url: &str,
+    publish_url: &str,
+    joined: &dyn Fn() -> anyhow::Result<i64>,
+    pids: &[u32],
+) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe()?;
+    let before = joined()?;
     let publishes = (args.rate * args.duration.as_secs_f64()).round() as u32;
     let connect_allowance = Duration::from_secs(5 + u64::from(args.subscribers / 2_000));
     let hold = connect_allowance + args.duration + Duration::from_secs(3);
     let subscribers = WorkerArgs {
-        url: url.clone(),
+        url: subscribe_url.to_owned(),
         connections: args.subscribers,
         source_ip: None,
         protocol: None,
@@ -118,16 +198,16 @@ fn run_one(
         2,
         args.server_core,
     )?;
-    // Wait until every subscriber has joined (the room's viewer count says so).
+    // Wait until every subscriber has joined.
     let want = before + i64::from(args.subscribers);
     loop {
-        if viewer_count(server.addr)? >= want {
+        if joined()? >= want {
             break;
         }
         if connect_started.elapsed() > connect_allowance {
             bail!(
                 "only {} of {} subscribers joined within {:?}",
-                viewer_count(server.addr)? - before,
+                joined()? - before,
                 args.subscribers,
                 connect_allowance
             );
@@ -137,7 +217,7 @@ fn run_one(
     let connect_seconds = connect_started.elapsed().as_secs_f64();
     let padding = "x".repeat(args.body_bytes.saturating_sub(30));
     let publisher = WorkerArgs {
-        url,
+        url: publish_url.to_owned(),
         connections: 1,
         source_ip: None,
         protocol: None,
@@ -149,49 +229,31 @@ fn run_one(
         publish_count: publishes,
         hold: args.duration + Duration::from_secs(2),
     };
-    let cpu = crate::procfs::CpuMeter::start(Some(server.pid()))?;
+    let cpus = pids
+        .iter()
+        .map(|p| crate::procfs::CpuMeter::start(Some(*p)))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let started = Instant::now();
     let pubs = spawn_workers(&exe, &publisher, 1, 1, 1, args.server_core)?;
     let (pub_report, _) = collect(pubs)?;
     let seconds = started.elapsed().as_secs_f64();
-    let server_cpu = cpu.share();
-    let server_cpu_seconds = cpu.used();
+    let cpu_seconds: f64 = cpus.iter().map(|c| c.used()).sum();
     let (sub_report, latency): (_, Latency) = collect(subs)?;
-    let s = latency.summary();
     // The publisher also gets its own `sent` acknowledgements; deliveries are what the
     // subscribers received.
-    let deliveries = sub_report.received;
-    let expected = u64::from(args.subscribers) * pub_report.sent;
-    Ok(json!({
-        "scenario": "ws-fanout",
-        "machine": crate::report::machine(),
-        "setup": format!(
-            "server pinned to core {} with one shard; {} subscriber processes and one publisher on cores {}",
-            args.server_core, processes, crate::ws::other_cores(args.server_core)
-        ),
-        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        "command": command,
-        "runs": [{
-            "server": spec.name,
-            "subscribers": args.subscribers,
-            "publishes": pub_report.sent,
-            "body_bytes": args.body_bytes,
-            "deliveries": deliveries,
-            "deliveries_expected": expected,
-            // Over the time they took, from the first arrival to the last (the
-            // publisher's window ends with a hold that delivers nothing).
-            "deliveries_per_second": deliveries as f64 / delivery_span(&sub_report).max(1e-3),
-            "p50_us": s.p50_us, "p90_us": s.p90_us, "p99_us": s.p99_us,
-            "p999_us": s.p999_us, "max_us": s.max_us,
-            "errors": sub_report.failed + sub_report.closed_early,
-            "seconds": seconds,
-            "connect_seconds": connect_seconds,
-            "server_cpu": server_cpu,
-            // The server's CPU time per delivery, publishes and all.
-            "server_cpu_us_per_delivery": 1e6 * server_cpu_seconds / (deliveries.max(1) as f64),
-            "latency": "publish-to-receive, from the stamp in each message",
-        }],
-    }))
+    Ok(Measured {
+        processes,
+        publishes: pub_report.sent,
+        deliveries: sub_report.received,
+        expected: u64::from(args.subscribers) * pub_report.sent,
+        delivery_span: delivery_span(&sub_report),
+        latency: latency.summary(),
+        errors: sub_report.failed + sub_report.closed_early,
+        seconds,
+        connect_seconds,
+        cpu_seconds,
+        cpu_share: cpu_seconds / seconds.max(1e-3),
+    })
 }
 
 /// A peer's joined members (`GET /rooms/<id>/members`).
@@ -211,7 +273,7 @@ fn peer_members(addr: SocketAddr) -> anyhow::Result<i64> {
 }
 
 /// The room's viewer count, through GraphQL.
-fn viewer_count(addr: SocketAddr) -> anyhow::Result<i64> {
+pub fn viewer_count(addr: SocketAddr) -> anyhow::Result<i64> {
     let body =
         json!({"query": format!("{{ channel(id: \"{ROOM}\") {{ viewerCount }} }}")}).to_string();
     let req = format!(
@@ -247,7 +309,7 @@ pub fn table(v: &Value) -> String {
 }
 
 /// Seconds from the first delivery to the last.
-fn delivery_span(r: &crate::ws::WorkerReport) -> f64 {
+pub fn delivery_span(r: &crate::ws::WorkerReport) -> f64 {
     r.last_received_ns.saturating_sub(r.first_received_ns) as f64 / 1e9
 }
 

@@ -7,10 +7,11 @@
 //! ([`procfs`]); starting servers pinned to a core ([`server`]); the scenarios and
 //! peers ([`scenario`], `bench/peers/`); `compare` ([`compare`]); the JSON of BENCH.md
 //! and the stdout table ([`report`]); latency charts ([`plot`]); the WebSocket fan-out
-//! scenario ([`fanout`]).
+//! scenario ([`fanout`]) and the same across two nodes through Redis ([`cluster`]).
 //!
 //! Must not know: the server's internals; it talks to servers only over sockets.
 
+pub mod cluster;
 pub mod compare;
 pub mod fanout;
 pub mod hist;

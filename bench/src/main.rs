@@ -41,6 +41,8 @@ enum Cmd {
     WsFanout(streamhub_bench::fanout::FanoutArgs),
     /// N idle WebSocket connections: server memory per connection, connect rate.
     WsIdle(streamhub_bench::fanout::IdleArgs),
+    /// The fan-out across two nodes through Redis, beside one node and Redis alone.
+    WsCluster(streamhub_bench::cluster::ClusterArgs),
     /// StreamHub against a peer on the same scenario, alternating rounds.
     Compare(CompareArgs),
     /// Draws the latency distributions of result files on one chart (SVG).
@@ -48,6 +50,9 @@ enum Cmd {
     /// One process of WebSocket clients (started by the WebSocket scenarios).
     #[command(hide = true)]
     WsWorker(ws::WorkerArgs),
+    /// One process of Redis pub/sub clients (started by `ws-cluster`).
+    #[command(hide = true)]
+    RedisWorker(streamhub_bench::peers::redis::RedisWorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,9 +171,19 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::WsCluster(args) => {
+            let result = streamhub_bench::cluster::run(&args, &command)?;
+            std::io::stdout().write_all(streamhub_bench::cluster::table(&result).as_bytes())?;
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
         Cmd::Compare(args) => compare_cmd(args, command),
         Cmd::Plot(args) => plot_cmd(&args),
         Cmd::WsWorker(args) => ws::worker_main(&args),
+        Cmd::RedisWorker(args) => streamhub_bench::peers::redis::worker_main(&args),
     }
 }
 

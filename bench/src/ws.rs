@@ -105,7 +105,8 @@ pub fn find_stamp(text: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-fn unix_nanos() -> u64 {
+/// Now, in nanoseconds since the Unix epoch (the stamps' clock).
+pub fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

@@ -395,7 +395,8 @@ impl<'a> Request<'a> {
         self.wrote();
         self.announce(&applied.changes);
         if let Some(peers) = &self.domain.peers {
-            peers.announce(&applied.changes).await;
+            // Boxed: on one node the command's future stays as small as before.
+            Box::pin(peers.announce(&applied.changes)).await;
         }
         Ok(applied)
     }
