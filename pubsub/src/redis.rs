@@ -299,6 +299,28 @@ impl RedisRooms {
         })
     }
 
+    /// The last `count` entries of the room's stream (what was settled last, events and
+    /// voids, as [`crate::wire`] bytes), oldest first.
+    pub async fn stream_tail(&self, room: &str, count: usize) -> RedisResult<Vec<Vec<u8>>> {
+        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = self
+            .run(|mut conn| async move {
+                redis::cmd("XREVRANGE")
+                    .arg(key(room, "x"))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(entries
+            .into_iter()
+            .rev()
+            .filter_map(|(_, fields)| fields.into_iter().next().map(|(_, bytes)| bytes))
+            .collect())
+    }
+
     /// `call`'s answer on the command connection within the commands' timeout
     /// (connecting included). A call refused because the connection was lost (Redis
     /// went away since it was made) is made once more: the first one started the

@@ -221,7 +221,11 @@ fn redis_lost_fails_sends_fast_and_back_empty_seqs_go_on_without_repeating() {
 fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
     let redis = PrivateRedis::start();
     let db = Database::empty("cluster_catch_up");
-    let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    let history = [("STREAMHUB_HISTORY_EVENTS", "20")];
+    let nodes = [
+        node_with(0, &db, &redis, &history),
+        node_with(1, &db, &redis, &history),
+    ];
     let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
     let first = member.join("ch_u4", None)["seq"].as_u64().unwrap();
     let r = send_gql(&nodes[0], "u1", "ch_u4", "before");
@@ -258,6 +262,40 @@ fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
         got, want,
         "every message once, in order, the missed ones included"
     );
+    // The room's Redis stream held what node 1 missed.
+    wait_for_logs(&nodes[1], "rooms: caught up from the Redis stream", 1);
+
+    // Cut again, and more is sent meanwhile than the stream keeps (about the history's
+    // 20 events, trimmed in Redis' own steps): the store fills the gap.
+    let last = want.last().unwrap().0;
+    assert_eq!(
+        redis.cli(&["ACL", "SETUSER", "default", "-subscribe"]),
+        "OK"
+    );
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let deadline = Instant::now() + PATIENCE;
+    while nodes[1].get("/readyz", &[]).status == 200 {
+        assert!(Instant::now() < deadline, "node 1 did not see its link go");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent: Vec<String> = (0..300).map(|i| format!("long gap {i}")).collect();
+    for body in &sent {
+        let r = send_gql(&nodes[0], "u1", "ch_u4", body);
+        assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
+    }
+    assert_eq!(
+        redis.cli(&["ACL", "SETUSER", "default", "+subscribe"]),
+        "OK"
+    );
+    let got = messages(&mut member, sent.len());
+    let want: Vec<(u64, String)> = (last + 1..).zip(sent).collect();
+    assert_eq!(got, want, "the long gap once, in order, from the store");
+    let from_stream = nodes[1]
+        .logs()
+        .iter()
+        .filter(|l| l["message"] == "rooms: caught up from the Redis stream")
+        .count();
+    assert_eq!(from_stream, 1, "the long gap did not come from the stream");
 }
 
 /// `ch_u5`'s viewer count as `server` answers it.

@@ -13,7 +13,7 @@
 
 pub mod peers;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -81,6 +81,10 @@ pub fn settling_time(timeout: Duration) -> Duration {
 /// The most events one room reads from the store to catch up; a longer gap is not
 /// replayed (its members are told: `recovered:false`).
 const CATCH_UP_MAX: usize = 10_000;
+
+/// The longest gap a room fills from its Redis stream (which keeps about the history's
+/// length of events); a longer one is read from the store.
+const STREAM_CATCH_UP_MAX: usize = 1_000;
 
 /// A watched room.
 #[derive(Debug)]
@@ -503,6 +507,12 @@ impl Watched {
         if given <= from {
             return Ok(());
         }
+        if self
+            .catch_up_from_stream(redis, room, from, given, &pending)
+            .await
+        {
+            return Ok(());
+        }
         let gap = usize::try_from(given - from).unwrap_or(usize::MAX);
         let mut want = gap.saturating_add(pending.len()).saturating_add(16);
         let tail = loop {
@@ -539,6 +549,47 @@ impl Watched {
             }
         }
         Ok(())
+    }
+
+    /// Settles `room`'s seqs after `from` up to `given` from the room's Redis stream,
+    /// when it still holds every one of them that is not pending (it keeps the last
+    /// events settled, voids included): true when it did. Otherwise (trimmed, lost,
+    /// or a gap longer than [`STREAM_CATCH_UP_MAX`]) the store fills it.
+    async fn catch_up_from_stream(
+        &self,
+        redis: &RedisRooms,
+        room: &Arc<Room>,
+        from: u64,
+        given: u64,
+        pending: &[u64],
+    ) -> bool {
+        let gap = usize::try_from(given - from).unwrap_or(usize::MAX);
+        if gap > STREAM_CATCH_UP_MAX {
+            return false;
+        }
+        let Ok(entries) = redis.stream_tail(&room.id, gap + pending.len() + 1).await else {
+            return false;
+        };
+        let mut settled: BTreeMap<u64, Option<Chat>> = BTreeMap::new();
+        for bytes in entries {
+            if let Ok((seq, chat)) = wire::decode(&bytes) {
+                if seq > from && seq <= given {
+                    settled.insert(seq, chat);
+                }
+            }
+        }
+        let complete =
+            (from + 1..=given).all(|seq| settled.contains_key(&seq) || pending.contains(&seq));
+        if !complete {
+            return false;
+        }
+        let _order = self.lock();
+        let events = settled.len();
+        for (seq, chat) in settled {
+            self.settle(room, seq, chat);
+        }
+        tracing::info!(room = %room.id, events, "rooms: caught up from the Redis stream");
+        true
     }
 
     /// The seq a room's Redis counter must not be below: the highest this node knows
