@@ -132,6 +132,9 @@ pub struct Given {
     pub settling: bool,
 }
 
+/// A stream entry as `XRANGE` answers it: its id and its fields.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// Redis' epoch.
 const EPOCH_KEY: &str = "sh:epoch";
 
@@ -302,7 +305,7 @@ impl RedisRooms {
     /// The last `count` entries of the room's stream (what was settled last, events and
     /// voids, as [`crate::wire`] bytes), oldest first.
     pub async fn stream_tail(&self, room: &str, count: usize) -> RedisResult<Vec<Vec<u8>>> {
-        let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = self
+        let entries: Vec<StreamEntry> = self
             .run(|mut conn| async move {
                 redis::cmd("XREVRANGE")
                     .arg(key(room, "x"))
