@@ -154,6 +154,24 @@ impl Room {
         limits: HistoryLimits,
         now: Millis,
     ) -> Room {
+        let (mut tail, mut given) = (tail, given);
+        if given
+            .as_ref()
+            .is_some_and(|g| g.last.saturating_sub(tail.last_seq) > OPEN_GAP_MAX)
+        {
+            // Far more seqs given than the store holds (a counter that jumped): the
+            // history starts after the last one given, and a `since` before it is
+            // answered `recovered:false`, rather than walking the gap seq by seq.
+            let last = given.as_ref().map_or(0, |g| g.last);
+            tail = crate::store::Tail {
+                last_seq: last,
+                events: Vec::new(),
+            };
+            given = Some(Given {
+                last,
+                pending: Vec::new(),
+            });
+        }
         let start = tail
             .events
             .first()
@@ -331,6 +349,10 @@ pub struct Given {
     /// voids); every other seq up to `last` has settled, so one the store lacks is a void.
     pub pending: Vec<u64>,
 }
+
+/// The most seqs past the store's last that a room opening walks one by one (voids
+/// or pending); a longer gap starts the room after it.
+const OPEN_GAP_MAX: u64 = 10_000;
 
 /// The orderer of a single node: the room's lock is its order.
 #[derive(Debug, Default)]
@@ -661,6 +683,25 @@ mod tests {
             };
             Box::pin(std::future::ready(Ok(Some(given))))
         }
+    }
+
+    #[tokio::test]
+    async fn a_room_opened_far_behind_its_counter_starts_after_it_rather_than_walking_the_gap() {
+        let limits = HistoryLimits::default();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (store, _) = MemoryStore::demo(DemoSize::SMALL, limits, Arc::clone(&clock));
+        let last = store.tail("ch_u2", 10).await.unwrap().unwrap().last_seq;
+        let orderer = Across {
+            ahead: 1_000_000_000,
+            pending: vec![3],
+        };
+        let rooms = Rooms::new(Arc::new(store), Box::new(orderer), clock, limits);
+        let room = rooms.open("ch_u2").await.unwrap().unwrap();
+        let top = last + 1_000_000_000;
+        assert_eq!(room.last_seq(), top);
+        assert_eq!(room.hole(), None, "nothing waits");
+        assert!(matches!(room.since(last, rooms.now()), Ok(Replay::Lost(l)) if l == top));
+        assert!(seqs(room.since(top, rooms.now()).unwrap()).is_empty());
     }
 
     #[tokio::test]
