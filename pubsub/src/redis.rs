@@ -12,6 +12,13 @@
 //! (and marks it pending), the caller records the event, then `settle` appends it (or a
 //! void, when the record was refused) to the stream and publishes it in one script, so
 //! no node ever receives an event that was not recorded.
+//!
+//! Seqs are given in Redis' epoch (`sh:epoch`, made with a settling time by the first
+//! node that finds Redis without one: [`RedisRooms::epoch`]); an order in another
+//! epoch, or while it settles, is refused. Beside the rooms, nodes share through Redis
+//! their viewer counts, APQ registrations, rate budgets ([`RedisRooms::spend`], the
+//! generic cell rate algorithm on Redis' clock) and plain messages
+//! ([`RedisRooms::publish`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,9 +3,13 @@
 //! Members on both nodes get every acknowledged event of their room once, in seq order,
 //! whichever node it was sent on; Redis lost makes sends fail fast with
 //! `SERVICE_UNAVAILABLE` and `/readyz` say why, and once it is back (empty) seqs go
-//! on past the last one, never repeating, on both nodes; a node whose subscriber link
-//! was lost catches up on what was sent meanwhile; viewer counts are summed across
-//! nodes, and a node killed stops counting.
+//! on past the last one, never repeating, on every node (a void a node saw included),
+//! and a node back after the new epoch settled tells its members to reload; a node
+//! whose subscriber link was lost catches up on what was sent meanwhile (from the
+//! room's Redis stream, or PostgreSQL for a longer gap); viewer counts are summed
+//! across nodes, and a node killed stops counting; a write answered on one node is read
+//! on every node right after; with the cluster rate scope a client has one budget; a
+//! node leaves a room its last member left.
 
 mod support;
 
@@ -45,6 +49,25 @@ fn node_with(n: usize, db: &Database, redis: &PrivateRedis, extra: &[(&str, &str
     server.wait_for_log(|l| l["message"] == "rooms: ordered through Redis");
     wait_ready(&server);
     server
+}
+
+/// Waits until `server` has seen its link to Redis go (it is not ready).
+fn wait_link_lost(server: &Server) {
+    let deadline = Instant::now() + PATIENCE;
+    while server.get("/readyz", &[]).status == 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not see its link go"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Makes `user` a Redis user with every right (password `pw`): its URL.
+fn redis_user(redis: &PrivateRedis, user: &str) -> String {
+    let r = redis.cli(&["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"]);
+    assert_eq!(r, "OK");
+    format!("redis://{user}:pw@127.0.0.1:{}", redis.port)
 }
 
 /// Waits until `server` is ready: its link is up and it has joined Redis' epoch (a new
@@ -273,11 +296,7 @@ fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
         "OK"
     );
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-    let deadline = Instant::now() + PATIENCE;
-    while nodes[1].get("/readyz", &[]).status == 200 {
-        assert!(Instant::now() < deadline, "node 1 did not see its link go");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_link_lost(&nodes[1]);
     let sent: Vec<String> = (0..300).map(|i| format!("long gap {i}")).collect();
     for body in &sent {
         let r = send_gql(&nodes[0], "u1", "ch_u4", body);
@@ -476,15 +495,7 @@ fn redis_back_empty_never_gives_again_a_seq_a_node_saw_and_a_node_back_too_late_
     let db = Database::empty("cluster_epoch");
     // Each node is a Redis user of its own, so that the test decides when each may
     // connect again once Redis has come back empty (and forgotten them).
-    let users = ["n0", "n1", "n2"];
-    let allow = |redis: &PrivateRedis, user: &str| {
-        let r = redis.cli(&["ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"]);
-        assert_eq!(r, "OK");
-    };
-    let urls = users.map(|u| {
-        allow(&redis, u);
-        format!("redis://{u}:pw@127.0.0.1:{}", redis.port)
-    });
+    let urls = ["n0", "n1", "n2"].map(|u| redis_user(&redis, u));
     let nodes = [0, 1, 2].map(|n| node_with(n, &db, &redis, &[("REDIS_URL", &urls[n])]));
     let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
     member.join("ch_u8", None);
@@ -514,12 +525,12 @@ fn redis_back_empty_never_gives_again_a_seq_a_node_saw_and_a_node_back_too_late_
     // raised the room's counter past the void (a seq given again would be dropped as a
     // duplicate on node 1).
     redis.restart_empty();
-    allow(&redis, "n2");
+    redis_user(&redis, "n2");
     std::thread::scope(|s| {
         let sent = s.spawn(|| send_when_taken(&nodes[2], "ch_u8", "after"));
         wait_for_logs(&nodes[2], "rooms: joined Redis' epoch", 2);
-        allow(&redis, "n0");
-        allow(&redis, "n1");
+        redis_user(&redis, "n0");
+        redis_user(&redis, "n1");
         assert_eq!(
             sent.join().unwrap(),
             void + 1,
@@ -533,11 +544,7 @@ fn redis_back_empty_never_gives_again_a_seq_a_node_saw_and_a_node_back_too_late_
     // was given again: its member is told to reload, and goes on from there.
     assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "-subscribe"]), "OK");
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-    let deadline = Instant::now() + PATIENCE;
-    while nodes[1].get("/readyz", &[]).status == 200 {
-        assert!(Instant::now() < deadline, "node 1 did not see its link go");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_link_lost(&nodes[1]);
     assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
     let seq = send_when_taken(&nodes[0], "ch_u8", "in the new epoch");
     assert_eq!(seq, void + 2);
@@ -592,12 +599,7 @@ fn retitle(server: &Server, title: &str) -> Value {
 fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
     let redis = PrivateRedis::start();
     let db = Database::empty("cluster_changes");
-    let users = ["n0", "n1"];
-    let urls = users.map(|u| {
-        let r = redis.cli(&["ACL", "SETUSER", u, "on", ">pw", "~*", "&*", "+@all"]);
-        assert_eq!(r, "OK");
-        format!("redis://{u}:pw@127.0.0.1:{}", redis.port)
-    });
+    let urls = ["n0", "n1"].map(|u| redis_user(&redis, u));
     let nodes = [0, 1].map(|n| node_with(n, &db, &redis, &[("REDIS_URL", &urls[n])]));
     for i in 0..5 {
         // Node 1's caches (both shards) hold the title; each write is read there at once.
@@ -617,11 +619,7 @@ fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
     }
     assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "-subscribe"]), "OK");
     redis.cli(&["CLIENT", "KILL", "USER", "n1"]);
-    let deadline = Instant::now() + PATIENCE;
-    while nodes[1].get("/readyz", &[]).status == 200 {
-        assert!(Instant::now() < deadline, "node 1 did not see its link go");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_link_lost(&nodes[1]);
     // Meanwhile node 1 refuses writes at once: it could not tell the other nodes.
     let r = retitle(&nodes[1], "refused");
     assert_eq!(

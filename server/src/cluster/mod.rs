@@ -9,7 +9,22 @@
 //! seqs Redis has given and which are pending, then reads the store's tail: every seq
 //! settled before the subscription is in the store (recorded before it was settled) or
 //! a void, and every one settled after arrives by the link. What arrives while the room
-//! opens waits, and settles once it is open.
+//! opens waits, and settles once it is open. A room no shard has held for a while is
+//! closed and unsubscribed ([`Rooms::close_idle`], from the upkeep thread).
+//!
+//! Redis may come back empty (it keeps nothing on disk here; a failover can lose the
+//! tail): the store holds every acknowledged event, but a void that some node saw may
+//! be above the store's last seq, and a seq given twice would be dropped as a
+//! duplicate there. So seqs are given in an epoch: the first node to find Redis
+//! without one makes a new one, which settles for [`settling_time`] before any seq is
+//! given; meanwhile every node that had been connected raises the counters of the rooms
+//! it has open to the highest seq it has seen, then takes the epoch. A node that comes
+//! back after the settling is over cannot prove that no seq it saw was given again:
+//! its rooms skip to the seq Redis is at, and their members are told
+//! (`recovered:false`).
+//!
+//! What a mutation changed reaches the other nodes' caches before it answers
+//! ([`peers`]).
 
 pub mod peers;
 
