@@ -333,8 +333,9 @@ impl Watched {
     }
 
     /// These rooms were closed: they are no longer watched (unless the channel's next
-    /// room is already opening). The channels to unsubscribe from.
-    fn closed(&self, closed: &[Arc<Room>]) -> Vec<String> {
+    /// room is already opening), and `link` unsubscribes from their channels. Asked
+    /// with the rooms locked, so that an opening after it subscribes after it.
+    fn closed(&self, closed: &[Arc<Room>], link: &Link) {
         let mut rooms = self.lock();
         let mut channels = Vec::new();
         for room in closed {
@@ -343,7 +344,7 @@ impl Watched {
                 channels.push(streamhub_pubsub::redis::channel(&room.id));
             }
         }
-        channels
+        link.unsubscribe(channels);
     }
 
     /// An opening of room `id` failed: once no other is under way, what came for it is
@@ -704,7 +705,7 @@ impl Orderer for RedisOrderer {
     }
 
     fn closed(&self, rooms: &[Arc<Room>]) {
-        self.link.unsubscribe(self.watched.closed(rooms));
+        self.watched.closed(rooms, &self.link);
     }
 
     fn abandon(&self, id: &str) {
