@@ -292,7 +292,7 @@ pub type Ready = smallvec::SmallVec<[Event; 1]>;
 pub trait Orderer: Send + Sync + Debug {
     /// Orders `chat` in `room` at `now`: the event with its seq, which enters the room's
     /// history once settled ([`Room::settle`]).
-    fn order<'a>(&'a self, room: &'a Room, chat: Chat, now: Millis) -> StoreFuture<'a, Event>;
+    fn order<'a>(&'a self, room: &'a Room, chat: Chat, now: Millis) -> Giving<'a>;
 
     /// Before the node reads room `id` from the store: listens for the room's events
     /// from other nodes (from here on, none is missed), then says which seqs have been
@@ -354,13 +354,23 @@ pub struct Given {
 /// or pending); a longer gap starts the room after it.
 const OPEN_GAP_MAX: u64 = 10_000;
 
+/// What [`Orderer::order`] gives: the event with its seq at once (on one node, where
+/// the room's lock is the order: nothing to allocate or await), or once the orderer
+/// across nodes has answered.
+pub enum Giving<'a> {
+    /// Ordered already.
+    Now(Event),
+    /// Ordered once this is done.
+    Later(StoreFuture<'a, Event>),
+}
+
 /// The orderer of a single node: the room's lock is its order.
 #[derive(Debug, Default)]
 pub struct LocalOrderer;
 
 impl Orderer for LocalOrderer {
-    fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> StoreFuture<'a, Event> {
-        Box::pin(std::future::ready(Ok(room.give(chat))))
+    fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> Giving<'a> {
+        Giving::Now(room.give(chat))
     }
 }
 
@@ -482,7 +492,10 @@ impl Rooms {
     /// Orders `chat`, which happened at `now` (the operation's time), in room `room`:
     /// the caller settles it ([`Room::settle`]) once the store has answered.
     pub async fn order(&self, room: &Room, chat: Chat, now: Millis) -> Result<Event, StoreError> {
-        self.orderer.order(room, chat, now).await
+        match self.orderer.order(room, chat, now) {
+            Giving::Now(event) => Ok(event),
+            Giving::Later(ordered) => ordered.await,
+        }
     }
 
     /// Why rooms cannot be ordered now (Redis is unreachable), if they cannot.
@@ -614,8 +627,8 @@ mod tests {
     struct Closing(Arc<Mutex<Vec<String>>>);
 
     impl Orderer for Closing {
-        fn order<'a>(&'a self, room: &'a Room, chat: Chat, _: Millis) -> StoreFuture<'a, Event> {
-            Box::pin(std::future::ready(Ok(room.give(chat))))
+        fn order<'a>(&'a self, room: &'a Room, chat: Chat, _: Millis) -> Giving<'a> {
+            Giving::Now(room.give(chat))
         }
 
         fn closes_idle(&self) -> bool {
@@ -672,7 +685,7 @@ mod tests {
     }
 
     impl Orderer for Across {
-        fn order<'a>(&'a self, _: &'a Room, _: Chat, _: Millis) -> StoreFuture<'a, Event> {
+        fn order<'a>(&'a self, _: &'a Room, _: Chat, _: Millis) -> Giving<'a> {
             unreachable!("the test settles by hand")
         }
 

@@ -38,7 +38,7 @@ use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
 use crate::realtime::presence::Presence;
-use crate::rooms::{Given, Orderer, Room, Rooms};
+use crate::rooms::{Given, Giving, Orderer, Room, Rooms};
 use crate::store::{Change, Clock, Millis, SharedStore, StoreError, StoreFuture};
 use peers::Peers;
 
@@ -625,8 +625,8 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Orderer for RedisOrderer {
-    fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> StoreFuture<'a, Event> {
-        Box::pin(async move {
+    fn order<'a>(&'a self, room: &'a Room, chat: Chat, _now: Millis) -> Giving<'a> {
+        Giving::Later(Box::pin(async move {
             let epoch = self
                 .watched
                 .epoch()
@@ -669,7 +669,7 @@ impl Orderer for RedisOrderer {
                 seq,
                 Arc::new(ChatEvent::new(chat)),
             ))
-        })
+        }))
     }
 
     fn watch<'a>(&'a self, id: &'a str, floor: u64) -> StoreFuture<'a, Option<Given>> {
