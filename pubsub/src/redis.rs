@@ -577,8 +577,9 @@ pub struct Link {
 
 /// Starts a node's connections to the Redis at `url`: the command connection (lazy:
 /// it connects on first use and again after a loss) and the [`Link`] on its thread,
-/// subscribed to the channels `always` from the start, whose `deliver` gets each
-/// message in the order Redis sent them (and word of each connection).
+/// subscribed to the channels `always` from the start (`first` runs on its thread
+/// before anything else), whose `deliver` gets each message in the order Redis sent
+/// them (and word of each connection).
 /// Commands, connecting, subscribing and the link's heartbeat each give up after
 /// `timeout`; each room's stream keeps about `stream_len` events.
 pub fn start(
@@ -586,6 +587,7 @@ pub fn start(
     timeout: Duration,
     stream_len: usize,
     always: Vec<String>,
+    first: Box<dyn FnOnce() + Send>,
     deliver: impl FnMut(Incoming<'_>) + Send + 'static,
 ) -> Result<(RedisRooms, Link), LinkError> {
     let client = redis::Client::open(url).map_err(|e| LinkError::Unreachable(e.to_string()))?;
@@ -608,7 +610,10 @@ pub fn start(
     let state = Arc::clone(&down);
     std::thread::Builder::new()
         .name("redis-link".into())
-        .spawn(move || rt.block_on(run(client, timeout, always, rx, state, deliver)))
+        .spawn(move || {
+            first();
+            rt.block_on(run(client, timeout, always, rx, state, deliver));
+        })
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
     Ok((
         RedisRooms::new(conn, timeout, stream_len),

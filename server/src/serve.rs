@@ -92,7 +92,7 @@ impl Running {
 fn data_layer(
     config: &Config,
     clock: Arc<dyn Clock>,
-    events: Arc<dyn EventSink>,
+    events: Arc<Fanout>,
 ) -> anyhow::Result<DataLayer> {
     let Some(pg) = config.postgres() else {
         return Ok(DataLayer::embedded(
@@ -116,7 +116,10 @@ fn data_layer(
                 config.redis_timeout,
                 config.retention().max_events,
                 Arc::clone(&store),
-                events,
+                Arc::clone(&events) as Arc<dyn EventSink>,
+                // The link's thread publishes other nodes' events through a ring of
+                // its own.
+                Box::new(move || events.attach_bridge(0)),
                 Arc::clone(&clock),
             )
             .context("REDIS_URL")?;
@@ -217,7 +220,7 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
         None => Vec::new(),
     };
     let persisted = Registry::new(&manifest, config.document_registry_bytes);
-    let events = Arc::new(Fanout::new(shards));
+    let events = Arc::new(Fanout::new(shards, usize::from(config.redis_url.is_some())));
     let data = data_layer(&config, clock, events.clone())?;
     let domain = Arc::new(Domain::new(schema, data, events.clone()));
     let node = Arc::new(Node::new(

@@ -116,14 +116,17 @@ enum Watch {
 impl RedisOrderer {
     /// Connects the node to the Redis at `url` (lazily: a node starts while Redis is
     /// down, and its room calls fail fast until it is back); settled events go to
-    /// `events`. Redis calls give up after `timeout`; each room's Redis stream keeps
-    /// about `stream_len` events.
+    /// `events` (`on_link_thread` runs first on the link's thread: it attaches the
+    /// thread to the event sink). Redis calls give up after `timeout`; each room's Redis
+    /// stream keeps about `stream_len` events.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         url: &str,
         timeout: Duration,
         stream_len: usize,
         store: SharedStore,
         events: Arc<dyn EventSink>,
+        on_link_thread: Box<dyn FnOnce() + Send>,
         clock: Arc<dyn Clock>,
     ) -> Result<RedisOrderer, LinkError> {
         let watched = Arc::new(Watched {
@@ -145,21 +148,22 @@ impl RedisOrderer {
         let always = vec![peers::CHANGES.to_owned(), peers::answers(&node)];
         let receiver = Arc::clone(&watched);
         let heard = Arc::clone(&peers);
-        let (redis, link) = streamhub_pubsub::redis::start(url, timeout, stream_len, always, {
-            move |incoming| match incoming {
-                Incoming::Message { channel, bytes } => {
-                    if !heard.receive(channel, bytes) {
-                        receiver.receive(channel, bytes);
+        let (redis, link) =
+            streamhub_pubsub::redis::start(url, timeout, stream_len, always, on_link_thread, {
+                move |incoming| match incoming {
+                    Incoming::Message { channel, bytes } => {
+                        if !heard.receive(channel, bytes) {
+                            receiver.receive(channel, bytes);
+                        }
+                    }
+                    Incoming::Subscribed { again } => {
+                        if again {
+                            heard.resubscribed();
+                        }
+                        Watched::subscribed(&receiver, again);
                     }
                 }
-                Incoming::Subscribed { again } => {
-                    if again {
-                        heard.resubscribed();
-                    }
-                    Watched::subscribed(&receiver, again);
-                }
-            }
-        })?;
+            })?;
         let _ = watched.redis.set(redis.clone());
         peers.connect(redis.clone(), link.clone());
         Ok(RedisOrderer {

@@ -10,8 +10,10 @@
 //! that sees the counter ahead of what its shard has read drains the rings first, so
 //! what a mutation changed is never read from a cache after it answered.
 //!
-//! A publish from a thread that is not a shard (the Redis link's, with other nodes;
-//! tests and tools) goes through a lock-free fallback queue per shard instead.
+//! The Redis link's thread (with other nodes) publishes into a bridge ring of its own
+//! that every shard reads the same way; a publish from any other thread that is not a
+//! shard (the Redis upkeep's, tests and tools) goes through a lock-free fallback
+//! queue per shard instead.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,26 +62,36 @@ pub struct Inbox {
 }
 
 impl Fanout {
-    /// A fan-out between `shards` shards.
-    pub fn new(shards: usize) -> Fanout {
+    /// A fan-out between `shards` shards, with `bridges` more rings for threads that
+    /// are not shards but publish often (the Redis link's: [`Fanout::attach_bridge`]).
+    pub fn new(shards: usize, bridges: usize) -> Fanout {
         let doorbells: Vec<Arc<Doorbell>> =
             (0..shards).map(|_| Arc::new(Doorbell::new())).collect();
-        let mut producers: Vec<Producer<Notice>> = (0..shards)
+        let mut producers: Vec<Producer<Notice>> = (0..shards + bridges)
             .map(|_| Producer::new(RING_CAPACITY).expect("the ring capacity is a power of two"))
             .collect();
-        let ends = (0..shards)
+        let ends = (0..shards + bridges)
             .map(|reader| {
-                let consumers = producers
-                    .iter_mut()
-                    .map(|p| p.subscribe(Arc::clone(&doorbells[reader])))
-                    .collect();
+                let consumers = match doorbells.get(reader) {
+                    Some(doorbell) => producers
+                        .iter_mut()
+                        .map(|p| p.subscribe(Arc::clone(doorbell)))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 (reader, consumers)
             })
             .collect::<Vec<_>>();
         let ends = ends
             .into_iter()
             .zip(producers)
-            .map(|((_, consumers), producer)| {
+            .map(|((reader, consumers), producer)| {
+                // A bridge only publishes: nobody reads for it.
+                let consumers = if reader < shards {
+                    consumers
+                } else {
+                    Vec::new()
+                };
                 Mutex::new(Some(Ends {
                     producer: Some(producer),
                     consumers,
@@ -109,6 +121,20 @@ impl Fanout {
             doorbell: Arc::clone(&self.doorbells[id]),
             fallback: Arc::clone(&self.fallback[id]),
         }
+    }
+
+    /// Called once on a bridge's thread (one that is not a shard's) when it starts:
+    /// this thread publishes into bridge ring `id` from now on, which every shard reads
+    /// like a shard's ring (a shard that falls a lap behind is told), instead of the
+    /// fallback queues.
+    pub fn attach_bridge(&self, id: usize) {
+        let index = self.doorbells.len() + id;
+        let ends = self.ends[index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("each bridge attaches once");
+        PRODUCER.with(|p| *p.borrow_mut() = ends.producer);
     }
 
     /// (room events, stream changes) published so far.
@@ -192,9 +218,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_bridge_publishes_through_a_ring_every_shard_reads_and_a_flood_laps_rather_than_grows() {
+        let f = Arc::new(Fanout::new(2, 1));
+        let inboxes = [f.attach(0), f.attach(1)];
+        let (done, published) = std::sync::mpsc::channel();
+        let (go, flood) = std::sync::mpsc::channel::<()>();
+        let bridge = Arc::clone(&f);
+        let thread = std::thread::spawn(move || {
+            bridge.attach_bridge(0);
+            for id in ["a", "b", "c"] {
+                bridge.publish(changed(id));
+            }
+            done.send(()).unwrap();
+            flood.recv().unwrap();
+            for _ in 0..=RING_CAPACITY {
+                bridge.publish(changed("flood"));
+            }
+            done.send(()).unwrap();
+        });
+        published.recv().unwrap();
+        let want: Vec<String> = ["a", "b", "c"].map(|id| channel_of(&changed(id))).into();
+        for inbox in &inboxes {
+            let mut got = Vec::new();
+            assert!(!inbox.take_now(&mut got), "nothing lost");
+            assert_eq!(got.iter().map(channel_of).collect::<Vec<_>>(), want);
+        }
+        assert_eq!(f.writes(), 3);
+        // More than a ring holds, unread: the shards are told they lost some (a fallback
+        // queue would have kept them all, growing).
+        go.send(()).unwrap();
+        published.recv().unwrap();
+        thread.join().unwrap();
+        for inbox in &inboxes {
+            let mut got = Vec::new();
+            assert!(inbox.take_now(&mut got), "lapped");
+            assert!(got.len() <= RING_CAPACITY);
+        }
+    }
+
     #[tokio::test]
     async fn every_shard_hears_of_every_notice_each_ring_in_order() {
-        let f = Arc::new(Fanout::new(2));
+        let f = Arc::new(Fanout::new(2, 0));
         let mut inboxes: Vec<Inbox> = Vec::new();
         // Shard 1's thread publishes through its ring; this thread has none and uses the
         // fallback.
@@ -231,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_lapped_by_its_ring_is_told_so() {
-        let f = Fanout::new(1);
+        let f = Fanout::new(1, 0);
         let inbox = f.attach(0);
         for i in 0..(RING_CAPACITY + 10) {
             f.publish(changed(&format!("r{i}")));

@@ -829,7 +829,7 @@ mod tests {
             max_age: None,
         };
         let data = DataLayer::embedded(DemoSize::SMALL, limits, Arc::new(SystemClock));
-        let fanout = Arc::new(Fanout::new(1));
+        let fanout = Arc::new(Fanout::new(1, 0));
         let domain = Arc::new(Domain::new(schema, data, fanout.clone()));
         let inbox = fanout.attach(0);
         let cache = Rc::new(Cache::new(
