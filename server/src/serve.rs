@@ -118,8 +118,11 @@ fn data_layer(
                 Arc::clone(&store),
                 Arc::clone(&events) as Arc<dyn EventSink>,
                 // The link's thread publishes other nodes' events through a ring of
-                // its own.
-                Box::new(move || events.attach_bridge(0)),
+                // its own, the upkeep's (rooms catching up) through another.
+                {
+                    let events = Arc::clone(&events);
+                    Box::new(move || events.attach_bridge(0))
+                },
                 Arc::clone(&clock),
             )
             .context("REDIS_URL")?;
@@ -130,7 +133,12 @@ fn data_layer(
                 + 2 * config.redis_timeout
                 + std::time::Duration::from_secs(1);
             orderer
-                .start_upkeep(Arc::clone(&presence), config.presence_ttl, stale_after)
+                .start_upkeep(
+                    Arc::clone(&presence),
+                    config.presence_ttl,
+                    stale_after,
+                    Box::new(move || events.attach_bridge(1)),
+                )
                 .context("starting the Redis upkeep")?;
             tracing::info!("rooms: ordered through Redis");
             redis = Some(orderer.redis());
@@ -220,7 +228,9 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
         None => Vec::new(),
     };
     let persisted = Registry::new(&manifest, config.document_registry_bytes);
-    let events = Arc::new(Fanout::new(shards, usize::from(config.redis_url.is_some())));
+    // With Redis, two bridge rings: the link's thread and the upkeep's.
+    let bridges = if config.redis_url.is_some() { 2 } else { 0 };
+    let events = Arc::new(Fanout::new(shards, bridges));
     let data = data_layer(&config, clock, events.clone())?;
     let domain = Arc::new(Domain::new(schema, data, events.clone()));
     let node = Arc::new(Node::new(

@@ -198,11 +198,13 @@ impl RedisOrderer {
     /// the other nodes and theirs with it (each node's kept for `presence_ttl`), and
     /// voids a seq a room has waited for longer than `stale_after` while later events
     /// settled (its orderer died, or lost Redis, between ordering and settling it).
+    /// `on_thread` runs first on the thread (it attaches it to the event sink).
     pub fn start_upkeep(
         &self,
         presence: Arc<Presence>,
         presence_ttl: Duration,
         stale_after: Duration,
+        on_thread: Box<dyn FnOnce() + Send>,
     ) -> std::io::Result<()> {
         let redis = self.redis.clone();
         let watched = Arc::clone(&self.watched);
@@ -216,6 +218,7 @@ impl RedisOrderer {
         std::thread::Builder::new()
             .name("redis-upkeep".into())
             .spawn(move || {
+                on_thread();
                 rt.block_on(async move {
                     let mut tick = tokio::time::interval(every);
                     let mut failing = false;

@@ -10,10 +10,10 @@
 //! that sees the counter ahead of what its shard has read drains the rings first, so
 //! what a mutation changed is never read from a cache after it answered.
 //!
-//! The Redis link's thread (with other nodes) publishes into a bridge ring of its own
-//! that every shard reads the same way; a publish from any other thread that is not a
-//! shard (the Redis upkeep's, tests and tools) goes through a lock-free fallback
-//! queue per shard instead.
+//! The Redis link's and upkeep's threads (with other nodes) publish into bridge rings
+//! of their own that every shard reads the same way; a publish from any other thread
+//! that is not a shard (tests and tools) goes through a lock-free fallback queue per
+//! shard instead.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
