@@ -11,7 +11,6 @@
 //! latency. Each node runs one shard; node A (and the single node, and the peer's
 //! Redis) is pinned to the server core, node B to the other, with the load.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::fanout::{measure, viewer_count, FanoutArgs, Measured, ROOM};
 use crate::scenario::streamhub;
-use crate::server::{bin_dir, free_addr, ServerProc};
+use crate::server::{answers_200, bin_dir, free_addr, ServerProc};
 
 /// What a cluster run needs.
 #[derive(Debug, Clone, clap::Args)]
@@ -156,23 +155,13 @@ fn node(db: &str, redis: Option<&str>, first: bool, core: usize) -> anyhow::Resu
     }
     let server = ServerProc::start(&spec, core)?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready(server.addr) {
+    while !answers_200(server.addr, "/readyz") {
         if Instant::now() > deadline {
             bail!("the node at {} did not become ready", server.addr);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(server)
-}
-
-fn ready(addr: SocketAddr) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut head = [0u8; 12];
-    s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
 }
 
 /// The peer: the subscribers on Redis pub/sub itself, the publisher likewise.

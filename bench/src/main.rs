@@ -155,36 +155,47 @@ fn main() -> anyhow::Result<()> {
         Cmd::GqlMutation(args) => single(Scenario::GqlMutation, args, command),
         Cmd::WsFanout(args) => {
             let result = streamhub_bench::fanout::run(&args, &command)?;
-            std::io::stdout().write_all(streamhub_bench::fanout::table(&result).as_bytes())?;
-            if let Some(path) = &args.json {
-                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
+            emit(
+                &result,
+                &streamhub_bench::fanout::table(&result),
+                args.json.as_deref(),
+            )
         }
         Cmd::WsIdle(args) => {
             let result = streamhub_bench::fanout::run_idle(&args, &command)?;
-            std::io::stdout().write_all(streamhub_bench::fanout::idle_table(&result).as_bytes())?;
-            if let Some(path) = &args.json {
-                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
+            emit(
+                &result,
+                &streamhub_bench::fanout::idle_table(&result),
+                args.json.as_deref(),
+            )
         }
         Cmd::WsCluster(args) => {
             let result = streamhub_bench::cluster::run(&args, &command)?;
-            std::io::stdout().write_all(streamhub_bench::cluster::table(&result).as_bytes())?;
-            if let Some(path) = &args.json {
-                std::fs::write(path, serde_json::to_string_pretty(&result)? + "\n")
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            Ok(())
+            emit(
+                &result,
+                &streamhub_bench::cluster::table(&result),
+                args.json.as_deref(),
+            )
         }
         Cmd::Compare(args) => compare_cmd(args, command),
         Cmd::Plot(args) => plot_cmd(&args),
         Cmd::WsWorker(args) => ws::worker_main(&args),
         Cmd::RedisWorker(args) => streamhub_bench::peers::redis::worker_main(&args),
     }
+}
+
+/// Prints a scenario's table and writes its JSON where asked.
+fn emit(
+    result: &serde_json::Value,
+    table: &str,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    std::io::stdout().write_all(table.as_bytes())?;
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(result)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn pin(core: usize) {

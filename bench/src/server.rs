@@ -70,7 +70,7 @@ impl ServerProc {
             if let Some(status) = self.child.try_wait()? {
                 bail!("{} exited during start: {status}", self.name);
             }
-            if healthz_ok(self.addr) {
+            if answers_200(self.addr, "/healthz") {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -86,13 +86,14 @@ impl Drop for ServerProc {
     }
 }
 
-fn healthz_ok(addr: SocketAddr) -> bool {
+/// Whether `GET <path>` on `addr` answers 200 (a probe: `/healthz`, `/readyz`).
+pub fn answers_200(addr: SocketAddr, path: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
         return false;
     }

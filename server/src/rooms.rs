@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use streamhub_pubsub::history::{History, HistoryLimits, Recovery, SinceAhead};
@@ -27,6 +28,10 @@ pub struct Room {
     /// The room's id (its channel's).
     pub id: RoomId,
     state: Mutex<Order>,
+    /// Closed: no longer the node's room for its channel, and never held again. Set
+    /// with the state locked (so a hold, which looks under the lock, never races it);
+    /// read without it by every open.
+    closed: AtomicBool,
 }
 
 /// A room's seqs: those settled (the history: an event, or None for a void), those
@@ -43,8 +48,6 @@ struct Order {
     held: u32,
     /// Since when no shard has held it, as [`Rooms::close_idle`] first saw.
     idle_since: Option<Millis>,
-    /// Closed: no longer the node's room for its channel, and never held again.
-    closed: bool,
 }
 
 /// A shard's hold on a room (it has members or subscriptions there): while any is held,
@@ -85,7 +88,7 @@ impl Room {
     /// again: [`Rooms::open`] makes a new one).
     pub fn hold(self: &Arc<Self>) -> Option<Held> {
         let mut order = self.lock();
-        if order.closed {
+        if self.closed.load(Ordering::Relaxed) {
             return None;
         }
         order.held += 1;
@@ -95,19 +98,19 @@ impl Room {
 
     /// Whether the room was closed.
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Closes the room if no shard has held it since `linger` before `now` (the first
     /// look at an idle room only notes when).
     fn close_if_idle(&self, now: Millis, linger: Millis) -> bool {
         let mut order = self.lock();
-        if order.held > 0 || order.closed {
+        if order.held > 0 || self.closed.load(Ordering::Relaxed) {
             return false;
         }
         match order.idle_since {
             Some(since) if now.saturating_sub(since) >= linger => {
-                order.closed = true;
+                self.closed.store(true, Ordering::Relaxed);
                 true
             }
             Some(_) => false,
@@ -182,7 +185,6 @@ impl Room {
             early: BTreeMap::new(),
             held: 0,
             idle_since: None,
-            closed: false,
         };
         let given = given.unwrap_or_else(|| Given {
             last: tail.last_seq,
@@ -202,6 +204,7 @@ impl Room {
         Room {
             id: id.into(),
             state: Mutex::new(order),
+            closed: AtomicBool::new(false),
         }
     }
 
