@@ -13,10 +13,10 @@
 //! - [`room`]: the one event type of the whole path ([`Event`]: a room, a seq and a
 //!   self-contained [`Chat`] event with its frame encoded once).
 //! - [`wire`]: a room event's bytes between nodes (its seq and chat event, or a void).
-//! - [`redis`]: rooms across nodes through Redis: the scripts that order a room's
-//!   events in an epoch, the subscriber link that brings a node the events of its rooms
-//!   (and the channels it always listens on), and what else nodes share there
-//!   (presence, APQ registrations, rate budgets).
+//! - [`redis`]: rooms across nodes through Redis (one server or a Redis Cluster): the
+//!   scripts that order a room's events in its slot's epoch, the subscriber link that
+//!   brings a node the events of its rooms (and the channels it always listens on), and
+//!   what else nodes share there (presence, APQ registrations, rate budgets).
 //!
 //! The server's hubs (subscribers, delivery), its orderers and the Redis bridge between
 //! nodes are built on these.

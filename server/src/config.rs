@@ -273,9 +273,10 @@ pub struct Config {
     #[arg(long, env = "STREAMHUB_DB_STATEMENT_TIMEOUT", value_parser = parse_duration, default_value = "2s", help_heading = "Data")]
     pub db_statement_timeout: Duration,
 
-    /// Redis, the engine between nodes (a `redis://` URL): room events are ordered
-    /// there and reach every node that has members in the room. Only with
-    /// `DATABASE_URL` (nodes on memory stores of their own would disagree).
+    /// Redis, the engine between nodes (a `redis://` URL; with
+    /// `STREAMHUB_REDIS_CLUSTER`, a Redis Cluster's seed nodes, comma-separated): room
+    /// events are ordered there and reach every node that has members in the room.
+    /// Only with `DATABASE_URL` (nodes on memory stores of their own would disagree).
     #[arg(
         long,
         env = "REDIS_URL",
@@ -284,6 +285,11 @@ pub struct Config {
         help_heading = "Nodes"
     )]
     pub redis_url: Option<String>,
+
+    /// Whether `REDIS_URL` is a Redis Cluster (commands routed by key slot; every
+    /// node's subscriber link on the master of one slot).
+    #[arg(long, env = "STREAMHUB_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, requires = "redis_url", help_heading = "Nodes")]
+    pub redis_cluster: bool,
 
     /// How long a Redis call (ordering a room event, subscribing to a room) may take
     /// before it fails with `SERVICE_UNAVAILABLE`.

@@ -111,8 +111,10 @@ fn data_layer(
     let mut rooms_slot = None;
     let orderer: Box<dyn Orderer> = match &config.redis_url {
         Some(url) => {
+            let servers = streamhub_pubsub::redis::Servers::parse(url, config.redis_cluster)
+                .context("REDIS_URL")?;
             let orderer = RedisOrderer::start(
-                url,
+                servers,
                 config.redis_timeout,
                 config.retention().max_events,
                 Arc::clone(&store),

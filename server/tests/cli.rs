@@ -40,6 +40,7 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
         "STREAMHUB_REDIS_TIMEOUT",
         "STREAMHUB_PRESENCE_TTL",
         "STREAMHUB_RATE_SCOPE",
+        "STREAMHUB_REDIS_CLUSTER",
     ] {
         // Secrets are listed without their value.
         let listed =

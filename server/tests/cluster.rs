@@ -9,15 +9,16 @@
 //! room's Redis stream, or PostgreSQL for a longer gap); viewer counts are summed
 //! across nodes, and a node killed stops counting; a write answered on one node is read
 //! on every node right after; with the cluster rate scope a client has one budget; a
-//! node leaves a room its last member left.
+//! node leaves a room its last member left. On a Redis Cluster of three masters the
+//! same holds for rooms of every master.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use support::redis::PrivateRedis;
+use support::redis::{PrivateCluster, PrivateRedis};
 use support::{graphql_at, token, Database, Server, WsClient, PATIENCE, SECRET};
 
 /// Node `n` on `db` and `redis`: the first one migrates and seeds the demo data.
@@ -27,10 +28,15 @@ fn node(n: usize, db: &Database, redis: &PrivateRedis) -> Server {
 
 /// [`node`] with more settings.
 fn node_with(n: usize, db: &Database, redis: &PrivateRedis, extra: &[(&str, &str)]) -> Server {
-    let (db, redis) = (db.url(), redis.url());
+    node_at(n, db, &redis.url(), extra)
+}
+
+/// [`node_with`] on the Redis at `redis`.
+fn node_at(n: usize, db: &Database, redis: &str, extra: &[(&str, &str)]) -> Server {
+    let db = db.url();
     let mut env = vec![
         ("DATABASE_URL", db.as_str()),
-        ("REDIS_URL", redis.as_str()),
+        ("REDIS_URL", redis),
         ("STREAMHUB_SHARDS", "2"),
         ("STREAMHUB_JWT_SECRET", SECRET),
         ("STREAMHUB_LOG", "warn,streamhub=info"),
@@ -129,12 +135,18 @@ fn members_on_every_node_and_shard_get_every_event_once_in_seq_order() {
     let redis = PrivateRedis::start();
     let db = Database::empty("cluster");
     let nodes = [node(0, &db, &redis), node(1, &db, &redis)];
+    every_event_once_in_seq_order(&nodes, "ch_u2");
+}
+
+/// Members of `room` on both nodes (both shards of each) get every event sent on
+/// either node, by the room protocol and GraphQL at once, once and in seq order.
+fn every_event_once_in_seq_order(nodes: &[Server; 2], room: &str) {
     let mut members: Vec<WsClient> = (0..8)
         .map(|i| WsClient::connect(&nodes[i % 2], "/ws", &[]))
         .collect();
     let start: BTreeSet<u64> = members
         .iter_mut()
-        .map(|m| m.join("ch_u2", None)["seq"].as_u64().unwrap())
+        .map(|m| m.join(room, None)["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(
         start.len(),
@@ -153,9 +165,10 @@ fn members_on_every_node_and_shard_get_every_event_once_in_seq_order() {
         let mut c = WsClient::connect(&nodes[n % 2], "/ws", &[("Authorization", &auth)]);
         let bodies: Vec<String> = (0..per).map(|i| format!("ws {n} {i}")).collect();
         sent.extend(bodies.iter().cloned());
+        let room = room.to_owned();
         threads.push(std::thread::spawn(move || {
             for b in &bodies {
-                c.send_json(&json!({"type": "send", "room": "ch_u2", "body": b}));
+                c.send_json(&json!({"type": "send", "room": room, "body": b}));
             }
             let mut acks = 0;
             while acks < bodies.len() {
@@ -169,7 +182,7 @@ fn members_on_every_node_and_shard_get_every_event_once_in_seq_order() {
     }
     for i in 0..per {
         let body = format!("gql {i}");
-        let r = send_gql(&nodes[i % 2], "u1", "ch_u2", &body);
+        let r = send_gql(&nodes[i % 2], "u1", room, &body);
         assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
         sent.insert(body);
     }
@@ -194,6 +207,54 @@ fn members_on_every_node_and_shard_get_every_event_once_in_seq_order() {
             "member {k}: every message sent on either node"
         );
     }
+}
+
+#[test]
+fn on_a_three_master_redis_cluster_rooms_of_every_master_order_fan_out_and_count_once() {
+    let cluster = PrivateCluster::start();
+    let db = Database::empty("cluster_masters");
+    let settings = [
+        ("STREAMHUB_REDIS_CLUSTER", "true"),
+        ("STREAMHUB_PRESENCE_TTL", "2s"),
+    ];
+    let nodes = [0, 1].map(|n| node_at(n, &db, &cluster.url(), &settings));
+
+    // A room of each master's slots.
+    let mut rooms: BTreeMap<u16, String> = BTreeMap::new();
+    for u in 2..40 {
+        let room = format!("ch_u{u}");
+        rooms
+            .entry(cluster.master_of(&format!("sh:{{{room}}}")))
+            .or_insert(room);
+    }
+    assert_eq!(rooms.len(), 3, "a room on each master: {rooms:?}");
+    for room in rooms.values() {
+        every_event_once_in_seq_order(&nodes, room);
+        let stream = cluster.cli(&["XLEN", &format!("sh:{{{room}}}:x")]);
+        assert_eq!(stream, "100", "{room}'s Redis stream, on its master");
+    }
+
+    // A write answered on one node is read on the other right after: the announcement
+    // waits for every node's link, all on the anchor's master.
+    for i in 0..3 {
+        for _ in 0..4 {
+            title(&nodes[1]);
+        }
+        let new = format!("title {i}");
+        let r = retitle(&nodes[0], &new);
+        assert_eq!(r["data"]["updateChannel"]["title"], new.as_str(), "{r}");
+        assert_eq!(title(&nodes[1]), new.as_str());
+    }
+
+    // Viewer counts are summed across the nodes.
+    let mut members: Vec<WsClient> = (0..3)
+        .map(|i| WsClient::connect(&nodes[i % 2], "/ws", &[]))
+        .collect();
+    for m in &mut members {
+        m.join("ch_u5", None);
+    }
+    wait_for_viewers(&nodes[0], 3);
+    wait_for_viewers(&nodes[1], 3);
 }
 
 #[test]
@@ -570,6 +631,56 @@ fn redis_back_empty_never_gives_again_a_seq_a_node_saw_and_a_node_back_too_late_
     assert_eq!(bodies, ["in the new epoch", "later", "from there on"]);
     let mut moved = WsClient::connect(&nodes[1], "/ws", &[]);
     assert_eq!(moved.join("ch_u8", Some(void + 1))["recovered"], false);
+}
+
+#[test]
+fn a_cluster_master_back_empty_gives_its_rooms_a_new_epoch_past_every_seq_a_node_saw() {
+    let mut cluster = PrivateCluster::start();
+    let db = Database::empty("cluster_master_lost");
+    let on = [("STREAMHUB_REDIS_CLUSTER", "true")];
+    let nodes = [0, 1, 2].map(|n| node_at(n, &db, &cluster.url(), &on));
+    // A room on a master that is not where the nodes' links are: they stay connected
+    // while it comes back empty.
+    let anchor = cluster.master_of("sh:changes");
+    let room = (2..40)
+        .map(|u| format!("ch_u{u}"))
+        .find(|r| cluster.master_of(&format!("sh:{{{r}}}")) != anchor)
+        .expect("a room on another master");
+    let master = cluster.master_of(&format!("sh:{{{room}}}"));
+    let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
+    member.join(&room, None);
+    let first = send_when_taken(&nodes[0], &room, "first");
+    assert_eq!(messages(&mut member, 1), [(first, "first".to_owned())]);
+    // A void above the chat log's last seq, which nodes 0 and 1 saw and node 2 did not.
+    let void = first + 1;
+    db.psql(&format!(
+        "INSERT INTO chat_events (channel_id, seq, kind, recorded_at, target_seq) \
+         VALUES ('{room}', {void}, 'deleted', 0, 0)"
+    ));
+    let r = send_gql(&nodes[0], "u1", &room, "refused");
+    assert!(r["data"]["sendChatMessage"].is_null(), "{r}");
+    db.psql(&format!(
+        "DELETE FROM chat_events WHERE channel_id = '{room}' AND seq = {void}"
+    ));
+    let deadline = Instant::now() + PATIENCE;
+    while last_seq(&nodes[1], &room) != void {
+        assert!(Instant::now() < deadline, "node 1 never saw the void");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // The room's master comes back empty: node 2 finds its slot's epoch gone and makes
+    // a new one, which every node hears of and raises the room's counter in before it
+    // settles: node 2's send goes on past the void, and node 1's member gets it.
+    cluster.restart_empty(master);
+    assert_eq!(
+        send_when_taken(&nodes[2], &room, "after"),
+        void + 1,
+        "the seq goes on past the void"
+    );
+    assert_eq!(messages(&mut member, 1), [(void + 1, "after".to_owned())]);
+    let seq = send_when_taken(&nodes[0], &room, "and on");
+    assert_eq!(messages(&mut member, 1), [(seq, "and on".to_owned())]);
+    assert_eq!(seq, void + 2);
 }
 
 /// `ch_u2`'s title as `server` answers it.

@@ -13,27 +13,31 @@
 //! closed and unsubscribed ([`Rooms::close_idle`], from the upkeep thread).
 //!
 //! Redis may come back empty (it keeps nothing on disk here; a failover can lose the
-//! tail): the store holds every acknowledged event, but a void that some node saw may
-//! be above the store's last seq, and a seq given twice would be dropped as a
-//! duplicate there. So seqs are given in an epoch: the first node to find Redis
-//! without one makes a new one, which settles for [`settling_time`] before any seq is
-//! given; meanwhile every node that had been connected raises the counters of the rooms
-//! it has open to the highest seq it has seen, then takes the epoch. A node that comes
-//! back after the settling is over cannot prove that no seq it saw was given again:
-//! its rooms skip to the seq Redis is at, and their members are told
-//! (`recovered:false`).
+//! tail; in a cluster, one master can): the store holds every acknowledged event, but a
+//! void that some node saw may be above the store's last seq, and a seq given twice
+//! would be dropped as a duplicate there. So seqs are given in an epoch, one per key
+//! slot (kept in the slot, so it goes with the rooms it covers): the first node to
+//! find a slot without one makes a new one, which settles for [`settling_time`] before
+//! any seq is given in it, and announces it; meanwhile every node that had been
+//! connected (it reconnects, or hears the announcement) raises the counters of the
+//! rooms of that slot it has open to the highest seq it has seen, then takes the
+//! epoch. A node that comes back after the settling is over cannot prove that no seq it
+//! saw was given again: its rooms skip to the seq Redis is at, and their members are
+//! told (`recovered:false`).
 //!
 //! What a mutation changed reaches the other nodes' caches before it answers
 //! ([`peers`]).
 
 pub mod peers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use streamhub_pubsub::redis::{Incoming, Link, LinkError, Ordered, RedisRooms, Voided};
+use streamhub_pubsub::redis::{
+    slots, Incoming, Link, LinkError, Ordered, RedisRooms, Servers, Voided, EPOCHS,
+};
 use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
 use crate::domain::events::{EventSink, Notice};
@@ -62,8 +66,8 @@ struct Watched {
     clock: Arc<dyn Clock>,
     store: SharedStore,
     redis: OnceLock<RedisRooms>,
-    /// The epoch this node gives seqs in: none until it has joined Redis' epoch.
-    epoch: Mutex<Option<Arc<str>>>,
+    /// The epochs this node gives seqs in, by slot: none until it has joined Redis'.
+    epochs: Mutex<Option<Vec<Arc<str>>>>,
     /// Until when the nodes settle a new epoch.
     settling_until: Mutex<Option<Instant>>,
     /// How long a new epoch settles.
@@ -73,8 +77,9 @@ struct Watched {
     connections: AtomicU64,
     /// The last connection whose joining is done.
     joined: AtomicU64,
-    /// An order found Redis in another epoch while the link stayed connected (its data
-    /// was flushed): the upkeep joins the new one.
+    /// An order found a slot in another epoch while the link stayed connected (its
+    /// data was flushed, or its master came back empty), or a node announced a new
+    /// one: the upkeep joins it.
     rejoin: AtomicBool,
     /// The node's rooms, whose idle ones the upkeep closes.
     node_rooms: Arc<OnceLock<Weak<Rooms>>>,
@@ -114,14 +119,14 @@ enum Watch {
 }
 
 impl RedisOrderer {
-    /// Connects the node to the Redis at `url` (lazily: a node starts while Redis is
+    /// Connects the node to Redis (`servers`; lazily: a node starts while Redis is
     /// down, and its room calls fail fast until it is back); settled events go to
     /// `events` (`on_link_thread` runs first on the link's thread: it attaches the
     /// thread to the event sink). Redis calls give up after `timeout`; each room's Redis
     /// stream keeps about `stream_len` events.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
-        url: &str,
+        servers: Servers,
         timeout: Duration,
         stream_len: usize,
         store: SharedStore,
@@ -135,7 +140,7 @@ impl RedisOrderer {
             clock,
             store,
             redis: OnceLock::new(),
-            epoch: Mutex::default(),
+            epochs: Mutex::default(),
             settling_until: Mutex::default(),
             settle: settling_time(timeout),
             connections: AtomicU64::new(0),
@@ -145,12 +150,24 @@ impl RedisOrderer {
         });
         let node = format!("{:016x}", fastrand::u64(..));
         let peers = Arc::new(Peers::new(&node, Arc::clone(&watched.events), timeout));
-        let always = vec![peers::CHANGES.to_owned(), peers::answers(&node)];
+        let always = vec![
+            peers::CHANGES.to_owned(),
+            peers::answers(&node),
+            EPOCHS.to_owned(),
+        ];
         let receiver = Arc::clone(&watched);
         let heard = Arc::clone(&peers);
-        let (redis, link) =
-            streamhub_pubsub::redis::start(url, timeout, stream_len, always, on_link_thread, {
+        let (redis, link) = streamhub_pubsub::redis::start(
+            servers,
+            timeout,
+            stream_len,
+            always,
+            on_link_thread,
+            {
                 move |incoming| match incoming {
+                    Incoming::Message { channel, .. } if channel == EPOCHS => {
+                        receiver.rejoin.store(true, Ordering::Relaxed);
+                    }
                     Incoming::Message { channel, bytes } => {
                         if !heard.receive(channel, bytes) {
                             receiver.receive(channel, bytes);
@@ -163,7 +180,8 @@ impl RedisOrderer {
                         Watched::subscribed(&receiver, again);
                     }
                 }
-            })?;
+            },
+        )?;
         let _ = watched.redis.set(redis.clone());
         peers.connect(redis.clone(), link.clone());
         Ok(RedisOrderer {
@@ -436,67 +454,137 @@ impl Watched {
         tokio::spawn(async move { this.join_epoch(again, connection).await });
     }
 
-    /// Joins Redis' epoch (made now if Redis has none): first the open rooms catch up
-    /// (`again`) and raise their counters to the highest seq this node has seen, then
-    /// the node gives seqs in it. Once a new epoch has settled, the open rooms catch
-    /// up once more, on the voids other nodes raised the counters by.
+    /// Joins Redis' epochs (made now in the slots that have none): first the open
+    /// rooms catch up (`again`; in a slot whose epoch changed, always) and raise their
+    /// counters to the highest seq this node has seen, then the node gives seqs in
+    /// them. Once a new epoch has settled, the open rooms catch up once more, on the
+    /// voids other nodes raised the counters by. The slots of the open rooms are read
+    /// first, so that their counters are raised while a new epoch settles, however
+    /// long reading all 16,384 takes.
     async fn join_epoch(&self, again: bool, connection: u64) {
-        let Some(redis) = self.redis.get() else {
+        let open: BTreeSet<u16> = self
+            .open_rooms()
+            .iter()
+            .map(|r| slots::slot(&r.id))
+            .collect();
+        let Some(first) = self.read_epochs(open.iter().copied(), connection).await else {
             return;
         };
-        let epoch = loop {
-            match redis.epoch(self.settle).await {
-                Ok(epoch) => break epoch,
-                Err(e) => {
-                    tracing::warn!(error = %e, "rooms: Redis' epoch could not be read");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if self.connections.load(Ordering::Relaxed) != connection {
-                        return;
-                    }
-                }
+        let held = self
+            .epochs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut changed = vec![false; slots::SLOTS];
+        if let Some(held) = &held {
+            for (slot, epoch) in open.iter().zip(&first) {
+                changed[usize::from(*slot)] = *held[usize::from(*slot)] != *epoch.id;
             }
-        };
-        let held = self.epoch();
-        let changed = held.as_deref().is_some_and(|h| *h != *epoch.id);
-        if !epoch.settling.is_zero() {
-            *self
-                .settling_until
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + epoch.settling);
         }
-        if changed {
-            tracing::warn!(epoch = %epoch.id, settling = ?epoch.settling, "rooms: Redis came back empty: seqs go on past the highest any node has seen, in a new epoch");
+        let settling = first.iter().map(|e| e.settling).max().unwrap_or_default();
+        self.settles_for(settling);
+        let slots_changed = changed.iter().filter(|c| **c).count();
+        if slots_changed > 0 {
+            tracing::warn!(slots = slots_changed, settling = ?settling, "rooms: Redis came back empty: seqs go on past the highest any node has seen, in a new epoch");
         }
-        let catching_up = again || changed;
+        let catching_up = again || slots_changed > 0;
         if catching_up {
-            self.catch_up_all(changed).await;
+            self.catch_up_all(again, &changed).await;
         }
-        *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(&*epoch.id));
+        let Some(all) = self.read_epochs(0..slots::SLOTS as u16, connection).await else {
+            return;
+        };
+        self.settles_for(all.iter().map(|e| e.settling).max().unwrap_or_default());
+        // One id per epoch, shared by its slots; the open rooms' slots as they were
+        // read when their counters were raised.
+        let mut ids: HashMap<String, Arc<str>> = HashMap::new();
+        let mut joined: Vec<Arc<str>> = all
+            .into_iter()
+            .map(|e| Arc::clone(ids.entry(e.id).or_insert_with_key(|id| Arc::from(&**id))))
+            .collect();
+        for (slot, epoch) in open.iter().zip(first) {
+            joined[usize::from(*slot)] = Arc::clone(
+                ids.entry(epoch.id)
+                    .or_insert_with_key(|id| Arc::from(&**id)),
+            );
+        }
+        *self.epochs.lock().unwrap_or_else(|e| e.into_inner()) = Some(joined);
         self.joined.fetch_max(connection, Ordering::Relaxed);
-        tracing::info!(epoch = %epoch.id, "rooms: joined Redis' epoch");
-        if catching_up && !epoch.settling.is_zero() {
-            tokio::time::sleep(epoch.settling).await;
-            self.catch_up_all(false).await;
+        tracing::info!(epochs = ids.len(), "rooms: joined Redis' epoch");
+        if catching_up && !settling.is_zero() {
+            tokio::time::sleep(settling).await;
+            self.catch_up_all(true, &[]).await;
         }
     }
 
-    /// Every open room catches up (`changed`: into a new epoch).
-    async fn catch_up_all(&self, changed: bool) {
+    /// The epochs of slots `of` (made where there is none), tried again until Redis
+    /// answers; none once a newer connection of the link has superseded `connection`.
+    async fn read_epochs(
+        &self,
+        of: impl Iterator<Item = u16> + Clone,
+        connection: u64,
+    ) -> Option<Vec<streamhub_pubsub::redis::Epoch>> {
+        let redis = self.redis.get()?;
+        loop {
+            match redis.epochs(of.clone(), self.settle).await {
+                Ok(epochs) => return Some(epochs),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rooms: Redis' epochs could not be read");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if self.connections.load(Ordering::Relaxed) != connection {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new epoch settles for `settling` from now: no seq is given meanwhile.
+    fn settles_for(&self, settling: Duration) {
+        if !settling.is_zero() {
+            let until = Instant::now() + settling;
+            let mut at = self
+                .settling_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if at.is_none_or(|t| t < until) {
+                *at = Some(until);
+            }
+        }
+    }
+
+    /// Open rooms catch up: every one (`all`), or those of the slots whose epoch
+    /// `changed` (into a new epoch).
+    async fn catch_up_all(&self, all: bool, changed: &[bool]) {
         for room in self.open_rooms() {
-            if let Err(e) = self.catch_up(&room, changed).await {
+            let new = changed
+                .get(usize::from(slots::slot(&room.id)))
+                .is_some_and(|c| *c);
+            if !all && !new {
+                continue;
+            }
+            if let Err(e) = self.catch_up(&room, new).await {
                 tracing::warn!(room = %room.id, error = %e, "redis link: a room could not catch up");
             }
         }
     }
 
-    /// The epoch this node gives seqs in, once it has joined one.
-    fn epoch(&self) -> Option<Arc<str>> {
-        self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The epoch this node gives room `room`'s seqs in, once it has joined Redis'.
+    fn epoch(&self, room: &str) -> Option<Arc<str>> {
+        self.epochs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|epochs| epochs.get(usize::from(slots::slot(room))).cloned())
     }
 
     /// Why the node gives no seq now, if it does not.
     fn unready(&self) -> Option<String> {
-        if self.epoch().is_none()
+        if self
+            .epochs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
             || self.joined.load(Ordering::Relaxed) < self.connections.load(Ordering::Relaxed)
         {
             return Some("joining Redis' epoch".into());
@@ -636,7 +724,7 @@ impl Orderer for RedisOrderer {
         Giving::Later(Box::pin(async move {
             let epoch = self
                 .watched
-                .epoch()
+                .epoch(&room.id)
                 .ok_or_else(|| unavailable("this node has not joined Redis' epoch yet"))?;
             let mut seeded = false;
             let seq = loop {
@@ -787,7 +875,7 @@ mod tests {
             clock,
             store: Arc::new(store),
             redis: OnceLock::new(),
-            epoch: Mutex::default(),
+            epochs: Mutex::default(),
             settling_until: Mutex::default(),
             settle: Duration::from_secs(3),
             connections: AtomicU64::new(0),

@@ -326,6 +326,15 @@ pub fn js_dir() -> std::path::PathBuf {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A failing test's server logs, when asked for (`STREAMHUB_TEST_LOGS=1`).
+        if std::thread::panicking() && std::env::var_os("STREAMHUB_TEST_LOGS").is_some() {
+            for line in self.logs() {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("[{}] {line}", self.addr);
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

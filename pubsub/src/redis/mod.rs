@@ -7,26 +7,33 @@
 //! given), `sh:{R}:pend` (seqs given and not settled yet, scored by when, on Redis'
 //! clock), `sh:{R}:x` (the room's stream of settled events, capped by length) and the
 //! pub/sub channel `sh:{R}`. What is published and kept is [`crate::wire`]'s bytes.
+//! The same commands serve one Redis and a Redis Cluster ([`Servers`]).
 //!
 //! An event is ordered in two steps around the store of record: `order` gives the seq
 //! (and marks it pending), the caller records the event, then `settle` appends it (or a
 //! void, when the record was refused) to the stream and publishes it in one script, so
 //! no node ever receives an event that was not recorded.
 //!
-//! Seqs are given in Redis' epoch (`sh:epoch`, made with a settling time by the first
-//! node that finds Redis without one: [`RedisRooms::epoch`]); an order in another
-//! epoch, or while it settles, is refused. Beside the rooms, nodes share through Redis
+//! Seqs are given in an epoch, one per key slot (`sh:{<slot's tag>}:epoch`, in the slot
+//! of the rooms it covers, so that a master of a cluster that comes back empty loses
+//! exactly the epochs of the rooms it lost), made with a settling time by the first
+//! node that finds a slot without one ([`RedisRooms::epochs`]) and announced on
+//! [`EPOCHS`]; an order in another epoch, or while it settles, is refused. Beside the rooms, nodes share through Redis
 //! their viewer counts, APQ registrations, rate budgets ([`RedisRooms::spend`], the
 //! generic cell rate algorithm on Redis' clock) and plain messages
 //! ([`RedisRooms::publish`]).
+
+mod conn;
+pub mod slots;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 use tokio::sync::{mpsc, oneshot};
+
+pub use conn::{Conn, Servers, ANCHOR};
 
 /// `KEYS` seq, pend, epoch, settling; `ARGV` the epoch the node holds. The next seq,
 /// marked pending; -1 when the room has no counter (never seeded in this epoch), -2
@@ -55,20 +62,26 @@ pub enum Ordered {
     Settling,
 }
 
-/// `KEYS` epoch, settling; `ARGV` a new epoch, milliseconds. Redis' epoch, made (with a
-/// settling time of that many milliseconds) when Redis has none: it is new, or it came
-/// back empty. Answers the epoch and how many milliseconds of settling are left.
+/// `KEYS` epoch, settling; `ARGV` a new epoch, milliseconds, the channel to announce it
+/// on, the slot. A slot's epoch, made (with a settling time of that many milliseconds,
+/// and announced) when the slot has none: Redis is new, or its master came back empty.
+/// Answers the epoch and how many milliseconds of settling are left.
 const EPOCH: &str = r"
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch)
   redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
 end
 return {epoch, math.max(redis.call('PTTL', KEYS[2]), 0)}
 ";
 
-/// Redis' epoch, as [`RedisRooms::epoch`] found it.
+/// The channel a slot's new epoch is announced on (the slot's number): every node
+/// raises the counters of its open rooms of that slot while it settles.
+pub const EPOCHS: &str = "sh:epochs";
+
+/// A slot's epoch, as [`RedisRooms::epochs`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Epoch {
     /// Its id: made by the node that found Redis without one.
@@ -142,11 +155,18 @@ pub struct Given {
 /// A stream entry as `XRANGE` answers it: its id and its fields.
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
-/// Redis' epoch.
-const EPOCH_KEY: &str = "sh:epoch";
+/// The epoch of slot `slot`.
+fn epoch_key(slot: u16) -> String {
+    format!("sh:{{{}}}:epoch", slots::tag(slot))
+}
 
-/// Present while the nodes settle a new epoch.
-const SETTLING_KEY: &str = "sh:settling";
+/// Present while the nodes settle a new epoch of slot `slot`.
+fn settling_key(slot: u16) -> String {
+    format!("sh:{{{}}}:settling", slots::tag(slot))
+}
+
+/// How many slots' epochs are read (or made) at once.
+const EPOCHS_AT_ONCE: usize = 512;
 
 /// Redis' key of room `room` with `suffix`.
 fn key(room: &str, suffix: &str) -> String {
@@ -166,7 +186,10 @@ pub fn room_of(channel: &str) -> Option<&str> {
 /// The room commands, on one connection that reconnects by itself.
 #[derive(Clone)]
 pub struct RedisRooms {
-    conn: ConnectionManager,
+    conn: Arc<Mutex<Made>>,
+    /// Makes the connection again: a connection refused by Redis' authentication (a
+    /// user not made yet, a password being rotated) does not try again by itself.
+    remake: Arc<dyn Fn() -> RedisResult<Conn> + Send + Sync>,
     timeout: Duration,
     stream_len: usize,
     order: Script,
@@ -185,12 +208,26 @@ impl std::fmt::Debug for RedisRooms {
     }
 }
 
+/// The command connection, and how many times it was made before.
+struct Made {
+    conn: Conn,
+    again: u64,
+}
+
 impl RedisRooms {
-    /// Commands on `conn`, each given up after `timeout`; each room's stream keeps
-    /// about `stream_len` events.
-    pub fn new(conn: ConnectionManager, timeout: Duration, stream_len: usize) -> RedisRooms {
-        RedisRooms {
-            conn,
+    /// Commands on the connection `make` makes, each given up after `timeout`; each
+    /// room's stream keeps about `stream_len` events.
+    pub fn new(
+        make: impl Fn() -> RedisResult<Conn> + Send + Sync + 'static,
+        timeout: Duration,
+        stream_len: usize,
+    ) -> RedisResult<RedisRooms> {
+        Ok(RedisRooms {
+            conn: Arc::new(Mutex::new(Made {
+                conn: make()?,
+                again: 0,
+            })),
+            remake: Arc::new(make),
             timeout,
             stream_len: stream_len.max(1),
             order: Script::new(ORDER),
@@ -199,18 +236,19 @@ impl RedisRooms {
             void: Script::new(VOID),
             epoch: Script::new(EPOCH),
             gcra: Script::new(GCRA),
-        }
+        })
     }
 
-    /// Gives the room's next seq (pending until settled) in epoch `epoch`.
+    /// Gives the room's next seq (pending until settled) in epoch `epoch` (its slot's).
     pub async fn order(&self, room: &str, epoch: &str) -> RedisResult<Ordered> {
+        let slot = slots::slot(room);
         let seq: i64 = self
             .run(|mut conn| {
                 let mut order = self.order.key(key(room, "seq"));
                 order
                     .key(key(room, "pend"))
-                    .key(EPOCH_KEY)
-                    .key(SETTLING_KEY)
+                    .key(epoch_key(slot))
+                    .key(settling_key(slot))
                     .arg(epoch);
                 async move { order.invoke_async(&mut conn).await }
             })
@@ -223,23 +261,42 @@ impl RedisRooms {
         })
     }
 
-    /// Redis' epoch: made now, with `settling` to settle it, if Redis has none.
-    pub async fn epoch(&self, settling: Duration) -> RedisResult<Epoch> {
+    /// The epochs of slots `of`, in that order: made now, with `settling` to settle
+    /// them, where a slot has none.
+    pub async fn epochs(
+        &self,
+        of: impl Iterator<Item = u16>,
+        settling: Duration,
+    ) -> RedisResult<Vec<Epoch>> {
         let fresh = format!("{:016x}", fastrand::u64(1..));
         let ms = u64::try_from(settling.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let (id, left): (String, u64) = self
-            .run(|mut conn| {
-                let mut epoch = self.epoch.key(EPOCH_KEY);
-                epoch.key(SETTLING_KEY).arg(&fresh).arg(ms);
-                async move { epoch.invoke_async(&mut conn).await }
+        let (fresh, ms) = (&fresh, ms);
+        futures_util::stream::iter(of)
+            .map(|slot| async move {
+                let (id, left): (String, u64) = self
+                    .run(|mut conn| {
+                        let mut epoch = self.epoch.key(epoch_key(slot));
+                        epoch
+                            .key(settling_key(slot))
+                            .arg(fresh)
+                            .arg(ms)
+                            .arg(EPOCHS)
+                            .arg(slot);
+                        async move { epoch.invoke_async(&mut conn).await }
+                    })
+                    .await?;
+                Ok(Epoch {
+                    id,
+                    settling: Duration::from_millis(left),
+                })
             })
-            .await?;
-        Ok(Epoch {
-            id,
-            settling: Duration::from_millis(left),
-        })
+            .buffered(EPOCHS_AT_ONCE)
+            .collect::<Vec<RedisResult<Epoch>>>()
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Settles the event at `seq` with its bytes (`crate::wire`: the event, or a void):
@@ -297,7 +354,10 @@ impl RedisRooms {
         let (last, mut pending, settling): (u64, Vec<u64>, i64) = self
             .run(|mut conn| {
                 let mut given = self.given.key(key(room, "seq"));
-                given.key(key(room, "pend")).key(SETTLING_KEY).arg(floor);
+                given
+                    .key(key(room, "pend"))
+                    .key(settling_key(slots::slot(room)))
+                    .arg(floor);
                 async move { given.invoke_async(&mut conn).await }
             })
             .await?;
@@ -334,16 +394,21 @@ impl RedisRooms {
     /// `call`'s answer on the command connection within the commands' timeout
     /// (connecting included). A call refused because the connection was lost (Redis
     /// went away since it was made) is made once more: the first one started the
-    /// reconnection, so a Redis that is back answers the second.
+    /// reconnection, so a Redis that is back answers the second. So is one whose
+    /// connection Redis' authentication refused, on a connection made again.
     async fn run<T, F, Fut>(&self, call: F) -> RedisResult<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut again = true;
         loop {
-            let answer = tokio::time::timeout_at(deadline, call(self.conn.clone()))
+            let (conn, made) = {
+                let m = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+                (m.conn.clone(), m.again)
+            };
+            let answer = tokio::time::timeout_at(deadline, call(conn))
                 .await
                 .unwrap_or_else(|_| {
                     Err(std::io::Error::new(
@@ -355,6 +420,15 @@ impl RedisRooms {
             match answer {
                 Err(e) if again && (e.is_connection_dropped() || e.is_connection_refusal()) => {
                     again = false;
+                }
+                Err(e) if again && e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                    again = false;
+                    let mut m = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+                    // Once, however many calls were refused with it.
+                    if m.again == made {
+                        m.conn = (self.remake)()?;
+                        m.again += 1;
+                    }
                 }
                 answer => return answer,
             }
@@ -419,9 +493,10 @@ impl RedisRooms {
 }
 
 /// Presence across nodes: each node keeps its per-room viewer counts in a hash of its
-/// own, `sh:pres:<node>` (a field per room, and an empty one so that the hash exists
-/// with no viewers), which expires unless the node writes it again; `sh:nodes` lists
-/// the nodes that wrote one, and a node whose hash expired is dropped from it.
+/// own, `sh:{pres}:<node>` (a field per room, and an empty one so that the hash exists
+/// with no viewers), which expires unless the node writes it again; `sh:{pres}:nodes`
+/// lists the nodes that wrote one, and a node whose hash expired is dropped from it.
+/// (One hash tag: in a cluster, they share a slot, so each write is one transaction.)
 impl RedisRooms {
     /// Writes node `node`'s counts, kept for `ttl`.
     pub async fn report_presence(
@@ -430,7 +505,7 @@ impl RedisRooms {
         counts: &[(Box<str>, u32)],
         ttl: Duration,
     ) -> RedisResult<()> {
-        let key = format!("sh:pres:{node}");
+        let key = format!("sh:{{pres}}:{node}");
         let mut pipe = redis::pipe();
         pipe.atomic().del(&key).ignore().hset(&key, "", 0).ignore();
         if !counts.is_empty() {
@@ -439,7 +514,7 @@ impl RedisRooms {
         }
         pipe.pexpire(&key, i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
             .ignore()
-            .sadd("sh:nodes", node)
+            .sadd(NODES_KEY, node)
             .ignore();
         self.run(|mut conn| {
             let pipe = pipe.clone();
@@ -454,7 +529,7 @@ impl RedisRooms {
         let nodes: Vec<String> = self
             .run(|mut conn| async move {
                 redis::cmd("SMEMBERS")
-                    .arg("sh:nodes")
+                    .arg(NODES_KEY)
                     .query_async(&mut conn)
                     .await
             })
@@ -465,7 +540,7 @@ impl RedisRooms {
         }
         let mut pipe = redis::pipe();
         for n in &others {
-            pipe.hgetall(format!("sh:pres:{n}"));
+            pipe.hgetall(format!("sh:{{pres}}:{n}"));
         }
         let hashes: Vec<Vec<(String, u64)>> = self
             .run(|mut conn| {
@@ -480,7 +555,7 @@ impl RedisRooms {
                 let _: RedisResult<i64> = self
                     .run(|mut conn| {
                         let mut srem = redis::cmd("SREM");
-                        srem.arg("sh:nodes").arg(n.as_str());
+                        srem.arg(NODES_KEY).arg(n.as_str());
                         async move { srem.query_async(&mut conn).await }
                     })
                     .await;
@@ -492,6 +567,9 @@ impl RedisRooms {
         Ok(sums.into_iter().collect())
     }
 }
+
+/// The nodes that report viewer counts.
+const NODES_KEY: &str = "sh:{pres}:nodes";
 
 /// How long a document registered by APQ stays shared between nodes.
 const SHARED_DOCUMENT_SECS: u64 = 86_400;
@@ -575,7 +653,7 @@ pub struct Link {
     down: Arc<Mutex<Option<String>>>,
 }
 
-/// Starts a node's connections to the Redis at `url`: the command connection (lazy:
+/// Starts a node's connections to Redis (`servers`): the command connection (lazy:
 /// it connects on first use and again after a loss) and the [`Link`] on its thread,
 /// subscribed to the channels `always` from the start (`first` runs on its thread
 /// before anything else), whose `deliver` gets each message in the order Redis sent
@@ -583,27 +661,27 @@ pub struct Link {
 /// Commands, connecting, subscribing and the link's heartbeat each give up after
 /// `timeout`; each room's stream keeps about `stream_len` events.
 pub fn start(
-    url: &str,
+    servers: Servers,
     timeout: Duration,
     stream_len: usize,
     always: Vec<String>,
     first: Box<dyn FnOnce() + Send>,
     deliver: impl FnMut(Incoming<'_>) + Send + 'static,
 ) -> Result<(RedisRooms, Link), LinkError> {
-    let client = redis::Client::open(url).map_err(|e| LinkError::Unreachable(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(0)
-        .set_max_delay(timeout);
-    // Made on the link's runtime, which runs its watch for disconnections; the
-    // connection itself runs on the runtime of whichever thread uses it first.
-    let conn = rt
-        .block_on(async { ConnectionManager::new_lazy_with_config(client.clone(), config) })
+    // Made on the link's runtime, which runs its upkeep (a cluster's connections and
+    // slot map; one server's watch for disconnections).
+    let make = {
+        let (servers, rt) = (servers.clone(), rt.handle().clone());
+        move || {
+            let _on = rt.enter();
+            servers.commands(timeout)
+        }
+    };
+    let redis = RedisRooms::new(make, timeout, stream_len)
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
     let (wants, rx) = mpsc::unbounded_channel();
     let down = Arc::new(Mutex::new(Some("connecting".to_owned())));
@@ -612,13 +690,10 @@ pub fn start(
         .name("redis-link".into())
         .spawn(move || {
             first();
-            rt.block_on(run(client, timeout, always, rx, state, deliver));
+            rt.block_on(run(servers, timeout, always, rx, state, deliver));
         })
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
-    Ok((
-        RedisRooms::new(conn, timeout, stream_len),
-        Link { wants, down },
-    ))
+    Ok((redis, Link { wants, down }))
 }
 
 impl Link {
@@ -649,7 +724,7 @@ impl Link {
 /// The link's thread: connect, subscribe to what is wanted, deliver, until the node
 /// drops every [`Link`].
 async fn run(
-    client: redis::Client,
+    servers: Servers,
     timeout: Duration,
     mut wanted: Vec<String>,
     mut wants: mpsc::UnboundedReceiver<Want>,
@@ -659,8 +734,9 @@ async fn run(
     let mut pause = Duration::from_millis(50);
     let set_down = |why: Option<String>| *down.lock().unwrap_or_else(|e| e.into_inner()) = why;
     let mut lost = false;
+    let mut attempt = 0;
     loop {
-        let why = match connect(&client, timeout, &wanted).await {
+        let why = match connect(&servers, attempt, timeout, &wanted).await {
             Ok((mut sink, mut stream)) => {
                 pause = Duration::from_millis(50);
                 tracing::info!(rooms = wanted.len(), "redis link: subscribed");
@@ -736,16 +812,18 @@ async fn run(
             }
         }
         pause = (pause * 2).min(Duration::from_secs(1));
+        attempt += 1;
     }
 }
 
-/// A subscriber connection, subscribed to `wanted`.
+/// A subscriber connection (the `attempt`th), subscribed to `wanted`.
 async fn connect(
-    client: &redis::Client,
+    servers: &Servers,
+    attempt: usize,
     timeout: Duration,
     wanted: &[String],
 ) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), LinkError> {
-    let pubsub = within(timeout, client.get_async_pubsub()).await?;
+    let pubsub = within(timeout, servers.subscriber(attempt)).await?;
     let (mut sink, stream) = pubsub.split();
     if !wanted.is_empty() {
         within(timeout, sink.subscribe(wanted)).await?;

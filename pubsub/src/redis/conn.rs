@@ -1,0 +1,182 @@
+//! The node's connections to Redis, one server or a Redis Cluster: the command
+//! connection ([`Conn`], routed by key slot in a cluster) and the server the subscriber
+//! link connects to ([`Servers::subscriber`]).
+//!
+//! In a cluster the link uses classic pub/sub, which reaches every subscriber on any
+//! master, and connects to the master that owns [`ANCHOR`]'s slot: every node's link
+//! is there, so a `PUBLISH` routed by that key counts every node's link (the
+//! announcements of changes wait for that many answers). Sharded pub/sub costs Redis
+//! less per message (perf/RESULTS.md) but needs a link per master.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    Value,
+};
+
+use super::slots;
+
+/// The channel whose slot's master every node's link connects to in a cluster.
+pub const ANCHOR: &str = "sh:changes";
+
+/// Where Redis is.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// The server, or the cluster's seed nodes.
+    seeds: Vec<ConnectionInfo>,
+    /// Whether it is a Redis Cluster.
+    cluster: bool,
+}
+
+/// The command connection: it reconnects by itself (and, in a cluster, follows the
+/// slots as they move).
+#[derive(Clone)]
+pub enum Conn {
+    /// One server.
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Servers {
+    /// `urls`: one `redis://` URL, or (`cluster`) a comma-separated list of a Redis
+    /// Cluster's seed nodes.
+    pub fn parse(urls: &str, cluster: bool) -> RedisResult<Servers> {
+        let seeds = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<RedisResult<Vec<_>>>()?;
+        if seeds.is_empty() || (!cluster && seeds.len() > 1) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "one Redis URL (several only for a Redis Cluster's seed nodes)",
+            )));
+        }
+        Ok(Servers { seeds, cluster })
+    }
+
+    /// The command connection, made lazily (it connects on first use and again after
+    /// a loss), whose calls give up after `timeout`. Made on a runtime, which runs its
+    /// upkeep.
+    pub fn commands(&self, timeout: Duration) -> RedisResult<Conn> {
+        if self.cluster {
+            let client = ClusterClient::builder(self.seeds.clone())
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1)
+                .build()?;
+            let config = redis::cluster::ClusterConfig::new()
+                .set_connection_timeout(timeout)
+                .set_response_timeout(timeout);
+            Ok(Conn::Cluster(
+                client.get_pending_async_connection_with_config(config),
+            ))
+        } else {
+            let client = redis::Client::open(self.seeds[0].clone())?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(0)
+                .set_max_delay(timeout);
+            Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
+                client, config,
+            )?))
+        }
+    }
+
+    /// A subscriber connection (the `attempt`th since the link started: a cluster's
+    /// seeds are tried in turn): to the server, or to the master that owns
+    /// [`ANCHOR`]'s slot.
+    pub async fn subscriber(&self, attempt: usize) -> RedisResult<PubSub> {
+        let seed = self.seeds[attempt % self.seeds.len()].clone();
+        let info = if self.cluster {
+            anchor_master(seed).await?
+        } else {
+            seed
+        };
+        redis::Client::open(info)?.get_async_pubsub().await
+    }
+}
+
+/// The master that owns [`ANCHOR`]'s slot, as `seed` (a node of the cluster) says.
+async fn anchor_master(seed: ConnectionInfo) -> RedisResult<ConnectionInfo> {
+    let mut conn = redis::Client::open(seed.clone())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await?;
+    let want = i64::from(slots::slot(ANCHOR));
+    for range in ranges {
+        let (Some(start), Some(end), Some(Value::Array(master))) =
+            (range.first(), range.get(1), range.get(2))
+        else {
+            continue;
+        };
+        let (start, end): (i64, i64) = (
+            redis::from_redis_value_ref(start)?,
+            redis::from_redis_value_ref(end)?,
+        );
+        if !(start..=end).contains(&want) {
+            continue;
+        }
+        let (Some(host), Some(port)) = (master.first(), master.get(1)) else {
+            break;
+        };
+        let host: String = redis::from_redis_value_ref(host)?;
+        let port: u16 = redis::from_redis_value_ref(port)?;
+        let addr = match seed.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        return Ok(seed.set_addr(addr));
+    }
+    Err(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "no master owns the anchor's slot (the cluster is not ready)",
+    )))
+}
