@@ -228,14 +228,21 @@ fn on_a_three_master_redis_cluster_rooms_of_every_master_order_fan_out_and_count
             .or_insert(room);
     }
     assert_eq!(rooms.len(), 3, "a room on each master: {rooms:?}");
-    for room in rooms.values() {
+    for (master, room) in &rooms {
         every_event_once_in_seq_order(&nodes, room);
-        let stream = cluster.cli(&["XLEN", &format!("sh:{{{room}}}:x")]);
+        let stream = cluster.cli_on(*master, &["XLEN", &format!("sh:{{{room}}}:x")]);
         assert_eq!(stream, "100", "{room}'s Redis stream, on its master");
     }
 
     // A write answered on one node is read on the other right after: the announcement
-    // waits for every node's link, all on the anchor's master.
+    // waits for every node's link, all on the anchor's master (where a PUBLISH counts
+    // them all).
+    let anchor = cluster.master_of("sh:changes");
+    for &port in &cluster.ports {
+        let links = cluster.cli_on(port, &["PUBSUB", "NUMSUB", "sh:changes"]);
+        let want = if port == anchor { 2 } else { 0 };
+        assert_eq!(links, format!("sh:changes\n{want}"), "links on :{port}");
+    }
     for i in 0..3 {
         for _ in 0..4 {
             title(&nodes[1]);

@@ -158,7 +158,17 @@ async fn anchor_master(seed: ConnectionInfo) -> RedisResult<ConnectionInfo> {
         let (Some(host), Some(port)) = (master.first(), master.get(1)) else {
             break;
         };
-        let host: String = redis::from_redis_value_ref(host)?;
+        // A master that does not know its own address says "" or "?" (or nothing):
+        // it is then the seed's host.
+        let host = redis::from_redis_value_ref::<Option<String>>(host)?
+            .filter(|h| !h.is_empty() && h != "?")
+            .or_else(|| match seed.addr() {
+                ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => {
+                    Some(host.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
         let port: u16 = redis::from_redis_value_ref(port)?;
         let addr = match seed.addr() {
             ConnectionAddr::TcpTls {

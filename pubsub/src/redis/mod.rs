@@ -78,7 +78,8 @@ return {epoch, math.max(redis.call('PTTL', KEYS[2]), 0)}
 ";
 
 /// The channel a slot's new epoch is announced on (the slot's number): every node
-/// raises the counters of its open rooms of that slot while it settles.
+/// joins it (raising the counters of its open rooms of the slots whose epoch changed)
+/// while it settles.
 pub const EPOCHS: &str = "sh:epochs";
 
 /// A slot's epoch, as [`RedisRooms::epochs`] found it.
@@ -178,6 +179,11 @@ pub fn channel(room: &str) -> String {
     format!("sh:{{{room}}}")
 }
 
+/// The key slot of room `room`'s keys (and channel).
+pub fn room_slot(room: &str) -> u16 {
+    slots::slot(&channel(room))
+}
+
 /// The room a pub/sub channel is for.
 pub fn room_of(channel: &str) -> Option<&str> {
     channel.strip_prefix("sh:{")?.strip_suffix('}')
@@ -241,7 +247,7 @@ impl RedisRooms {
 
     /// Gives the room's next seq (pending until settled) in epoch `epoch` (its slot's).
     pub async fn order(&self, room: &str, epoch: &str) -> RedisResult<Ordered> {
-        let slot = slots::slot(room);
+        let slot = room_slot(room);
         let seq: i64 = self
             .run(|mut conn| {
                 let mut order = self.order.key(key(room, "seq"));
@@ -261,13 +267,14 @@ impl RedisRooms {
         })
     }
 
-    /// The epochs of slots `of`, in that order: made now, with `settling` to settle
-    /// them, where a slot has none.
+    /// The epochs of slots `of`, in that order (each as its master answered: one
+    /// master down fails only its slots): made now, with `settling` to settle them,
+    /// where a slot has none.
     pub async fn epochs(
         &self,
         of: impl Iterator<Item = u16>,
         settling: Duration,
-    ) -> RedisResult<Vec<Epoch>> {
+    ) -> Vec<RedisResult<Epoch>> {
         let fresh = format!("{:016x}", fastrand::u64(1..));
         let ms = u64::try_from(settling.as_millis())
             .unwrap_or(u64::MAX)
@@ -293,10 +300,8 @@ impl RedisRooms {
                 })
             })
             .buffered(EPOCHS_AT_ONCE)
-            .collect::<Vec<RedisResult<Epoch>>>()
-            .await
-            .into_iter()
             .collect()
+            .await
     }
 
     /// Settles the event at `seq` with its bytes (`crate::wire`: the event, or a void):
@@ -356,7 +361,7 @@ impl RedisRooms {
                 let mut given = self.given.key(key(room, "seq"));
                 given
                     .key(key(room, "pend"))
-                    .key(settling_key(slots::slot(room)))
+                    .key(settling_key(room_slot(room)))
                     .arg(floor);
                 async move { given.invoke_async(&mut conn).await }
             })

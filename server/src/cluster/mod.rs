@@ -12,16 +12,16 @@
 //! opens waits, and settles once it is open. A room no shard has held for a while is
 //! closed and unsubscribed ([`Rooms::close_idle`], from the upkeep thread).
 //!
-//! Redis may come back empty (it keeps nothing on disk here; a failover can lose the
-//! tail; in a cluster, one master can): the store holds every acknowledged event, but a
+//! Redis may come back empty (it keeps nothing on disk here; in a cluster, one master
+//! can): the store holds every acknowledged event, but a
 //! void that some node saw may be above the store's last seq, and a seq given twice
 //! would be dropped as a duplicate there. So seqs are given in an epoch, one per key
 //! slot (kept in the slot, so it goes with the rooms it covers): the first node to
 //! find a slot without one makes a new one, which settles for [`settling_time`] before
 //! any seq is given in it, and announces it; meanwhile every node that had been
-//! connected (it reconnects, or hears the announcement) raises the counters of the
-//! rooms of that slot it has open to the highest seq it has seen, then takes the
-//! epoch. A node that comes back after the settling is over cannot prove that no seq it
+//! connected (it reconnects, or hears the announcement: its link's thread joins at
+//! once) raises the counters of the rooms of that slot it has open to the highest seq
+//! it has seen, then takes the epoch. A node that comes back after the settling is over cannot prove that no seq it
 //! saw was given again: its rooms skip to the seq Redis is at, and their members are
 //! told (`recovered:false`).
 //!
@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use streamhub_pubsub::redis::{
-    slots, Incoming, Link, LinkError, Ordered, RedisRooms, Servers, Voided, EPOCHS,
+    room_slot, slots, Epoch, Incoming, Link, LinkError, Ordered, RedisRooms, Servers, Voided,
+    EPOCHS,
 };
 use streamhub_pubsub::{wire, Chat, ChatEvent, Event};
 
@@ -66,10 +67,17 @@ struct Watched {
     clock: Arc<dyn Clock>,
     store: SharedStore,
     redis: OnceLock<RedisRooms>,
-    /// The epochs this node gives seqs in, by slot: none until it has joined Redis'.
-    epochs: Mutex<Option<Vec<Arc<str>>>>,
-    /// Until when the nodes settle a new epoch.
+    /// The epochs this node gives seqs in, by slot: none until it has joined Redis'
+    /// (and none for a slot whose master has not answered yet).
+    epochs: Mutex<Option<Vec<Option<Arc<str>>>>>,
+    /// Until when the nodes settle a new epoch of every slot (a new or emptied Redis:
+    /// the node is not ready meanwhile; a slot settling alone refuses only its rooms'
+    /// orders).
     settling_until: Mutex<Option<Instant>>,
+    /// One join at a time.
+    joining: tokio::sync::Mutex<()>,
+    /// The link's runtime, which runs the joins.
+    link_rt: OnceLock<tokio::runtime::Handle>,
     /// How long a new epoch settles.
     settle: Duration,
     /// The link's connections so far: a joining that a newer connection superseded
@@ -77,9 +85,9 @@ struct Watched {
     connections: AtomicU64,
     /// The last connection whose joining is done.
     joined: AtomicU64,
-    /// An order found a slot in another epoch while the link stayed connected (its
-    /// data was flushed, or its master came back empty), or a node announced a new
-    /// one: the upkeep joins it.
+    /// A join is queued: an order found a slot in another epoch while the link stayed
+    /// connected (its data was flushed, or its master came back empty), a node
+    /// announced a new one, or a master did not answer the last join.
     rejoin: AtomicBool,
     /// The node's rooms, whose idle ones the upkeep closes.
     node_rooms: Arc<OnceLock<Weak<Rooms>>>,
@@ -91,9 +99,10 @@ struct Watched {
 const ROOM_LINGER: Millis = 5_000;
 
 /// How long a new epoch settles before any seq is given in it, with Redis calls that
-/// give up after `timeout`: long enough for every node that was connected to reconnect
-/// (its link waits at most a second between tries, and a try takes at most two calls)
-/// and raise its rooms' counters, twice over.
+/// give up after `timeout`: long enough for every node that was connected to hear of it
+/// (its link reconnects, waiting at most a second between tries, or it hears the
+/// announcement) and raise its rooms' counters (a join's first reads and a room's call
+/// each take at most a timeout), twice over.
 pub fn settling_time(timeout: Duration) -> Duration {
     2 * (Duration::from_secs(1) + 2 * timeout)
 }
@@ -142,6 +151,8 @@ impl RedisOrderer {
             redis: OnceLock::new(),
             epochs: Mutex::default(),
             settling_until: Mutex::default(),
+            joining: tokio::sync::Mutex::const_new(()),
+            link_rt: OnceLock::new(),
             settle: settling_time(timeout),
             connections: AtomicU64::new(0),
             joined: AtomicU64::new(0),
@@ -166,7 +177,7 @@ impl RedisOrderer {
             {
                 move |incoming| match incoming {
                     Incoming::Message { channel, .. } if channel == EPOCHS => {
-                        receiver.rejoin.store(true, Ordering::Relaxed);
+                        Watched::queue_join(&receiver, Duration::ZERO);
                     }
                     Incoming::Message { channel, bytes } => {
                         if !heard.receive(channel, bytes) {
@@ -260,10 +271,6 @@ impl RedisOrderer {
                                 tracing::warn!(error = %e, "presence: other nodes' counts are not shared while Redis is unreachable");
                             }
                             Err(_) => {}
-                        }
-                        if watched.rejoin.swap(false, Ordering::Relaxed) {
-                            let connection = watched.connections.load(Ordering::Relaxed);
-                            watched.join_epoch(true, connection).await;
                         }
                         watched.sweep(&redis, &mut holes, stale_after).await;
                         if let Some(rooms) = watched.node_rooms.get().and_then(Weak::upgrade) {
@@ -445,29 +452,51 @@ impl Watched {
         }
     }
 
-    /// The link is connected (`again`: after a loss): the node joins Redis' epoch, and
+    /// The link is connected (`again`: after a loss): the node joins Redis' epochs, and
     /// every open room catches up on what was settled meanwhile (on the link's thread,
     /// while what comes next waits in the rooms).
     fn subscribed(this: &Arc<Watched>, again: bool) {
         let connection = this.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let _ = this.link_rt.set(tokio::runtime::Handle::current());
         let this = Arc::clone(this);
-        tokio::spawn(async move { this.join_epoch(again, connection).await });
+        tokio::spawn(async move {
+            let _one = this.joining.lock().await;
+            this.join_epoch(again, connection).await;
+        });
+    }
+
+    /// Queues a join (one at most: a join that starts takes every ask made before it)
+    /// on the link's thread, after `delay`.
+    fn queue_join(this: &Arc<Watched>, delay: Duration) {
+        if this.rejoin.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Some(rt) = this.link_rt.get() else {
+            // Not connected yet: the first join comes with the link.
+            this.rejoin.store(false, Ordering::Relaxed);
+            return;
+        };
+        let this = Arc::clone(this);
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _one = this.joining.lock().await;
+            this.rejoin.store(false, Ordering::Relaxed);
+            let connection = this.connections.load(Ordering::Relaxed);
+            this.join_epoch(false, connection).await;
+        });
     }
 
     /// Joins Redis' epochs (made now in the slots that have none): first the open
     /// rooms catch up (`again`; in a slot whose epoch changed, always) and raise their
     /// counters to the highest seq this node has seen, then the node gives seqs in
-    /// them. Once a new epoch has settled, the open rooms catch up once more, on the
+    /// them. Once a new epoch has settled, those rooms catch up once more, on the
     /// voids other nodes raised the counters by. The slots of the open rooms are read
     /// first, so that their counters are raised while a new epoch settles, however
-    /// long reading all 16,384 takes.
-    async fn join_epoch(&self, again: bool, connection: u64) {
-        let open: BTreeSet<u16> = self
-            .open_rooms()
-            .iter()
-            .map(|r| slots::slot(&r.id))
-            .collect();
-        let Some(first) = self.read_epochs(open.iter().copied(), connection).await else {
+    /// long reading all 16,384 takes; a room opened meanwhile in a slot whose epoch
+    /// changed is raised after. A slot whose master does not answer keeps the epoch
+    /// the node held (its rooms' orders fail meanwhile), and the join is tried again.
+    async fn join_epoch(self: &Arc<Self>, again: bool, connection: u64) {
+        let Some(redis) = self.redis.get() else {
             return;
         };
         let held = self
@@ -475,81 +504,105 @@ impl Watched {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let differs = |slot: u16, epoch: &Epoch| {
+            held.as_ref()
+                .and_then(|h| h[usize::from(slot)].as_deref())
+                .is_some_and(|h| *h != *epoch.id)
+        };
+        let open: BTreeSet<u16> = self.open_rooms().iter().map(|r| room_slot(&r.id)).collect();
+        let first = redis.epochs(open.iter().copied(), self.settle).await;
         let mut changed = vec![false; slots::SLOTS];
-        if let Some(held) = &held {
-            for (slot, epoch) in open.iter().zip(&first) {
-                changed[usize::from(*slot)] = *held[usize::from(*slot)] != *epoch.id;
+        // The slots read here (a master that did not answer is read again below).
+        let mut read = vec![false; slots::SLOTS];
+        for (slot, epoch) in open.iter().zip(&first) {
+            if let Ok(epoch) = epoch {
+                changed[usize::from(*slot)] = differs(*slot, epoch);
+                read[usize::from(*slot)] = true;
             }
         }
-        let settling = first.iter().map(|e| e.settling).max().unwrap_or_default();
-        self.settles_for(settling);
-        let slots_changed = changed.iter().filter(|c| **c).count();
-        if slots_changed > 0 {
-            tracing::warn!(slots = slots_changed, settling = ?settling, "rooms: Redis came back empty: seqs go on past the highest any node has seen, in a new epoch");
-        }
-        let catching_up = again || slots_changed > 0;
+        let catching_up = again || changed.contains(&true);
         if catching_up {
             self.catch_up_all(again, &changed).await;
         }
-        let Some(all) = self.read_epochs(0..slots::SLOTS as u16, connection).await else {
+        let all = redis.epochs(0..slots::SLOTS as u16, self.settle).await;
+        // Rooms opened meanwhile (or whose slot's master did not answer above), in
+        // slots whose epoch changed.
+        let mut late = vec![false; slots::SLOTS];
+        for (slot, epoch) in all.iter().enumerate() {
+            if let (Ok(epoch), false) = (epoch, read[slot]) {
+                late[slot] = differs(slot as u16, epoch);
+            }
+        }
+        if late.contains(&true) {
+            self.catch_up_all(false, &late).await;
+        }
+        let failed = all.iter().filter(|e| e.is_err()).count();
+        if failed == all.len() {
+            if let Some(Err(e)) = all.first() {
+                tracing::warn!(error = %e, "rooms: Redis' epochs could not be read");
+            }
+            if self.connections.load(Ordering::Relaxed) == connection {
+                Watched::queue_join(self, Duration::from_millis(100));
+            }
             return;
-        };
-        self.settles_for(all.iter().map(|e| e.settling).max().unwrap_or_default());
+        }
+        let longest = first
+            .iter()
+            .chain(&all)
+            .flatten()
+            .map(|e| e.settling)
+            .max()
+            .unwrap_or_default();
+        // Every slot settling: a new or emptied Redis.
+        if failed == 0 && all.iter().flatten().all(|e| !e.settling.is_zero()) {
+            *self
+                .settling_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + longest);
+        }
+        let slots_changed = (0..slots::SLOTS).filter(|&s| changed[s] || late[s]).count();
+        if slots_changed > 0 {
+            tracing::warn!(slots = slots_changed, settling = ?longest, "rooms: Redis came back empty: seqs go on past the highest any node has seen, in a new epoch");
+        }
         // One id per epoch, shared by its slots; the open rooms' slots as they were
-        // read when their counters were raised.
+        // read when their counters were raised; a slot that did not answer as held.
         let mut ids: HashMap<String, Arc<str>> = HashMap::new();
-        let mut joined: Vec<Arc<str>> = all
-            .into_iter()
-            .map(|e| Arc::clone(ids.entry(e.id).or_insert_with_key(|id| Arc::from(&**id))))
-            .collect();
-        for (slot, epoch) in open.iter().zip(first) {
-            joined[usize::from(*slot)] = Arc::clone(
+        let mut id = |epoch: Epoch| {
+            Arc::clone(
                 ids.entry(epoch.id)
                     .or_insert_with_key(|id| Arc::from(&**id)),
-            );
+            )
+        };
+        let mut joined: Vec<Option<Arc<str>>> = all
+            .into_iter()
+            .enumerate()
+            .map(|(slot, epoch)| match epoch {
+                Ok(epoch) => Some(id(epoch)),
+                Err(_) => held.as_ref().and_then(|h| h[slot].clone()),
+            })
+            .collect();
+        for (slot, epoch) in open.iter().zip(first) {
+            if let Ok(epoch) = epoch {
+                joined[usize::from(*slot)] = Some(id(epoch));
+            }
         }
         *self.epochs.lock().unwrap_or_else(|e| e.into_inner()) = Some(joined);
         self.joined.fetch_max(connection, Ordering::Relaxed);
-        tracing::info!(epochs = ids.len(), "rooms: joined Redis' epoch");
-        if catching_up && !settling.is_zero() {
-            tokio::time::sleep(settling).await;
-            self.catch_up_all(true, &[]).await;
+        tracing::info!(epochs = ids.len(), failed, "rooms: joined Redis' epoch");
+        if failed > 0 {
+            tracing::warn!(
+                slots = failed,
+                "rooms: some slots' epochs could not be read: tried again in a second"
+            );
+            Watched::queue_join(self, Duration::from_secs(1));
         }
-    }
-
-    /// The epochs of slots `of` (made where there is none), tried again until Redis
-    /// answers; none once a newer connection of the link has superseded `connection`.
-    async fn read_epochs(
-        &self,
-        of: impl Iterator<Item = u16> + Clone,
-        connection: u64,
-    ) -> Option<Vec<streamhub_pubsub::redis::Epoch>> {
-        let redis = self.redis.get()?;
-        loop {
-            match redis.epochs(of.clone(), self.settle).await {
-                Ok(epochs) => return Some(epochs),
-                Err(e) => {
-                    tracing::warn!(error = %e, "rooms: Redis' epochs could not be read");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if self.connections.load(Ordering::Relaxed) != connection {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A new epoch settles for `settling` from now: no seq is given meanwhile.
-    fn settles_for(&self, settling: Duration) {
-        if !settling.is_zero() {
-            let until = Instant::now() + settling;
-            let mut at = self
-                .settling_until
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if at.is_none_or(|t| t < until) {
-                *at = Some(until);
-            }
+        if catching_up && !longest.is_zero() {
+            let this = Arc::clone(self);
+            let changed: Vec<bool> = (0..slots::SLOTS).map(|s| changed[s] || late[s]).collect();
+            tokio::spawn(async move {
+                tokio::time::sleep(longest).await;
+                this.catch_up_all(again, &changed).await;
+            });
         }
     }
 
@@ -558,7 +611,7 @@ impl Watched {
     async fn catch_up_all(&self, all: bool, changed: &[bool]) {
         for room in self.open_rooms() {
             let new = changed
-                .get(usize::from(slots::slot(&room.id)))
+                .get(usize::from(room_slot(&room.id)))
                 .is_some_and(|c| *c);
             if !all && !new {
                 continue;
@@ -575,7 +628,7 @@ impl Watched {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .and_then(|epochs| epochs.get(usize::from(slots::slot(room))).cloned())
+            .and_then(|epochs| epochs[usize::from(room_slot(room))].clone())
     }
 
     /// Why the node gives no seq now, if it does not.
@@ -747,7 +800,7 @@ impl Orderer for RedisOrderer {
                     }
                     Ordered::Unseeded => return Err(unavailable("the room's counter is gone")),
                     Ordered::OtherEpoch => {
-                        self.watched.rejoin.store(true, Ordering::Relaxed);
+                        Watched::queue_join(&self.watched, Duration::ZERO);
                         return Err(unavailable(
                             "Redis came back empty: this node is joining its new epoch",
                         ));
@@ -877,6 +930,8 @@ mod tests {
             redis: OnceLock::new(),
             epochs: Mutex::default(),
             settling_until: Mutex::default(),
+            joining: tokio::sync::Mutex::const_new(()),
+            link_rt: OnceLock::new(),
             settle: Duration::from_secs(3),
             connections: AtomicU64::new(0),
             joined: AtomicU64::new(0),

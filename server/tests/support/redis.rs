@@ -197,6 +197,11 @@ impl PrivateCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// A command's answer from the master on `port` alone.
+    pub fn cli_on(&self, port: u16, args: &[&str]) -> String {
+        cli(port, args)
+    }
+
     /// The port of the master that owns `key`'s slot.
     pub fn master_of(&self, key: &str) -> u16 {
         let slot: u16 = cli(self.ports[0], &["CLUSTER", "KEYSLOT", key])
