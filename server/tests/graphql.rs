@@ -157,6 +157,51 @@ fn the_manifest_reloads_on_sighup_and_a_bad_one_keeps_the_old() {
     }
 }
 
+#[test]
+fn in_trusted_mode_a_text_the_manifest_dropped_on_sighup_is_refused_on_every_shard() {
+    let dir = tempdir::Dir::new();
+    let text = "{ category(slug: \"art\") { name } }";
+    let path = dir.file("manifest.json", &json!({ "cat": text }).to_string());
+    let server = server(&[
+        ("STREAMHUB_PERSISTED_QUERIES", path.as_str()),
+        ("STREAMHUB_TRUSTED_DOCUMENTS", "true"),
+    ]);
+    let body = json!({ "query": text }).to_string();
+    let send = |id: &str| {
+        server.post(
+            "/graphql",
+            &[("Content-Type", "application/json"), ("X-Request-Id", id)],
+            body.as_bytes(),
+        )
+    };
+    // The manifest's text runs as text, on both shards (each remembers it).
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let id = format!("before-{i}");
+        assert_eq!(send(&id).json()["data"]["category"]["name"], "Art");
+        shards.insert(server.shard_of(&id));
+    }
+    assert_eq!(shards.len(), 2, "only shard {shards:?} answered");
+    dir.file(
+        "manifest.json",
+        &json!({"dog": "{ category(slug: \"art\") { slug } }"}).to_string(),
+    );
+    server.sighup();
+    server.wait_for_log(|l| l["message"] == "SIGHUP: the new manifest serves on every shard");
+    let mut shards = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let id = format!("after-{i}");
+        let r = send(&id);
+        assert_eq!(r.status, 400, "{:?}", r.json());
+        assert_eq!(
+            r.json()["errors"][0]["extensions"]["code"],
+            "PERSISTED_QUERY_ID_REQUIRED"
+        );
+        shards.insert(server.shard_of(&id));
+    }
+    assert_eq!(shards.len(), 2, "only shard {shards:?} answered");
+}
+
 fn manifest_server(extra: &[(&str, &str)]) -> (Server, tempdir::Dir) {
     let dir = tempdir::Dir::new();
     let apollo = json!({
