@@ -94,10 +94,15 @@ impl Servers {
     /// upkeep.
     pub fn commands(&self, timeout: Duration) -> RedisResult<Conn> {
         if self.cluster {
+            // A call refused while its slot moves (`TRYAGAIN`, `ASK`, `MOVED`) or while a
+            // master fails over is tried again, 10-100 ms apart: within the call's
+            // timeout, which `RedisRooms` holds it to.
             let client = ClusterClient::builder(self.seeds.clone())
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(1)
+                .retries(8)
+                .min_retry_wait(10)
+                .max_retry_wait(100)
                 .build()?;
             let config = redis::cluster::ClusterConfig::new()
                 .set_connection_timeout(timeout)
