@@ -243,15 +243,7 @@ fn on_a_three_master_redis_cluster_rooms_of_every_master_order_fan_out_and_count
         let want = if port == anchor { 2 } else { 0 };
         assert_eq!(links, format!("sh:changes\n{want}"), "links on :{port}");
     }
-    for i in 0..3 {
-        for _ in 0..4 {
-            title(&nodes[1]);
-        }
-        let new = format!("title {i}");
-        let r = retitle(&nodes[0], &new);
-        assert_eq!(r["data"]["updateChannel"]["title"], new.as_str(), "{r}");
-        assert_eq!(title(&nodes[1]), new.as_str());
-    }
+    each_write_is_read_on_the_other_node_at_once(&nodes, 3);
 
     // Viewer counts are summed across the nodes.
     let mut members: Vec<WsClient> = (0..3)
@@ -713,14 +705,10 @@ fn retitle(server: &Server, title: &str) -> Value {
     .json()
 }
 
-#[test]
-fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
-    let redis = PrivateRedis::start();
-    let db = Database::empty("cluster_changes");
-    let urls = ["n0", "n1"].map(|u| redis_user(&redis, u));
-    let nodes = [0, 1].map(|n| node_with(n, &db, &redis, &[("REDIS_URL", &urls[n])]));
-    for i in 0..5 {
-        // Node 1's caches (both shards) hold the title; each write is read there at once.
+/// `rounds` times: node 1's caches (both shards) hold `ch_u2`'s title, node 0 changes
+/// it, and node 1 answers the new one right after.
+fn each_write_is_read_on_the_other_node_at_once(nodes: &[Server; 2], rounds: usize) {
+    for i in 0..rounds {
         for _ in 0..4 {
             title(&nodes[1]);
         }
@@ -729,6 +717,15 @@ fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
         assert_eq!(r["data"]["updateChannel"]["title"], new.as_str(), "{r}");
         assert_eq!(title(&nodes[1]), new.as_str());
     }
+}
+
+#[test]
+fn a_write_answered_on_one_node_is_read_on_every_node_right_after() {
+    let redis = PrivateRedis::start();
+    let db = Database::empty("cluster_changes");
+    let urls = ["n0", "n1"].map(|u| redis_user(&redis, u));
+    let nodes = [0, 1].map(|n| node_with(n, &db, &redis, &[("REDIS_URL", &urls[n])]));
+    each_write_is_read_on_the_other_node_at_once(&nodes, 5);
 
     // Node 1's link is cut while node 0 writes: once back, its caches drop what they
     // held (the announcement did not reach it).
