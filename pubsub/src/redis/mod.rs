@@ -18,10 +18,10 @@
 //! of the rooms it covers, so that a master of a cluster that comes back empty loses
 //! exactly the epochs of the rooms it lost), made with a settling time by the first
 //! node that finds a slot without one ([`RedisRooms::epochs`]) and announced on
-//! [`EPOCHS`]; an order in another epoch, or while it settles, is refused. Beside the rooms, nodes share through Redis
-//! their viewer counts, APQ registrations, rate budgets ([`RedisRooms::spend`], the
-//! generic cell rate algorithm on Redis' clock) and plain messages
-//! ([`RedisRooms::publish`]).
+//! [`EPOCHS`]; an order in another epoch, or while it settles, is refused. Beside the
+//! rooms, nodes share through Redis their viewer counts, APQ registrations, rate budgets
+//! ([`RedisRooms::spend`], the generic cell rate algorithm on Redis' clock) and plain
+//! messages ([`RedisRooms::publish`]).
 
 mod conn;
 pub mod slots;
@@ -37,8 +37,8 @@ pub use conn::{Conn, Servers, ANCHOR};
 
 /// `KEYS` seq, pend, epoch, settling; `ARGV` the epoch the node holds. The next seq,
 /// marked pending; -1 when the room has no counter (never seeded in this epoch), -2
-/// when Redis' epoch is not the node's (Redis came back empty and the node has not
-/// said yet what it saw before), -3 while the nodes settle a new epoch.
+/// when the slot's epoch is not the node's (its master came back empty and the node
+/// has not said yet what it saw before), -3 while the nodes settle a new epoch.
 const ORDER: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -2 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return -3 end
@@ -85,7 +85,7 @@ pub const EPOCHS: &str = "sh:epochs";
 /// A slot's epoch, as [`RedisRooms::epochs`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Epoch {
-    /// Its id: made by the node that found Redis without one.
+    /// Its id: made by the node that found the slot without one.
     pub id: String,
     /// How long the nodes still settle it: while they do, no seq is given, and every
     /// node raises the counters of the rooms it has open to the highest seq it has

@@ -533,7 +533,8 @@ impl Watched {
                 late[slot] = differs(slot as u16, epoch);
             }
         }
-        if late.contains(&true) {
+        let late_changes = late.contains(&true);
+        if late_changes {
             self.catch_up_all(false, &late).await;
         }
         let failed = all.iter().filter(|e| e.is_err()).count();
@@ -596,7 +597,7 @@ impl Watched {
             );
             Watched::queue_join(self, Duration::from_secs(1));
         }
-        if catching_up && !longest.is_zero() {
+        if (catching_up || late_changes) && !longest.is_zero() {
             let this = Arc::clone(self);
             let changed: Vec<bool> = (0..slots::SLOTS).map(|s| changed[s] || late[s]).collect();
             tokio::spawn(async move {
