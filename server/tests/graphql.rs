@@ -345,6 +345,26 @@ fn the_cache_hints_make_profile_gets_public_and_live_or_viewer_gets_private() {
 }
 
 #[test]
+fn a_public_operation_that_fails_is_not_cached_publicly() {
+    let server = server(&[]);
+    // `search` is hinted 60 s; an empty query is a field error.
+    let fine = "{ search(query: \"alice\") { ... on User { login } } }";
+    let failing = "{ search(query: \" \") { ... on User { login } } }";
+    let r = persisted_get(&server, fine, None);
+    assert_eq!(r.header("cache-control"), Some("public, max-age=30"));
+    // Registered by running it as text, then read by its hash.
+    let r = server.graphql(None, &json!({ "query": failing }));
+    assert_eq!(code(&r.json()), "BAD_USER_INPUT");
+    let r = server.get(
+        &format!("/graphql?documentId=sha256:{}", sha256_hex(failing)),
+        &[],
+    );
+    assert_eq!(code(&r.json()), "BAD_USER_INPUT");
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    assert_eq!(r.header("etag"), None);
+}
+
+#[test]
 fn the_public_max_age_caps_the_policy_and_never_raises_it() {
     // `search` is hinted 60 s, profile data 300 s.
     let search = "{ search(query: \"alice\") { ... on User { login } ... on Channel { title } } }";

@@ -93,6 +93,13 @@ pub struct Executed {
     pub info: OpInfo,
 }
 
+impl Executed {
+    /// Whether some field failed (the engine writes `errors` first).
+    pub fn has_errors(&self) -> bool {
+        self.body.starts_with(b"{\"errors\"")
+    }
+}
+
 /// The document of `req` and the index of the operation to run.
 pub fn operation(shard: &Shard, req: &GraphQlRequest<'_>) -> Result<(Rc<Doc>, usize), Refusal> {
     let doc = document(shard, req)?;
@@ -209,7 +216,7 @@ fn record(
     started: quanta::Instant,
 ) {
     let outcome = match result {
-        Ok(done) if done.body.starts_with(b"{\"errors\"") => Outcome::Error,
+        Ok(done) if done.has_errors() => Outcome::Error,
         Ok(_) => Outcome::Ok,
         Err(_) => Outcome::Refused,
     };

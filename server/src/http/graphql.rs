@@ -6,7 +6,8 @@
 //!
 //! A persisted GET of a query whose cache policy (from the schema's cache hints, worked
 //! out once per document) is public with a max age is served `public, max-age` (capped
-//! by `public_max_age`) with an `ETag`; everything else is `private, no-store`.
+//! by `public_max_age`) with an `ETag`, unless it has errors; everything else is
+//! `private, no-store`.
 //!
 //! A request whose `Accept` asks for a stream (`text/event-stream`, or
 //! `multipart/mixed;subscriptionSpec="1.0"`) is answered with one ([`super::stream`]):
@@ -200,10 +201,11 @@ pub async fn handle(
     }
     match service::execute(shard, &request, via, caller).await {
         Ok(done) => {
-            // The operation's policy, capped by the configured public max age.
+            // The operation's policy, capped by the configured public max age; an
+            // answer with errors is nobody's to keep (a failure must not outlive it).
             let cap = shard.node.config.public_max_age.as_secs();
             let max_age = u64::from(done.info.max_age).min(cap);
-            let cache = if is_get && persisted && max_age > 0 {
+            let cache = if is_get && persisted && max_age > 0 && !done.has_errors() {
                 Caching::Public { max_age }
             } else {
                 Caching::Private
