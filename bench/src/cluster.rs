@@ -4,7 +4,9 @@
 //! - `cluster`: two nodes on the same PostgreSQL and a Redis this run starts,
 //!   subscribers on node A, the publisher on node B, so every event crosses Redis;
 //! - `redis` (the peer): the subscribers as RESP connections on one channel of a Redis
-//!   of its own, a publisher at the same rate (what Redis alone charges).
+//!   of its own, a publisher at the same rate (what Redis alone charges);
+//! - with `--redis-cluster`, `cluster` again on a Redis Cluster of three masters this
+//!   run makes (classic pub/sub: every node's link on one master).
 //!
 //! On two cores the nodes, Redis and the load share them, so each run reports the CPU
 //! of every process that serves (both nodes and Redis) per delivery, beside the
@@ -43,6 +45,9 @@ pub struct ClusterArgs {
     /// Core for node A (and the single node, and the peer's Redis).
     #[arg(long, default_value_t = 0)]
     pub server_core: usize,
+    /// Also run the two nodes on a Redis Cluster of three masters.
+    #[arg(long)]
+    pub redis_cluster: bool,
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -71,23 +76,45 @@ pub fn run(args: &ClusterArgs, command: &str) -> anyhow::Result<Value> {
     };
     let cluster = {
         let redis = Redis::start(args.server_core)?;
-        let a = node(&db.url, Some(&redis.url()), false, args.server_core)?;
-        let b = node(&db.url, Some(&redis.url()), false, other)?;
-        let (at_a, at_b) = (format!("ws://{}/ws", a.addr), format!("ws://{}/ws", b.addr));
-        let addr = a.addr;
-        let pids = [a.pid(), b.pid(), redis.pid()];
-        measure(&fanout, &at_a, &at_b, &|| viewer_count(addr), &pids)?
+        two_nodes(
+            &fanout,
+            &db.url,
+            (&redis.url(), false),
+            &[redis.pid()],
+            args.server_core,
+        )?
+    };
+    let on_cluster = if args.redis_cluster {
+        let masters = RedisCluster::start(args.server_core)?;
+        Some(two_nodes(
+            &fanout,
+            &db.url,
+            (&masters.url(), true),
+            &masters.pids(),
+            args.server_core,
+        )?)
+    } else {
+        None
     };
     let peer = {
         let redis = Redis::start(args.server_core)?;
         redis_peer(&fanout, &redis)?
     };
-    let runs = [
+    let mut runs = vec![
         single.run("streamhub (one node)", &fanout),
         cluster.run("streamhub (two nodes, Redis)", &fanout),
         peer.run("redis", &fanout),
     ];
+    if let Some(m) = &on_cluster {
+        runs.push(m.run("streamhub (two nodes, Redis Cluster)", &fanout));
+    }
     let cpu = |m: &Measured| m.cpu_seconds / m.deliveries.max(1) as f64;
+    let over_single = |m: &Measured| {
+        json!({
+            "p99_added_us": m.latency.p99_us - single.latency.p99_us,
+            "cpu_per_delivery": cpu(m) / cpu(&single).max(1e-12),
+        })
+    };
     Ok(json!({
         "scenario": "ws-cluster",
         "machine": crate::report::machine(),
@@ -98,10 +125,8 @@ pub fn run(args: &ClusterArgs, command: &str) -> anyhow::Result<Value> {
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,
         "runs": runs,
-        "cluster_over_single": {
-            "p99_added_us": cluster.latency.p99_us - single.latency.p99_us,
-            "cpu_per_delivery": cpu(&cluster) / cpu(&single).max(1e-12),
-        },
+        "cluster_over_single": over_single(&cluster),
+        "redis_cluster_over_single": on_cluster.as_ref().map(over_single),
     }))
 }
 
@@ -120,12 +145,22 @@ pub fn table(v: &Value) -> String {
             r["errors"],
         ));
     }
-    let c = &v["cluster_over_single"];
-    out.push_str(&format!(
-        "two nodes over one: p99 {:+.0} µs, CPU per delivery {:.2}x\n",
-        c["p99_added_us"].as_f64().unwrap_or(0.0),
-        c["cpu_per_delivery"].as_f64().unwrap_or(0.0)
-    ));
+    for (what, key) in [
+        ("two nodes over one", "cluster_over_single"),
+        (
+            "two nodes on a Redis Cluster over one",
+            "redis_cluster_over_single",
+        ),
+    ] {
+        let c = &v[key];
+        if c.is_object() {
+            out.push_str(&format!(
+                "{what}: p99 {:+.0} µs, CPU per delivery {:.2}x\n",
+                c["p99_added_us"].as_f64().unwrap_or(0.0),
+                c["cpu_per_delivery"].as_f64().unwrap_or(0.0)
+            ));
+        }
+    }
     out
 }
 
@@ -138,9 +173,34 @@ fn other_core(core: usize) -> usize {
         .unwrap_or(core)
 }
 
+/// The `cluster` run: two nodes on `db` and the Redis at `redis` (its URL, and whether
+/// it is a Redis Cluster, whose processes are `redis_pids`), node A on `core`,
+/// subscribers on A and the publisher on B.
+fn two_nodes(
+    fanout: &FanoutArgs,
+    db: &str,
+    redis: (&str, bool),
+    redis_pids: &[u32],
+    core: usize,
+) -> anyhow::Result<Measured> {
+    let a = node(db, Some(redis), false, core)?;
+    let b = node(db, Some(redis), false, other_core(core))?;
+    let (at_a, at_b) = (format!("ws://{}/ws", a.addr), format!("ws://{}/ws", b.addr));
+    let addr = a.addr;
+    let mut pids = vec![a.pid(), b.pid()];
+    pids.extend_from_slice(redis_pids);
+    measure(fanout, &at_a, &at_b, &|| viewer_count(addr), &pids)
+}
+
 /// A StreamHub node on `db` (the first one migrates and seeds it), with Redis when
-/// given, ready once `/readyz` says so (a new Redis epoch settles first).
-fn node(db: &str, redis: Option<&str>, first: bool, core: usize) -> anyhow::Result<ServerProc> {
+/// given (its URL, and whether it is a Redis Cluster), ready once `/readyz` says so (a
+/// new Redis epoch settles first).
+fn node(
+    db: &str,
+    redis: Option<(&str, bool)>,
+    first: bool,
+    core: usize,
+) -> anyhow::Result<ServerProc> {
     let mut spec = streamhub(&bin_dir()?);
     spec.env.push(("DATABASE_URL".into(), db.into()));
     spec.env
@@ -150,8 +210,10 @@ fn node(db: &str, redis: Option<&str>, first: bool, core: usize) -> anyhow::Resu
         spec.env
             .push(("STREAMHUB_DEMO_DATA".into(), "small".into()));
     }
-    if let Some(url) = redis {
+    if let Some((url, cluster)) = redis {
         spec.env.push(("REDIS_URL".into(), url.into()));
+        spec.env
+            .push(("STREAMHUB_REDIS_CLUSTER".into(), cluster.to_string()));
     }
     let server = ServerProc::start(&spec, core)?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -242,11 +304,16 @@ struct Redis {
 
 impl Redis {
     fn start(core: usize) -> anyhow::Result<Redis> {
-        let port = free_addr()?.port();
+        Redis::start_with(core, free_addr()?.port(), &["--dir", "/tmp"])
+    }
+
+    /// On `port`, with more options.
+    fn start_with(core: usize, port: u16, options: &[&str]) -> anyhow::Result<Redis> {
         let child = Command::new("taskset")
             .args(["-c", &core.to_string(), "redis-server"])
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(options)
             .stdout(Stdio::null())
             .spawn()
             .context("starting redis-server (apt install redis-server)")?;
@@ -285,6 +352,94 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of the run's own: three masters (no replicas) pinned to one core,
+/// keeping nothing on disk.
+struct RedisCluster {
+    masters: Vec<Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    fn start(core: usize) -> anyhow::Result<RedisCluster> {
+        let dir =
+            std::env::temp_dir().join(format!("streamhub-bench-cluster-{}", std::process::id()));
+        let mut masters = Vec::new();
+        for _ in 0..3 {
+            let bus = free_addr()?.port().to_string();
+            let port = free_addr()?.port();
+            let at = dir.join(port.to_string());
+            std::fs::create_dir_all(&at)?;
+            let at = at.to_string_lossy().into_owned();
+            masters.push(Redis::start_with(
+                core,
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--dir",
+                    &at,
+                ],
+            )?);
+        }
+        let nodes: Vec<String> = masters
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.port))
+            .collect();
+        let made = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .context("redis-cli --cluster create")?;
+        if !made.status.success() {
+            bail!(
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&made.stdout)
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for m in &masters {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut redis::Client::open(m.url())?.get_connection()?)?;
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("the Redis Cluster did not become ok");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(RedisCluster { masters, dir })
+    }
+
+    /// `REDIS_URL` for it: its masters, comma-separated.
+    fn url(&self) -> String {
+        self.masters
+            .iter()
+            .map(Redis::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.masters.iter().map(Redis::pid).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.masters.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -5,14 +5,16 @@
 //! In a cluster the link uses classic pub/sub, which reaches every subscriber on any
 //! master, and connects to the master that owns [`ANCHOR`]'s slot: every node's link
 //! is there, so a `PUBLISH` routed by that key counts every node's link (the
-//! announcements of changes wait for that many answers). Sharded pub/sub costs Redis
-//! less per message (perf/RESULTS.md) but needs a link per master.
+//! announcements of changes wait for that many answers). A message published on
+//! another master reaches it through the cluster bus, tens of milliseconds late at p90
+//! (perf/RESULTS.md): sharded pub/sub, a link per master, is the step to take.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
 use redis::{
     Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
     Value,
@@ -74,11 +76,17 @@ impl Servers {
     /// `urls`: one `redis://` URL, or (`cluster`) a comma-separated list of a Redis
     /// Cluster's seed nodes.
     pub fn parse(urls: &str, cluster: bool) -> RedisResult<Servers> {
+        // Every call is a small write the node waits on: Nagle's algorithm (redis-rs
+        // leaves it on) would hold one behind another's unacknowledged segment for a
+        // delayed ACK, 40 ms (measured: ws-cluster p99 +35 ms on a Redis Cluster).
         let seeds = urls
             .split(',')
             .map(str::trim)
             .filter(|u| !u.is_empty())
-            .map(IntoConnectionInfo::into_connection_info)
+            .map(|u| {
+                u.into_connection_info()
+                    .map(|info| info.set_tcp_settings(nodelay()))
+            })
             .collect::<RedisResult<Vec<_>>>()?;
         if seeds.is_empty() || (!cluster && seeds.len() > 1) {
             return Err(redis::RedisError::from((
@@ -98,6 +106,7 @@ impl Servers {
             // master fails over is tried again, 10-100 ms apart: within the call's
             // timeout, which `RedisRooms` holds it to.
             let client = ClusterClient::builder(self.seeds.clone())
+                .tcp_settings(nodelay())
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 .retries(8)
@@ -135,6 +144,11 @@ impl Servers {
         };
         redis::Client::open(info)?.get_async_pubsub().await
     }
+}
+
+/// TCP settings of every connection to Redis: no Nagle delay.
+fn nodelay() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
 }
 
 /// The master that owns [`ANCHOR`]'s slot, as `seed` (a node of the cluster) says.
