@@ -286,8 +286,8 @@ pub struct Config {
     )]
     pub redis_url: Option<String>,
 
-    /// Whether `REDIS_URL` is a Redis Cluster (commands routed by key slot; every
-    /// node's subscriber link on the master of one slot).
+    /// Whether `REDIS_URL` is a Redis Cluster (commands routed by key slot; rooms on
+    /// sharded pub/sub, each on the master of its slot).
     #[arg(long, env = "STREAMHUB_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set, requires = "redis_url", help_heading = "Nodes")]
     pub redis_cluster: bool,
 

@@ -235,12 +235,12 @@ fn on_a_three_master_redis_cluster_rooms_of_every_master_order_fan_out_and_count
     }
 
     // A write answered on one node is read on the other right after: the announcement
-    // waits for every node's link, all on the anchor's master (where a PUBLISH counts
-    // them all).
-    let anchor = cluster.master_of("sh:changes");
+    // waits for every node's link, whose sharded subscriptions to `sh:changes` are all
+    // on its slot's master (where an SPUBLISH counts them).
+    let changes = cluster.master_of("sh:changes");
     for &port in &cluster.ports {
-        let links = cluster.cli_on(port, &["PUBSUB", "NUMSUB", "sh:changes"]);
-        let want = if port == anchor { 2 } else { 0 };
+        let links = cluster.cli_on(port, &["PUBSUB", "SHARDNUMSUB", "sh:changes"]);
+        let want = if port == changes { 2 } else { 0 };
         assert_eq!(links, format!("sh:changes\n{want}"), "links on :{port}");
     }
     each_write_is_read_on_the_other_node_at_once(&nodes, 3);
@@ -638,12 +638,11 @@ fn a_cluster_master_back_empty_gives_its_rooms_a_new_epoch_past_every_seq_a_node
     let db = Database::empty("cluster_master_lost");
     let on = [("STREAMHUB_REDIS_CLUSTER", "true")];
     let nodes = [0, 1, 2].map(|n| node_at(n, &db, &cluster.url(), &on));
-    // A room on a master that is not where the nodes' links are: they stay connected
-    // while it comes back empty.
-    let anchor = cluster.master_of("sh:changes");
+    // A room on a master other than `sh:changes`' (the nodes hear of a new epoch there).
+    let changes = cluster.master_of("sh:changes");
     let room = (2..40)
         .map(|u| format!("ch_u{u}"))
-        .find(|r| cluster.master_of(&format!("sh:{{{r}}}")) != anchor)
+        .find(|r| cluster.master_of(&format!("sh:{{{r}}}")) != changes)
         .expect("a room on another master");
     let master = cluster.master_of(&format!("sh:{{{room}}}"));
     let mut member = WsClient::connect(&nodes[1], "/ws", &[]);

@@ -1,29 +1,26 @@
 //! The node's connections to Redis, one server or a Redis Cluster: the command
-//! connection ([`Conn`], routed by key slot in a cluster) and the server the subscriber
-//! link connects to ([`Servers::subscriber`]).
+//! connection ([`Conn`], routed by key slot in a cluster) and the subscriber link's
+//! ([`Subscriber`]).
 //!
-//! In a cluster the link uses classic pub/sub, which reaches every subscriber on any
-//! master, and connects to the master that owns [`ANCHOR`]'s slot: every node's link
-//! is there, so a `PUBLISH` routed by that key counts every node's link (the
-//! announcements of changes wait for that many answers). A message published on
-//! another master reaches it through the cluster bus, tens of milliseconds late at p90
-//! (perf/RESULTS.md): sharded pub/sub, a link per master, is the step to take.
+//! In a cluster the link uses sharded pub/sub: each channel is subscribed on the master
+//! of its slot (where the room scripts `SPUBLISH` it, and where `SPUBLISH` counts every
+//! node's subscription, which the announcements of changes wait for). Classic pub/sub
+//! crosses the cluster bus to reach another master's subscribers, tens of milliseconds
+//! late at p90, and costs every master CPU per message (perf/RESULTS.md).
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSub};
+use futures_util::StreamExt as _;
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream,
+};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::TcpSettings;
 use redis::{
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    Value,
+    Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, PushInfo, PushKind, RedisFuture,
+    RedisResult, Value,
 };
-
-use super::slots;
-
-/// The channel whose slot's master every node's link connects to in a cluster.
-pub const ANCHOR: &str = "sh:changes";
 
 /// Where Redis is.
 #[derive(Debug, Clone)]
@@ -103,13 +100,14 @@ impl Servers {
     pub fn commands(&self, timeout: Duration) -> RedisResult<Conn> {
         if self.cluster {
             // A call refused while its slot moves (`TRYAGAIN`, `ASK`, `MOVED`) or while a
-            // master fails over is tried again, 10-100 ms apart: within the call's
-            // timeout, which `RedisRooms` holds it to.
+            // master fails over is tried once more, 10-100 ms later: more retries kept
+            // a join's hundreds of calls in the client's queue while a master came back,
+            // and every call timed out for tens of seconds.
             let client = ClusterClient::builder(self.seeds.clone())
                 .tcp_settings(nodelay())
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(8)
+                .retries(1)
                 .min_retry_wait(10)
                 .max_retry_wait(100)
                 .build()?;
@@ -132,17 +130,34 @@ impl Servers {
         }
     }
 
-    /// A subscriber connection (the `attempt`th since the link started: a cluster's
-    /// seeds are tried in turn): to the server, or to the master that owns
-    /// [`ANCHOR`]'s slot.
-    pub async fn subscriber(&self, attempt: usize) -> RedisResult<PubSub> {
-        let seed = self.seeds[attempt % self.seeds.len()].clone();
-        let info = if self.cluster {
-            anchor_master(seed).await?
+    /// Whether rooms publish with `SPUBLISH` (a cluster: sharded pub/sub) or
+    /// `PUBLISH` (one server).
+    pub fn publish_command(&self) -> &'static str {
+        if self.cluster {
+            "SPUBLISH"
         } else {
-            seed
-        };
-        redis::Client::open(info)?.get_async_pubsub().await
+            "PUBLISH"
+        }
+    }
+
+    /// A subscriber connection (the `attempt`th since the link started: one server's
+    /// seeds are tried in turn, a cluster's are all given to its client): where
+    /// subscriptions go, and where messages come.
+    pub async fn subscriber(&self, attempt: usize) -> RedisResult<(Subscriptions, Messages)> {
+        if self.cluster {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let client = ClusterClient::builder(self.seeds.clone())
+                .tcp_settings(nodelay())
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(tx)
+                .build()?;
+            let conn = client.get_async_connection().await?;
+            Ok((Subscriptions::Sharded(conn), Messages::Sharded(rx)))
+        } else {
+            let seed = self.seeds[attempt % self.seeds.len()].clone();
+            let (sink, stream) = redis::Client::open(seed)?.get_async_pubsub().await?.split();
+            Ok((Subscriptions::Classic(sink), Messages::Classic(stream)))
+        }
     }
 }
 
@@ -151,61 +166,107 @@ fn nodelay() -> TcpSettings {
     TcpSettings::default().set_nodelay(true)
 }
 
-/// The master that owns [`ANCHOR`]'s slot, as `seed` (a node of the cluster) says.
-async fn anchor_master(seed: ConnectionInfo) -> RedisResult<ConnectionInfo> {
-    let mut conn = redis::Client::open(seed.clone())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let ranges: Vec<Vec<Value>> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(&mut conn)
-        .await?;
-    let want = i64::from(slots::slot(ANCHOR));
-    for range in ranges {
-        let (Some(start), Some(end), Some(Value::Array(master))) =
-            (range.first(), range.get(1), range.get(2))
-        else {
-            continue;
-        };
-        let (start, end): (i64, i64) = (
-            redis::from_redis_value_ref(start)?,
-            redis::from_redis_value_ref(end)?,
-        );
-        if !(start..=end).contains(&want) {
-            continue;
-        }
-        let (Some(host), Some(port)) = (master.first(), master.get(1)) else {
-            break;
-        };
-        // A master that does not know its own address says "" or "?" (or nothing):
-        // it is then the seed's host.
-        let host = redis::from_redis_value_ref::<Option<String>>(host)?
-            .filter(|h| !h.is_empty() && h != "?")
-            .or_else(|| match seed.addr() {
-                ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => {
-                    Some(host.clone())
+/// Where the link's subscriptions go: classic pub/sub on one server; sharded pub/sub
+/// on a cluster (each channel subscribed on the master of its slot, through redis-rs'
+/// cluster connection, whose messages come as RESP3 pushes).
+pub enum Subscriptions {
+    /// One server.
+    Classic(PubSubSink),
+    /// A Redis Cluster.
+    Sharded(ClusterConnection),
+}
+
+/// Where the link's messages come.
+pub enum Messages {
+    /// One server.
+    Classic(PubSubStream),
+    /// A Redis Cluster: its pushes (messages, confirmations, disconnections).
+    Sharded(tokio::sync::mpsc::UnboundedReceiver<PushInfo>),
+}
+
+/// What the subscriber connection received.
+pub enum Received {
+    /// A message on a channel.
+    Message {
+        /// The channel.
+        channel: String,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// The connection (or, in a cluster, one master's) was lost: what was published
+    /// meanwhile did not come.
+    Lost,
+}
+
+impl Subscriptions {
+    /// Subscribes to `channels` (in a cluster, one command per channel: each is on the
+    /// master of its own slot).
+    pub async fn subscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+        match self {
+            Subscriptions::Classic(sink) => sink.subscribe(channels).await,
+            Subscriptions::Sharded(conn) => {
+                for c in channels {
+                    conn.ssubscribe(c).await?;
                 }
-                _ => None,
-            })
-            .unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port: u16 = redis::from_redis_value_ref(port)?;
-        let addr = match seed.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(host, port),
-        };
-        return Ok(seed.set_addr(addr));
+                Ok(())
+            }
+        }
     }
-    Err(redis::RedisError::from((
-        redis::ErrorKind::Io,
-        "no master owns the anchor's slot (the cluster is not ready)",
-    )))
+
+    /// Unsubscribes from `channels`.
+    pub async fn unsubscribe(&mut self, channels: &[String]) -> RedisResult<()> {
+        match self {
+            Subscriptions::Classic(sink) => sink.unsubscribe(channels).await,
+            Subscriptions::Sharded(conn) => {
+                for c in channels {
+                    conn.sunsubscribe(c).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&mut self) -> RedisResult<()> {
+        match self {
+            Subscriptions::Classic(sink) => sink.ping::<Value>().await.map(drop),
+            Subscriptions::Sharded(conn) => redis::cmd("PING").exec_async(conn).await,
+        }
+    }
+}
+
+impl Messages {
+    /// The next message, or word that the connection was lost.
+    pub async fn next(&mut self) -> Received {
+        match self {
+            Messages::Classic(stream) => match stream.next().await {
+                Some(m) => Received::Message {
+                    channel: m.get_channel_name().to_owned(),
+                    bytes: m.get_payload_bytes().to_vec(),
+                },
+                None => Received::Lost,
+            },
+            Messages::Sharded(pushes) => loop {
+                let Some(push) = pushes.recv().await else {
+                    return Received::Lost;
+                };
+                match push.kind {
+                    PushKind::SMessage | PushKind::Message => {
+                        let mut data = push.data.into_iter();
+                        if let (Some(Value::BulkString(channel)), Some(Value::BulkString(bytes))) =
+                            (data.next(), data.next())
+                        {
+                            if let Ok(channel) = String::from_utf8(channel) {
+                                return Received::Message { channel, bytes };
+                            }
+                        }
+                    }
+                    PushKind::Disconnection => return Received::Lost,
+                    // Confirmations (and redis-rs' own resubscriptions after a
+                    // reconnection, which the link does not rely on).
+                    _ => {}
+                }
+            },
+        }
+    }
 }

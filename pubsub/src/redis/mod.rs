@@ -33,7 +33,7 @@ use futures_util::StreamExt as _;
 use redis::{RedisResult, Script};
 use tokio::sync::{mpsc, oneshot};
 
-pub use conn::{Conn, Servers, ANCHOR};
+pub use conn::{Conn, Messages, Received, Servers, Subscriptions};
 
 /// `KEYS` seq, pend, epoch, settling; `ARGV` the epoch the node holds. The next seq,
 /// marked pending; -1 when the room has no counter (never seeded in this epoch), -2
@@ -62,24 +62,25 @@ pub enum Ordered {
     Settling,
 }
 
-/// `KEYS` epoch, settling; `ARGV` a new epoch, milliseconds, the channel to announce it
-/// on, the slot. A slot's epoch, made (with a settling time of that many milliseconds,
-/// and announced) when the slot has none: Redis is new, or its master came back empty.
-/// Answers the epoch and how many milliseconds of settling are left.
+/// `KEYS` epoch, settling; `ARGV` a new epoch, milliseconds. A slot's epoch, made (with
+/// a settling time of that many milliseconds) when the slot has none: Redis is new, or
+/// its master came back empty. Answers the epoch, how many milliseconds of settling
+/// are left, and 1 if it was made now.
 const EPOCH: &str = r"
 local epoch = redis.call('GET', KEYS[1])
+local made = 0
 if not epoch then
   epoch = ARGV[1]
+  made = 1
   redis.call('SET', KEYS[1], epoch)
   redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
 end
-return {epoch, math.max(redis.call('PTTL', KEYS[2]), 0)}
+return {epoch, math.max(redis.call('PTTL', KEYS[2]), 0), made}
 ";
 
-/// The channel a slot's new epoch is announced on (the slot's number): every node
-/// joins it (raising the counters of its open rooms of the slots whose epoch changed)
-/// while it settles.
+/// The channel new epochs are announced on (by the node that made them, once it has
+/// read every slot's): every node joins them (raising the counters of its open rooms
+/// of the slots whose epoch changed) while they settle.
 pub const EPOCHS: &str = "sh:epochs";
 
 /// A slot's epoch, as [`RedisRooms::epochs`] found it.
@@ -87,23 +88,27 @@ pub const EPOCHS: &str = "sh:epochs";
 pub struct Epoch {
     /// Its id: made by the node that found the slot without one.
     pub id: String,
+    /// Whether this call made it.
+    pub made: bool,
     /// How long the nodes still settle it: while they do, no seq is given, and every
     /// node raises the counters of the rooms it has open to the highest seq it has
     /// seen, so that seqs never repeat.
     pub settling: Duration,
 }
 
-/// `KEYS` pend, stream; `ARGV` seq, event bytes, stream length, channel. The settled
+/// `KEYS` pend, stream; `ARGV` seq, event bytes, stream length, channel, the publish
+/// command (`SPUBLISH` in a cluster: the channel is in the room's slot). The settled
 /// event (or void) leaves the pending set, joins the stream and is published; 0 (and
 /// nothing done) when it is no longer pending: a node voided it, too late.
 const SETTLE: &str = r"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])
-redis.call('PUBLISH', ARGV[4], ARGV[2])
+redis.call(ARGV[5], ARGV[4], ARGV[2])
 return 1
 ";
 
-/// `KEYS` pend, stream; `ARGV` seq, milliseconds, void bytes, stream length, channel.
+/// `KEYS` pend, stream; `ARGV` seq, milliseconds, void bytes, stream length, channel,
+/// the publish command.
 /// Settles the seq as a void if it has been pending longer than that (on Redis' clock):
 /// 1; -1 when it is pending but not for that long; 0 when it is not pending.
 const VOID: &str = r"
@@ -114,7 +119,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(at) > now - tonumber(ARGV[2]) then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
-redis.call('PUBLISH', ARGV[5], ARGV[3])
+redis.call(ARGV[6], ARGV[5], ARGV[3])
 return 1
 ";
 
@@ -166,8 +171,9 @@ fn settling_key(slot: u16) -> String {
     format!("sh:{{{}}}:settling", slots::tag(slot))
 }
 
-/// How many slots' epochs are read (or made) at once.
-const EPOCHS_AT_ONCE: usize = 512;
+/// How many slots' epochs are read (or made) at once (a cluster client that is
+/// repairing its connections queues what it cannot send).
+const EPOCHS_AT_ONCE: usize = 64;
 
 /// Redis' key of room `room` with `suffix`.
 fn key(room: &str, suffix: &str) -> String {
@@ -198,6 +204,8 @@ pub struct RedisRooms {
     remake: Arc<dyn Fn() -> RedisResult<Conn> + Send + Sync>,
     timeout: Duration,
     stream_len: usize,
+    /// `PUBLISH`, or `SPUBLISH` in a cluster (sharded pub/sub).
+    publish_command: &'static str,
     order: Script,
     settle: Script,
     given: Script,
@@ -225,6 +233,7 @@ impl RedisRooms {
     /// room's stream keeps about `stream_len` events.
     pub fn new(
         make: impl Fn() -> RedisResult<Conn> + Send + Sync + 'static,
+        publish_command: &'static str,
         timeout: Duration,
         stream_len: usize,
     ) -> RedisResult<RedisRooms> {
@@ -234,6 +243,7 @@ impl RedisRooms {
                 again: 0,
             })),
             remake: Arc::new(make),
+            publish_command,
             timeout,
             stream_len: stream_len.max(1),
             order: Script::new(ORDER),
@@ -269,7 +279,8 @@ impl RedisRooms {
 
     /// The epochs of slots `of`, in that order (each as its master answered: one
     /// master down fails only its slots): made now, with `settling` to settle them,
-    /// where a slot has none.
+    /// where a slot has none. Read [`EPOCHS_AT_ONCE`] at a time; once a whole batch has
+    /// failed (Redis, or the cluster, is down) the rest are not asked for.
     pub async fn epochs(
         &self,
         of: impl Iterator<Item = u16>,
@@ -280,28 +291,44 @@ impl RedisRooms {
             .unwrap_or(u64::MAX)
             .max(1);
         let (fresh, ms) = (&fresh, ms);
-        futures_util::stream::iter(of)
-            .map(|slot| async move {
-                let (id, left): (String, u64) = self
-                    .run(|mut conn| {
-                        let mut epoch = self.epoch.key(epoch_key(slot));
-                        epoch
-                            .key(settling_key(slot))
-                            .arg(fresh)
-                            .arg(ms)
-                            .arg(EPOCHS)
-                            .arg(slot);
-                        async move { epoch.invoke_async(&mut conn).await }
+        let slots: Vec<u16> = of.collect();
+        let mut read = Vec::with_capacity(slots.len());
+        for batch in slots.chunks(EPOCHS_AT_ONCE) {
+            if !read.is_empty()
+                && read[read.len().saturating_sub(EPOCHS_AT_ONCE)..]
+                    .iter()
+                    .all(Result::is_err)
+            {
+                read.extend(batch.iter().map(|_| {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "not asked: the slots read before failed",
+                    )))
+                }));
+                continue;
+            }
+            let answers: Vec<RedisResult<Epoch>> =
+                futures_util::stream::iter(batch.iter().copied())
+                    .map(|slot| async move {
+                        let (id, left, made): (String, u64, i64) = self
+                            .run(|mut conn| {
+                                let mut epoch = self.epoch.key(epoch_key(slot));
+                                epoch.key(settling_key(slot)).arg(fresh).arg(ms);
+                                async move { epoch.invoke_async(&mut conn).await }
+                            })
+                            .await?;
+                        Ok(Epoch {
+                            id,
+                            made: made == 1,
+                            settling: Duration::from_millis(left),
+                        })
                     })
-                    .await?;
-                Ok(Epoch {
-                    id,
-                    settling: Duration::from_millis(left),
-                })
-            })
-            .buffered(EPOCHS_AT_ONCE)
-            .collect()
-            .await
+                    .buffered(EPOCHS_AT_ONCE)
+                    .collect()
+                    .await;
+            read.extend(answers);
+        }
+        read
     }
 
     /// Settles the event at `seq` with its bytes (`crate::wire`: the event, or a void):
@@ -316,7 +343,8 @@ impl RedisRooms {
                     .arg(seq)
                     .arg(bytes)
                     .arg(self.stream_len)
-                    .arg(channel(room));
+                    .arg(channel(room))
+                    .arg(self.publish_command);
                 async move { settle.invoke_async(&mut conn).await }
             })
             .await?;
@@ -342,7 +370,8 @@ impl RedisRooms {
                     .arg(ms)
                     .arg(&void[..])
                     .arg(self.stream_len)
-                    .arg(channel(room));
+                    .arg(channel(room))
+                    .arg(self.publish_command);
                 async move { call.invoke_async(&mut conn).await }
             })
             .await?;
@@ -446,7 +475,7 @@ impl RedisRooms {
     /// link included, when it is subscribed).
     pub async fn publish(&self, channel: &str, bytes: &[u8]) -> RedisResult<usize> {
         self.run(|mut conn| async move {
-            redis::cmd("PUBLISH")
+            redis::cmd(self.publish_command)
                 .arg(channel)
                 .arg(bytes)
                 .query_async(&mut conn)
@@ -686,7 +715,7 @@ pub fn start(
             servers.commands(timeout)
         }
     };
-    let redis = RedisRooms::new(make, timeout, stream_len)
+    let redis = RedisRooms::new(make, servers.publish_command(), timeout, stream_len)
         .map_err(|e| LinkError::Unreachable(e.to_string()))?;
     let (wants, rx) = mpsc::unbounded_channel();
     let down = Arc::new(Mutex::new(Some("connecting".to_owned())));
@@ -742,7 +771,7 @@ async fn run(
     let mut attempt = 0;
     loop {
         let why = match connect(&servers, attempt, timeout, &wanted).await {
-            Ok((mut sink, mut stream)) => {
+            Ok((mut subs, mut messages)) => {
                 pause = Duration::from_millis(50);
                 tracing::info!(rooms = wanted.len(), "redis link: subscribed");
                 // Told before it counts as up, so that the node is not taken for
@@ -761,7 +790,7 @@ async fn run(
                                 let r = if known {
                                     Ok(())
                                 } else {
-                                    within(timeout, sink.subscribe(&channel)).await
+                                    within(timeout, subs.subscribe(std::slice::from_ref(&channel))).await
                                 };
                                 let failed = r.as_ref().err().cloned();
                                 if r.is_ok() && !known {
@@ -774,20 +803,20 @@ async fn run(
                             }
                             Some(Want::Unsubscribe(channels)) => {
                                 wanted.retain(|c| !channels.contains(c));
-                                if let Err(e) = within(timeout, sink.unsubscribe(&channels)).await {
+                                if let Err(e) = within(timeout, subs.unsubscribe(&channels)).await {
                                     break e.to_string();
                                 }
                             }
                         },
-                        msg = stream.next() => match msg {
-                            Some(m) => deliver(Incoming::Message {
-                                channel: m.get_channel_name(),
-                                bytes: m.get_payload_bytes(),
+                        msg = messages.next() => match msg {
+                            Received::Message { channel, bytes } => deliver(Incoming::Message {
+                                channel: &channel,
+                                bytes: &bytes,
                             }),
-                            None => break "the connection closed".to_string(),
+                            Received::Lost => break "the connection closed".to_string(),
                         },
                         _ = beat.tick() => {
-                            if let Err(e) = within(timeout, sink.ping::<redis::Value>()).await {
+                            if let Err(e) = within(timeout, subs.ping()).await {
                                 break e.to_string();
                             }
                         }
@@ -827,13 +856,12 @@ async fn connect(
     attempt: usize,
     timeout: Duration,
     wanted: &[String],
-) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), LinkError> {
-    let pubsub = within(timeout, servers.subscriber(attempt)).await?;
-    let (mut sink, stream) = pubsub.split();
+) -> Result<(Subscriptions, Messages), LinkError> {
+    let (mut subs, messages) = within(timeout, servers.subscriber(attempt)).await?;
     if !wanted.is_empty() {
-        within(timeout, sink.subscribe(wanted)).await?;
+        within(timeout, subs.subscribe(wanted)).await?;
     }
-    Ok((sink, stream))
+    Ok((subs, messages))
 }
 
 /// `f`'s value, or why Redis did not give it within `timeout`.

@@ -511,6 +511,7 @@ impl Watched {
         };
         let open: BTreeSet<u16> = self.open_rooms().iter().map(|r| room_slot(&r.id)).collect();
         let first = redis.epochs(open.iter().copied(), self.settle).await;
+        announce_made(redis, &first).await;
         let mut changed = vec![false; slots::SLOTS];
         // The slots read here (a master that did not answer is read again below).
         let mut read = vec![false; slots::SLOTS];
@@ -525,6 +526,7 @@ impl Watched {
             self.catch_up_all(again, &changed).await;
         }
         let all = redis.epochs(0..slots::SLOTS as u16, self.settle).await;
+        announce_made(redis, &all).await;
         // Rooms opened meanwhile (or whose slot's master did not answer above), in
         // slots whose epoch changed.
         let mut late = vec![false; slots::SLOTS];
@@ -766,6 +768,16 @@ impl Watched {
             .await?
             .map_or(0, |t| t.last_seq);
         Ok(stored.max(room.highest_seq()))
+    }
+}
+
+/// Tells every node that epochs were made (if this read made any), so that they raise
+/// their rooms' counters while the new epochs settle.
+async fn announce_made<E>(redis: &RedisRooms, read: &[Result<Epoch, E>]) {
+    if read.iter().flatten().any(|e| e.made) {
+        if let Err(e) = redis.publish(EPOCHS, b"").await {
+            tracing::warn!(error = %e, "rooms: new epochs could not be announced (the other nodes learn of them as their orders are refused)");
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 //! A node publishes its changes on `sh:changes` (its id, a number, the changes); every
 //! other node subscribed there hands them to its shards through its event sink (which
 //! bumps its write counter: its next request drains them first) and only then answers
-//! on `sh:changes:<origin>`. `PUBLISH` says how many links received the changes, so the
-//! origin waits for that many answers less its own, at most one Redis timeout (a node
-//! that does not answer in time is logged; the write stands, it is committed).
+//! on `sh:changes:<origin>`. `PUBLISH` (`SPUBLISH` in a cluster, on the channel's own
+//! master, where every node's link subscribes) says how many links received the
+//! changes, so the origin waits for that many answers less its own, at most one Redis
+//! timeout (a node that does not answer in time is logged; the write stands, it is
+//! committed).
 //! While the node's link is down its mutations are refused before they touch the store
 //! (they could not be announced), and once it is back every cache of the node is
 //! cleared (it may have missed other nodes' announcements meanwhile).
