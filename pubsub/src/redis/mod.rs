@@ -858,8 +858,10 @@ async fn connect(
     wanted: &[String],
 ) -> Result<(Subscriptions, Messages), LinkError> {
     let (mut subs, messages) = within(timeout, servers.subscriber(attempt)).await?;
-    if !wanted.is_empty() {
-        within(timeout, subs.subscribe(wanted)).await?;
+    // A hundred channels at a time, each hundred within the timeout: a node with
+    // thousands of rooms open subscribes again however long all of them take.
+    for some in wanted.chunks(100) {
+        within(timeout, subs.subscribe(some)).await?;
     }
     Ok((subs, messages))
 }
