@@ -7,7 +7,7 @@
 # Per round and build: closed-loop `gql-persisted` and `gql-mutation` throughput (the
 # server on core 0, this checkout's load generator on core 1, 64 connections), then
 # `ws-fanout --rate 200` (each checkout's own harness) for its server CPU per delivery.
-# Prints each figure per round and the medians.
+# Prints each figure per round and the medians. SKIP_FANOUT=1 leaves out `ws-fanout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . perf/lib.sh
@@ -49,7 +49,7 @@ for r in $(seq 1 "$rounds"); do
     dir=$here; [ "$side" = other ] && dir=$other
     p=$(http_rps "$dir" gql-persisted)
     m=$(http_rps "$dir" gql-mutation)
-    f=$(fanout_cpu "$dir")
+    f=${SKIP_FANOUT:+0}; [ -z "$f" ] && f=$(fanout_cpu "$dir")
     echo "round $r $side: gql-persisted $p req/s, gql-mutation $m req/s, ws-fanout $f µs CPU per delivery"
     got[$side-p]+="$p "; got[$side-m]+="$m "; got[$side-f]+="$f "
   done

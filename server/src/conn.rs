@@ -33,7 +33,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use crate::shard::Shard;
@@ -318,7 +317,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
 /// A connection `over_limit` answers its request with 429 and closes. A connection that
 /// becomes a WebSocket runs its session here, so the shard counts it as open until the
 /// session ends.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, over_limit: bool) {
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, over_limit: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let state = Rc::new(ConnState::new(peer, Instant::now(), over_limit));
     // The HTTP side (hyper's connection, TLS) is a future of several KiB: boxed, it is
     // freed once it hands over a WebSocket, and an idle session keeps only its own state.
@@ -329,8 +331,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, over_l
     }
 }
 
-async fn serve_http(shard: Rc<Shard>, stream: TcpStream, state: Rc<ConnState>) {
-    let _ = stream.set_nodelay(true);
+async fn serve_http<S>(shard: Rc<Shard>, stream: S, state: Rc<ConnState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Some(acceptor) = shard.node.tls.clone() else {
         return drive(shard, stream, state).await;
     };

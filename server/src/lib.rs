@@ -10,7 +10,7 @@
 //! domain ([`domain`], [`schema`]) over the store seam, its memory implementation,
 //! the PostgreSQL store (schema, migrations, demo seed, group-commit chat writer, circuit breaker) and each shard's read-through cache ([`store`]), per-shard metrics summed at
 //! scrape ([`metrics`]), JSON logs ([`logging`]), node-wide state and graceful shutdown
-//! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]), TLS ([`tls`]) and the
+//! ([`node`], [`serve`]), the IO backend choice ([`io_backend`]) and the io_uring backend's driver ([`uring`]), TLS ([`tls`]) and the
 //! `token` subcommand ([`token`]).
 //!
 //! Must not know: how GraphQL executes (graphql-exec), how WebSocket frames are built
@@ -40,3 +40,4 @@ pub mod shard;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod uring;

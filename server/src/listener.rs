@@ -29,6 +29,9 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    // Accepted connections inherit it (those of the io_uring backend cannot be set
+    // one by one: their descriptors are the ring's, not the process').
+    socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
@@ -43,14 +46,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 /// with a non-empty queue would reset those connections although their clients
 /// believe they are connected.
 pub fn stop_and_drain(listener: &TcpListener) -> io::Result<Vec<(TcpStream, SocketAddr)>> {
-    // BPF_RET | BPF_K with k = 0: accept 0 bytes of the packet, i.e. drop it.
-    let drop_all = [libc::sock_filter {
-        code: 0x06,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    SockRef::from(listener).attach_filter(&drop_all)?;
+    stop(listener)?;
     listener.set_nonblocking(true)?;
     let mut accepted = Vec::new();
     loop {
@@ -61,6 +57,19 @@ pub fn stop_and_drain(listener: &TcpListener) -> io::Result<Vec<(TcpStream, Sock
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Stops the kernel from completing new handshakes on `listener` (see
+/// [`stop_and_drain`]).
+pub fn stop(listener: &TcpListener) -> io::Result<()> {
+    // BPF_RET | BPF_K with k = 0: accept 0 bytes of the packet, i.e. drop it.
+    let drop_all = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    SockRef::from(listener).attach_filter(&drop_all)
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let (backend, why) = crate::io_backend::select(config.io)?;
     tracing::info!(
         backend = backend.name(),
-        reason = why,
+        reason = %why,
         "io backend selected"
     );
 

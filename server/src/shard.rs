@@ -21,6 +21,7 @@ use crate::auth::Authenticator;
 use crate::graphql::documents::Documents;
 use crate::graphql::metrics::Known;
 use crate::http::stream::Streams;
+use crate::io_backend::Backend;
 use crate::metrics::ShardMetrics;
 use crate::node::{Node, Phase};
 use crate::realtime::hub::Hub;
@@ -175,6 +176,8 @@ fn run_until_closed(
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // The io_uring backend's submissions of this turn, in one system call.
+        .on_thread_park(crate::uring::driver::flush_this_thread)
         .build()?;
     let local = tokio::task::LocalSet::new();
     let shard = Rc::new(Shard::new(id, node));
@@ -209,28 +212,13 @@ async fn sweep_sessions(shard: Rc<Shard>) {
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    let mut phase = shard.node.watch_phase();
-    // Checks the current phase first, so a shard that starts late still sees it.
-    let node_closing = phase.wait_for(|p| *p == Phase::Closing);
-    tokio::pin!(node_closing);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => spawn_connection(&shard, stream, peer),
-                Err(e) => {
-                    // Out of descriptors or memory: back off instead of spinning.
-                    tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            _ = &mut node_closing => break,
-        }
-    }
+    let listener = match shard.node.backend {
+        Backend::Epoll => accept_epoll(&shard, listener).await?,
+        Backend::Uring => accept_uring(&shard, listener).await?,
+    };
     shard.begin_closing();
 
     // Stop accepting without resetting what the kernel already accepted.
-    let listener = listener.into_std()?;
     match crate::listener::stop_and_drain(&listener) {
         Ok(queued) => {
             for (stream, peer) in queued {
@@ -261,6 +249,60 @@ async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result
     Ok(())
 }
 
+/// Accepts on epoll until the node closes; the listener back.
+async fn accept_epoll(shard: &Rc<Shard>, listener: StdListener) -> std::io::Result<StdListener> {
+    let listener = TcpListener::from_std(listener)?;
+    let mut phase = shard.node.watch_phase();
+    // Checks the current phase first, so a shard that starts late still sees it.
+    let node_closing = phase.wait_for(|p| *p == Phase::Closing);
+    tokio::pin!(node_closing);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(shard, stream, peer);
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = &mut node_closing => break,
+        }
+    }
+    listener.into_std()
+}
+
+/// Accepts into the shard's ring until the node closes; the listener back, with new
+/// handshakes stopped and the connections the ring had taken served.
+async fn accept_uring(shard: &Rc<Shard>, listener: StdListener) -> std::io::Result<StdListener> {
+    let driver = crate::uring::driver::Driver::new(crate::uring::table_size())?;
+    crate::uring::driver::install(driver);
+    let mut acceptor = crate::uring::accept::Acceptor::new(&listener);
+    let mut phase = shard.node.watch_phase();
+    let node_closing = phase.wait_for(|p| *p == Phase::Closing);
+    tokio::pin!(node_closing);
+    loop {
+        tokio::select! {
+            accepted = acceptor.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(shard, stream, peer),
+                Err(e) => {
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = &mut node_closing => break,
+        }
+    }
+    crate::listener::stop(&listener)?;
+    for (stream, peer) in acceptor.close().await {
+        spawn_connection(shard, stream, peer);
+    }
+    Ok(listener)
+}
+
 /// How often a shard writes out the log lines it has batched.
 const LOG_FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -273,7 +315,10 @@ async fn flush_logs() {
     }
 }
 
-fn spawn_connection(shard: &Rc<Shard>, stream: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+fn spawn_connection<S>(shard: &Rc<Shard>, stream: S, peer: std::net::SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     shard.connection_opened();
     let (over_limit, counted) = shard.admit(peer.ip());
     let shard = Rc::clone(shard);

@@ -50,19 +50,6 @@ fn serve_help_lists_every_setting_with_its_environment_variable() {
 }
 
 #[test]
-fn uring_backend_is_refused_with_a_clear_message() {
-    let out = streamhub()
-        .env("STREAMHUB_IO", "uring")
-        .env("STREAMHUB_LISTEN", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("STREAMHUB_IO=uring"), "{err}");
-    assert!(err.contains("epoll"), "{err}");
-}
-
-#[test]
 fn redis_without_postgresql_is_refused_with_a_clear_message() {
     let out = streamhub()
         .env("REDIS_URL", "redis://127.0.0.1:6379")

@@ -20,6 +20,24 @@ fn health_and_readiness_answer_200_with_json() {
 }
 
 #[test]
+fn each_io_backend_says_it_runs_and_why_and_serves() {
+    // `auto` runs epoll until the io_uring backend holds idle connections in less
+    // memory; the probe's reasons are unit-tested in io_backend.
+    for (setting, runs) in [("epoll", "epoll"), ("uring", "io_uring"), ("auto", "epoll")] {
+        let server = Server::start(&[("STREAMHUB_IO", setting)]);
+        let line = server.wait_for_log(|l| l["message"] == "io backend selected");
+        assert_eq!(line["backend"], runs, "{setting}: {line}");
+        assert!(
+            line["reason"].as_str().unwrap().contains("STREAMHUB_IO"),
+            "{setting}: {line}"
+        );
+        let r = server.get("/graphql?query=%7B__typename%7D", &[]);
+        assert_eq!(r.status, 200, "{setting}");
+        assert_eq!(r.json()["data"]["__typename"], "Query", "{setting}");
+    }
+}
+
+#[test]
 fn unknown_paths_get_404_and_wrong_methods_405_with_json_errors() {
     let server = Server::start(&[]);
     let r = server.get("/no/such/thing", &[]);
@@ -111,7 +129,7 @@ fn metrics_parse_and_count_the_requests_made() {
     assert_eq!(
         value(
             "streamhub_build_info",
-            &[("io_backend", "epoll"), ("shards", "2")]
+            &[("io_backend", support::io_backend()), ("shards", "2")]
         ),
         Some(1.0)
     );

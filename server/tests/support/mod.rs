@@ -30,6 +30,18 @@ pub struct Server {
 /// of its own, so tests stay parallel and independent.
 pub const PG_TEMPLATE: &str = "STREAMHUB_TEST_PG_TEMPLATE";
 
+/// Set (to `uring`, say), the servers the tests start run on that IO backend
+/// (`STREAMHUB_IO`), unless a test sets its own.
+pub const TEST_IO: &str = "STREAMHUB_TEST_IO";
+
+/// The IO backend the servers of this pass run, as `/metrics` and the logs name it.
+pub fn io_backend() -> &'static str {
+    match std::env::var(TEST_IO).as_deref() {
+        Ok("uring") => "io_uring",
+        _ => "epoll",
+    }
+}
+
 /// This machine's PostgreSQL, for the databases the tests make.
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -140,6 +152,10 @@ impl Server {
         if let Some(db) = &db {
             cmd.env("DATABASE_URL", db.url());
         }
+        let io = std::env::var(TEST_IO).ok();
+        if let Some(io) = &io {
+            cmd.env("STREAMHUB_IO", io);
+        }
         cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -166,6 +182,13 @@ impl Server {
         if server.db.is_some() {
             // The PostgreSQL pass is what it says.
             server.wait_for_log(|l| l["message"] == "store: PostgreSQL");
+        }
+        let io_set_here = env.iter().any(|(k, _)| *k == "STREAMHUB_IO");
+        if io.as_deref() == Some("uring") && !io_set_here {
+            // So is the io_uring pass.
+            server.wait_for_log(|l| {
+                l["message"] == "io backend selected" && l["backend"] == "io_uring"
+            });
         }
         server.addr = listening["addr"].as_str().unwrap().parse().unwrap();
         server

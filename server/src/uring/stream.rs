@@ -1,0 +1,268 @@
+//! An accepted connection on the ring: a direct descriptor (a slot of the ring's file
+//! table, not a process descriptor), read and written with single operations through
+//! buffers the connection owns and lends to the kernel for each operation.
+//!
+//! Reads: one receive in flight at a time into the connection's buffer; what it brings
+//! is handed out to the reader (hyper, the WebSocket reader) as asked. Writes: the
+//! bytes are copied into the send buffer and the write reports them written at once;
+//! the next write, a flush or a shutdown waits until the kernel has taken them all (a
+//! short send goes on with the rest), so at most one send is in flight and an error
+//! surfaces at the next call. Dropping the connection cancels what is in flight and
+//! closes the slot; the buffers stay with the driver until their completions arrive.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use io_uring::{opcode, types};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::driver::{this_thread, Keep, Kind, OpId};
+
+/// Bytes a receive asks for at most.
+const RECV_BUF: usize = 8 * 1024;
+/// Bytes one write takes at most (hyper writes a response's parts in one vectored
+/// call; larger bodies come in several).
+const SEND_BUF: usize = 64 * 1024;
+
+/// A send buffer larger than this is freed once sent instead of kept for the next.
+const KEEP_SEND_BUF: usize = 8 * 1024;
+
+/// A connection accepted into the ring's file table.
+#[derive(Debug)]
+pub struct UringStream {
+    slot: u32,
+    /// Received bytes not yet handed out: `read[at..]`.
+    read: Vec<u8>,
+    at: usize,
+    recv: Option<OpId>,
+    eof: bool,
+    /// The send in flight, and how much of its buffer is already sent.
+    send: Option<(OpId, usize)>,
+    /// The send buffer, while no send holds it.
+    spare: Vec<u8>,
+    /// A send's error, reported by the next write, flush or shutdown.
+    failed: Option<io::Error>,
+    shutdown: Option<OpId>,
+    shut: bool,
+}
+
+impl UringStream {
+    /// The connection in slot `slot` of this thread's ring.
+    pub fn new(slot: u32) -> UringStream {
+        UringStream {
+            slot,
+            read: Vec::new(),
+            at: 0,
+            recv: None,
+            eof: false,
+            send: None,
+            spare: Vec::new(),
+            failed: None,
+            shutdown: None,
+            shut: false,
+        }
+    }
+
+    fn fixed(&self) -> types::Fixed {
+        types::Fixed(self.slot)
+    }
+
+    /// Waits for the send in flight (and what is left of it after short sends).
+    fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let driver = this_thread()?;
+        while let Some((id, done)) = self.send {
+            let (res, keep) = ready!(driver.poll(id, cx));
+            self.send = None;
+            let Keep::Buf(mut buf) = keep else {
+                unreachable!("a send keeps its buffer")
+            };
+            match res {
+                Ok(n) if done + n as usize >= buf.len() => {
+                    // Kept for the next write unless a large one grew it.
+                    if buf.capacity() <= KEEP_SEND_BUF {
+                        buf.clear();
+                        self.spare = buf;
+                    }
+                }
+                Ok(0) => {
+                    self.failed = Some(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => {
+                    let done = done + n as usize;
+                    let rest = &buf[done..];
+                    let entry = opcode::Send::new(self.fixed(), rest.as_ptr(), rest.len() as u32)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build();
+                    // SAFETY: the entry points into `buf`'s heap memory, which the
+                    // operation keeps (moving the Vec does not move its bytes).
+                    let id = unsafe { driver.submit(entry, Keep::Buf(buf), Kind::Plain) };
+                    self.send = Some((id, done));
+                }
+                Err(e) => self.failed = Some(e),
+            }
+        }
+        match self.failed.take() {
+            Some(e) => {
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(again);
+                Poll::Ready(Err(e))
+            }
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn start_send(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let driver = this_thread()?;
+        let mut buf = std::mem::take(&mut self.spare);
+        for b in bufs {
+            let room = SEND_BUF.saturating_sub(buf.len());
+            if room == 0 {
+                break;
+            }
+            buf.extend_from_slice(&b[..b.len().min(room)]);
+        }
+        let n = buf.len();
+        if n == 0 {
+            self.spare = buf;
+            return Ok(0);
+        }
+        let entry = opcode::Send::new(self.fixed(), buf.as_ptr(), n as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        // SAFETY: the entry points into `buf`'s heap memory, kept by the operation.
+        let id = unsafe { driver.submit(entry, Keep::Buf(buf), Kind::Plain) };
+        self.send = Some((id, 0));
+        Ok(n)
+    }
+}
+
+impl AsyncRead for UringStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.at < this.read.len() {
+                let n = (this.read.len() - this.at).min(out.remaining());
+                out.put_slice(&this.read[this.at..this.at + n]);
+                this.at += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let driver = this_thread()?;
+            match this.recv {
+                Some(id) => {
+                    let (res, keep) = ready!(driver.poll(id, cx));
+                    this.recv = None;
+                    let Keep::Buf(buf) = keep else {
+                        unreachable!("a receive keeps its buffer")
+                    };
+                    this.read = buf;
+                    this.at = 0;
+                    match res {
+                        Ok(0) => {
+                            this.read.clear();
+                            this.eof = true;
+                        }
+                        // SAFETY: the kernel wrote `n` bytes into the buffer's spare
+                        // capacity, which the receive was given whole.
+                        Ok(n) => unsafe { this.read.set_len(n as usize) },
+                        Err(e) => {
+                            this.read.clear();
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
+                None => {
+                    let mut buf = std::mem::take(&mut this.read);
+                    buf.clear();
+                    buf.reserve(RECV_BUF);
+                    let cap = buf.capacity().min(u32::MAX as usize) as u32;
+                    let entry = opcode::Recv::new(this.fixed(), buf.as_mut_ptr(), cap).build();
+                    // SAFETY: the entry points into `buf`'s heap memory (its whole
+                    // capacity), kept by the operation until its completion.
+                    let id = unsafe { driver.submit(entry, Keep::Buf(buf), Kind::Plain) };
+                    this.recv = Some(id);
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for UringStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_sent(cx))?;
+        Poll::Ready(this.start_send(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_sent(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_sent(cx))?;
+        if this.shut {
+            return Poll::Ready(Ok(()));
+        }
+        let driver = this_thread()?;
+        let id = match this.shutdown {
+            Some(id) => id,
+            None => {
+                let entry = opcode::Shutdown::new(this.fixed(), libc::SHUT_WR).build();
+                // SAFETY: a shutdown points into no memory.
+                let id = unsafe { driver.submit(entry, Keep::Nothing, Kind::Plain) };
+                this.shutdown = Some(id);
+                id
+            }
+        };
+        let (res, _) = ready!(driver.poll(id, cx));
+        this.shutdown = None;
+        this.shut = true;
+        match res {
+            Ok(_) => Poll::Ready(Ok(())),
+            // The peer is gone already: nothing left to shut.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Drop for UringStream {
+    fn drop(&mut self) {
+        let Ok(driver) = this_thread() else {
+            return;
+        };
+        for id in [self.recv.take(), self.shutdown.take()]
+            .into_iter()
+            .flatten()
+            .chain(self.send.take().map(|(id, _)| id))
+        {
+            driver.abandon(id);
+        }
+        driver.close_slot(self.slot);
+    }
+}
