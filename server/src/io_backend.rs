@@ -46,13 +46,13 @@ fn choose(
             Ok(()) => Ok((Backend::Uring, "requested by STREAMHUB_IO=uring".into())),
             Err(why) => Err(BackendError::UringUnavailable(why)),
         },
-        // Until the io_uring backend receives into a provided-buffer ring, each of its
-        // connections holds a receive buffer while idle (several times epoll's memory
-        // per idle WebSocket), so `auto` runs epoll and says whether io_uring could run.
+        // Until the io_uring backend holds an idle connection in less memory than
+        // epoll and delivers a fan-out for no more CPU (neither holds yet: see
+        // perf/RESULTS.md), `auto` runs epoll and says whether io_uring could run.
         IoBackend::Auto => match probe() {
             Ok(()) => Ok((
                 Backend::Epoll,
-                "STREAMHUB_IO=auto runs epoll until the io_uring backend holds idle connections in less memory (this kernel runs io_uring: STREAMHUB_IO=uring takes it)".into(),
+                "STREAMHUB_IO=auto runs epoll until the io_uring backend beats it (this kernel runs io_uring: STREAMHUB_IO=uring takes it)".into(),
             )),
             Err(why) => Ok((Backend::Epoll, format!("STREAMHUB_IO=auto and {why}"))),
         },

@@ -21,8 +21,8 @@ fn health_and_readiness_answer_200_with_json() {
 
 #[test]
 fn each_io_backend_says_it_runs_and_why_and_serves() {
-    // `auto` runs epoll until the io_uring backend holds idle connections in less
-    // memory; the probe's reasons are unit-tested in io_backend.
+    // `auto` runs epoll until the io_uring backend beats it; the probe's reasons are
+    // unit-tested in io_backend.
     for (setting, runs) in [("epoll", "epoll"), ("uring", "io_uring"), ("auto", "epoll")] {
         let server = Server::start(&[("STREAMHUB_IO", setting)]);
         let line = server.wait_for_log(|l| l["message"] == "io backend selected");

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, types};
 
-use super::driver::{this_thread, Driver, Keep, Kind, OpId};
+use super::driver::{this_thread, Done, Driver, Keep, Kind, OpId};
 use super::stream::UringStream;
 
 /// Accepts armed at once.
@@ -74,7 +74,7 @@ impl Acceptor {
             }
             // Whichever armed accept the kernel gave a connection to: not necessarily
             // the first armed.
-            let (res, keep) = poll_fn(|cx| {
+            let Done { res, keep, .. } = poll_fn(|cx| {
                 for (i, &id) in self.armed.iter().enumerate() {
                     if let Poll::Ready(done) = driver.poll(id, cx) {
                         self.armed.remove(i);
@@ -102,7 +102,7 @@ impl Acceptor {
         }
         let mut taken = Vec::new();
         while let Some(id) = self.armed.pop_front() {
-            let (res, keep) = poll_fn(|cx| driver.poll(id, cx)).await;
+            let Done { res, keep, .. } = poll_fn(|cx| driver.poll(id, cx)).await;
             if let Ok(slot) = res {
                 let stream = UringStream::new(slot);
                 match peer_of(keep) {

@@ -15,6 +15,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::bufring::BufRing;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
@@ -36,7 +38,7 @@ enum State {
     /// Submitted; the waker of whoever waits for it.
     Waiting(Option<Waker>),
     /// Completed with this result (a count or `-errno`) and its flags.
-    Done(i32),
+    Done(i32, u32),
     /// Its future is gone; freed when its completion arrives.
     Abandoned,
 }
@@ -81,6 +83,8 @@ pub struct Driver {
     /// The ring's descriptor in the reactor; dropped before the ring that owns it.
     fd: AsyncFd<RawFd>,
     ring: RefCell<IoUring>,
+    /// The receives' buffers; dropped after the ring, which the kernel read them for.
+    bufs: BufRing,
     ops: RefCell<Vec<Option<Op>>>,
     free: RefCell<Vec<usize>>,
     /// Submissions pushed since the last `submit`.
@@ -90,6 +94,8 @@ pub struct Driver {
     flush: Notify,
     /// Direct descriptors in use (accepted and not yet closed).
     open: Cell<u32>,
+    /// Provided buffers the kernel filled that are not given back yet.
+    taken: Cell<u32>,
     /// The size of the ring's file table.
     table: u32,
 }
@@ -111,6 +117,21 @@ thread_local! {
 /// The submission queue's size; the completion queue is twice that (and the kernel
 /// keeps overflowing completions rather than dropping them).
 const ENTRIES: u32 = 1024;
+/// Receive buffers per ring, and their size: taken only while data waits to be copied
+/// out (4 MiB a ring, resident as they are first used).
+const RECV_BUFFERS: u16 = 512;
+const RECV_BUFFER_SIZE: usize = 8 * 1024;
+
+/// An operation's completion, taken by whoever waited for it.
+#[derive(Debug)]
+pub struct Done {
+    /// A count, or the error.
+    pub res: io::Result<u32>,
+    /// What it kept for the kernel.
+    pub keep: Keep,
+    /// The provided buffer a receive filled (give it back once read).
+    pub buffer: Option<u16>,
+}
 
 impl Driver {
     /// A ring with a sparse file table of `table` direct descriptors, registered with
@@ -126,6 +147,7 @@ impl Driver {
             .setup_cqsize(ENTRIES * 2)
             .build(ENTRIES)?;
         ring.submitter().register_files_sparse(table)?;
+        let bufs = BufRing::new(&ring, RECV_BUFFERS, RECV_BUFFER_SIZE)?;
         // SAFETY: the descriptor is the ring's, which the driver owns and drops after
         // this registration (`fd` is declared before `ring`, so it drops first).
         let fd = unsafe {
@@ -134,12 +156,14 @@ impl Driver {
         Ok(Driver {
             fd,
             ring: RefCell::new(ring),
+            bufs,
             ops: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             pending: Cell::new(0),
             serial: Cell::new(0),
             flush: Notify::new(),
             open: Cell::new(0),
+            taken: Cell::new(0),
             table,
         })
     }
@@ -153,6 +177,22 @@ impl Driver {
     /// Direct descriptors in use.
     pub fn open(&self) -> u32 {
         self.open.get()
+    }
+
+    /// The bytes a receive put into provided buffer `bid`.
+    pub fn received(&self, bid: u16, len: usize) -> &[u8] {
+        self.bufs.filled(bid, len)
+    }
+
+    /// Gives a provided buffer back to the kernel once its bytes are copied out.
+    pub fn give_back(&self, bid: u16) {
+        self.taken.set(self.taken.get() - 1);
+        self.bufs.give_back(bid);
+    }
+
+    /// Provided buffers filled by the kernel and not given back yet.
+    pub fn buffers_taken(&self) -> u32 {
+        self.taken.get()
     }
 
     /// Free slots of the file table.
@@ -248,17 +288,18 @@ impl Driver {
 
     /// The operation's result once completed (a count, or the error), with what it
     /// kept; else registers `cx`'s waker.
-    pub fn poll(&self, id: OpId, cx: &mut Context<'_>) -> Poll<(io::Result<u32>, Keep)> {
+    pub fn poll(&self, id: OpId, cx: &mut Context<'_>) -> Poll<Done> {
         let mut ops = self.ops.borrow_mut();
         let Some(op) = ops[id.0].as_mut() else {
-            return Poll::Ready((
-                Err(io::Error::other("io_uring operation lost")),
-                Keep::Nothing,
-            ));
+            return Poll::Ready(Done {
+                res: Err(io::Error::other("io_uring operation lost")),
+                keep: Keep::Nothing,
+                buffer: None,
+            });
         };
         match &mut op.state {
-            State::Done(res) => {
-                let res = *res;
+            State::Done(res, flags) => {
+                let (res, flags) = (*res, *flags);
                 let op = ops[id.0].take().expect("checked above");
                 drop(ops);
                 self.free.borrow_mut().push(id.0);
@@ -267,7 +308,11 @@ impl Driver {
                 } else {
                     Ok(res as u32)
                 };
-                Poll::Ready((res, op.keep))
+                Poll::Ready(Done {
+                    res,
+                    keep: op.keep,
+                    buffer: cqueue::buffer_select(flags),
+                })
             }
             State::Waiting(w) => {
                 if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -303,13 +348,16 @@ impl Driver {
         let Some(op) = ops[id.0].as_mut() else {
             return false;
         };
-        if let State::Done(res) = op.state {
+        if let State::Done(res, flags) = op.state {
             let accepted = op.accepts() && res >= 0;
             ops[id.0] = None;
             drop(ops);
             self.free.borrow_mut().push(id.0);
             if accepted {
                 self.close_slot(res as u32);
+            }
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.give_back(bid);
             }
             return false;
         }
@@ -330,6 +378,7 @@ impl Driver {
     pub fn reap(&self) {
         let mut wake = Vec::new();
         let mut orphans = Vec::new();
+        let mut given_back = Vec::new();
         {
             let mut ring = self.ring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
@@ -350,21 +399,27 @@ impl Driver {
                     continue;
                 }
                 let res = cqe.result();
+                if cqueue::buffer_select(cqe.flags()).is_some() {
+                    self.taken.set(self.taken.get() + 1);
+                }
                 match op.kind {
                     Kind::Close => self.open.set(self.open.get().saturating_sub(1)),
                     Kind::Accept if res >= 0 => self.open.set(self.open.get() + 1),
                     _ => {}
                 }
-                match std::mem::replace(&mut op.state, State::Done(res)) {
+                match std::mem::replace(&mut op.state, State::Done(res, cqe.flags())) {
                     State::Waiting(w) => wake.extend(w),
                     State::Abandoned => {
                         if op.accepts() && res >= 0 {
                             orphans.push(res as u32);
                         }
+                        if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                            given_back.push(bid);
+                        }
                         ops[i] = None;
                         free.push(i);
                     }
-                    State::Done(_) => {}
+                    State::Done(..) => {}
                 }
             }
         }
@@ -373,6 +428,9 @@ impl Driver {
         }
         for slot in orphans {
             self.close_slot(slot);
+        }
+        for bid in given_back {
+            self.give_back(bid);
         }
     }
 

@@ -2,11 +2,13 @@
 //! a ring per shard driven from the shard's tokio runtime ([`driver`]), connections
 //! accepted into the ring's file table as direct descriptors, which are not process
 //! descriptors and so do not count against `RLIMIT_NOFILE` ([`accept`]), and read and
-//! written through it ([`stream`]). What runs on top (hyper, TLS, the WebSocket
+//! written through it ([`stream`]), receiving into buffers the kernel picks from a ring
+//! shared with it only when data comes ([`bufring`]). What runs on top (hyper, TLS, the WebSocket
 //! sessions) is the same as on epoll.
 #![allow(unsafe_code)]
 
 pub mod accept;
+pub mod bufring;
 pub mod driver;
 pub mod stream;
 #[cfg(test)]

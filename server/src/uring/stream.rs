@@ -2,10 +2,11 @@
 //! table, not a process descriptor), read and written with single operations through
 //! buffers the connection owns and lends to the kernel for each operation.
 //!
-//! Reads: one receive in flight at a time into the connection's buffer; what it brings
-//! is handed out to the reader (hyper, the WebSocket reader) as asked. Writes: the
-//! bytes are copied into the send buffer and the write reports them written at once;
-//! the next write, a flush or a shutdown waits until the kernel has taken them all (a
+//! Reads: one receive in flight at a time, which takes a buffer of the driver's
+//! provided ring only when data comes (an idle connection holds none); the reader
+//! (hyper, the WebSocket reader) gets what fits, the rest is copied aside, and the
+//! buffer goes back at once. Writes: the bytes are copied into a send buffer (freed
+//! once sent) and the write reports them written at once; the next write, a flush or a shutdown waits until the kernel has taken them all (a
 //! short send goes on with the rest), so at most one send is in flight and an error
 //! surfaces at the next call. Dropping the connection cancels what is in flight and
 //! closes the slot; the buffers stay with the driver until their completions arrive.
@@ -15,19 +16,15 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use io_uring::{opcode, types};
+use io_uring::{opcode, squeue, types};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::driver::{this_thread, Keep, Kind, OpId};
+use super::bufring::GROUP;
+use super::driver::{this_thread, Done, Keep, Kind, OpId};
 
-/// Bytes a receive asks for at most.
-const RECV_BUF: usize = 8 * 1024;
 /// Bytes one write takes at most (hyper writes a response's parts in one vectored
 /// call; larger bodies come in several).
 const SEND_BUF: usize = 64 * 1024;
-
-/// A send buffer larger than this is freed once sent instead of kept for the next.
-const KEEP_SEND_BUF: usize = 8 * 1024;
 
 /// A connection accepted into the ring's file table.
 #[derive(Debug)]
@@ -40,8 +37,6 @@ pub struct UringStream {
     eof: bool,
     /// The send in flight, and how much of its buffer is already sent.
     send: Option<(OpId, usize)>,
-    /// The send buffer, while no send holds it.
-    spare: Vec<u8>,
     /// A send's error, reported by the next write, flush or shutdown.
     failed: Option<io::Error>,
     shutdown: Option<OpId>,
@@ -58,7 +53,6 @@ impl UringStream {
             recv: None,
             eof: false,
             send: None,
-            spare: Vec::new(),
             failed: None,
             shutdown: None,
             shut: false,
@@ -73,19 +67,14 @@ impl UringStream {
     fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let driver = this_thread()?;
         while let Some((id, done)) = self.send {
-            let (res, keep) = ready!(driver.poll(id, cx));
+            let Done { res, keep, .. } = ready!(driver.poll(id, cx));
             self.send = None;
-            let Keep::Buf(mut buf) = keep else {
+            let Keep::Buf(buf) = keep else {
                 unreachable!("a send keeps its buffer")
             };
             match res {
-                Ok(n) if done + n as usize >= buf.len() => {
-                    // Kept for the next write unless a large one grew it.
-                    if buf.capacity() <= KEEP_SEND_BUF {
-                        buf.clear();
-                        self.spare = buf;
-                    }
-                }
+                // All sent: the buffer goes (an idle connection keeps none).
+                Ok(n) if done + n as usize >= buf.len() => drop(buf),
                 Ok(0) => {
                     self.failed = Some(io::ErrorKind::WriteZero.into());
                 }
@@ -115,7 +104,8 @@ impl UringStream {
 
     fn start_send(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let driver = this_thread()?;
-        let mut buf = std::mem::take(&mut self.spare);
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut buf = Vec::with_capacity(total.min(SEND_BUF));
         for b in bufs {
             let room = SEND_BUF.saturating_sub(buf.len());
             if room == 0 {
@@ -125,7 +115,6 @@ impl UringStream {
         }
         let n = buf.len();
         if n == 0 {
-            self.spare = buf;
             return Ok(0);
         }
         let entry = opcode::Send::new(self.fixed(), buf.as_ptr(), n as u32)
@@ -150,6 +139,11 @@ impl AsyncRead for UringStream {
                 let n = (this.read.len() - this.at).min(out.remaining());
                 out.put_slice(&this.read[this.at..this.at + n]);
                 this.at += n;
+                if this.at == this.read.len() {
+                    // Nothing held while idle.
+                    this.read = Vec::new();
+                    this.at = 0;
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -158,36 +152,44 @@ impl AsyncRead for UringStream {
             let driver = this_thread()?;
             match this.recv {
                 Some(id) => {
-                    let (res, keep) = ready!(driver.poll(id, cx));
+                    let Done { res, buffer, .. } = ready!(driver.poll(id, cx));
                     this.recv = None;
-                    let Keep::Buf(buf) = keep else {
-                        unreachable!("a receive keeps its buffer")
-                    };
-                    this.read = buf;
-                    this.at = 0;
-                    match res {
-                        Ok(0) => {
+                    match (res, buffer) {
+                        (Ok(0), _) => this.eof = true,
+                        (Ok(n), Some(bid)) => {
+                            // What the reader takes now, and the rest kept, so the
+                            // buffer goes back at once.
+                            let data = driver.received(bid, n as usize);
+                            let now = data.len().min(out.remaining());
+                            out.put_slice(&data[..now]);
                             this.read.clear();
-                            this.eof = true;
+                            this.read.extend_from_slice(&data[now..]);
+                            this.at = 0;
+                            driver.give_back(bid);
+                            return Poll::Ready(Ok(()));
                         }
-                        // SAFETY: the kernel wrote `n` bytes into the buffer's spare
-                        // capacity, which the receive was given whole.
-                        Ok(n) => unsafe { this.read.set_len(n as usize) },
-                        Err(e) => {
-                            this.read.clear();
-                            return Poll::Ready(Err(e));
+                        (Ok(_), None) => {
+                            return Poll::Ready(Err(io::Error::other(
+                                "io_uring: a receive came without its buffer",
+                            )))
                         }
+                        (Err(e), _) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            // Every buffer is taken (by receives not yet copied out):
+                            // receive again on the next turn.
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        (Err(e), _) => return Poll::Ready(Err(e)),
                     }
                 }
                 None => {
-                    let mut buf = std::mem::take(&mut this.read);
-                    buf.clear();
-                    buf.reserve(RECV_BUF);
-                    let cap = buf.capacity().min(u32::MAX as usize) as u32;
-                    let entry = opcode::Recv::new(this.fixed(), buf.as_mut_ptr(), cap).build();
-                    // SAFETY: the entry points into `buf`'s heap memory (its whole
-                    // capacity), kept by the operation until its completion.
-                    let id = unsafe { driver.submit(entry, Keep::Buf(buf), Kind::Plain) };
+                    let entry = opcode::Recv::new(this.fixed(), std::ptr::null_mut(), 0)
+                        .buf_group(GROUP)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT);
+                    // SAFETY: the entry points into no memory of the connection: the
+                    // kernel fills a buffer of the driver's group, which outlives it.
+                    let id = unsafe { driver.submit(entry, Keep::Nothing, Kind::Plain) };
                     this.recv = Some(id);
                 }
             }
@@ -239,7 +241,7 @@ impl AsyncWrite for UringStream {
                 id
             }
         };
-        let (res, _) = ready!(driver.poll(id, cx));
+        let Done { res, .. } = ready!(driver.poll(id, cx));
         this.shutdown = None;
         this.shut = true;
         match res {
