@@ -556,8 +556,10 @@ impl Watched {
             .map(|e| e.settling)
             .max()
             .unwrap_or_default();
-        // Every slot settling: a new or emptied Redis.
-        if failed == 0 && all.iter().flatten().all(|e| !e.settling.is_zero()) {
+        // Every slot that answered settling: a new or emptied Redis (a slot that did
+        // not answer in time, as happens under load, must not make the node ready
+        // while the others settle).
+        if all.iter().flatten().all(|e| !e.settling.is_zero()) {
             *self
                 .settling_until
                 .lock()
