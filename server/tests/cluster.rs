@@ -304,23 +304,29 @@ fn redis_lost_fails_sends_fast_and_back_empty_seqs_go_on_without_repeating() {
 fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
     let redis = PrivateRedis::start();
     let db = Database::empty("cluster_catch_up");
-    let history = [("STREAMHUB_HISTORY_EVENTS", "20")];
-    let nodes = [
-        node_with(0, &db, &redis, &history),
-        node_with(1, &db, &redis, &history),
-    ];
+    // Each node is a Redis user of its own, so that only node 1's link is cut: node 0,
+    // whose link stays, sends meanwhile (a node without its link refuses sends).
+    let urls = ["n0", "n1"].map(|u| redis_user(&redis, u));
+    let nodes = [0, 1].map(|n| {
+        node_with(
+            n,
+            &db,
+            &redis,
+            &[("STREAMHUB_HISTORY_EVENTS", "20"), ("REDIS_URL", &urls[n])],
+        )
+    });
+    let cut_node_1 = || {
+        assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "-subscribe"]), "OK");
+        redis.cli(&["CLIENT", "KILL", "USER", "n1", "TYPE", "pubsub"]);
+    };
     let mut member = WsClient::connect(&nodes[1], "/ws", &[]);
     let first = member.join("ch_u4", None)["seq"].as_u64().unwrap();
     let r = send_gql(&nodes[0], "u1", "ch_u4", "before");
     assert_eq!(r["data"]["sendChatMessage"]["seq"], first + 1, "{r}");
 
-    // The links are cut and cannot subscribe again until Redis allows it: node 0 sends
-    // while node 1 hears nothing.
-    assert_eq!(
-        redis.cli(&["ACL", "SETUSER", "default", "-subscribe"]),
-        "OK"
-    );
-    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    // Node 1's link is cut and cannot subscribe again until Redis allows it: node 0
+    // sends while node 1 hears nothing.
+    cut_node_1();
     wait_for_logs(&nodes[1], "redis link: lost", 1);
     assert_eq!(nodes[1].get("/readyz", &[]).json()["status"], "redis");
     let mut sent = vec!["before".to_owned()];
@@ -330,10 +336,7 @@ fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
         assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
         sent.push(body);
     }
-    assert_eq!(
-        redis.cli(&["ACL", "SETUSER", "default", "+subscribe"]),
-        "OK"
-    );
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "+subscribe"]), "OK");
     wait_for_logs(&nodes[1], "redis link: subscribed", 2);
     let r = send_gql(&nodes[0], "u1", "ch_u4", "after");
     assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
@@ -351,21 +354,14 @@ fn a_node_whose_link_was_lost_catches_up_on_what_was_sent_meanwhile() {
     // Cut again, and more is sent meanwhile than the stream keeps (about the history's
     // 20 events, trimmed in Redis' own steps): the store fills the gap.
     let last = want.last().unwrap().0;
-    assert_eq!(
-        redis.cli(&["ACL", "SETUSER", "default", "-subscribe"]),
-        "OK"
-    );
-    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    cut_node_1();
     wait_link_lost(&nodes[1]);
     let sent: Vec<String> = (0..300).map(|i| format!("long gap {i}")).collect();
     for body in &sent {
         let r = send_gql(&nodes[0], "u1", "ch_u4", body);
         assert!(r["data"]["sendChatMessage"]["seq"].is_u64(), "{r}");
     }
-    assert_eq!(
-        redis.cli(&["ACL", "SETUSER", "default", "+subscribe"]),
-        "OK"
-    );
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "n1", "+subscribe"]), "OK");
     let got = messages(&mut member, sent.len());
     let want: Vec<(u64, String)> = (last + 1..).zip(sent).collect();
     assert_eq!(got, want, "the long gap once, in order, from the store");
