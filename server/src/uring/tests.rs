@@ -44,6 +44,13 @@ async fn settled(driver: &Driver) {
     panic!("the driver did not settle: {driver:?}");
 }
 
+/// The next connection on `l`, accepted by an acceptor that then goes.
+async fn accept_one(l: &TcpListener) -> super::stream::UringStream {
+    let mut acceptor = Acceptor::new(l);
+    let (s, _) = acceptor.accept().await.unwrap();
+    s
+}
+
 fn listener() -> TcpListener {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
@@ -125,9 +132,7 @@ fn a_large_message_comes_whole_through_the_provided_buffers_and_they_all_go_back
             let mut back = [0u8; 1];
             let _ = c.read(&mut back);
         });
-        let mut acceptor = Acceptor::new(&l);
-        let (mut s, _) = acceptor.accept().await.unwrap();
-        drop(acceptor);
+        let mut s = accept_one(&l).await;
         // Small reads: most of each buffer is kept aside for the next one.
         let mut got = Vec::new();
         let mut small = [0u8; 1000];
@@ -159,9 +164,7 @@ fn a_read_dropped_while_the_receive_is_in_flight_leaks_nothing() {
         let l = listener();
         let addr = l.local_addr().unwrap();
         let client = TcpStream::connect(addr).unwrap();
-        let mut acceptor = Acceptor::new(&l);
-        let (mut s, _) = acceptor.accept().await.unwrap();
-        drop(acceptor);
+        let mut s = accept_one(&l).await;
         // The client sends nothing: the read's receive stays in flight until the
         // timeout drops the read, and then the stream.
         let mut buf = [0u8; 16];
@@ -180,9 +183,7 @@ fn a_peer_reset_mid_send_fails_the_write_and_leaks_nothing() {
         let l = listener();
         let addr = l.local_addr().unwrap();
         let client = TcpStream::connect(addr).unwrap();
-        let mut acceptor = Acceptor::new(&l);
-        let (mut s, _) = acceptor.accept().await.unwrap();
-        drop(acceptor);
+        let mut s = accept_one(&l).await;
         // The client reads nothing, then resets (linger 0) while the server sends more
         // than the socket buffers hold.
         socket2::SockRef::from(&client)
@@ -263,9 +264,13 @@ fn closing_the_acceptor_hands_back_what_it_had_taken() {
         let first = tokio::time::timeout(Duration::from_millis(20), acceptor.accept()).await;
         assert!(first.is_err());
         let client = TcpStream::connect(addr).unwrap();
-        while driver.open() == 0 {
+        for _ in 0..4000 {
+            if driver.open() > 0 {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        assert_eq!(driver.open(), 1, "an armed accept took the connection");
         let taken = acceptor.close().await;
         assert_eq!(
             taken.len(),
