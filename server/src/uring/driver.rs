@@ -92,6 +92,8 @@ pub struct Driver {
     /// Operations submitted so far (wrapping): the high half of each `user_data`.
     serial: Cell<u32>,
     flush: Notify,
+    /// The wakers a reap collects (kept for the next).
+    wake: Cell<Vec<Waker>>,
     /// Direct descriptors in use (accepted and not yet closed).
     open: Cell<u32>,
     /// Provided buffers the kernel filled that are not given back yet.
@@ -114,9 +116,11 @@ thread_local! {
     static DRIVER: RefCell<Option<Rc<Driver>>> = const { RefCell::new(None) };
 }
 
-/// The submission queue's size; the completion queue is twice that (and the kernel
-/// keeps overflowing completions rather than dropping them).
+/// The submission queue's size.
 const ENTRIES: u32 = 1024;
+/// The completion queue's size: a fan-out's sends to thousands of sockets complete in
+/// one turn, and what overflows it waits in the kernel until the reaper asks for it.
+pub(super) const CQ_ENTRIES: u32 = 8 * 1024;
 /// Receive buffers per ring, and their size: taken only while data waits to be copied
 /// out (4 MiB a ring, resident as they are first used).
 const RECV_BUFFERS: u16 = 512;
@@ -144,7 +148,7 @@ impl Driver {
         // unread in their sockets).
         let ring = IoUring::builder()
             .setup_single_issuer()
-            .setup_cqsize(ENTRIES * 2)
+            .setup_cqsize(CQ_ENTRIES)
             .build(ENTRIES)?;
         ring.submitter().register_files_sparse(table)?;
         let bufs = BufRing::new(&ring, RECV_BUFFERS, RECV_BUFFER_SIZE)?;
@@ -162,6 +166,7 @@ impl Driver {
             pending: Cell::new(0),
             serial: Cell::new(0),
             flush: Notify::new(),
+            wake: Cell::new(Vec::new()),
             open: Cell::new(0),
             taken: Cell::new(0),
             table,
@@ -257,33 +262,25 @@ impl Driver {
         }
     }
 
-    /// Hands every pushed submission to the kernel (one system call).
+    /// Hands every pushed submission to the kernel (one system call, or one more after
+    /// reaping when completions overflowed).
     pub fn flush(&self) {
         if self.pending.replace(0) == 0 {
             return;
         }
-        let ring = self.ring.borrow();
         loop {
-            match ring.submit() {
+            let res = self.ring.borrow().submit();
+            match res {
                 Ok(_) => return,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    // Completions overflowed: reap them, then try again.
-                    drop(ring);
-                    self.reap();
-                    return self.flush_again();
-                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // Completions overflowed: reap them, then submit again.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.reap(),
                 Err(e) => {
                     tracing::warn!(error = %e, "io_uring submit failed");
                     return;
                 }
             }
         }
-    }
-
-    fn flush_again(&self) {
-        self.pending.set(self.pending.get().max(1));
-        self.flush();
     }
 
     /// The operation's result once completed (a count, or the error), with what it
@@ -376,56 +373,72 @@ impl Driver {
     /// Takes every completion queued: results stored and their waiters woken,
     /// abandoned operations freed.
     pub fn reap(&self) {
-        let mut wake = Vec::new();
+        // Reused from reap to reap: a busy ring wakes many tasks a turn.
+        let mut wake = self.wake.take();
         let mut orphans = Vec::new();
         let mut given_back = Vec::new();
         {
             let mut ring = self.ring.borrow_mut();
             let mut ops = self.ops.borrow_mut();
             let mut free = self.free.borrow_mut();
-            for cqe in ring.completion() {
-                let ud = cqe.user_data();
-                if ud == UNWATCHED {
-                    continue;
-                }
-                let i = (ud & u64::from(u32::MAX)) as usize;
-                let Some(op) = ops.get_mut(i).and_then(Option::as_mut) else {
-                    continue;
-                };
-                if op.user_data != ud {
-                    continue;
-                }
-                if cqueue::more(cqe.flags()) {
-                    continue;
-                }
-                let res = cqe.result();
-                if cqueue::buffer_select(cqe.flags()).is_some() {
-                    self.taken.set(self.taken.get() + 1);
-                }
-                match op.kind {
-                    Kind::Close => self.open.set(self.open.get().saturating_sub(1)),
-                    Kind::Accept if res >= 0 => self.open.set(self.open.get() + 1),
-                    _ => {}
-                }
-                match std::mem::replace(&mut op.state, State::Done(res, cqe.flags())) {
-                    State::Waiting(w) => wake.extend(w),
-                    State::Abandoned => {
-                        if op.accepts() && res >= 0 {
-                            orphans.push(res as u32);
-                        }
-                        if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                            given_back.push(bid);
-                        }
-                        ops[i] = None;
-                        free.push(i);
+            loop {
+                for cqe in ring.completion() {
+                    let ud = cqe.user_data();
+                    if ud == UNWATCHED {
+                        continue;
                     }
-                    State::Done(..) => {}
+                    let i = (ud & u64::from(u32::MAX)) as usize;
+                    let Some(op) = ops.get_mut(i).and_then(Option::as_mut) else {
+                        continue;
+                    };
+                    if op.user_data != ud {
+                        continue;
+                    }
+                    if cqueue::more(cqe.flags()) {
+                        continue;
+                    }
+                    let res = cqe.result();
+                    if cqueue::buffer_select(cqe.flags()).is_some() {
+                        self.taken.set(self.taken.get() + 1);
+                    }
+                    match op.kind {
+                        Kind::Close => self.open.set(self.open.get().saturating_sub(1)),
+                        Kind::Accept if res >= 0 => self.open.set(self.open.get() + 1),
+                        _ => {}
+                    }
+                    match std::mem::replace(&mut op.state, State::Done(res, cqe.flags())) {
+                        State::Waiting(w) => wake.extend(w),
+                        State::Abandoned => {
+                            if op.accepts() && res >= 0 {
+                                orphans.push(res as u32);
+                            }
+                            if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                                given_back.push(bid);
+                            }
+                            ops[i] = None;
+                            free.push(i);
+                        }
+                        State::Done(..) => {}
+                    }
+                }
+                // Completions the queue had no room for wait in the kernel (it drops
+                // none) until an enter asks for events: a ring that overflowed while
+                // the shard was busy (a fan-out's sends to thousands of sockets) would
+                // otherwise keep them until its next submission.
+                if !ring.submission().cq_overflow() {
+                    break;
+                }
+                self.pending.set(0);
+                if let Err(e) = ring.submit() {
+                    tracing::warn!(error = %e, "io_uring: taking overflowed completions failed");
+                    break;
                 }
             }
         }
-        for w in wake {
+        for w in wake.drain(..) {
             w.wake();
         }
+        self.wake.set(wake);
         for slot in orphans {
             self.close_slot(slot);
         }

@@ -26,7 +26,9 @@ use super::driver::{this_thread, Done, Keep, Kind, OpId};
 /// call; larger bodies come in several).
 const SEND_BUF: usize = 64 * 1024;
 
-/// A connection accepted into the ring's file table.
+/// A connection accepted into the ring's file table. It finds its driver in its thread's
+/// local on each call rather than holding it: hyper requires an upgradable socket to be
+/// `Send`, which an `Rc` of the driver is not.
 #[derive(Debug)]
 pub struct UringStream {
     slot: u32,

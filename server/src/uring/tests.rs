@@ -282,3 +282,32 @@ fn closing_the_acceptor_hands_back_what_it_had_taken() {
         settled(&driver).await;
     });
 }
+
+#[test]
+fn one_reap_takes_the_completions_that_overflowed_the_queue() {
+    on_ring(16, |driver| async move {
+        let n = super::driver::CQ_ENTRIES as usize * 2;
+        let ids: Vec<_> = (0..n)
+            .map(|_| {
+                // SAFETY: a no-op points into no memory.
+                unsafe {
+                    driver.submit(
+                        io_uring::opcode::Nop::new().build(),
+                        super::driver::Keep::Nothing,
+                        super::driver::Kind::Plain,
+                    )
+                }
+            })
+            .collect();
+        // Every no-op completes on submission, twice what the queue holds.
+        driver.flush();
+        driver.reap();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let done = ids
+            .iter()
+            .filter(|&&id| driver.poll(id, &mut cx).is_ready())
+            .count();
+        assert_eq!(done, n, "completions left behind in the kernel's overflow");
+        settled(&driver).await;
+    });
+}
