@@ -50,8 +50,9 @@ pub struct ConnState {
     closing: Cell<bool>,
     over_limit: bool,
     /// A WebSocket session the request handler accepted; it runs on this connection
-    /// once hyper hands the socket over.
-    pub upgrade: std::cell::RefCell<Option<crate::http::websocket::Pending>>,
+    /// once hyper hands the socket over (boxed: a connection holds this state for its
+    /// whole life, the upgrade only for a moment).
+    pub upgrade: std::cell::RefCell<Option<Box<crate::http::websocket::Pending>>>,
 }
 
 /// When the connection last moved bytes and whether a request head is under way: the
@@ -316,18 +317,45 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
 /// with TLS configured, after a handshake that must finish within the header timeout.
 /// A connection `over_limit` answers its request with 429 and closes. A connection that
 /// becomes a WebSocket runs its session here, so the shard counts it as open until the
-/// session ends.
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, peer: SocketAddr, over_limit: bool)
+/// session ends; `counted` says whether it counts toward its client's per-address
+/// limit, released when it ends.
+///
+/// The future is the connection task's whole state, so it is built to keep no dead
+/// weight: the stream and the peer go into the boxed HTTP side before it starts (an
+/// `async fn` would keep its arguments' slots for its whole life), and a session's
+/// future is awaited directly here, each kind in its own arm, so they share one slot.
+pub fn serve<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    peer: SocketAddr,
+    over_limit: bool,
+    counted: bool,
+) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Rc::new(ConnState::new(peer, Instant::now(), over_limit));
     // The HTTP side (hyper's connection, TLS) is a future of several KiB: boxed, it is
     // freed once it hands over a WebSocket, and an idle session keeps only its own state.
-    Box::pin(serve_http(Rc::clone(&shard), stream, Rc::clone(&state))).await;
-    let pending = state.upgrade.borrow_mut().take();
-    if let Some(p) = pending {
-        crate::http::websocket::run(&shard, &state, p).await;
+    let http = Box::pin(serve_http(Rc::clone(&shard), stream, Rc::clone(&state)));
+    async move {
+        http.await;
+        // Every value below is moved whole into the next step, so none keeps a slot
+        // while the session runs.
+        'session: {
+            let (fut, kind) = {
+                let Some(pending) = state.upgrade.borrow_mut().take() else {
+                    break 'session;
+                };
+                // Its box goes here, not when the session ends.
+                (*pending).into_parts()
+            };
+            let Some(ws) = crate::http::websocket::upgraded(fut).await else {
+                break 'session;
+            };
+            crate::http::websocket::session(&shard, &state, ws, kind).await;
+        }
+        shard.connection_closed(counted.then(|| state.peer.ip()));
     }
 }
 

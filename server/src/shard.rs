@@ -135,7 +135,12 @@ impl Shard {
         self.metrics.connection_opened();
     }
 
-    fn connection_closed(&self) {
+    /// A connection ended; `counted` is its client's address if it counted toward the
+    /// per-address limit.
+    pub(crate) fn connection_closed(&self, counted: Option<IpAddr>) {
+        if let Some(ip) = counted {
+            self.node.per_address.release(ip);
+        }
         self.open.set(self.open.get() - 1);
         self.metrics.connection_closed();
         if self.open.get() == 0 {
@@ -249,53 +254,69 @@ async fn accept_loop(shard: Rc<Shard>, listener: StdListener) -> std::io::Result
     Ok(())
 }
 
-/// Accepts on epoll until the node closes; the listener back.
-async fn accept_epoll(shard: &Rc<Shard>, listener: StdListener) -> std::io::Result<StdListener> {
-    let listener = TcpListener::from_std(listener)?;
+/// Where a shard's connections come from: the listener through epoll, or the ring's
+/// accepts.
+trait Accept {
+    /// An accepted connection.
+    type Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection and its peer.
+    async fn next(&mut self) -> std::io::Result<(Self::Stream, std::net::SocketAddr)>;
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn next(&mut self) -> std::io::Result<(Self::Stream, std::net::SocketAddr)> {
+        let (stream, peer) = self.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
+impl Accept for crate::uring::accept::Acceptor {
+    type Stream = crate::uring::stream::UringStream;
+
+    async fn next(&mut self) -> std::io::Result<(Self::Stream, std::net::SocketAddr)> {
+        self.accept().await
+    }
+}
+
+/// Serves what `from` accepts until the node closes.
+async fn accept_until_closing<A: Accept>(shard: &Rc<Shard>, from: &mut A) {
     let mut phase = shard.node.watch_phase();
     // Checks the current phase first, so a shard that starts late still sees it.
     let node_closing = phase.wait_for(|p| *p == Phase::Closing);
     tokio::pin!(node_closing);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    spawn_connection(shard, stream, peer);
-                }
+            accepted = from.next() => match accepted {
+                Ok((stream, peer)) => spawn_connection(shard, stream, peer),
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
                     tracing::warn!(shard = shard.id, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            _ = &mut node_closing => break,
+            _ = &mut node_closing => return,
         }
     }
+}
+
+/// Accepts on epoll until the node closes; the listener back.
+async fn accept_epoll(shard: &Rc<Shard>, listener: StdListener) -> std::io::Result<StdListener> {
+    let mut listener = TcpListener::from_std(listener)?;
+    accept_until_closing(shard, &mut listener).await;
     listener.into_std()
 }
 
-/// Accepts into the shard's ring until the node closes; the listener back, with new
-/// handshakes stopped and the connections the ring had taken served.
+/// Accepts through the shard's ring until the node closes; the listener back, its
+/// armed accepts cancelled and what they had taken served.
 async fn accept_uring(shard: &Rc<Shard>, listener: StdListener) -> std::io::Result<StdListener> {
     let driver = crate::uring::driver::Driver::new(crate::uring::table_size())?;
     crate::uring::driver::install(driver);
     let mut acceptor = crate::uring::accept::Acceptor::new(&listener);
-    let mut phase = shard.node.watch_phase();
-    let node_closing = phase.wait_for(|p| *p == Phase::Closing);
-    tokio::pin!(node_closing);
-    loop {
-        tokio::select! {
-            accepted = acceptor.accept() => match accepted {
-                Ok((stream, peer)) => spawn_connection(shard, stream, peer),
-                Err(e) => {
-                    tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            _ = &mut node_closing => break,
-        }
-    }
+    accept_until_closing(shard, &mut acceptor).await;
     crate::listener::stop(&listener)?;
     for (stream, peer) in acceptor.close().await {
         spawn_connection(shard, stream, peer);
@@ -321,12 +342,13 @@ where
 {
     shard.connection_opened();
     let (over_limit, counted) = shard.admit(peer.ip());
-    let shard = Rc::clone(shard);
-    tokio::task::spawn_local(async move {
-        crate::conn::serve(Rc::clone(&shard), stream, peer, over_limit).await;
-        if counted {
-            shard.node.per_address.release(peer.ip());
-        }
-        shard.connection_closed();
-    });
+    // The connection's future is the task's whole state: no wrapper around it, which
+    // would keep a second copy of the stream and the peer for as long as it runs.
+    tokio::task::spawn_local(crate::conn::serve(
+        Rc::clone(shard),
+        stream,
+        peer,
+        over_limit,
+        counted,
+    ));
 }

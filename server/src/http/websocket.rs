@@ -2,8 +2,6 @@
 //! the connection once hyper hands the socket over (see `conn::drive`), so the shard
 //! counts a session as an open connection and closes it with 1001 when it shuts down.
 
-use std::rc::Rc;
-
 use bytes::Bytes;
 use fastwebsockets::upgrade::UpgradeFut;
 use hyper::http::request::Parts;
@@ -81,7 +79,7 @@ pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> 
     let subprotocol = matches!(&kind, Kind::GraphQl(s) if s.subprotocol);
     match streamhub_ws::upgrade::accept(&mut req) {
         Ok((resp, fut)) => {
-            *conn.upgrade.borrow_mut() = Some(Pending { fut, kind });
+            *conn.upgrade.borrow_mut() = Some(Box::new(Pending { fut, kind }));
             let (mut parts, _) = resp.into_parts();
             if subprotocol {
                 parts.headers.insert(
@@ -99,26 +97,53 @@ pub fn accept(conn: &ConnState, head: &mut Parts, kind: Kind) -> Response<Body> 
     }
 }
 
-/// Runs an accepted session to its end.
-pub async fn run(shard: &Shard, conn: &Rc<ConnState>, pending: Pending) {
-    let ws = match streamhub_ws::upgrade::socket(pending.fut).await {
-        Ok(ws) => ws,
+impl Pending {
+    /// The upgrade to wait for, and the session it starts.
+    pub fn into_parts(self) -> (UpgradeFut, Kind) {
+        (self.fut, self.kind)
+    }
+}
+
+/// The socket once hyper hands it over; None if the upgrade did not complete.
+pub async fn upgraded(fut: UpgradeFut) -> Option<streamhub_ws::upgrade::Socket> {
+    match streamhub_ws::upgrade::socket(fut).await {
+        Ok(ws) => Some(ws),
         Err(e) => {
             tracing::debug!(error = %e, "WebSocket upgrade did not complete");
-            return;
+            None
         }
-    };
-    match pending.kind {
-        // Boxed: the echo endpoint's state does not widen every session's.
-        Kind::Echo => {
-            Box::pin(streamhub_ws::echo::run(
-                ws,
-                ECHO_MAX_MESSAGE,
-                shard.closing(),
-            ))
-            .await
-        }
-        Kind::Room(start) => crate::realtime::session::run(shard, conn, ws, start).await,
-        Kind::GraphQl(start) => crate::realtime::graphql_ws::run(shard, conn, ws, start).await,
     }
+}
+
+/// The session an upgrade starts, to run until it ends: one future whatever its kind,
+/// as large as the largest.
+pub fn session<'a>(
+    shard: &'a Shard,
+    conn: &'a std::rc::Rc<ConnState>,
+    ws: streamhub_ws::upgrade::Socket,
+    kind: Kind,
+) -> impl std::future::Future<Output = ()> + 'a {
+    use futures_util::future::Either;
+    match kind {
+        Kind::Echo => Either::Left(echo(shard, ws)),
+        Kind::Room(start) => Either::Right(Either::Left(crate::realtime::session::run(
+            shard, conn, ws, start,
+        ))),
+        Kind::GraphQl(start) => Either::Right(Either::Right(crate::realtime::graphql_ws::run(
+            shard, conn, ws, start,
+        ))),
+    }
+}
+
+/// An echo session, to run to its end (boxed: the echo endpoint's state does not widen
+/// every session's).
+fn echo(
+    shard: &Shard,
+    ws: streamhub_ws::upgrade::Socket,
+) -> std::pin::Pin<Box<impl std::future::Future<Output = ()> + '_>> {
+    Box::pin(streamhub_ws::echo::run(
+        ws,
+        ECHO_MAX_MESSAGE,
+        shard.closing(),
+    ))
 }

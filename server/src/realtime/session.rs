@@ -168,7 +168,12 @@ impl<'a> Protocol<'a> for Session<'a> {
     /// Records a joined room, or queues the answer to a join or a send.
     fn on_done(&mut self, done: Done) -> bool {
         match done {
-            Done::Join(r, Ok(true)) => self.rooms.push(r),
+            Done::Join(r, Ok(true)) => {
+                // Most sessions join one room: room for one, not the four a first push
+                // would make.
+                self.rooms.reserve_exact(1);
+                self.rooms.push(r);
+            }
             Done::Join(_, Ok(false)) => {}
             Done::Join(_, Err((code, message))) => {
                 self.queue.push(room::error(code, &message, None));
