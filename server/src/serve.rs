@@ -18,6 +18,7 @@ use crate::cluster::RedisOrderer;
 use crate::config::Config;
 use crate::domain::events::EventSink;
 use crate::domain::{DataLayer, Domain};
+use crate::io_backend::Backend;
 use crate::node::{Node, Phase};
 use crate::realtime::fanout::Fanout;
 use crate::realtime::presence::Presence;
@@ -203,13 +204,24 @@ fn prepare_postgres(config: &Config, pg: &PgSettings) -> anyhow::Result<()> {
 /// the shards run.
 pub fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let (backend, why) = crate::io_backend::select(config.io)?;
-    tracing::info!(
-        backend = backend.name(),
-        reason = %why,
-        "io backend selected"
-    );
-
     let shards = config.shard_count();
+    match backend {
+        // Each shard's ring has its own file table, bounded by RLIMIT_NOFILE: the
+        // connections one process can hold grow with the shards, not the limit.
+        Backend::Uring => tracing::info!(
+            backend = backend.name(),
+            reason = %why,
+            shards,
+            connections = u64::from(crate::uring::table_size()) * shards as u64,
+            "io backend selected"
+        ),
+        Backend::Epoll => tracing::info!(
+            backend = backend.name(),
+            reason = %why,
+            "io backend selected"
+        ),
+    }
+
     let listeners = crate::listener::bind_all(config.listen, shards)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listeners[0]

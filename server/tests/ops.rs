@@ -31,6 +31,13 @@ fn each_io_backend_says_it_runs_and_why_and_serves() {
             line["reason"].as_str().unwrap().contains("STREAMHUB_IO"),
             "{setting}: {line}"
         );
+        if runs == "io_uring" {
+            // Each shard's ring holds a file table of RLIMIT_NOFILE less a reserve (at
+            // most 65,536): the connections the process can hold, said at start.
+            let table = (open_files_limit() - 256).clamp(64, 65_536);
+            let shards = line["shards"].as_u64().unwrap();
+            assert_eq!(line["connections"], shards * table, "{line}");
+        }
         let r = server.get("/graphql?query=%7B__typename%7D", &[]);
         assert_eq!(r.status, 200, "{setting}");
         assert_eq!(r.json()["data"]["__typename"], "Query", "{setting}");
@@ -212,4 +219,14 @@ fn head_requests_get_headers_only() {
         text.ends_with("\r\n\r\n"),
         "HEAD must not carry a body: {text:?}"
     );
+}
+
+/// This process' soft `RLIMIT_NOFILE` (the server inherits it).
+fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
