@@ -61,6 +61,7 @@ pub fn run(args: &ClusterArgs, command: &str) -> anyhow::Result<Value> {
         rate: args.rate,
         duration: args.duration,
         body_bytes: args.body_bytes,
+        shards: 1,
         per_process: 5_000,
         server_core: args.server_core,
         json: None,

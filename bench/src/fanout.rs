@@ -31,6 +31,11 @@ pub struct FanoutArgs {
     /// Bytes of each message's body.
     #[arg(long, default_value_t = 100)]
     pub body_bytes: usize,
+    /// Server shards (threads), all pinned to the server's core: more than one holds
+    /// more connections on io_uring, whose file table per ring is bounded by
+    /// `RLIMIT_NOFILE`.
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
     /// Subscribers per worker process (each process has its own descriptor limit).
     #[arg(long, default_value_t = 5_000)]
     pub per_process: u32,
@@ -55,6 +60,7 @@ pub fn run(args: &FanoutArgs, command: &str) -> anyhow::Result<Value> {
     let mut spec = streamhub(&dir);
     spec.env
         .push(("STREAMHUB_RATE_WS_CONNECT".into(), "off".into()));
+    with_shards(&mut spec, args.shards);
     let mut result = run_one(args, command, &spec)?;
     if let Some(peer) = &args.peer {
         let other = run_one(args, command, &crate::scenario::peer(peer, &dir)?)?;
@@ -74,6 +80,23 @@ pub fn run(args: &FanoutArgs, command: &str) -> anyhow::Result<Value> {
         result["ratio"] = ratio;
     }
     Ok(result)
+}
+
+/// Runs the server with `shards` shards.
+fn with_shards(spec: &mut crate::server::ServerSpec, shards: u32) {
+    for (k, v) in &mut spec.env {
+        if k == "STREAMHUB_SHARDS" {
+            *v = shards.to_string();
+        }
+    }
+}
+
+/// How the server ran, for a result's setup line.
+fn shards_said(shards: u32) -> String {
+    match shards {
+        1 => "one shard".to_string(),
+        n => format!("{n} shards"),
+    }
 }
 
 /// One server's run.
@@ -98,8 +121,8 @@ fn run_one(
         "scenario": "ws-fanout",
         "machine": crate::report::machine(),
         "setup": format!(
-            "server pinned to core {} with one shard; {} subscriber processes and one publisher on cores {}",
-            args.server_core, m.processes, crate::ws::other_cores(args.server_core)
+            "server pinned to core {} with {}; {} subscriber processes and one publisher on cores {}",
+            args.server_core, shards_said(args.shards), m.processes, crate::ws::other_cores(args.server_core)
         ),
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,
@@ -335,6 +358,11 @@ pub struct IdleArgs {
     /// Idle WebSocket connections to open (each joins the room, then stays silent).
     #[arg(long, default_value_t = 15_000)]
     pub connections: u32,
+    /// Server shards (threads), all pinned to the server's core: more than one holds
+    /// more connections on io_uring, whose file table per ring is bounded by
+    /// `RLIMIT_NOFILE`.
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
     /// Connections per worker process.
     #[arg(long, default_value_t = 5_000)]
     pub per_process: u32,
@@ -356,6 +384,7 @@ pub fn run_idle(args: &IdleArgs, command: &str) -> anyhow::Result<Value> {
     let mut spec = streamhub(&dir);
     spec.env
         .push(("STREAMHUB_RATE_WS_CONNECT".into(), "off".into()));
+    with_shards(&mut spec, args.shards);
     let server = ServerProc::start(&spec, args.server_core)?;
     // Warm the server (allocator, first connections) before the baseline.
     let _ = viewer_count(server.addr)?;
@@ -403,7 +432,7 @@ pub fn run_idle(args: &IdleArgs, command: &str) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "ws-idle",
         "machine": crate::report::machine(),
-        "setup": format!("server pinned to core {} with one shard; {} worker processes on cores {}", args.server_core, processes, crate::ws::other_cores(args.server_core)),
+        "setup": format!("server pinned to core {} with {}; {} worker processes on cores {}", args.server_core, shards_said(args.shards), processes, crate::ws::other_cores(args.server_core)),
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,
         "runs": [{
