@@ -122,7 +122,11 @@ fn run_one(
         "machine": crate::report::machine(),
         "setup": format!(
             "server pinned to core {} with {}; {} subscriber processes and one publisher on cores {}",
-            args.server_core, shards_said(args.shards), m.processes, crate::ws::other_cores(args.server_core)
+            args.server_core,
+            // The peers have no shards: the setting is StreamHub's alone.
+            if streamhub { shards_said(args.shards) } else { "its own threads".to_string() },
+            m.processes,
+            crate::ws::other_cores(args.server_core)
         ),
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         "command": command,

@@ -322,8 +322,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
 ///
 /// The future is the connection task's whole state, so it is built to keep no dead
 /// weight: the stream and the peer go into the boxed HTTP side before it starts (an
-/// `async fn` would keep its arguments' slots for its whole life), and a session's
-/// future is awaited directly here, each kind in its own arm, so they share one slot.
+/// `async fn` would keep its arguments' slots for its whole life), every value after
+/// the upgrade is moved whole into the next step, and the session is one future
+/// whatever its kind (`websocket::session`), awaited here.
 pub fn serve<S>(
     shard: Rc<Shard>,
     stream: S,

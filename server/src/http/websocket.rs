@@ -1,5 +1,5 @@
 //! WebSocket routes: the upgrade answered on the request path, then the session run on
-//! the connection once hyper hands the socket over (see `conn::drive`), so the shard
+//! the connection once hyper hands the socket over (see `conn::serve`), so the shard
 //! counts a session as an open connection and closes it with 1001 when it shuts down.
 
 use bytes::Bytes;

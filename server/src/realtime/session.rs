@@ -171,7 +171,9 @@ impl<'a> Protocol<'a> for Session<'a> {
             Done::Join(r, Ok(true)) => {
                 // Most sessions join one room: room for one, not the four a first push
                 // would make.
-                self.rooms.reserve_exact(1);
+                if self.rooms.capacity() == 0 {
+                    self.rooms.reserve_exact(1);
+                }
                 self.rooms.push(r);
             }
             Done::Join(_, Ok(false)) => {}

@@ -428,10 +428,18 @@ impl Driver {
                 if !ring.submission().cq_overflow() {
                     break;
                 }
-                self.pending.set(0);
-                if let Err(e) = ring.submit() {
-                    tracing::warn!(error = %e, "io_uring: taking overflowed completions failed");
-                    break;
+                match ring.submit() {
+                    // What was pushed this turn went in with it.
+                    Ok(_) => self.pending.set(0),
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                    Err(e) => {
+                        // Try again on the flusher's next turn rather than leave the
+                        // overflow (and this turn's submissions) behind.
+                        tracing::warn!(error = %e, "io_uring: taking overflowed completions failed");
+                        self.pending.set(self.pending.get().max(1));
+                        self.flush.notify_one();
+                        break;
+                    }
                 }
             }
         }
