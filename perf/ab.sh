@@ -20,19 +20,6 @@ tmp=$(mktemp -d)
 srv=
 trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-# Throughput of <scenario> against the server built in <dir>.
-http_rps() {
-  local dir=$1 scenario=$2 addr
-  addr=127.0.0.1:$(free_port)
-  (cd "$dir" && exec taskset -c 0 $(server_cmd streamhub "$addr")) >/dev/null 2>&1 &
-  srv=$!
-  wait_ready "$addr" 30
-  target/release/streamhub-bench "$scenario" --addr "$addr" --duration "$duration" \
-    --load-core 1 --quiet --json "$tmp/r.json" >/dev/null
-  kill "$srv"; wait "$srv" 2>/dev/null || true; srv=
-  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["runs"][0]["rps"]))' "$tmp/r.json"
-}
-
 # Server CPU microseconds per delivery of `ws-fanout --rate 200` with <dir>'s binaries.
 fanout_cpu() {
   if ! (cd "$1" && target/release/streamhub-bench ws-fanout --rate 200 --duration "$duration" \

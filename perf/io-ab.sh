@@ -17,19 +17,6 @@ tmp=$(mktemp -d)
 srv=
 trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-# Throughput of <scenario> on the backend in STREAMHUB_IO.
-http_rps() {
-  local scenario=$1 addr
-  addr=127.0.0.1:$(free_port)
-  taskset -c 0 $(server_cmd streamhub "$addr") >/dev/null 2>&1 &
-  srv=$!
-  wait_ready "$addr" 30
-  target/release/streamhub-bench "$scenario" --addr "$addr" --duration "$duration" \
-    --load-core 1 --quiet --json "$tmp/r.json" >/dev/null
-  kill "$srv"; wait "$srv" 2>/dev/null || true; srv=
-  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["runs"][0]["rps"]))' "$tmp/r.json"
-}
-
 # A field of the first run of a bench's JSON result.
 field() {
   python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["runs"][0][sys.argv[2]])' "$1" "$2"
@@ -39,8 +26,8 @@ declare -A got
 for r in $(seq 1 "$rounds"); do
   for io in epoll uring; do
     export STREAMHUB_IO=$io
-    s=$(http_rps http-static)
-    p=$(http_rps gql-persisted)
+    s=$(http_rps . http-static)
+    p=$(http_rps . gql-persisted)
     target/release/streamhub-bench ws-fanout --rate 200 --duration "$duration" \
       --json "$tmp/f.json" >"$tmp/f.log" 2>&1 || { cat "$tmp/f.log" >&2; exit 1; }
     f=$(field "$tmp/f.json" server_cpu_us_per_delivery)

@@ -26,6 +26,21 @@ server_cmd() {
   esac
 }
 
+# Closed-loop throughput (req/s) of `http_rps <dir> <scenario>` against the server built in
+# <dir>: the server on core 0, the load generator on core 1. Uses the caller's $tmp and
+# $duration, and keeps the server's pid in $srv while it runs (for the caller's trap).
+http_rps() {
+  local dir=$1 scenario=$2 addr
+  addr=127.0.0.1:$(free_port)
+  (cd "$dir" && exec taskset -c 0 $(server_cmd streamhub "$addr")) >/dev/null 2>&1 &
+  srv=$!
+  wait_ready "$addr" 30
+  target/release/streamhub-bench "$scenario" --addr "$addr" --duration "$duration" \
+    --load-core 1 --quiet --json "$tmp/r.json" >/dev/null
+  kill "$srv"; wait "$srv" 2>/dev/null || true; srv=
+  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["runs"][0]["rps"]))' "$tmp/r.json"
+}
+
 # Waits until `GET /healthz` on $1 answers 200, up to $2 seconds.
 wait_ready() {
   local addr=$1 patience=${2:-30}
